@@ -1,0 +1,37 @@
+# pecarchive: `make demo` runs the main job end to end on embedded defaults; `make test` runs every test.
+SHELL := /bin/bash
+GO ?= go
+FUZZTIME ?= 3s
+TOOLS := $(shell scripts/tools.sh --print-dir 2>/dev/null)
+
+.PHONY: all build demo test vet unit fuzz proto-check tools clean
+
+all: build
+
+build:
+	$(GO) build -o bin/pecarchive ./cmd/pecarchive
+
+demo: build
+	./bin/pecarchive demo
+
+tools:
+	scripts/tools.sh
+
+# Every test: vet, proto lint and generated-code check, unit and integration tests against real
+# PostgreSQL / S3 servers, then a short run of every fuzz target.
+test: tools vet proto-check unit fuzz
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	scripts/test-env.sh $(GO) test -count=1 -timeout 20m ./...
+
+fuzz:
+	scripts/fuzz.sh $(FUZZTIME)
+
+proto-check:
+	scripts/proto.sh check
+
+clean:
+	rm -rf bin
