@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Protobuf workflow for proto/ (buf.yaml, buf.gen.yaml at the repository root).
+#   scripts/proto.sh generate   regenerate gen/ with buf and the pinned local plugins
+#   scripts/proto.sh check      buf lint, then regenerate into a temporary directory and fail when
+#                               the committed gen/ differs (stale or hand-edited generated code)
+#   scripts/proto.sh breaking [REF]
+#                               buf breaking against a git ref (default: HEAD) of this repository
+# The tools (buf, protoc-gen-go, protoc-gen-go-grpc) are installed by scripts/tools.sh, which
+# builds them once and reuses the cached binaries; they are put first on PATH so the plugin
+# versions are the pinned ones, whatever else is installed.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+cd "$root"
+
+usage() { echo "usage: scripts/proto.sh generate|check|breaking [REF]" >&2; exit 2; }
+[ $# -ge 1 ] || usage
+
+bin=$("$here/tools.sh" buf protoc-gen-go protoc-gen-go-grpc | tail -n 1)
+export PATH="$bin:$PATH"
+# buf keeps a cache (module downloads, none needed here); keep it out of the work tree.
+export BUF_CACHE_DIR="${BUF_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pecarchive/buf}"
+
+case "$1" in
+generate)
+  buf generate
+  ;;
+check)
+  buf lint
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  buf generate --output "$tmp/out"
+  if ! diff -r -u gen "$tmp/out/gen" >"$tmp/diff" 2>&1; then
+    cat "$tmp/diff" >&2
+    rm -f "$tmp/diff"
+    echo "proto: gen/ is stale; run scripts/proto.sh generate and commit the result" >&2
+    exit 1
+  fi
+  rm -f "$tmp/diff"
+  echo "proto: lint clean, gen/ up to date"
+  ;;
+breaking)
+  ref=${2:-HEAD}
+  buf breaking --against ".git#ref=$ref"
+  ;;
+*)
+  usage
+  ;;
+esac
