@@ -22,7 +22,10 @@ var (
 	ErrXMLForbidden     = errors.New("pec: forbidden XML construct (DTD or entity)")
 	ErrInconsistent     = errors.New("pec: headers and daticert.xml disagree")
 	ErrSignatureMissing = errors.New("pec: signature part missing")
-	ErrNotPEC           = errors.New("pec: not a PEC message")
+	// ErrMalformedSignature: the signature container (for example the CMS of an opaque
+	// application/pkcs7-mime message) could not be read far enough to find the signed content.
+	ErrMalformedSignature = errors.New("pec: malformed signature container")
+	ErrNotPEC             = errors.New("pec: not a PEC message")
 )
 
 // ParseError is one problem found while parsing. Part names where it was found ("" for the top

@@ -141,6 +141,11 @@ type Signature struct {
 	Micalg string
 	// Protocol is the protocol parameter of multipart/signed or the pkcs7-mime content type.
 	Protocol string
+	// Encapsulated is, for an opaque signature, the encapsulated content (eContent) that Parse
+	// extracted from the CMS and walked for daticert.xml and postacert.eml; nil when it could not
+	// be extracted (a problem is reported) and for detached signatures. It aliases CMS unless the
+	// content was BER-segmented.
+	Encapsulated []byte
 }
 
 // Message is a parsed PEC (or non-PEC) message. Byte slices alias the raw input where the part
