@@ -1,0 +1,469 @@
+// Package s3store owns the S3 implementation of blob.Store: a bucket with Object Lock where every
+// object is written once under its content address ("sha256/<hex[0:2]>/<hex>") with a
+// server-checked SHA-256 and a retention date (COMPLIANCE by default, so nobody, root account
+// included, can delete or shorten it before the date).
+//
+// Each PUT carries the SHA-256 twice, both verified by the server before it stores anything:
+// as the signed payload hash (x-amz-content-sha256) and as the object's stored checksum
+// (x-amz-checksum-sha256). A PUT is conditional (If-None-Match: *), so writing an existing object
+// costs one refused request and one HEAD; an existing object is accepted only when its size and
+// stored SHA-256 match (else blob.ErrIntegrity).
+//
+// Reads are verified: Get hashes the bytes and fails with blob.ErrIntegrity at EOF on mismatch.
+// Stat reads retention and legal hold from the HEAD headers (x-amz-object-lock-*), which every
+// tested server returns (versitygw's GetObjectRetention answer cannot be decoded by minio-go).
+//
+// Network and server failures wrap blob.ErrUnavailable. Timeouts are short and retries few, so a
+// Store fails fast while S3 is down and works again as soon as it is back.
+//
+// Tested against versitygw (posix backend) and MinIO.
+package s3store
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/pecarchive/pecarchive/services/archive/blob"
+)
+
+// Defaults.
+const (
+	DefaultRetention  = 87600 * time.Hour // 10 years
+	DefaultRegion     = "us-east-1"
+	DefaultTimeout    = 20 * time.Second
+	DefaultMaxRetries = 2
+	// MaxObjectSize is the largest object Put accepts: one single PUT (the S3 limit is 5 GiB).
+	MaxObjectSize = 5 << 30
+)
+
+// Config configures a Store. Zero values mean the defaults.
+type Config struct {
+	Endpoint  string // host:port (no scheme)
+	AccessKey string
+	SecretKey string
+	Bucket    string
+	Region    string // default "us-east-1"
+	Secure    bool   // HTTPS
+
+	// Retention of each new object from the time of its Put (default 10 years).
+	Retention time.Duration
+	// Mode is the retention mode: "COMPLIANCE" (default) or "GOVERNANCE".
+	Mode string
+	// AllowNoObjectLock accepts a bucket without Object Lock (objects are then written with no
+	// retention: a weaker mode that must be asked for explicitly). Otherwise New and Check fail
+	// with blob.ErrNoObjectLock on such a bucket.
+	AllowNoObjectLock bool
+	// CreateBucket creates the bucket, with Object Lock enabled, when it does not exist.
+	CreateBucket bool
+	// ReadOnly refuses Put and SetLegalHold with blob.ErrReadOnly.
+	ReadOnly bool
+	// StatBeforePut sends a HEAD before each (still conditional) PUT, for S3 servers that ignore
+	// If-None-Match on PUT. It costs one more round trip per new object, and two Puts racing
+	// on such a server may both report created (writing two identical versions).
+	StatBeforePut bool
+
+	// Timeout bounds the wait for each response's headers (default 20s); dialing is bounded by
+	// min(Timeout, 5s).
+	Timeout time.Duration
+	// MaxRetries is the number of attempts per request on network errors (default 2).
+	MaxRetries int
+	// Transport replaces the HTTP transport (e.g. for custom TLS roots); timeouts are then its own.
+	Transport http.RoundTripper
+	// Now is the clock for retention dates (default time.Now).
+	Now func() time.Time
+}
+
+// Store is a blob.Store on an S3 bucket. Safe for concurrent use; keep one per process.
+type Store struct {
+	cfg    Config
+	client *minio.Client
+	core   minio.Core
+	mode   minio.RetentionMode
+	locked atomic.Bool // bucket has Object Lock (set by Check)
+}
+
+var _ blob.Store = (*Store)(nil)
+
+// New connects to the bucket (creating it when cfg.CreateBucket) and runs Check.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Endpoint == "" || cfg.Bucket == "" {
+		return nil, errors.New("s3store: endpoint and bucket are required")
+	}
+	if strings.Contains(cfg.Endpoint, "://") {
+		return nil, fmt.Errorf("s3store: endpoint %q must be host:port, without scheme (use Secure for HTTPS)", cfg.Endpoint)
+	}
+	if cfg.Region == "" {
+		cfg.Region = DefaultRegion
+	}
+	if cfg.Retention == 0 {
+		cfg.Retention = DefaultRetention
+	}
+	if cfg.Retention < 0 {
+		return nil, errors.New("s3store: negative retention")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.MaxRetries <= 0 {
+		cfg.MaxRetries = DefaultMaxRetries
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Store{cfg: cfg}
+	switch strings.ToUpper(cfg.Mode) {
+	case "", blob.ModeCompliance:
+		s.mode = minio.Compliance
+	case blob.ModeGovernance:
+		s.mode = minio.Governance
+	default:
+		return nil, fmt.Errorf("s3store: unknown retention mode %q (want COMPLIANCE or GOVERNANCE)", cfg.Mode)
+	}
+	tr := cfg.Transport
+	if tr == nil {
+		t, err := minio.DefaultTransport(cfg.Secure)
+		if err != nil {
+			return nil, fmt.Errorf("s3store: %w", err)
+		}
+		t.DialContext = (&net.Dialer{Timeout: min(cfg.Timeout, 5*time.Second), KeepAlive: 30 * time.Second}).DialContext
+		t.ResponseHeaderTimeout = cfg.Timeout
+		t.TLSHandshakeTimeout = min(cfg.Timeout, 10*time.Second)
+		t.ExpectContinueTimeout = time.Second
+		t.MaxIdleConnsPerHost = 256
+		t.MaxIdleConns = 256
+		tr = t
+	}
+	c, err := minio.New(cfg.Endpoint, &minio.Options{
+		Creds:        credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
+		Secure:       cfg.Secure,
+		Region:       cfg.Region,
+		Transport:    tr,
+		MaxRetries:   cfg.MaxRetries,
+		BucketLookup: minio.BucketLookupPath,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("s3store: %w", err)
+	}
+	s.client, s.core = c, minio.Core{Client: c}
+	if cfg.CreateBucket && !cfg.ReadOnly {
+		if err := s.createBucket(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.Check(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) createBucket(ctx context.Context) error {
+	ok, err := s.client.BucketExists(ctx, s.cfg.Bucket)
+	if err != nil {
+		return s.wrap("bucket exists", "", err)
+	}
+	if ok {
+		return nil
+	}
+	err = s.client.MakeBucket(ctx, s.cfg.Bucket, minio.MakeBucketOptions{Region: s.cfg.Region, ObjectLocking: true})
+	if code := minio.ToErrorResponse(err).Code; code == "BucketAlreadyOwnedByYou" || code == "BucketAlreadyExists" {
+		return nil // created concurrently
+	}
+	if err != nil {
+		return s.wrap("create bucket", "", err)
+	}
+	return nil
+}
+
+// Bucket returns the bucket name.
+func (s *Store) Bucket() string { return s.cfg.Bucket }
+
+// Client returns the underlying minio client (for tests and tools; don't write through it).
+func (s *Store) Client() *minio.Client { return s.client }
+
+// ObjectLock reports whether the bucket has Object Lock, as found by the last Check.
+func (s *Store) ObjectLock() bool { return s.locked.Load() }
+
+// Check verifies that the bucket exists and has Object Lock enabled. Without Object Lock it fails
+// with blob.ErrNoObjectLock unless Config.AllowNoObjectLock.
+func (s *Store) Check(ctx context.Context) error {
+	ok, err := s.client.BucketExists(ctx, s.cfg.Bucket)
+	if err != nil {
+		return s.wrap("check bucket", "", err)
+	}
+	if !ok {
+		return fmt.Errorf("s3store: bucket %q does not exist at %s (create it with Object Lock, or set CreateBucket)", s.cfg.Bucket, s.cfg.Endpoint)
+	}
+	status, _, _, _, err := s.client.GetObjectLockConfig(ctx, s.cfg.Bucket)
+	locked := err == nil && status == "Enabled"
+	if err != nil && !isNoLockConfig(err) {
+		return s.wrap("get object lock configuration", "", err)
+	}
+	s.locked.Store(locked)
+	if !locked && !s.cfg.AllowNoObjectLock {
+		return fmt.Errorf("%w: bucket %q at %s was not created with Object Lock, so stored evidence could be "+
+			"deleted or overwritten; create a new bucket with Object Lock enabled (it cannot be turned on "+
+			"later on most servers), or explicitly accept the weaker mode (AllowNoObjectLock)",
+			blob.ErrNoObjectLock, s.cfg.Bucket, s.cfg.Endpoint)
+	}
+	return nil
+}
+
+func isNoLockConfig(err error) bool {
+	r := minio.ToErrorResponse(err)
+	return r.Code == "ObjectLockConfigurationNotFoundError" || r.Code == "ObjectLockConfigurationNotFound" ||
+		(r.StatusCode == http.StatusNotFound && r.Code != "NoSuchBucket")
+}
+
+// Put implements blob.Store.
+func (s *Store) Put(ctx context.Context, sum [32]byte, data []byte) (bool, error) {
+	if s.cfg.ReadOnly {
+		return false, fmt.Errorf("s3store: put %x: %w", sum, blob.ErrReadOnly)
+	}
+	if len(data) > MaxObjectSize {
+		return false, fmt.Errorf("s3store: put %x: object of %d bytes is over the %d-byte limit", sum, len(data), MaxObjectSize)
+	}
+	if err := blob.CheckSum(sum, data); err != nil {
+		return false, fmt.Errorf("s3store: put: %w", err)
+	}
+	key := blob.Key(sum)
+	conditional := true
+	if s.cfg.StatBeforePut {
+		created, found, err := s.existing(ctx, sum, int64(len(data)))
+		if found || err != nil {
+			return created, err
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		err := s.putObject(ctx, key, sum, data, conditional)
+		if err == nil {
+			return true, nil
+		}
+		code := minio.ToErrorResponse(err).Code
+		switch {
+		case code == "PreconditionFailed":
+			// The object exists: accept it if identical. versitygw also refuses when the
+			// current version is a delete marker; the HEAD then finds nothing and we write.
+			created, found, err := s.existing(ctx, sum, int64(len(data)))
+			if found || err != nil {
+				return created, err
+			}
+			conditional = false
+		case code == "ConditionalRequestConflict" && attempt < 5:
+			// A concurrent conditional write of the same key is in progress (AWS); try again.
+			select {
+			case <-ctx.Done():
+				return false, s.wrap("put", key, ctx.Err())
+			case <-time.After(time.Duration(attempt+1) * 20 * time.Millisecond):
+			}
+		default:
+			return false, s.wrap("put", key, err)
+		}
+	}
+}
+
+// putObject sends one PUT with both SHA-256 headers and the retention.
+func (s *Store) putObject(ctx context.Context, key string, sum [32]byte, data []byte, conditional bool) error {
+	opts := minio.PutObjectOptions{
+		ContentType:          "application/octet-stream",
+		DisableContentSha256: true, // no streaming signature: the payload hash below is signed and checked
+		UserMetadata: map[string]string{
+			"x-amz-checksum-sha256": base64.StdEncoding.EncodeToString(sum[:]),
+		},
+	}
+	if s.locked.Load() {
+		opts.Mode = s.mode
+		opts.RetainUntilDate = s.cfg.Now().Add(s.cfg.Retention).UTC().Truncate(time.Second).Add(time.Second)
+	}
+	if conditional {
+		opts.SetMatchETagExcept("*")
+	}
+	info, err := s.core.PutObject(ctx, s.cfg.Bucket, key, bytes.NewReader(data), int64(len(data)),
+		"", hex.EncodeToString(sum[:]), opts)
+	if err != nil {
+		return err
+	}
+	if got := info.ChecksumSHA256; got != "" && got != base64.StdEncoding.EncodeToString(sum[:]) {
+		return fmt.Errorf("%w: server stored %s with checksum %s", blob.ErrIntegrity, key, got)
+	}
+	return nil
+}
+
+// existing checks the object already stored under sum. found=false when there is none.
+func (s *Store) existing(ctx context.Context, sum [32]byte, size int64) (created, found bool, err error) {
+	key := blob.Key(sum)
+	oi, err := s.client.StatObject(ctx, s.cfg.Bucket, key, minio.StatObjectOptions{Checksum: true})
+	if isNotFound(err) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, s.wrap("stat", key, err)
+	}
+	if oi.Size != size {
+		return false, true, fmt.Errorf("%w: s3store: %s already stored with %d bytes, not %d", blob.ErrIntegrity, key, oi.Size, size)
+	}
+	want := base64.StdEncoding.EncodeToString(sum[:])
+	switch {
+	case oi.ChecksumSHA256 == want:
+	case oi.ChecksumSHA256 != "":
+		return false, true, fmt.Errorf("%w: s3store: %s already stored with sha256 %s", blob.ErrIntegrity, key, oi.ChecksumSHA256)
+	default:
+		// Written without a SHA-256 checksum (not by this package): read it back and hash it.
+		if err := s.verifyContent(ctx, sum); err != nil {
+			return false, true, err
+		}
+	}
+	if s.locked.Load() && oi.Metadata.Get("X-Amz-Object-Lock-Mode") == "" {
+		// Identical bytes but no retention (written before the lock or by another tool): add it.
+		until := s.cfg.Now().Add(s.cfg.Retention).UTC().Truncate(time.Second).Add(time.Second)
+		mode := s.mode
+		err := s.client.PutObjectRetention(ctx, s.cfg.Bucket, key, minio.PutObjectRetentionOptions{
+			Mode: &mode, RetainUntilDate: &until, VersionID: oi.VersionID,
+		})
+		if err != nil {
+			return false, true, s.wrap("set retention", key, err)
+		}
+	}
+	return false, true, nil
+}
+
+func (s *Store) verifyContent(ctx context.Context, sum [32]byte) error {
+	rc, err := s.Get(ctx, sum)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	_, err = io.Copy(io.Discard, rc)
+	return err
+}
+
+// Get implements blob.Store.
+func (s *Store) Get(ctx context.Context, sum [32]byte) (io.ReadCloser, error) {
+	key := blob.Key(sum)
+	rc, oi, _, err := s.core.GetObject(ctx, s.cfg.Bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, s.wrap("get", key, err)
+	}
+	return blob.NewVerifyingReader(&bodyReader{rc: rc, s: s, key: key}, sum, oi.Size), nil
+}
+
+// bodyReader turns read errors of a response body into ErrUnavailable.
+type bodyReader struct {
+	rc  io.ReadCloser
+	s   *Store
+	key string
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF {
+		err = b.s.wrap("read", b.key, err)
+	}
+	return n, err
+}
+
+func (b *bodyReader) Close() error { return b.rc.Close() }
+
+// Stat implements blob.Store. Retention and legal hold come from the HEAD headers.
+func (s *Store) Stat(ctx context.Context, sum [32]byte) (blob.Info, error) {
+	key := blob.Key(sum)
+	oi, err := s.client.StatObject(ctx, s.cfg.Bucket, key, minio.StatObjectOptions{})
+	if err != nil {
+		return blob.Info{}, s.wrap("stat", key, err)
+	}
+	info := blob.Info{
+		Size:      oi.Size,
+		Mode:      strings.ToUpper(oi.Metadata.Get("X-Amz-Object-Lock-Mode")),
+		LegalHold: strings.EqualFold(oi.Metadata.Get("X-Amz-Object-Lock-Legal-Hold"), "ON"),
+	}
+	if v := oi.Metadata.Get("X-Amz-Object-Lock-Retain-Until-Date"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return blob.Info{}, fmt.Errorf("%w: s3store: stat %s: bad retain-until date %q", blob.ErrUnavailable, key, v)
+		}
+		info.RetainUntil = t.UTC()
+	}
+	return info, nil
+}
+
+// SetLegalHold implements blob.Store.
+func (s *Store) SetLegalHold(ctx context.Context, sum [32]byte, on bool) error {
+	key := blob.Key(sum)
+	if s.cfg.ReadOnly {
+		return fmt.Errorf("s3store: legal hold %s: %w", key, blob.ErrReadOnly)
+	}
+	if !s.locked.Load() {
+		return fmt.Errorf("s3store: legal hold %s: %w (legal holds need it)", key, blob.ErrNoObjectLock)
+	}
+	status := minio.LegalHoldDisabled
+	if on {
+		status = minio.LegalHoldEnabled
+	}
+	err := s.client.PutObjectLegalHold(ctx, s.cfg.Bucket, key, minio.PutObjectLegalHoldOptions{Status: &status})
+	if err != nil {
+		return s.wrap("legal hold", key, err)
+	}
+	return nil
+}
+
+// Walk implements blob.Store. Keys under "sha256/" that are not content addresses are skipped.
+func (s *Store) Walk(ctx context.Context, fn func(sum [32]byte) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for o := range s.client.ListObjects(ctx, s.cfg.Bucket, minio.ListObjectsOptions{Prefix: blob.KeyPrefix, Recursive: true}) {
+		if o.Err != nil {
+			return s.wrap("list", blob.KeyPrefix, o.Err)
+		}
+		sum, ok := blob.ParseKey(o.Key)
+		if !ok {
+			continue
+		}
+		if err := fn(sum); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+func isNotFound(err error) bool {
+	if err == nil {
+		return false
+	}
+	r := minio.ToErrorResponse(err)
+	switch r.Code {
+	case "NoSuchKey", "NoSuchVersion":
+		return true
+	case "NoSuchBucket":
+		return false
+	}
+	// HEAD answers have no body: a bare 404 (or 405 for a delete marker) means no object.
+	return r.Code == "NotFound" || (r.Code == "" && r.StatusCode == http.StatusNotFound)
+}
+
+// wrap classifies err: missing objects become blob.ErrNotFound, checksum mismatches
+// blob.ErrIntegrity, and everything else (network, server, permissions) blob.ErrUnavailable.
+func (s *Store) wrap(op, key string, err error) error {
+	if errors.Is(err, blob.ErrIntegrity) || errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrUnavailable) {
+		return fmt.Errorf("s3store: %s %s: %w", op, key, err)
+	}
+	if isNotFound(err) {
+		return fmt.Errorf("s3store: %s %s: %w", op, key, blob.ErrNotFound)
+	}
+	switch minio.ToErrorResponse(err).Code {
+	case "BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "XAmzContentChecksumMismatch", "InvalidChecksum":
+		return fmt.Errorf("s3store: %s %s: %w: %w", op, key, blob.ErrIntegrity, err)
+	}
+	return fmt.Errorf("s3store: %s %s at %s: %w: %w", op, key, s.cfg.Endpoint, blob.ErrUnavailable, err)
+}
