@@ -1,0 +1,215 @@
+package merklelog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pecarchive/pecarchive/tlog"
+	"github.com/transparency-dev/formats/log"
+)
+
+// Publish signs a checkpoint for the current tree and stores it, returning the signed note
+// (tlog.VerifyCheckpoint checks it). When the latest stored checkpoint already has the current
+// size, Publish returns it unchanged, so calling it on a timer is cheap. Concurrent publishers on
+// several replicas are safe: the first to store a size wins and the others return its note.
+func (l *Log) Publish(ctx context.Context) (signed []byte, err error) {
+	if l.cfg.Signer == nil {
+		return nil, ErrNoSigner
+	}
+	b := &pgx.Batch{}
+	b.Queue(`SELECT size, compact FROM merklelog_state WHERE id`)
+	b.Queue(`SELECT size, signed FROM merklelog_checkpoint ORDER BY size DESC LIMIT 1`)
+	br := l.pool.SendBatch(ctx, b)
+	var size, latest int64 = 0, -1
+	var packed, latestSigned []byte
+	err = br.QueryRow().Scan(&size, &packed)
+	if err == nil {
+		err = br.QueryRow().Scan(&latest, &latestSigned)
+		if errors.Is(err, pgx.ErrNoRows) {
+			latest, err = -1, nil
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, l.dbErr("read state", err)
+	}
+	st, err := l.parseState(size, packed)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case latest == size:
+		return latestSigned, nil
+	case latest > size:
+		return nil, fmt.Errorf("%w: latest checkpoint has size %d but the tree has %d leaves", ErrCorrupt, latest, size)
+	}
+	root, err := st.rng.GetRootHash(nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if root == nil {
+		e := tlog.EmptyRoot()
+		root = e[:]
+	}
+	signed, err = tlog.SignCheckpoint(l.cfg.Signer, log.Checkpoint{Origin: l.cfg.Origin, Size: st.size, Hash: root})
+	if err != nil {
+		return nil, fmt.Errorf("merklelog: publish: %w", err)
+	}
+	// A concurrent publisher may have stored this size first: keep and return its note.
+	tag, err := l.pool.Exec(ctx, `INSERT INTO merklelog_checkpoint (size, root, signed) VALUES ($1, $2, $3)
+		ON CONFLICT (size) DO NOTHING`, size, root, signed)
+	if err != nil {
+		return nil, l.dbErr("store checkpoint", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return l.CheckpointAt(ctx, st.size)
+	}
+	return signed, nil
+}
+
+// Checkpoint returns the latest stored signed checkpoint, or ErrNotFound before the first Publish.
+func (l *Log) Checkpoint(ctx context.Context) (signed []byte, err error) {
+	err = l.pool.QueryRow(ctx, `SELECT signed FROM merklelog_checkpoint ORDER BY size DESC LIMIT 1`).Scan(&signed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: no checkpoint published", ErrNotFound)
+	}
+	if err != nil {
+		return nil, l.dbErr("read checkpoint", err)
+	}
+	return signed, nil
+}
+
+// CheckpointAt returns the stored signed checkpoint of exactly the given size, or ErrNotFound.
+func (l *Log) CheckpointAt(ctx context.Context, size uint64) (signed []byte, err error) {
+	if size > 1<<62 {
+		return nil, fmt.Errorf("%w: size %d", ErrInvalid, size)
+	}
+	err = l.pool.QueryRow(ctx, `SELECT signed FROM merklelog_checkpoint WHERE size = $1`, int64(size)).Scan(&signed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: no checkpoint of size %d", ErrNotFound, size)
+	}
+	if err != nil {
+		return nil, l.dbErr("read checkpoint", err)
+	}
+	return signed, nil
+}
+
+// pageSize is how many rows Leaves and Checkpoints read per query; fn is called between
+// queries, never while a connection is held.
+const pageSize = 2048
+
+// Checkpoints calls fn for every stored checkpoint in increasing size order. An error from fn
+// stops the iteration and is returned as is.
+func (l *Log) Checkpoints(ctx context.Context, fn func(size uint64, signed []byte) error) error {
+	return l.checkpoints(ctx, l.pool, func(c storedCheckpoint) error { return fn(c.size, c.signed) })
+}
+
+type storedCheckpoint struct {
+	size   uint64
+	root   []byte
+	signed []byte
+	unix   int64 // created_at, microseconds
+}
+
+func (l *Log) checkpoints(ctx context.Context, q querier, fn func(storedCheckpoint) error) error {
+	after := int64(-1)
+	for {
+		rows, err := q.Query(ctx, `SELECT size, root, signed, (extract(epoch FROM created_at) * 1000000)::bigint
+			FROM merklelog_checkpoint WHERE size > $1 ORDER BY size LIMIT $2`, after, pageSize)
+		if err != nil {
+			return l.dbErr("read checkpoints", err)
+		}
+		var page []storedCheckpoint
+		for rows.Next() {
+			var c storedCheckpoint
+			var size int64
+			if err := rows.Scan(&size, &c.root, &c.signed, &c.unix); err != nil {
+				rows.Close()
+				return l.dbErr("read checkpoints", err)
+			}
+			c.size = uint64(size)
+			after = size
+			page = append(page, c)
+		}
+		if err := rows.Err(); err != nil {
+			return l.dbErr("read checkpoints", err)
+		}
+		for _, c := range page {
+			if err := fn(c); err != nil {
+				return err
+			}
+		}
+		if len(page) < pageSize {
+			return nil
+		}
+	}
+}
+
+// LeafData returns the data of leaf index, or ErrNotFound when index >= Size.
+func (l *Log) LeafData(ctx context.Context, index uint64) ([]byte, error) {
+	if index >= 1<<62 {
+		return nil, fmt.Errorf("%w: leaf %d", ErrNotFound, index)
+	}
+	var data []byte
+	err := l.pool.QueryRow(ctx, `SELECT data FROM merklelog_leaf WHERE idx = $1`, int64(index)).Scan(&data)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: leaf %d", ErrNotFound, index)
+	}
+	if err != nil {
+		return nil, l.dbErr("read leaf", err)
+	}
+	return data, nil
+}
+
+// Leaves calls fn for every leaf in index order. An error from fn stops the iteration and is
+// returned as is.
+func (l *Log) Leaves(ctx context.Context, fn func(index uint64, data []byte) error) error {
+	return l.LeavesFrom(ctx, 0, fn)
+}
+
+// LeavesFrom is Leaves starting at leaf index start (for incremental audits).
+func (l *Log) LeavesFrom(ctx context.Context, start uint64, fn func(index uint64, data []byte) error) error {
+	return l.leaves(ctx, l.pool, start, func(index uint64, data, _ []byte) error { return fn(index, data) })
+}
+
+func (l *Log) leaves(ctx context.Context, q querier, start uint64, fn func(index uint64, data, hash []byte) error) error {
+	if start >= 1<<62 {
+		return nil
+	}
+	next := int64(start)
+	for {
+		rows, err := q.Query(ctx, `SELECT idx, data, hash FROM merklelog_leaf WHERE idx >= $1 ORDER BY idx LIMIT $2`, next, pageSize)
+		if err != nil {
+			return l.dbErr("read leaves", err)
+		}
+		type leaf struct {
+			idx        int64
+			data, hash []byte
+		}
+		var page []leaf
+		for rows.Next() {
+			var lf leaf
+			if err := rows.Scan(&lf.idx, &lf.data, &lf.hash); err != nil {
+				rows.Close()
+				return l.dbErr("read leaves", err)
+			}
+			next = lf.idx + 1
+			page = append(page, lf)
+		}
+		if err := rows.Err(); err != nil {
+			return l.dbErr("read leaves", err)
+		}
+		for _, lf := range page {
+			if err := fn(uint64(lf.idx), lf.data, lf.hash); err != nil {
+				return err
+			}
+		}
+		if len(page) < pageSize {
+			return nil
+		}
+	}
+}

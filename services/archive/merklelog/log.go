@@ -1,0 +1,327 @@
+// Package merklelog owns the archive's transparency log in PostgreSQL: an append-only RFC 6962
+// Merkle tree with one leaf per archived message (and per audited access), its sequencer, the
+// stored tree nodes that answer root, inclusion and consistency queries with O(log n) reads, and
+// the signed checkpoints it publishes. The leaf encoding, checkpoint format and proof
+// verification are in the public package github.com/pecarchive/pecarchive/tlog.
+//
+// # Storage
+//
+// The schema (see [Migrations]) has four tables in the connection's current schema:
+// merklelog_leaf (index, data, leaf hash), merklelog_node (every complete subtree of level >= 1,
+// written once when its last leaf is appended), merklelog_state (one row: size and the compact
+// range of the tree, i.e. the roots of the perfect subtrees covering it) and merklelog_checkpoint
+// (signed checkpoints). Any root, inclusion proof or consistency proof is made of complete
+// subtrees, so it is answered by one SELECT of at most about 2·log2(n) stored nodes; nothing is
+// ever rehashed beyond the leaves being appended.
+//
+// # Sequencing
+//
+// [Log.Append] runs inside the caller's transaction, so leaves commit or roll back together with
+// the caller's rows. It takes a transaction-scoped advisory lock (pg_advisory_xact_lock, keyed by
+// the current schema) and locks the state row, so any number of replicas may append: they are
+// serialized, each sees the previous one's committed state, and a rolled-back transaction leaves
+// no trace. The lock is held until the caller's transaction ends, so callers should batch many
+// leaves per transaction, call Append last, and commit promptly. Use READ COMMITTED (the default)
+// for the caller's transaction; under REPEATABLE READ or SERIALIZABLE a concurrent append makes
+// Append fail with a serialization error.
+package merklelog
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pecarchive/pecarchive/tlog"
+	"github.com/transparency-dev/merkle/compact"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// Migrations holds the schema, files migrations/NNNN_name.up.sql, to be run by internal/pgmigrate
+// with the version table [VersionTable].
+//
+//go:embed migrations/*.up.sql
+var Migrations embed.FS
+
+// VersionTable is the name of the migration version table for [Migrations].
+const VersionTable = "merklelog_schema_version"
+
+// Limits.
+const (
+	// MaxBatch is the largest number of leaves one Append accepts.
+	MaxBatch = 100_000
+	// MaxLeafSize is the largest leaf accepted when Config.RawLeaves is set; otherwise leaves are
+	// bounded by tlog.MaxLeafSize.
+	MaxLeafSize = 64 << 10
+)
+
+// Errors; use errors.Is. Database errors are wrapped as they come from pgx.
+var (
+	// ErrInvalid: bad argument (empty or oversized batch, malformed leaf, index >= size, from > to).
+	ErrInvalid = errors.New("merklelog: invalid argument")
+	// ErrOutOfRange: the requested size or index is beyond the current tree.
+	ErrOutOfRange = errors.New("merklelog: beyond the current tree size")
+	// ErrNotFound: no such leaf, or no checkpoint published yet.
+	ErrNotFound = errors.New("merklelog: not found")
+	// ErrCorrupt: stored data is inconsistent (a node or leaf that must exist is missing, the state
+	// row does not parse). Run Verify.
+	ErrCorrupt = errors.New("merklelog: stored log is inconsistent")
+	// ErrNoSigner: Publish was called on a Log configured without a signer.
+	ErrNoSigner = errors.New("merklelog: no checkpoint signer configured")
+	// ErrSchema: the tables are missing; run the migrations.
+	ErrSchema = errors.New("merklelog: schema not migrated")
+)
+
+// Config configures a [Log].
+type Config struct {
+	// Pool is the PostgreSQL pool; its search_path selects the schema holding the tables.
+	Pool *pgxpool.Pool
+	// Origin is the log origin, the first line of every checkpoint. It defaults to Signer.Name()
+	// and must equal it (tlog checkpoints are signed by a key named after the origin).
+	Origin string
+	// Signer signs checkpoints (see tlog.NewSigner). Nil makes a read-only log: Publish fails
+	// with ErrNoSigner, everything else works.
+	Signer note.Signer
+	// Verifier, when set, is used by Verify to check checkpoint signatures (see tlog.NewVerifier
+	// and tlog.VerifierKey). Its name must equal the origin.
+	Verifier note.Verifier
+	// RawLeaves makes Append accept any non-empty leaf data up to MaxLeafSize. By default every
+	// leaf must be a valid tlog.Leaf encoding, which Verify checks too.
+	RawLeaves bool
+}
+
+// Log is the PostgreSQL-backed transparency log. It is safe for concurrent use and keeps no
+// state of its own besides its configuration: every call reads the database.
+type Log struct {
+	pool *pgxpool.Pool
+	cfg  Config
+	rf   *compact.RangeFactory
+}
+
+// New returns a Log over the tables of cfg.Pool's current schema, checking that the migrations
+// have been run.
+func New(ctx context.Context, cfg Config) (*Log, error) {
+	if cfg.Pool == nil {
+		return nil, fmt.Errorf("%w: nil pool", ErrInvalid)
+	}
+	if cfg.Signer != nil {
+		if cfg.Origin == "" {
+			cfg.Origin = cfg.Signer.Name()
+		}
+		if cfg.Origin != cfg.Signer.Name() {
+			return nil, fmt.Errorf("%w: origin %q differs from signer key name %q", ErrInvalid, cfg.Origin, cfg.Signer.Name())
+		}
+	}
+	if cfg.Verifier != nil {
+		if cfg.Origin == "" {
+			cfg.Origin = cfg.Verifier.Name()
+		}
+		if cfg.Origin != cfg.Verifier.Name() {
+			return nil, fmt.Errorf("%w: origin %q differs from verifier key name %q", ErrInvalid, cfg.Origin, cfg.Verifier.Name())
+		}
+	}
+	l := &Log{pool: cfg.Pool, cfg: cfg, rf: &compact.RangeFactory{Hash: hashChildren}}
+	if _, err := l.Size(ctx); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// Origin returns the log origin ("" when neither signer nor origin was configured).
+func (l *Log) Origin() string { return l.cfg.Origin }
+
+func hashChildren(left, right []byte) []byte {
+	h := tlog.NodeHash(left, right)
+	return h[:]
+}
+
+// querier is what both a pool and a transaction offer.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// state is the sequencer state row.
+type state struct {
+	size uint64
+	rng  *compact.Range
+}
+
+func (l *Log) parseState(size int64, packed []byte) (state, error) {
+	if size < 0 || len(packed)%32 != 0 {
+		return state{}, fmt.Errorf("%w: state row: size %d, %d compact bytes", ErrCorrupt, size, len(packed))
+	}
+	hashes := make([][]byte, len(packed)/32)
+	for i := range hashes {
+		hashes[i] = packed[i*32 : (i+1)*32 : (i+1)*32]
+	}
+	r, err := l.rf.NewRange(0, uint64(size), hashes)
+	if err != nil {
+		return state{}, fmt.Errorf("%w: state row: %v", ErrCorrupt, err)
+	}
+	return state{size: uint64(size), rng: r}, nil
+}
+
+func packRange(r *compact.Range) []byte {
+	hs := r.Hashes()
+	b := make([]byte, 0, 32*len(hs))
+	for _, h := range hs {
+		b = append(b, h...)
+	}
+	return b
+}
+
+func (l *Log) readState(ctx context.Context, q querier) (state, error) {
+	var size int64
+	var packed []byte
+	if err := q.QueryRow(ctx, `SELECT size, compact FROM merklelog_state WHERE id`).Scan(&size, &packed); err != nil {
+		return state{}, l.dbErr("read state", err)
+	}
+	return l.parseState(size, packed)
+}
+
+// dbErr wraps a database error, mapping a missing table or state row to ErrSchema.
+func (l *Log) dbErr(op string, err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "42P01" { // undefined_table
+		return fmt.Errorf("%w: %s: %v", ErrSchema, op, err)
+	}
+	if errors.Is(err, pgx.ErrNoRows) && op == "read state" {
+		return fmt.Errorf("%w: state row missing", ErrSchema)
+	}
+	return fmt.Errorf("merklelog: %s: %w", op, err)
+}
+
+// Size returns the number of leaves committed to the log.
+func (l *Log) Size(ctx context.Context) (uint64, error) {
+	var size int64
+	if err := l.pool.QueryRow(ctx, `SELECT size FROM merklelog_state WHERE id`).Scan(&size); err != nil {
+		return 0, l.dbErr("read state", err)
+	}
+	if size < 0 {
+		return 0, fmt.Errorf("%w: negative size", ErrCorrupt)
+	}
+	return uint64(size), nil
+}
+
+// lockClass is the first key of the sequencer's advisory lock ("mlog"); the second is a hash of
+// the current schema, so logs in different schemas do not contend.
+const lockClass = 0x6d6c6f67
+
+// Append appends leaves to the log inside tx, which must be a transaction on the log's database
+// (usually carrying the caller's catalog rows too), and returns the index of the first leaf; the
+// others follow in order. Nothing is visible to readers until tx commits, and nothing remains if
+// it rolls back. See the package documentation for the locking.
+//
+// Unless Config.RawLeaves is set, every leaf must be a valid tlog.Leaf encoding.
+func (l *Log) Append(ctx context.Context, tx pgx.Tx, leaves [][]byte) (first uint64, err error) {
+	if tx == nil {
+		return 0, fmt.Errorf("%w: nil transaction", ErrInvalid)
+	}
+	if len(leaves) == 0 || len(leaves) > MaxBatch {
+		return 0, fmt.Errorf("%w: batch of %d leaves (1 to %d)", ErrInvalid, len(leaves), MaxBatch)
+	}
+	hashes := make([][]byte, len(leaves))
+	for i, d := range leaves {
+		if len(d) == 0 || len(d) > MaxLeafSize {
+			return 0, fmt.Errorf("%w: leaf %d is %d bytes (1 to %d)", ErrInvalid, i, len(d), MaxLeafSize)
+		}
+		if !l.cfg.RawLeaves {
+			if _, err := tlog.ParseLeaf(d); err != nil {
+				return 0, fmt.Errorf("%w: leaf %d: %w", ErrInvalid, i, err)
+			}
+		}
+		h := tlog.LeafHash(d)
+		hashes[i] = h[:]
+	}
+
+	// One round trip: take the sequencer lock, then read the state it protects. The state read
+	// is a separate statement so its snapshot is taken after the lock is granted.
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))`, int32(lockClass))
+	b.Queue(`SELECT size, compact FROM merklelog_state WHERE id FOR UPDATE`)
+	br := tx.SendBatch(ctx, b)
+	_, err = br.Exec()
+	var size int64
+	var packed []byte
+	if err == nil {
+		err = br.QueryRow().Scan(&size, &packed)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, l.dbErr("append: lock and read state", err)
+	}
+	st, err := l.parseState(size, packed)
+	if err != nil {
+		return 0, err
+	}
+	first = st.size
+	if first+uint64(len(leaves)) > 1<<62 {
+		return 0, fmt.Errorf("%w: log is full", ErrInvalid)
+	}
+
+	// Extend the compact range, collecting every subtree completed on the way.
+	idx := make([]int64, len(leaves))
+	var nLevel []int16
+	var nIdx []int64
+	var nHash [][]byte
+	visit := func(id compact.NodeID, hash []byte) {
+		if id.Level == 0 {
+			return // leaf hashes are stored with the leaves
+		}
+		nLevel = append(nLevel, int16(id.Level))
+		nIdx = append(nIdx, int64(id.Index))
+		nHash = append(nHash, hash)
+	}
+	for i, h := range hashes {
+		idx[i] = int64(first) + int64(i)
+		if err := st.rng.Append(h, visit); err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+	}
+
+	// One more round trip for all the writes.
+	b = &pgx.Batch{}
+	b.Queue(`INSERT INTO merklelog_leaf (idx, data, hash)
+		SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[])`, idx, leaves, hashes)
+	if len(nLevel) > 0 {
+		b.Queue(`INSERT INTO merklelog_node (level, idx, hash)
+			SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])`, nLevel, nIdx, nHash)
+	}
+	b.Queue(`UPDATE merklelog_state SET size = $1, compact = $2, updated_at = now() WHERE id AND size = $3`,
+		int64(st.rng.End()), packRange(st.rng), size)
+	br = tx.SendBatch(ctx, b)
+	err = func() error {
+		tag, err := br.Exec()
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() != int64(len(leaves)) {
+			return fmt.Errorf("inserted %d leaves, want %d", tag.RowsAffected(), len(leaves))
+		}
+		if len(nLevel) > 0 {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		if tag, err = br.Exec(); err != nil {
+			return err
+		}
+		if tag.RowsAffected() != 1 {
+			return fmt.Errorf("%w: state changed under the sequencer lock", ErrCorrupt)
+		}
+		return nil
+	}()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, l.dbErr("append", err)
+	}
+	return first, nil
+}

@@ -1,0 +1,471 @@
+package merklelog_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/pecarchive/pecarchive/services/archive/merklelog"
+	"github.com/pecarchive/pecarchive/tlog"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"github.com/transparency-dev/merkle/testonly"
+)
+
+func equalProofs(a, b [][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !bytes.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkTree compares the log's roots and proofs with the reference tree for every size up to
+// the reference size (or a random sample of sizes when the tree is big).
+func checkTree(t *testing.T, e *env, ref *testonly.Tree, samples int) {
+	t.Helper()
+	ctx := context.Background()
+	n := ref.Size()
+	if got, err := e.log.Size(ctx); err != nil || got != n {
+		t.Fatalf("Size = %d, %v; want %d", got, err, n)
+	}
+	rnd := rand.New(rand.NewPCG(uint64(n), 7))
+	sizes := []uint64{}
+	if samples == 0 {
+		for s := uint64(0); s <= n; s++ {
+			sizes = append(sizes, s)
+		}
+	} else {
+		sizes = append(sizes, 0, 1, n)
+		for range samples {
+			sizes = append(sizes, rnd.Uint64N(n+1))
+		}
+	}
+	for _, size := range sizes {
+		root, err := e.log.Root(ctx, size)
+		if err != nil {
+			t.Fatalf("Root(%d): %v", size, err)
+		}
+		if want := ref.HashAt(size); !bytes.Equal(root, want) {
+			t.Fatalf("Root(%d) = %x, want %x", size, root, want)
+		}
+		if size > 0 {
+			for _, index := range []uint64{0, size - 1, size / 2, rnd.Uint64N(size)} {
+				p, err := e.log.InclusionProof(ctx, index, size)
+				if err != nil {
+					t.Fatalf("InclusionProof(%d, %d): %v", index, size, err)
+				}
+				want, _ := ref.InclusionProof(index, size)
+				if !equalProofs(p, want) {
+					t.Fatalf("InclusionProof(%d, %d) differs from the reference", index, size)
+				}
+				if err := tlog.VerifyInclusion([32]byte(ref.LeafHash(index)), index, size, p, root); err != nil {
+					t.Fatalf("VerifyInclusion(%d, %d): %v", index, size, err)
+				}
+			}
+		}
+		for _, from := range []uint64{0, 1, size / 2, size - min(size, 1), size, rnd.Uint64N(size + 1)} {
+			if from > size {
+				continue
+			}
+			p, err := e.log.ConsistencyProof(ctx, from, size)
+			if err != nil {
+				t.Fatalf("ConsistencyProof(%d, %d): %v", from, size, err)
+			}
+			want, _ := ref.ConsistencyProof(from, size)
+			if !equalProofs(p, want) {
+				t.Fatalf("ConsistencyProof(%d, %d) differs from the reference", from, size)
+			}
+			if err := tlog.VerifyConsistency(from, size, p, ref.HashAt(from), root); err != nil {
+				t.Fatalf("VerifyConsistency(%d, %d): %v", from, size, err)
+			}
+		}
+	}
+}
+
+func TestTreeAgainstReference(t *testing.T) {
+	e := newEnv(t, merklelog.Config{})
+	ctx := context.Background()
+	ref := testonly.New(rfc6962.DefaultHasher)
+	checkTree(t, e, ref, 0) // empty
+	var all [][]byte
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for len(all) < 300 {
+		batch := make([][]byte, 1+rnd.IntN(40))
+		for i := range batch {
+			batch[i] = leaf(len(all) + i)
+		}
+		first := e.appendTx(t, batch)
+		if first != uint64(len(all)) {
+			t.Fatalf("Append returned first %d, want %d", first, len(all))
+		}
+		all = append(all, batch...)
+		ref.AppendData(batch...)
+	}
+	checkTree(t, e, ref, 0)
+
+	// Leaf data.
+	for _, i := range []int{0, 1, 150, len(all) - 1} {
+		d, err := e.log.LeafData(ctx, uint64(i))
+		if err != nil || !bytes.Equal(d, all[i]) {
+			t.Fatalf("LeafData(%d) = %q, %v", i, d, err)
+		}
+	}
+	n := 0
+	err := e.log.Leaves(ctx, func(index uint64, data []byte) error {
+		if index != uint64(n) || !bytes.Equal(data, all[n]) {
+			return fmt.Errorf("leaf %d: got index %d", n, index)
+		}
+		n++
+		return nil
+	})
+	if err != nil || n != len(all) {
+		t.Fatalf("Leaves: %d leaves, %v", n, err)
+	}
+	stop := errors.New("stop")
+	if err := e.log.LeavesFrom(ctx, 299, func(index uint64, data []byte) error { return stop }); err != stop {
+		t.Fatalf("Leaves did not return fn's error: %v", err)
+	}
+
+	// Out of range and invalid arguments.
+	size := uint64(len(all))
+	for name, err := range map[string]error{
+		"Root(size+1)":                     second(e.log.Root(ctx, size+1)),
+		"InclusionProof(size, size+1)":     second(e.log.InclusionProof(ctx, size, size+1)),
+		"InclusionProof(0, size+5)":        second(e.log.InclusionProof(ctx, 0, size+5)),
+		"ConsistencyProof(3, size+1)":      second(e.log.ConsistencyProof(ctx, 3, size+1)),
+		"ConsistencyProof(0, size+1)":      second(e.log.ConsistencyProof(ctx, 0, size+1)),
+		"ConsistencyProof(size+1, size+1)": second(e.log.ConsistencyProof(ctx, size+1, size+1)),
+	} {
+		if !errors.Is(err, merklelog.ErrOutOfRange) {
+			t.Errorf("%s: %v, want ErrOutOfRange", name, err)
+		}
+	}
+	for name, err := range map[string]error{
+		"InclusionProof(5, 5)":   second(e.log.InclusionProof(ctx, 5, 5)),
+		"ConsistencyProof(5, 3)": second(e.log.ConsistencyProof(ctx, 5, 3)),
+		"Root(huge)":             second(e.log.Root(ctx, 1<<63)),
+	} {
+		if !errors.Is(err, merklelog.ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", name, err)
+		}
+	}
+	if _, err := e.log.LeafData(ctx, size); !errors.Is(err, merklelog.ErrNotFound) {
+		t.Errorf("LeafData(size): %v", err)
+	}
+}
+
+func second[T any](_ T, err error) error { return err }
+
+// TestReads checks that a root or proof costs one query whatever the tree size.
+func TestReads(t *testing.T) {
+	e := newEnv(t, merklelog.Config{})
+	ctx := context.Background()
+	ref := testonly.New(rfc6962.DefaultHasher)
+	batch := make([][]byte, 5000)
+	for i := range batch {
+		batch[i] = leaf(i)
+	}
+	for range 2 {
+		e.appendTx(t, batch)
+		ref.AppendData(batch...)
+	}
+	checkTree(t, e, ref, 150)
+	n := ref.Size()
+	for _, c := range []struct {
+		name string
+		f    func() error
+	}{
+		{"Root", func() error { return second(e.log.Root(ctx, n-3)) }},
+		{"InclusionProof", func() error { return second(e.log.InclusionProof(ctx, 4321, n-7)) }},
+		{"ConsistencyProof", func() error { return second(e.log.ConsistencyProof(ctx, 4321, n-7)) }},
+		{"LeafData", func() error { return second(e.log.LeafData(ctx, 77)) }},
+	} {
+		before := e.queries.n.Load()
+		if err := c.f(); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if q := e.queries.n.Load() - before; q != 1 {
+			t.Errorf("%s took %d queries, want 1", c.name, q)
+		}
+	}
+}
+
+func TestRollbackAndRawLeaves(t *testing.T) {
+	e := newEnv(t, merklelog.Config{RawLeaves: true})
+	ctx := context.Background()
+	ref := testonly.New(rfc6962.DefaultHasher)
+	data := [][]byte{[]byte("a"), []byte("b"), []byte("c")}
+	e.appendTx(t, data)
+	ref.AppendData(data...)
+
+	tx, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first, err := e.log.Append(ctx, tx, [][]byte{[]byte("lost"), []byte("lost too")}); err != nil || first != 3 {
+		t.Fatalf("Append = %d, %v", first, err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if first := e.appendTx(t, [][]byte{[]byte("d")}); first != 3 {
+		t.Fatalf("after rollback, first = %d, want 3", first)
+	}
+	ref.AppendData([]byte("d"))
+	checkTree(t, e, ref, 0)
+	if p, err := e.log.Verify(ctx); err != nil || len(p) != 0 {
+		t.Fatalf("Verify = %v, %v", p, err)
+	}
+
+	// Bad batches.
+	tx, _ = e.pool.Begin(ctx)
+	defer tx.Rollback(ctx) //nolint:errcheck
+	for name, b := range map[string][][]byte{
+		"empty batch": {},
+		"empty leaf":  {[]byte("x"), {}},
+		"huge leaf":   {make([]byte, merklelog.MaxLeafSize+1)},
+	} {
+		if _, err := e.log.Append(ctx, tx, b); !errors.Is(err, merklelog.ErrInvalid) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := e.log.Append(ctx, nil, data); !errors.Is(err, merklelog.ErrInvalid) {
+		t.Errorf("nil tx: %v", err)
+	}
+}
+
+func TestLeafFormatEnforced(t *testing.T) {
+	e := newEnv(t, merklelog.Config{})
+	ctx := context.Background()
+	tx, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
+	if _, err := e.log.Append(ctx, tx, [][]byte{leaf(1), []byte("not a leaf")}); !errors.Is(err, merklelog.ErrInvalid) || !errors.Is(err, tlog.ErrInvalidLeaf) {
+		t.Fatalf("Append(not a leaf) = %v", err)
+	}
+}
+
+// TestConcurrentAppend runs several "replicas" (Log values on their own pools) appending in
+// transactions that also write a catalog-like row; indices must be dense and each transaction's
+// leaves contiguous.
+func TestConcurrentAppend(t *testing.T) {
+	e := newEnv(t, merklelog.Config{})
+	ctx := context.Background()
+	if _, err := e.pool.Exec(ctx, `CREATE TABLE catalog (leaf bigint PRIMARY KEY, data bytea NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	replicas := make([]*merklelog.Log, 3)
+	for i := range replicas {
+		l, err := merklelog.New(ctx, merklelog.Config{Pool: e.pool, Origin: origin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		replicas[i] = l
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	total := 0
+	errs := make(chan error, 16)
+	for w := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rnd := rand.New(rand.NewPCG(uint64(w), 3))
+			l := replicas[w%len(replicas)]
+			for range 15 {
+				batch := make([][]byte, 1+rnd.IntN(12))
+				for i := range batch {
+					batch[i] = leaf(i)
+				}
+				err := func() error {
+					tx, err := e.pool.Begin(ctx)
+					if err != nil {
+						return err
+					}
+					defer tx.Rollback(ctx) //nolint:errcheck
+					first, err := l.Append(ctx, tx, batch)
+					if err != nil {
+						return err
+					}
+					for i, d := range batch {
+						if _, err := tx.Exec(ctx, `INSERT INTO catalog VALUES ($1, $2)`, int64(first)+int64(i), d); err != nil {
+							return err
+						}
+					}
+					if rnd.IntN(5) == 0 {
+						return nil // roll back
+					}
+					if err := tx.Commit(ctx); err != nil {
+						return err
+					}
+					mu.Lock()
+					total += len(batch)
+					mu.Unlock()
+					return nil
+				}()
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	size, err := e.log.Size(ctx)
+	if err != nil || size != uint64(total) {
+		t.Fatalf("Size = %d, %v; want %d", size, err, total)
+	}
+	// The catalog rows name exactly the leaves.
+	var mismatched int
+	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM catalog c FULL JOIN merklelog_leaf l ON c.leaf = l.idx
+		WHERE c.data IS DISTINCT FROM l.data`).Scan(&mismatched); err != nil || mismatched != 0 {
+		t.Fatalf("catalog and log differ in %d rows (%v)", mismatched, err)
+	}
+	if p, err := e.log.Verify(ctx); err != nil || len(p) != 0 {
+		t.Fatalf("Verify = %v, %v", p, err)
+	}
+}
+
+func TestPublish(t *testing.T) {
+	e := newEnv(t, merklelog.Config{})
+	ctx := context.Background()
+	if _, err := e.log.Checkpoint(ctx); !errors.Is(err, merklelog.ErrNotFound) {
+		t.Fatalf("Checkpoint before Publish: %v", err)
+	}
+	c0, err := e.log.Publish(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := tlog.VerifyCheckpoint(c0, e.vkey)
+	if err != nil || cp.Size != 0 || cp.Origin != origin {
+		t.Fatalf("empty checkpoint %+v, %v", cp, err)
+	}
+	if er := tlog.EmptyRoot(); !bytes.Equal(cp.Hash, er[:]) {
+		t.Fatalf("empty root %x", cp.Hash)
+	}
+	if again, err := e.log.Publish(ctx); err != nil || !bytes.Equal(again, c0) {
+		t.Fatalf("Publish without new leaves changed the checkpoint: %v", err)
+	}
+
+	batch := [][]byte{leaf(1), leaf(2), leaf(3), leaf(4), leaf(5)}
+	e.appendTx(t, batch)
+	c5, err := e.log.Publish(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.appendTx(t, batch[:2])
+	c7, err := e.log.Publish(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if latest, err := e.log.Checkpoint(ctx); err != nil || !bytes.Equal(latest, c7) {
+		t.Fatalf("Checkpoint = %s, %v", latest, err)
+	}
+	var sizes []uint64
+	var notes [][]byte
+	if err := e.log.Checkpoints(ctx, func(size uint64, signed []byte) error {
+		sizes = append(sizes, size)
+		notes = append(notes, signed)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(sizes) != "[0 5 7]" || !bytes.Equal(notes[1], c5) {
+		t.Fatalf("Checkpoints sizes %v", sizes)
+	}
+	// An auditor holding c5 checks c7.
+	p, err := e.log.ConsistencyProof(ctx, 5, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tlog.CheckConsistency(c5, c7, p, e.vkey); err != nil || got.Size != 7 {
+		t.Fatalf("CheckConsistency = %+v, %v", got, err)
+	}
+	// And a leaf against c7.
+	cp7, _ := tlog.VerifyCheckpoint(c7, e.vkey)
+	ip, err := e.log.InclusionProof(ctx, 5, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tlog.VerifyInclusion(tlog.LeafHash(batch[0]), 5, 7, ip, cp7.Hash); err != nil {
+		t.Fatal(err)
+	}
+	if at, err := e.log.CheckpointAt(ctx, 5); err != nil || !bytes.Equal(at, c5) {
+		t.Fatalf("CheckpointAt(5): %v", err)
+	}
+	if _, err := e.log.CheckpointAt(ctx, 6); !errors.Is(err, merklelog.ErrNotFound) {
+		t.Fatalf("CheckpointAt(6): %v", err)
+	}
+
+	// Concurrent publishers agree on one note per size.
+	e.appendTx(t, batch)
+	var wg sync.WaitGroup
+	got := make([][]byte, 4)
+	for i := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i], _ = e.log.Publish(ctx)
+		}()
+	}
+	wg.Wait()
+	for i := range got {
+		if got[i] == nil || !bytes.Equal(got[i], got[0]) {
+			t.Fatalf("concurrent Publish returned different notes")
+		}
+	}
+
+	// A read-only log cannot publish.
+	ro, err := merklelog.New(ctx, merklelog.Config{Pool: e.pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ro.Publish(ctx); !errors.Is(err, merklelog.ErrNoSigner) {
+		t.Fatalf("Publish without signer: %v", err)
+	}
+}
+
+func TestNew(t *testing.T) {
+	ctx := context.Background()
+	e := newSchema(t)
+	if _, err := e.pool.Exec(ctx, `DROP TABLE merklelog_state`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := merklelog.New(ctx, merklelog.Config{Pool: e.pool}); !errors.Is(err, merklelog.ErrSchema) {
+		t.Fatalf("New on unmigrated schema: %v", err)
+	}
+	migrate(t, e.pool)
+	if _, err := e.pool.Exec(ctx, `DELETE FROM merklelog_state`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := merklelog.New(ctx, merklelog.Config{Pool: e.pool}); !errors.Is(err, merklelog.ErrSchema) {
+		t.Fatalf("New without state row: %v", err)
+	}
+	migrate(t, e.pool)
+	skey, _, _ := tlog.GenerateKey(origin)
+	s, _ := tlog.NewSigner(skey)
+	if _, err := merklelog.New(ctx, merklelog.Config{Pool: e.pool, Signer: s, Origin: "other"}); !errors.Is(err, merklelog.ErrInvalid) {
+		t.Fatalf("origin mismatch: %v", err)
+	}
+	l, err := merklelog.New(ctx, merklelog.Config{Pool: e.pool, Signer: s})
+	if err != nil || l.Origin() != origin {
+		t.Fatalf("New: %v", err)
+	}
+	if _, err := merklelog.New(ctx, merklelog.Config{}); !errors.Is(err, merklelog.ErrInvalid) {
+		t.Fatalf("nil pool: %v", err)
+	}
+}
