@@ -1,6 +1,7 @@
 package tlog
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/transparency-dev/formats/log"
@@ -18,7 +19,7 @@ func VerifyInclusion(leafHash [32]byte, index, size uint64, p [][]byte, root []b
 		return err
 	}
 	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, index, size, leafHash[:], p, root); err != nil {
-		return fmt.Errorf("%w: inclusion of leaf %d in tree of size %d: %w", ErrInvalidProof, index, size, err)
+		return fmt.Errorf("%w: inclusion of leaf %d in tree of size %d: %v", ErrInvalidProof, index, size, proofErr(err))
 	}
 	return nil
 }
@@ -38,7 +39,7 @@ func VerifyConsistency(from, to uint64, p [][]byte, rootFrom, rootTo []byte) err
 		return fmt.Errorf("%w: root hash is %d bytes, want 32", ErrInvalidProof, len(rootTo))
 	}
 	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, from, to, p, rootFrom, rootTo); err != nil {
-		return fmt.Errorf("%w: consistency from size %d to %d: %w", ErrInvalidProof, from, to, err)
+		return fmt.Errorf("%w: consistency from size %d to %d: %v", ErrInvalidProof, from, to, proofErr(err))
 	}
 	return nil
 }
@@ -79,4 +80,13 @@ func checkProof(p [][]byte) error {
 		}
 	}
 	return nil
+}
+
+// proofErr shortens the merkle library's root mismatch message (which prints byte slices).
+func proofErr(err error) string {
+	var m proof.RootMismatchError
+	if errors.As(err, &m) {
+		return fmt.Sprintf("computed root %x, expected %x", m.CalculatedRoot, m.ExpectedRoot)
+	}
+	return err.Error()
 }

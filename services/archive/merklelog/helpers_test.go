@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pecarchive/pecarchive/services/archive/merklelog"
 	"github.com/pecarchive/pecarchive/tlog"
+	"golang.org/x/mod/sumdb/note"
 )
 
 const origin = "pecarchive.test/log"
@@ -34,6 +35,7 @@ type env struct {
 	queries *queryCounter
 	log     *merklelog.Log
 	vkey    string
+	signer  note.Signer
 }
 
 func dsn() string {
@@ -129,7 +131,7 @@ func newEnv(tb testing.TB, cfg merklelog.Config) *env {
 		}
 	}
 	cfg.Pool = e.pool
-	e.vkey = vkey
+	e.vkey, e.signer = vkey, cfg.Signer
 	if e.log, err = merklelog.New(context.Background(), cfg); err != nil {
 		tb.Fatal(err)
 	}

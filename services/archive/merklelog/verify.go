@@ -2,9 +2,11 @@ package merklelog
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pecarchive/pecarchive/tlog"
@@ -90,23 +92,19 @@ func (a *auditor) run(ctx context.Context) error {
 	l, tx := a.l, a.tx
 
 	// State row.
-	var stSize int64
+	var stSize int64 = -1
 	var packed []byte
-	stOK := true
+	var st state
+	stOK := false
 	if err := tx.QueryRow(ctx, `SELECT size, compact FROM merklelog_state WHERE id`).Scan(&stSize, &packed); err != nil {
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return l.dbErr("verify: read state", err)
 		}
 		a.add(Problem{Object: ObjectState, Detail: "state row missing"})
-		stOK = false
-	}
-	var st state
-	if stOK {
-		var err error
-		if st, err = l.parseState(stSize, packed); err != nil {
-			a.add(Problem{Object: ObjectState, Detail: err.Error()})
-			stOK = false
-		}
+	} else if st, err = l.parseState(stSize, packed); err != nil {
+		a.add(Problem{Object: ObjectState, Detail: fmt.Sprintf("size %d does not fit the %d stored compact range hashes", stSize, len(packed)/32)})
+	} else {
+		stOK = true
 	}
 
 	// Checkpoint sizes, to record the recomputed roots at those sizes on the way.
@@ -163,9 +161,9 @@ func (a *auditor) run(ctx context.Context) error {
 				a.add(Problem{Object: ObjectLeaf, Index: index, Detail: err.Error()})
 			}
 		}
-		if stOK && index >= st.size && beyond < 10 {
+		if stSize >= 0 && index >= uint64(stSize) && beyond < 10 {
 			beyond++
-			a.add(Problem{Object: ObjectLeaf, Index: index, Detail: fmt.Sprintf("stored beyond the state's tree size %d", st.size)})
+			a.add(Problem{Object: ObjectLeaf, Index: index, Detail: fmt.Sprintf("stored beyond the state's tree size %d", stSize)})
 		}
 		if err := rng.Append(h[:], visit); err != nil {
 			return fmt.Errorf("merklelog: verify: %w", err)
@@ -210,13 +208,12 @@ func (a *auditor) run(ctx context.Context) error {
 	}
 
 	// State against the recomputed tree.
-	if stOK {
-		switch {
-		case st.size != count:
-			a.add(Problem{Object: ObjectState, Detail: fmt.Sprintf("size %d but %d leaves are stored", st.size, count)})
-		case !st.rng.Equal(rng):
-			a.add(Problem{Object: ObjectState, Detail: "compact range does not match the tree recomputed from the leaves"})
-		}
+	switch {
+	case stSize < 0:
+	case uint64(stSize) != count:
+		a.add(Problem{Object: ObjectState, Detail: fmt.Sprintf("size %d but %d leaves are stored", stSize, count)})
+	case stOK && !st.rng.Equal(rng):
+		a.add(Problem{Object: ObjectState, Detail: "compact range does not match the tree recomputed from the leaves"})
 	}
 
 	// Checkpoints.
@@ -264,7 +261,7 @@ func (a *auditor) run(ctx context.Context) error {
 		case !bytes.Equal(r, cp.Hash):
 			bad("signed root does not match the tree recomputed from the leaves")
 		}
-		if ok && prev != nil {
+		if ok && prev != nil && prev.Size > 0 { // every tree extends the empty one
 			p, err := l.consistencyProof(ctx, tx, prev.Size, cp.Size)
 			if err == nil {
 				err = tlog.VerifyConsistency(prev.Size, cp.Size, p, prev.Hash, cp.Hash)
@@ -319,7 +316,15 @@ func (a *auditor) checkNodes(ctx context.Context, from, to uint64, want map[comp
 			return a.l.dbErr("verify: read nodes", err)
 		}
 	}
-	for id, w := range want {
+	ids := make([]compact.NodeID, 0, len(want))
+	for id := range want {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(x, y compact.NodeID) int {
+		return cmp.Or(cmp.Compare(x.Level, y.Level), cmp.Compare(x.Index, y.Index))
+	})
+	for _, id := range ids {
+		w := want[id]
 		h, ok := got[id]
 		switch {
 		case !ok:
