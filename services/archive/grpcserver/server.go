@@ -1,0 +1,168 @@
+// Package grpcserver owns the archive's internal gRPC API (pecarchive.archive.v1.ArchiveService):
+// it receives raw messages over the client-streaming Store RPC within strict size and memory
+// limits, checks the bytes against what the client declared, hands them to the archive core, and
+// serves records and transparency-log proofs. Its handlers are the only place where errors of the
+// archive, the log and the stores become gRPC status codes. Every RPC is authenticated and
+// authorised by internal/auth (see [DefaultPolicy]).
+package grpcserver
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+
+	archivev1 "github.com/pecarchive/pecarchive/gen/pecarchive/archive/v1"
+	"github.com/pecarchive/pecarchive/internal/auth"
+)
+
+// Limits.
+const (
+	// MaxChunkSize is the largest chunk a Store request may carry.
+	MaxChunkSize = 1 << 20
+	// DefaultMaxMessageSize is the default limit on one stored message.
+	DefaultMaxMessageSize = 64 << 20
+	// DefaultMaxBufferedBytes is the default limit on the bytes buffered by all Store calls
+	// together.
+	DefaultMaxBufferedBytes = 256 << 20
+	// maxRecvMsgSize bounds one gRPC request: a full chunk plus the framing and header fields.
+	maxRecvMsgSize = MaxChunkSize + 64<<10
+)
+
+// Log is what the server needs of the transparency log (*merklelog.Log).
+type Log interface {
+	Size(ctx context.Context) (uint64, error)
+	Checkpoint(ctx context.Context) (signed []byte, err error)
+	InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error)
+	ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error)
+	LeafData(ctx context.Context, index uint64) ([]byte, error)
+}
+
+// Config configures a [Service] or a [Server].
+type Config struct {
+	// Archive stores and looks up messages. Required.
+	Archive Archive
+	// Log serves checkpoints and proofs; nil makes those RPCs answer Unimplemented.
+	Log Log
+	// Authorizer authenticates and authorises every RPC; required by [New]. Its policy must
+	// cover the archive's methods (see [DefaultPolicy]): a method it does not list is refused.
+	Authorizer *auth.Authorizer
+	// TLS is the server's TLS configuration (see auth.ServerTLS); nil serves plaintext, which is
+	// only fit for loopback and in-process use.
+	TLS *tls.Config
+	// MaxMessageSize limits one stored message (default [DefaultMaxMessageSize]).
+	MaxMessageSize int64
+	// MaxBufferedBytes limits the bytes all concurrent Store calls buffer together (default
+	// [DefaultMaxBufferedBytes], at least MaxMessageSize). A call reserves its declared
+	// expected_size, or MaxMessageSize when it declares none, before reading any chunk, and
+	// waits (within its deadline) while the budget is spent.
+	MaxBufferedBytes int64
+}
+
+// DefaultPolicy returns the role table of the archive's methods: Store for "ingest", the reads
+// for "reader" and "auditor", everything for "admin".
+func DefaultPolicy() auth.Policy {
+	readers := []auth.Role{auth.RoleReader, auth.RoleAuditor, auth.RoleAdmin}
+	return auth.Policy{
+		archivev1.ArchiveService_Store_FullMethodName:               {auth.RoleIngest, auth.RoleAdmin},
+		archivev1.ArchiveService_GetRecord_FullMethodName:           readers,
+		archivev1.ArchiveService_GetCheckpoint_FullMethodName:       readers,
+		archivev1.ArchiveService_GetInclusionProof_FullMethodName:   readers,
+		archivev1.ArchiveService_GetConsistencyProof_FullMethodName: readers,
+	}
+}
+
+// Service implements archivev1.ArchiveServiceServer. Register it on a grpc.Server whose
+// interceptors enforce an auth.Authorizer (as [New] does), for instance to serve it next to
+// other services in one process.
+type Service struct {
+	archivev1.UnimplementedArchiveServiceServer
+	archive Archive
+	log     Log
+	maxSize int64
+	budget  *budget
+}
+
+// NewService returns the service for cfg (cfg.Authorizer and cfg.TLS are not used).
+func NewService(cfg Config) (*Service, error) {
+	if cfg.Archive == nil {
+		return nil, errors.New("grpcserver: Config.Archive is required")
+	}
+	if cfg.MaxMessageSize < 0 || cfg.MaxBufferedBytes < 0 {
+		return nil, errors.New("grpcserver: negative limit")
+	}
+	s := &Service{archive: cfg.Archive, log: cfg.Log, maxSize: cfg.MaxMessageSize}
+	if s.maxSize == 0 {
+		s.maxSize = DefaultMaxMessageSize
+	}
+	buffered := cfg.MaxBufferedBytes
+	if buffered == 0 {
+		buffered = DefaultMaxBufferedBytes
+	}
+	s.budget = newBudget(max(buffered, s.maxSize))
+	return s, nil
+}
+
+// Register registers the service on r.
+func (s *Service) Register(r grpc.ServiceRegistrar) {
+	archivev1.RegisterArchiveServiceServer(r, s)
+}
+
+// ServerOptions returns the options the service needs on its grpc.Server: a receive limit that
+// fits one chunk, and keepalive settings that drop dead peers (freeing their buffers).
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(maxRecvMsgSize),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 30 * time.Second, PermitWithoutStream: true}),
+	}
+}
+
+// Server is a grpc.Server serving the archive service behind authentication.
+type Server struct {
+	grpc    *grpc.Server
+	service *Service
+}
+
+// New returns a server with the archive service registered, the Authorizer's interceptors
+// installed and, when cfg.TLS is set, TLS. Call Serve to accept connections.
+func New(cfg Config) (*Server, error) {
+	if cfg.Authorizer == nil {
+		return nil, errors.New("grpcserver: Config.Authorizer is required")
+	}
+	svc, err := NewService(cfg)
+	if err != nil {
+		return nil, err
+	}
+	opts := append(ServerOptions(), cfg.Authorizer.ServerOptions()...)
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
+	}
+	g := grpc.NewServer(opts...)
+	svc.Register(g)
+	return &Server{grpc: g, service: svc}, nil
+}
+
+// GRPC returns the underlying grpc.Server, to register more services on it (their methods must
+// be in the Authorizer's policy).
+func (s *Server) GRPC() *grpc.Server { return s.grpc }
+
+// Serve accepts connections on lis until Stop or GracefulStop.
+func (s *Server) Serve(lis net.Listener) error {
+	if err := s.grpc.Serve(lis); err != nil {
+		return fmt.Errorf("grpcserver: %w", err)
+	}
+	return nil
+}
+
+// GracefulStop stops accepting connections and waits for running RPCs to finish.
+func (s *Server) GracefulStop() { s.grpc.GracefulStop() }
+
+// Stop closes all connections and cancels running RPCs.
+func (s *Server) Stop() { s.grpc.Stop() }
