@@ -286,8 +286,9 @@ func Bucket(prefix string) string {
 	return p + "-" + randomHex(6)
 }
 
-// ToolBinary returns the path of a tool from scripts/tools.sh's bin directory, running
-// `scripts/tools.sh NAME` to install it when missing (a cached build; the first can take minutes).
+// ToolBinary returns the path of a tool installed by `scripts/tools.sh NAME`, which builds it
+// on first use (can take minutes) and is a quick no-op once the pinned version is cached. Calls
+// from concurrently running test binaries are serialized with a lock file (on Linux).
 func ToolBinary(name string) (string, error) {
 	binMu.Lock()
 	defer binMu.Unlock()
@@ -300,17 +301,23 @@ func ToolBinary(name string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s --print-dir: %w", script, err)
 	}
-	bin := filepath.Join(strings.TrimSpace(string(out)), name)
-	if fi, err := os.Stat(bin); err == nil && fi.Mode()&0o111 != 0 {
-		return bin, nil
+	dir := strings.TrimSpace(string(out))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
 	}
+	unlock, err := lockFile(filepath.Join(dir, ".testenv-"+name+".lock"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
 	cmd := exec.Command(script, name)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("%s %s: %w: %s", script, name, err, buf.String())
 	}
-	if _, err := os.Stat(bin); err != nil {
+	bin := filepath.Join(dir, name)
+	if fi, err := os.Stat(bin); err != nil || fi.Mode()&0o111 == 0 {
 		return "", fmt.Errorf("%s %s did not install %s", script, name, bin)
 	}
 	return bin, nil
