@@ -83,18 +83,14 @@ func runInspect(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 	}
-	anchors, err := smime.DefaultTrustStore()
-	if err != nil {
-		fmt.Fprintf(stderr, "pecarchive inspect: built-in anchors: %v\n", err)
-		return exitUsage
-	}
+	anchors := smime.DefaultTrustStore()
 	if len(trust) > 0 {
 		extra, err := smime.LoadPEM(trust...)
 		if err != nil {
 			fmt.Fprintf(stderr, "pecarchive inspect: --trust: %v\n", err)
 			return exitUsage
 		}
-		anchors = anchors.Merge(extra)
+		anchors = smime.Merge(anchors, extra)
 	}
 	v, err := smime.New(smime.Config{Anchors: anchors})
 	if err != nil {
