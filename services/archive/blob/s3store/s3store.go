@@ -43,7 +43,7 @@ import (
 const (
 	DefaultRetention  = 87600 * time.Hour // 10 years
 	DefaultRegion     = "us-east-1"
-	DefaultTimeout    = 20 * time.Second
+	DefaultTimeout    = 10 * time.Second
 	DefaultMaxRetries = 2
 	// MaxObjectSize is the largest object Put accepts: one single PUT (the S3 limit is 5 GiB).
 	MaxObjectSize = 5 << 30
@@ -51,7 +51,7 @@ const (
 
 // Config configures a Store. Zero values mean the defaults.
 type Config struct {
-	Endpoint  string // host:port (no scheme)
+	Endpoint  string // host:port; a leading "https://" sets Secure, "http://" is dropped
 	AccessKey string
 	SecretKey string
 	Bucket    string
@@ -75,8 +75,8 @@ type Config struct {
 	// on such a server may both report created (writing two identical versions).
 	StatBeforePut bool
 
-	// Timeout bounds the wait for each response's headers (default 20s); dialing is bounded by
-	// min(Timeout, 5s).
+	// Timeout bounds the wait for each response's headers (default 10s); dialing is bounded by
+	// min(Timeout, 3s).
 	Timeout time.Duration
 	// MaxRetries is the number of attempts per request on network errors (default 2).
 	MaxRetries int
@@ -93,6 +93,8 @@ type Store struct {
 	core   minio.Core
 	mode   minio.RetentionMode
 	locked atomic.Bool // bucket has Object Lock (set by Check)
+
+	listPageSize int // ListObjects page size (0: server default, 1000); tests lower it
 }
 
 var _ blob.Store = (*Store)(nil)
@@ -102,8 +104,17 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Endpoint == "" || cfg.Bucket == "" {
 		return nil, errors.New("s3store: endpoint and bucket are required")
 	}
-	if strings.Contains(cfg.Endpoint, "://") {
-		return nil, fmt.Errorf("s3store: endpoint %q must be host:port, without scheme (use Secure for HTTPS)", cfg.Endpoint)
+	if rest, ok := strings.CutPrefix(cfg.Endpoint, "https://"); ok {
+		cfg.Endpoint, cfg.Secure = rest, true
+	} else if rest, ok := strings.CutPrefix(cfg.Endpoint, "http://"); ok {
+		if cfg.Secure {
+			return nil, fmt.Errorf("s3store: endpoint %q is http:// but Secure is set", cfg.Endpoint)
+		}
+		cfg.Endpoint = rest
+	}
+	cfg.Endpoint = strings.TrimSuffix(cfg.Endpoint, "/")
+	if strings.ContainsAny(cfg.Endpoint, "/?#@") {
+		return nil, fmt.Errorf("s3store: endpoint %q must be host:port", cfg.Endpoint)
 	}
 	if cfg.Region == "" {
 		cfg.Region = DefaultRegion
@@ -138,7 +149,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("s3store: %w", err)
 		}
-		t.DialContext = (&net.Dialer{Timeout: min(cfg.Timeout, 5*time.Second), KeepAlive: 30 * time.Second}).DialContext
+		t.DialContext = (&net.Dialer{Timeout: min(cfg.Timeout, 3*time.Second), KeepAlive: 30 * time.Second}).DialContext
 		t.ResponseHeaderTimeout = cfg.Timeout
 		t.TLSHandshakeTimeout = min(cfg.Timeout, 10*time.Second)
 		t.ExpectContinueTimeout = time.Second
@@ -422,7 +433,9 @@ func (s *Store) SetLegalHold(ctx context.Context, sum [32]byte, on bool) error {
 func (s *Store) Walk(ctx context.Context, fn func(sum [32]byte) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for o := range s.client.ListObjects(ctx, s.cfg.Bucket, minio.ListObjectsOptions{Prefix: blob.KeyPrefix, Recursive: true}) {
+	for o := range s.client.ListObjects(ctx, s.cfg.Bucket, minio.ListObjectsOptions{
+		Prefix: blob.KeyPrefix, Recursive: true, MaxKeys: s.listPageSize,
+	}) {
 		if o.Err != nil {
 			return s.wrap("list", blob.KeyPrefix, o.Err)
 		}

@@ -418,3 +418,56 @@ func TestStatBeforePut(t *testing.T) {
 		},
 	})
 }
+
+func TestWalkPages(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			s, srv := newStore(t, kind, nil)
+			s.SetListPageSize(7)
+			want := map[[32]byte]bool{}
+			for i := range 30 {
+				data, sum := blobtest.Data(uint64(500+i), 10)
+				if _, err := s.Put(ctx(t), sum, data); err != nil {
+					t.Fatal(err)
+				}
+				want[sum] = true
+			}
+			// Foreign keys in the bucket are not objects of the store.
+			c := rawClient(t, srv)
+			for _, k := range []string{"README", "sha256/zz/not-a-sum", "sha256/00/" + strings.Repeat("0", 63)} {
+				if _, err := c.PutObject(ctx(t), s.Bucket(), k, strings.NewReader("x"), 1, minio.PutObjectOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := 0
+			err := s.Walk(ctx(t), func(sum [32]byte) error {
+				if !want[sum] {
+					t.Errorf("Walk listed %x", sum)
+				}
+				got++
+				return nil
+			})
+			if err != nil || got != len(want) {
+				t.Fatalf("Walk = %v after %d objects, want %d", err, got, len(want))
+			}
+		})
+	}
+}
+
+func TestEndpointForms(t *testing.T) {
+	srv := testenv.SharedS3(t, testenv.VersityGW)
+	cfg := config(srv, testenv.Bucket("endpoint"))
+	cfg.Endpoint = "http://" + srv.Endpoint + "/"
+	if _, err := s3store.New(ctx(t), cfg); err != nil {
+		t.Fatalf("http:// endpoint: %v", err)
+	}
+	cfg.Secure = true
+	if _, err := s3store.New(ctx(t), cfg); err == nil {
+		t.Fatal("http:// endpoint with Secure accepted")
+	}
+	cfg.Secure = false
+	cfg.Endpoint = srv.Endpoint + "/bucket"
+	if _, err := s3store.New(ctx(t), cfg); err == nil {
+		t.Fatal("endpoint with a path accepted")
+	}
+}
