@@ -123,3 +123,19 @@ func BenchmarkConsistencyProof(b *testing.B) {
 	}
 	reportLatency(b, lat)
 }
+
+// BenchmarkVerify audits the whole tree (one op = one full Verify).
+func BenchmarkVerify(b *testing.B) {
+	e, size := buildTree(b)
+	ctx := context.Background()
+	if _, err := e.log.Publish(ctx); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		ps, err := e.log.Verify(ctx)
+		if err != nil || len(ps) != 0 {
+			b.Fatalf("Verify: %v, %v", ps, err)
+		}
+	}
+	b.ReportMetric(float64(size)*float64(b.N)/b.Elapsed().Seconds(), "leaves/s")
+}

@@ -3,16 +3,13 @@ package merklelog_test
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
-	"io/fs"
-	"os"
-	"sort"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pecarchive/pecarchive/internal/testenv"
 	"github.com/pecarchive/pecarchive/services/archive/merklelog"
 	"github.com/pecarchive/pecarchive/tlog"
 	"golang.org/x/mod/sumdb/note"
@@ -38,80 +35,29 @@ type env struct {
 	signer  note.Signer
 }
 
-func dsn() string {
-	if d := os.Getenv("PECARCHIVE_TEST_PG_DSN"); d != "" {
-		return d
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
-
-// newSchema creates a fresh schema, dropped on cleanup, and returns a pool whose search_path is
-// that schema, with the migrations applied.
+// newSchema returns a pool on a fresh schema of the test server (dropped on cleanup) with the
+// migrations applied.
 func newSchema(tb testing.TB) *env {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	admin, err := pgx.Connect(ctx, dsn())
-	if err != nil {
-		tb.Fatalf("PostgreSQL at %s not reachable: %v", dsn(), err)
-	}
-	defer admin.Close(ctx)
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	schema := "merklelog_" + hex.EncodeToString(rnd[:])
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, dsn())
-		if err != nil {
-			tb.Logf("drop schema %s: %v", schema, err)
-			return
+	e := newBareSchema(tb)
+	// Twice: re-running is a no-op.
+	for range 2 {
+		if err := merklelog.Migrate(context.Background(), e.pool); err != nil {
+			tb.Fatal(err)
 		}
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			tb.Logf("drop schema %s: %v", schema, err)
-		}
-	})
-	cfg, err := pgxpool.ParseConfig(dsn())
-	if err != nil {
-		tb.Fatal(err)
 	}
-	cfg.ConnConfig.RuntimeParams["search_path"] = schema
+	return e
+}
+
+// newBareSchema returns a pool on a fresh, empty schema, counting queries.
+func newBareSchema(tb testing.TB) *env {
+	tb.Helper()
+	cfg := testenv.PGConfig(tb)
 	qc := &queryCounter{}
 	cfg.ConnConfig.Tracer = qc
 	cfg.MaxConns = 8
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(pool.Close)
-	// Twice: the migration must be safe to re-run.
-	for range 2 {
-		migrate(tb, pool)
-	}
-	return &env{pool: pool, schema: schema, queries: qc}
-}
-
-// migrate applies the embedded migration files in order (a stand-in for internal/pgmigrate).
-func migrate(tb testing.TB, pool *pgxpool.Pool) {
-	tb.Helper()
-	files, err := fs.Glob(merklelog.Migrations, "migrations/*.up.sql")
-	if err != nil || len(files) == 0 {
-		tb.Fatalf("no migrations: %v", err)
-	}
-	sort.Strings(files)
-	for _, f := range files {
-		b, err := fs.ReadFile(merklelog.Migrations, f)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if _, err := pool.Exec(context.Background(), string(b)); err != nil {
-			tb.Fatalf("%s: %v", f, err)
-		}
-	}
+	pool := testenv.PGPool(tb, cfg)
+	return &env{pool: pool, schema: testenv.PGSchemaOf(tb, pool), queries: qc}
 }
 
 // newEnv returns a migrated schema and a Log over it with a fresh signing key.

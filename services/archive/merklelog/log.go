@@ -35,6 +35,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pecarchive/pecarchive/internal/pgmigrate"
 	"github.com/pecarchive/pecarchive/tlog"
 	"github.com/transparency-dev/merkle/compact"
 	"golang.org/x/mod/sumdb/note"
@@ -48,6 +49,11 @@ var Migrations embed.FS
 
 // VersionTable is the name of the migration version table for [Migrations].
 const VersionTable = "merklelog_schema_version"
+
+// Migrate applies [Migrations] in pool's current schema with internal/pgmigrate.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	return pgmigrate.Run(ctx, pool, Migrations, VersionTable)
+}
 
 // Limits.
 const (
