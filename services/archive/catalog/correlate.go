@@ -1,0 +1,542 @@
+package catalog
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pecarchive/pecarchive/pec"
+)
+
+// event is one delivery_events row: what one receipt says about one (msgid, recipient).
+type event struct {
+	MsgID        string
+	Recipient    string
+	Receipt      [32]byte
+	Kind         pec.Kind
+	OK           bool
+	Problem      string
+	PECID        string
+	Sender       string
+	ReceiptType  string
+	Errore       string
+	ErroreEsteso string
+	Time         time.Time
+}
+
+// class groups receipt kinds by the delivery state they lead to.
+type class int
+
+const (
+	classNone class = iota
+	classAcceptance
+	classWarning
+	classNonDelivery
+	classDelivery
+)
+
+func classOf(k pec.Kind) class {
+	switch k {
+	case pec.KindAccettazione:
+		return classAcceptance
+	case pec.KindPreavvisoErroreConsegna:
+		return classWarning
+	case pec.KindErroreConsegna, pec.KindNonAccettazione:
+		return classNonDelivery
+	case pec.KindAvvenutaConsegna:
+		return classDelivery
+	}
+	return classNone
+}
+
+// stateOf is the state a trusted receipt of class c establishes; classes are ordered by strength.
+var stateOf = map[class]DeliveryState{
+	classNone:        StatePending,
+	classAcceptance:  StateAccepted,
+	classWarning:     StateWarned,
+	classNonDelivery: StateNotDelivered,
+	classDelivery:    StateDelivered,
+}
+
+// verdictProblem says why a message's signature cannot support a delivery state, "" if it can.
+func verdictProblem(m *Message) string {
+	v := m.Verdict
+	var what string
+	switch {
+	case !v.Present:
+		what = "not signed"
+	case !v.Valid:
+		what = "signature not valid"
+	case !v.Trusted:
+		what = "signature not trusted"
+	default:
+		return ""
+	}
+	if len(m.Reasons) > 0 {
+		what += " (" + strings.Join(m.Reasons, "; ") + ")"
+	}
+	return clean(what, MaxText)
+}
+
+// eventsOf returns the delivery events of a (normalised) receipt.
+func eventsOf(m *Message) []event {
+	if m.RefMsgID == "" {
+		return nil
+	}
+	var rcpts []string
+	switch classOf(m.Kind) {
+	case classAcceptance:
+		rcpts = m.Recipients
+	case classNonDelivery:
+		if m.Kind == pec.KindNonAccettazione || m.Consegna == "" {
+			rcpts = m.Recipients
+		} else {
+			rcpts = []string{m.Consegna}
+		}
+	case classDelivery, classWarning:
+		if m.Consegna != "" {
+			rcpts = []string{m.Consegna}
+		} else {
+			rcpts = m.Recipients
+		}
+	default:
+		return nil
+	}
+	problem := verdictProblem(m)
+	t := m.DaticertTime
+	if t.IsZero() {
+		t = m.HeaderDate
+	}
+	seen := map[string]bool{}
+	var out []event
+	for _, r := range rcpts {
+		if r == "" || seen[r] {
+			continue
+		}
+		seen[r] = true
+		out = append(out, event{
+			MsgID: m.RefMsgID, Recipient: r, Receipt: m.SHA256, Kind: m.Kind,
+			OK: problem == "", Problem: problem, PECID: m.PECID, Sender: m.Sender,
+			ReceiptType: string(m.ReceiptType), Errore: string(m.Errore), ErroreEsteso: m.ErroreEsteso,
+			Time: t,
+		})
+	}
+	return out
+}
+
+// better reports whether a is better evidence than b: trusted first, then earlier, then by hash.
+func better(a, b *event) bool {
+	if a.OK != b.OK {
+		return a.OK
+	}
+	if !a.Time.Equal(b.Time) {
+		if a.Time.IsZero() || b.Time.IsZero() {
+			return b.Time.IsZero()
+		}
+		return a.Time.Before(b.Time)
+	}
+	return bytes.Compare(a.Receipt[:], b.Receipt[:]) < 0
+}
+
+// original is a stored original (non-PEC message) of a msgid.
+type original struct {
+	SHA256     [32]byte
+	Recipients []string
+}
+
+// derive computes the deliveries of one msgid from its events and its original (nil if not
+// stored). Recipients of the original that no event mentions are pending; with no events at
+// all there are no deliveries.
+func derive(msgid string, evs []event, orig *original, now time.Time) []Delivery {
+	if len(evs) == 0 {
+		return nil
+	}
+	by := map[string][]*event{}
+	var order []string
+	for i := range evs {
+		e := &evs[i]
+		if _, ok := by[e.Recipient]; !ok {
+			order = append(order, e.Recipient)
+		}
+		by[e.Recipient] = append(by[e.Recipient], e)
+	}
+	// PEC id and sender: from the best receipt that has them (trusted first, then earliest).
+	sorted := make([]*event, len(evs))
+	for i := range evs {
+		sorted[i] = &evs[i]
+	}
+	sort.SliceStable(sorted, func(i, j int) bool { return better(sorted[i], sorted[j]) })
+	var pecID, sender string
+	for _, e := range sorted {
+		if pecID == "" {
+			pecID = e.PECID
+		}
+		if sender == "" {
+			sender = e.Sender
+		}
+	}
+	if orig != nil {
+		for _, r := range orig.Recipients {
+			if _, ok := by[r]; !ok && r != "" {
+				by[r] = nil
+				order = append(order, r)
+			}
+		}
+	}
+	sort.Strings(order)
+	out := make([]Delivery, 0, len(order))
+	for _, r := range order {
+		d := Delivery{MsgID: msgid, Recipient: r, PECID: pecID, Sender: sender, State: StatePending, UpdatedAt: now}
+		if orig != nil {
+			d.Original = orig.SHA256
+		}
+		var best [classDelivery + 1]*event
+		for _, e := range by[r] {
+			c := classOf(e.Kind)
+			if c == classNone {
+				continue
+			}
+			if best[c] == nil || better(e, best[c]) {
+				best[c] = e
+			}
+		}
+		state := classNone
+		for c := classDelivery; c > classNone; c-- {
+			if best[c] != nil && best[c].OK {
+				state = c
+				break
+			}
+		}
+		d.State = stateOf[state]
+		if state != classNone {
+			d.StateAt = best[state].Time
+		}
+		if e := best[classAcceptance]; e != nil {
+			d.Acceptance = e.Receipt
+			d.AcceptedAt = e.Time
+		}
+		if e := best[classDelivery]; e != nil {
+			d.Delivery = e.Receipt
+			d.ReceiptType = pec.ReceiptType(e.ReceiptType)
+		}
+		if e := best[classWarning]; e != nil {
+			d.Warning = e.Receipt
+			d.ErroreEsteso = e.ErroreEsteso
+		}
+		if e := best[classNonDelivery]; e != nil {
+			d.NonDelivery = e.Receipt
+			d.Errore = pec.ErrorCode(e.Errore)
+			d.ErroreEsteso = e.ErroreEsteso
+		}
+		var problems []string
+		for c := classDelivery; c > state; c-- {
+			if e := best[c]; e != nil && !e.OK {
+				problems = append(problems, fmt.Sprintf("%s receipt %s: %s", e.Kind, hex.EncodeToString(e.Receipt[:6]), e.Problem))
+			}
+		}
+		d.Problem = clean(strings.Join(problems, "; "), MaxText)
+		out = append(out, d)
+	}
+	return out
+}
+
+// correlate links the new messages msgs (already inserted) with what is stored, in both
+// directions, records their delivery events and re-derives the deliveries they affect.
+func correlate(ctx context.Context, tx pgx.Tx, msgs []Message, now time.Time) error {
+	var refs, ids, receiptPECIDs, envelopePECIDs []string
+	var inner [][]byte
+	for i := range msgs {
+		m := &msgs[i]
+		switch {
+		case m.Kind == pec.KindNotPEC:
+			if m.MessageID != "" {
+				ids = append(ids, m.MessageID)
+			}
+		case m.RefMsgID != "":
+			refs = append(refs, m.RefMsgID)
+		}
+		if m.PECID != "" {
+			if m.Kind.IsReceipt() {
+				receiptPECIDs = append(receiptPECIDs, m.PECID)
+			} else if m.Kind == pec.KindPostaCertificata {
+				envelopePECIDs = append(envelopePECIDs, m.PECID)
+			}
+		}
+		if m.PostacertSHA256 != ([32]byte{}) {
+			inner = append(inner, m.PostacertSHA256[:])
+		}
+	}
+	links := map[Link]bool{}
+	add := func(r, o [32]byte, via string) {
+		if r != o {
+			links[Link{Referrer: r, Original: o, Via: via}] = true
+		}
+	}
+	// New referrers -> stored (or new) originals.
+	if len(refs) > 0 {
+		byID, err := keyed(ctx, tx, `SELECT sha256, message_id FROM messages
+			WHERE kind = 'not-pec' AND message_id <> '' AND message_id = ANY($1)`, refs)
+		if err != nil {
+			return err
+		}
+		for i := range msgs {
+			if m := &msgs[i]; m.Kind != pec.KindNotPEC && m.RefMsgID != "" {
+				for _, o := range byID[m.RefMsgID] {
+					add(m.SHA256, o, LinkMsgID)
+				}
+			}
+		}
+	}
+	// New originals <- stored (or new) referrers.
+	if len(ids) > 0 {
+		byRef, err := keyed(ctx, tx, `SELECT sha256, ref_msgid FROM messages
+			WHERE kind <> 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($1)`, ids)
+		if err != nil {
+			return err
+		}
+		for i := range msgs {
+			if m := &msgs[i]; m.Kind == pec.KindNotPEC && m.MessageID != "" {
+				for _, r := range byRef[m.MessageID] {
+					add(r, m.SHA256, LinkMsgID)
+				}
+			}
+		}
+	}
+	// Receipts <-> transport envelopes by PEC id, both directions.
+	if len(receiptPECIDs) > 0 {
+		env, err := keyed(ctx, tx, `SELECT sha256, pec_id FROM messages
+			WHERE kind = 'posta-certificata' AND pec_id <> '' AND pec_id = ANY($1)`, receiptPECIDs)
+		if err != nil {
+			return err
+		}
+		for i := range msgs {
+			if m := &msgs[i]; m.Kind.IsReceipt() && m.PECID != "" {
+				for _, e := range env[m.PECID] {
+					add(m.SHA256, e, LinkPECID)
+				}
+			}
+		}
+	}
+	if len(envelopePECIDs) > 0 {
+		rcpts, err := keyed(ctx, tx, `SELECT sha256, pec_id FROM messages
+			WHERE kind IN ('accettazione', 'non-accettazione', 'presa-in-carico', 'avvenuta-consegna',
+			               'errore-consegna', 'preavviso-errore-consegna', 'rilevazione-virus')
+			  AND pec_id <> '' AND pec_id = ANY($1)`, envelopePECIDs)
+		if err != nil {
+			return err
+		}
+		for i := range msgs {
+			if m := &msgs[i]; m.Kind == pec.KindPostaCertificata && m.PECID != "" {
+				for _, r := range rcpts[m.PECID] {
+					add(r, m.SHA256, LinkPECID)
+				}
+			}
+		}
+	}
+	// Carried postacert.eml stored as a message of its own.
+	if len(inner) > 0 {
+		rows, err := tx.Query(ctx, `SELECT sha256 FROM messages WHERE sha256 = ANY($1)`, inner)
+		if err != nil {
+			return fmt.Errorf("catalog: correlate: %w", err)
+		}
+		have := map[[32]byte]bool{}
+		var b []byte
+		_, err = pgx.ForEachRow(rows, []any{&b}, func() error {
+			var s [32]byte
+			copySum(&s, b)
+			have[s] = true
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("catalog: correlate: %w", err)
+		}
+		for i := range msgs {
+			if m := &msgs[i]; have[m.PostacertSHA256] {
+				add(m.SHA256, m.PostacertSHA256, LinkPostacert)
+			}
+		}
+	}
+	// New messages carried inside stored ones.
+	{
+		sums := make([][]byte, len(msgs))
+		for i := range msgs {
+			sums[i] = msgs[i].SHA256[:]
+		}
+		rows, err := tx.Query(ctx, `SELECT sha256, postacert_sha256 FROM messages
+			WHERE postacert_sha256 IS NOT NULL AND postacert_sha256 = ANY($1)`, sums)
+		if err != nil {
+			return fmt.Errorf("catalog: correlate: %w", err)
+		}
+		var r, o []byte
+		_, err = pgx.ForEachRow(rows, []any{&r, &o}, func() error {
+			var rs, os [32]byte
+			copySum(&rs, r)
+			copySum(&os, o)
+			add(rs, os, LinkPostacert)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("catalog: correlate: %w", err)
+		}
+	}
+	var batch pgx.Batch
+	for l := range links {
+		batch.Queue(`INSERT INTO message_links (referrer_sha256, original_sha256, via) VALUES ($1, $2, $3)
+			ON CONFLICT DO NOTHING`, l.Referrer[:], l.Original[:], l.Via)
+	}
+
+	// Delivery events of the new receipts, then the deliveries they (or new originals) affect.
+	affected := map[string]bool{}
+	for _, id := range ids {
+		affected[id] = true
+	}
+	for i := range msgs {
+		for _, e := range eventsOf(&msgs[i]) {
+			affected[e.MsgID] = true
+			batch.Queue(`INSERT INTO delivery_events (msgid, recipient, receipt_sha256, kind, ok, problem, pec_id,
+				sender, receipt_type, errore, errore_esteso, event_time)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING`,
+				e.MsgID, e.Recipient, e.Receipt[:], string(e.Kind), e.OK, e.Problem, e.PECID,
+				e.Sender, e.ReceiptType, e.Errore, e.ErroreEsteso, timeOrNil(e.Time))
+		}
+	}
+	if batch.Len() > 0 {
+		if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
+			return fmt.Errorf("catalog: insert links and delivery events: %w", err)
+		}
+	}
+	if len(affected) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(affected))
+	for k := range affected {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return rederive(ctx, tx, keys, now)
+}
+
+// keyed runs a query returning (sha256, key) rows and groups the hashes by key.
+func keyed(ctx context.Context, tx pgx.Tx, sql string, keys []string) (map[string][][32]byte, error) {
+	rows, err := tx.Query(ctx, sql, dedupe(keys))
+	if err != nil {
+		return nil, fmt.Errorf("catalog: correlate: %w", err)
+	}
+	out := map[string][][32]byte{}
+	var b []byte
+	var k string
+	_, err = pgx.ForEachRow(rows, []any{&b, &k}, func() error {
+		var s [32]byte
+		copySum(&s, b)
+		out[k] = append(out[k], s)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("catalog: correlate: %w", err)
+	}
+	return out, nil
+}
+
+func dedupe(l []string) []string {
+	seen := make(map[string]bool, len(l))
+	out := l[:0:0]
+	for _, s := range l {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// rederive recomputes and upserts the deliveries of msgids.
+func rederive(ctx context.Context, tx pgx.Tx, msgids []string, now time.Time) error {
+	rows, err := tx.Query(ctx, `SELECT msgid, recipient, receipt_sha256, kind, ok, problem, pec_id, sender,
+		receipt_type, errore, errore_esteso, event_time FROM delivery_events WHERE msgid = ANY($1)`, msgids)
+	if err != nil {
+		return fmt.Errorf("catalog: delivery events: %w", err)
+	}
+	evs := map[string][]event{}
+	var (
+		e    event
+		sha  []byte
+		kind string
+		t    *time.Time
+	)
+	_, err = pgx.ForEachRow(rows, []any{&e.MsgID, &e.Recipient, &sha, &kind, &e.OK, &e.Problem, &e.PECID, &e.Sender,
+		&e.ReceiptType, &e.Errore, &e.ErroreEsteso, &t}, func() error {
+		x := e
+		copySum(&x.Receipt, sha)
+		x.Kind = pec.Kind(kind)
+		if t != nil {
+			x.Time = *t
+		} else {
+			x.Time = time.Time{}
+		}
+		evs[x.MsgID] = append(evs[x.MsgID], x)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: delivery events: %w", err)
+	}
+	withEvents := make([]string, 0, len(evs))
+	for k := range evs {
+		withEvents = append(withEvents, k)
+	}
+	if len(withEvents) == 0 {
+		return nil
+	}
+	sort.Strings(withEvents)
+	// The original of each msgid: the first stored non-PEC message with that Message-ID.
+	rows, err = tx.Query(ctx, `SELECT DISTINCT ON (message_id) message_id, sha256, recipients FROM messages
+		WHERE kind = 'not-pec' AND message_id <> '' AND message_id = ANY($1)
+		ORDER BY message_id, received_at, sha256`, withEvents)
+	if err != nil {
+		return fmt.Errorf("catalog: originals: %w", err)
+	}
+	origs := map[string]*original{}
+	var (
+		id  string
+		rcp []string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &sha, &rcp}, func() error {
+		o := &original{Recipients: append([]string(nil), rcp...)}
+		copySum(&o.SHA256, sha)
+		origs[id] = o
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: originals: %w", err)
+	}
+	var batch pgx.Batch
+	for _, id := range withEvents {
+		for _, d := range derive(id, evs[id], origs[id], now) {
+			batch.Queue(`INSERT INTO deliveries (msgid, recipient, pec_id, sender, state, receipt_type, errore,
+				errore_esteso, original_sha256, acceptance_sha256, delivery_sha256, nondelivery_sha256,
+				warning_sha256, accepted_at, state_at, problem, updated_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+				ON CONFLICT (msgid, recipient) DO UPDATE SET pec_id = EXCLUDED.pec_id, sender = EXCLUDED.sender,
+				state = EXCLUDED.state, receipt_type = EXCLUDED.receipt_type, errore = EXCLUDED.errore,
+				errore_esteso = EXCLUDED.errore_esteso, original_sha256 = EXCLUDED.original_sha256,
+				acceptance_sha256 = EXCLUDED.acceptance_sha256, delivery_sha256 = EXCLUDED.delivery_sha256,
+				nondelivery_sha256 = EXCLUDED.nondelivery_sha256, warning_sha256 = EXCLUDED.warning_sha256,
+				accepted_at = EXCLUDED.accepted_at, state_at = EXCLUDED.state_at, problem = EXCLUDED.problem,
+				updated_at = EXCLUDED.updated_at`,
+				d.MsgID, d.Recipient, d.PECID, d.Sender, string(d.State), string(d.ReceiptType), string(d.Errore),
+				d.ErroreEsteso, sumOrNil(d.Original), sumOrNil(d.Acceptance), sumOrNil(d.Delivery), sumOrNil(d.NonDelivery),
+				sumOrNil(d.Warning), timeOrNil(d.AcceptedAt), timeOrNil(d.StateAt), d.Problem, d.UpdatedAt)
+		}
+	}
+	if batch.Len() > 0 {
+		if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
+			return fmt.Errorf("catalog: upsert deliveries: %w", err)
+		}
+	}
+	return nil
+}

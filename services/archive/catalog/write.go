@@ -1,0 +1,282 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pecarchive/pecarchive/pec"
+)
+
+// msgCols are the messages columns, in the order of [Message.values] and [scanMessage].
+var msgCols = []string{
+	"sha256", "size", "kind", "message_id", "pec_id", "orig_msgid", "x_riferimento", "ref_msgid",
+	"sender", "from_addr", "recipients", "recipient_types", "subject", "provider",
+	"daticert_time", "daticert_zone", "header_date", "receipt_type", "errore", "errore_esteso",
+	"consegna", "sig_present", "sig_valid", "sig_trusted", "digest_alg", "signer", "signer_email",
+	"signed_at", "verified_at", "reasons", "problems", "chain_sha256", "anchors_sha256",
+	"postacert_sha256", "leaf_index", "received_at",
+}
+
+const msgSelect = `sha256, size, kind, message_id, pec_id, orig_msgid, x_riferimento, ref_msgid,
+	sender, from_addr, recipients, recipient_types, subject, provider,
+	daticert_time, daticert_zone, header_date, receipt_type, errore, errore_esteso,
+	consegna, sig_present, sig_valid, sig_trusted, digest_alg, signer, signer_email,
+	signed_at, verified_at, reasons, problems, chain_sha256, anchors_sha256,
+	postacert_sha256, leaf_index, received_at`
+
+func sumOrNil(s [32]byte) any {
+	if s == ([32]byte{}) {
+		return nil
+	}
+	return s[:]
+}
+
+func timeOrNil(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
+}
+
+func nonNil(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
+}
+
+func (m *Message) values() []any {
+	var zone any
+	if !m.DaticertTime.IsZero() {
+		_, off := m.DaticertTime.Zone()
+		zone = int32(off)
+	}
+	return []any{
+		m.SHA256[:], m.Size, string(m.Kind), m.MessageID, m.PECID, m.OrigMsgID, m.XRiferimento, m.RefMsgID,
+		m.Sender, m.From, nonNil(m.Recipients), nonNil(m.RecipientTypes), m.Subject, m.Provider,
+		timeOrNil(m.DaticertTime), zone, timeOrNil(m.HeaderDate), string(m.ReceiptType), string(m.Errore), m.ErroreEsteso,
+		m.Consegna, m.Verdict.Present, m.Verdict.Valid, m.Verdict.Trusted, m.Verdict.Digest, m.Verdict.Signer, m.Verdict.SignerEmail,
+		timeOrNil(m.Verdict.SignedAt), timeOrNil(m.Verdict.VerifiedAt), nonNil(m.Reasons), nonNil(m.Problems),
+		sumOrNil(m.ChainSHA256), sumOrNil(m.AnchorsSHA256), sumOrNil(m.PostacertSHA256), int64(m.LeafIndex), m.ReceivedAt,
+	}
+}
+
+func copySum(dst *[32]byte, b []byte) {
+	if len(b) == 32 {
+		copy(dst[:], b)
+	}
+}
+
+func scanMessage(row pgx.Row) (Message, error) {
+	var (
+		m                              Message
+		sha, chain, anchors, postacert []byte
+		kind, rtype, errore            string
+		dt, hd, signed, verified       *time.Time
+		zone                           *int32
+		leaf                           int64
+	)
+	err := row.Scan(&sha, &m.Size, &kind, &m.MessageID, &m.PECID, &m.OrigMsgID, &m.XRiferimento, &m.RefMsgID,
+		&m.Sender, &m.From, &m.Recipients, &m.RecipientTypes, &m.Subject, &m.Provider,
+		&dt, &zone, &hd, &rtype, &errore, &m.ErroreEsteso,
+		&m.Consegna, &m.Verdict.Present, &m.Verdict.Valid, &m.Verdict.Trusted, &m.Verdict.Digest, &m.Verdict.Signer, &m.Verdict.SignerEmail,
+		&signed, &verified, &m.Reasons, &m.Problems, &chain, &anchors,
+		&postacert, &leaf, &m.ReceivedAt)
+	if err != nil {
+		return Message{}, err
+	}
+	copySum(&m.SHA256, sha)
+	copySum(&m.ChainSHA256, chain)
+	copySum(&m.AnchorsSHA256, anchors)
+	copySum(&m.PostacertSHA256, postacert)
+	m.Kind = pec.Kind(kind)
+	m.ReceiptType = pec.ReceiptType(rtype)
+	m.Errore = pec.ErrorCode(errore)
+	if dt != nil {
+		off := 0
+		if zone != nil {
+			off = int(*zone)
+		}
+		m.DaticertTime = dt.In(fixedZone(off))
+	}
+	if hd != nil {
+		m.HeaderDate = hd.UTC()
+	}
+	if signed != nil {
+		m.Verdict.SignedAt = signed.UTC()
+	}
+	if verified != nil {
+		m.Verdict.VerifiedAt = verified.UTC()
+	}
+	m.LeafIndex = uint64(leaf)
+	m.ReceivedAt = m.ReceivedAt.UTC()
+	return m, nil
+}
+
+func fixedZone(off int) *time.Location {
+	if off == 0 {
+		return time.UTC
+	}
+	sign := byte('+')
+	o := off
+	if o < 0 {
+		sign, o = '-', -o
+	}
+	return time.FixedZone(fmt.Sprintf("%c%02d%02d", sign, o/3600, o%3600/60), off)
+}
+
+// LockWriter takes the catalog's writer lock for the rest of tx (a transaction-level advisory
+// lock keyed by the current schema). Writers that check which messages exist and then insert
+// them hold it, so two replicas never both insert the same message: the second waits, then sees
+// the first one's rows.
+func LockWriter(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('pecarchive.catalog.writer:' || coalesce(current_schema(), ''), 0))`)
+	if err != nil {
+		return fmt.Errorf("catalog: writer lock: %w", err)
+	}
+	return nil
+}
+
+// Lookup returns the stored messages among sums.
+func Lookup(ctx context.Context, db DB, sums [][32]byte) (map[[32]byte]Message, error) {
+	out := make(map[[32]byte]Message)
+	if len(sums) == 0 {
+		return out, nil
+	}
+	keys := make([][]byte, len(sums))
+	for i := range sums {
+		keys[i] = sums[i][:]
+	}
+	rows, err := db.Query(ctx, `SELECT `+msgSelect+` FROM messages WHERE sha256 = ANY($1)`, keys)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: lookup: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, fmt.Errorf("catalog: lookup: %w", err)
+		}
+		out[m.SHA256] = m
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog: lookup: %w", err)
+	}
+	return out, nil
+}
+
+// Batch is what one commit writes.
+type Batch struct {
+	// Messages are new messages (not stored yet), with LeafIndex and ReceivedAt set.
+	Messages []Message
+	// Sources are the sources seen, for new and already stored messages; a source already
+	// recorded for that message is skipped.
+	Sources []SourceRow
+	// CertSets are the chains and anchor sets the messages refer to; ones already stored are
+	// skipped.
+	Chains  []CertSet
+	Anchors []CertSet
+	// Now stamps derived rows (deliveries.updated_at, sources first_seen when zero).
+	Now time.Time
+}
+
+// Write writes b inside tx (which should hold [LockWriter]): certificate sets, messages, sources,
+// then links and delivery states for the new messages, resolved in both directions against
+// everything already stored and everything in b.
+func Write(ctx context.Context, tx pgx.Tx, b *Batch) error {
+	now := b.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	now = normTime(now).UTC()
+	if err := writeCertSets(ctx, tx, b.Chains, b.Anchors); err != nil {
+		return err
+	}
+	msgs := make([]Message, len(b.Messages))
+	for i := range b.Messages {
+		msgs[i] = b.Messages[i]
+		msgs[i].Normalize()
+		if msgs[i].Size <= 0 {
+			return fmt.Errorf("%w: message %x: size %d", ErrInvalid, msgs[i].SHA256[:4], msgs[i].Size)
+		}
+		if msgs[i].ReceivedAt.IsZero() {
+			msgs[i].ReceivedAt = now
+		}
+	}
+	if len(msgs) > 0 {
+		rows := make([][]any, len(msgs))
+		for i := range msgs {
+			rows[i] = msgs[i].values()
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"messages"}, msgCols, pgx.CopyFromRows(rows)); err != nil {
+			return fmt.Errorf("catalog: insert messages: %w", err)
+		}
+	}
+	if err := writeSources(ctx, tx, b.Sources, now); err != nil {
+		return err
+	}
+	if len(msgs) > 0 {
+		if err := correlate(ctx, tx, msgs, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeCertSets(ctx context.Context, tx pgx.Tx, chains, anchors []CertSet) error {
+	var batch pgx.Batch
+	seen := map[[32]byte]bool{}
+	for _, c := range chains {
+		if c.SHA256 == ([32]byte{}) || seen[c.SHA256] {
+			continue
+		}
+		seen[c.SHA256] = true
+		batch.Queue(`INSERT INTO cert_chains (sha256, certs) VALUES ($1, $2) ON CONFLICT DO NOTHING`, c.SHA256[:], c.Certs)
+	}
+	seen = map[[32]byte]bool{}
+	for _, c := range anchors {
+		if c.SHA256 == ([32]byte{}) || seen[c.SHA256] {
+			continue
+		}
+		seen[c.SHA256] = true
+		batch.Queue(`INSERT INTO trust_anchor_sets (sha256, label, certs) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+			c.SHA256[:], clean(c.Label, MaxText), c.Certs)
+	}
+	if batch.Len() == 0 {
+		return nil
+	}
+	if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
+		return fmt.Errorf("catalog: insert certificate sets: %w", err)
+	}
+	return nil
+}
+
+func writeSources(ctx context.Context, tx pgx.Tx, srcs []SourceRow, now time.Time) error {
+	if len(srcs) == 0 {
+		return nil
+	}
+	var batch pgx.Batch
+	for _, s := range srcs {
+		src := s.Source
+		fs := normTime(src.FirstSeen)
+		if fs.IsZero() {
+			fs = now
+		}
+		parent := []byte{}
+		if src.Parent != ([32]byte{}) {
+			parent = src.Parent[:]
+		}
+		batch.Queue(`INSERT INTO message_sources
+			(sha256, mailbox, folder, uidvalidity, uid, internaldate, path, parent_sha256, first_seen)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`,
+			s.SHA256[:], clean(src.Mailbox, MaxText), clean(src.Folder, MaxText), int64(src.UIDValidity), int64(src.UID),
+			timeOrNil(normTime(src.InternalDate)), clean(src.Path, MaxText), parent, fs)
+	}
+	if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
+		return fmt.Errorf("catalog: insert sources: %w", err)
+	}
+	return nil
+}
