@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -14,6 +16,7 @@ import (
 	archivev1 "github.com/pecarchive/pecarchive/gen/pecarchive/archive/v1"
 	"github.com/pecarchive/pecarchive/internal/auth"
 	"github.com/pecarchive/pecarchive/services/archive/blob"
+	"github.com/pecarchive/pecarchive/services/archive/merklelog"
 )
 
 // GetRecord returns the record of one message.
@@ -50,9 +53,6 @@ func (s *Service) GetInclusionProof(ctx context.Context, req *archivev1.GetInclu
 	if index >= size {
 		return nil, status.Errorf(codes.InvalidArgument, "grpcserver: leaf_index %d is not below tree_size %d", index, size)
 	}
-	if err := s.checkSize(ctx, size); err != nil {
-		return nil, err
-	}
 	proof, err := s.log.InclusionProof(ctx, index, size)
 	if err != nil {
 		return nil, statusError("inclusion proof", err)
@@ -73,9 +73,6 @@ func (s *Service) GetConsistencyProof(ctx context.Context, req *archivev1.GetCon
 	if from > to {
 		return nil, status.Errorf(codes.InvalidArgument, "grpcserver: from_size %d is over to_size %d", from, to)
 	}
-	if err := s.checkSize(ctx, to); err != nil {
-		return nil, err
-	}
 	proof, err := s.log.ConsistencyProof(ctx, from, to)
 	if err != nil {
 		return nil, statusError("consistency proof", err)
@@ -84,18 +81,6 @@ func (s *Service) GetConsistencyProof(ctx context.Context, req *archivev1.GetCon
 }
 
 var errNoLog = status.Error(codes.Unimplemented, "grpcserver: this server does not expose the transparency log")
-
-// checkSize refuses a tree size the log has not reached (yet) with OutOfRange.
-func (s *Service) checkSize(ctx context.Context, size uint64) error {
-	cur, err := s.log.Size(ctx)
-	if err != nil {
-		return statusError("log size", err)
-	}
-	if size > cur {
-		return status.Errorf(codes.OutOfRange, "grpcserver: tree size %d is over the log size %d", size, cur)
-	}
-	return nil
-}
 
 // statusError is the one place where errors of the archive, its stores and the log become gRPC
 // status codes. Unknown errors are Internal.
@@ -106,20 +91,33 @@ func statusError(op string, err error) error {
 		code = codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded
-	case errors.Is(err, ErrInvalid):
+	case errors.Is(err, ErrInvalid), errors.Is(err, merklelog.ErrInvalid):
 		code = codes.InvalidArgument
-	case errors.Is(err, ErrNotFound), errors.Is(err, blob.ErrNotFound):
+	case errors.Is(err, ErrNotFound), errors.Is(err, blob.ErrNotFound), errors.Is(err, merklelog.ErrNotFound):
 		code = codes.NotFound
-	case errors.Is(err, ErrUnavailable), errors.Is(err, blob.ErrUnavailable):
+	case errors.Is(err, merklelog.ErrOutOfRange):
+		code = codes.OutOfRange
+	case errors.Is(err, ErrUnavailable), errors.Is(err, blob.ErrUnavailable), unreachable(err):
 		code = codes.Unavailable
-	case errors.Is(err, blob.ErrIntegrity):
+	case errors.Is(err, blob.ErrIntegrity), errors.Is(err, merklelog.ErrCorrupt):
 		code = codes.DataLoss
+	case errors.Is(err, merklelog.ErrSchema), errors.Is(err, merklelog.ErrNoSigner):
+		code = codes.FailedPrecondition
 	case errors.Is(err, auth.ErrUnauthenticated):
 		code = codes.Unauthenticated
 	case errors.Is(err, auth.ErrPermissionDenied):
 		code = codes.PermissionDenied
 	}
 	return status.Error(code, fmt.Sprintf("grpcserver: %s: %v", op, err))
+}
+
+// unreachable reports whether err says PostgreSQL could not be reached (connection refused or
+// lost before the statement was sent, or a network timeout), for errors passed on as they came
+// from pgx (the log does so).
+func unreachable(err error) bool {
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.As(err, &ce) || pgconn.SafeToRetry(err) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 func recordToProto(r Record) *archivev1.Record {

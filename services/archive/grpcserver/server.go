@@ -20,6 +20,7 @@ import (
 
 	archivev1 "github.com/pecarchive/pecarchive/gen/pecarchive/archive/v1"
 	"github.com/pecarchive/pecarchive/internal/auth"
+	"github.com/pecarchive/pecarchive/services/archive/merklelog"
 )
 
 // Limits.
@@ -35,14 +36,17 @@ const (
 	maxRecvMsgSize = MaxChunkSize + 64<<10
 )
 
-// Log is what the server needs of the transparency log (*merklelog.Log).
+// Log is what the server needs of the transparency log (*merklelog.Log). Errors wrapping the
+// merklelog sentinels map to codes: ErrInvalid InvalidArgument, ErrOutOfRange OutOfRange,
+// ErrNotFound NotFound, ErrCorrupt DataLoss.
 type Log interface {
-	Size(ctx context.Context) (uint64, error)
 	Checkpoint(ctx context.Context) (signed []byte, err error)
 	InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error)
 	ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error)
 	LeafData(ctx context.Context, index uint64) ([]byte, error)
 }
+
+var _ Log = (*merklelog.Log)(nil)
 
 // Config configures a [Service] or a [Server].
 type Config struct {

@@ -433,7 +433,9 @@ func TestStoreBytesRetries(t *testing.T) {
 	fast := &archiveclient.Options{MaxAttempts: 4, InitialBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond, ChunkSize: 7}
 	raw := []byte("Subject: retry\r\n\r\nbody\r\n")
 
-	e.archive.set(func(f *fakeArchive) { f.fail = []error{grpcserver.ErrUnavailable, fmt.Errorf("s3: %w", blob.ErrUnavailable)} })
+	e.archive.set(func(f *fakeArchive) {
+		f.fail = []error{grpcserver.ErrUnavailable, fmt.Errorf("s3: %w", blob.ErrUnavailable)}
+	})
 	rec, err := archiveclient.StoreBytes(ctxT(t), c, raw, src, fast)
 	if err != nil || !rec.GetNew() {
 		t.Fatalf("after two Unavailable: %v, %v", rec, err)

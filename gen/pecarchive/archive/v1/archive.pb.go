@@ -9,8 +9,12 @@
 //   INVALID_ARGUMENT    malformed request or stream (no header first, chunk over 1 MiB, empty
 //                       message, bad sha256 length, ...)
 //   RESOURCE_EXHAUSTED  the message is over the server's size limit (default 64 MiB)
-//   DATA_LOSS           the bytes received disagree with the declared expected_sha256/expected_size
+//   DATA_LOSS           the bytes received disagree with the declared expected_sha256/expected_size,
+//                       or stored data failed an integrity check
 //   NOT_FOUND           no such record, leaf or checkpoint
+//   OUT_OF_RANGE        a tree size beyond the current log size (may succeed later)
+//   FAILED_PRECONDITION the server is not set up for the request (schema not migrated, ...)
+//   DEADLINE_EXCEEDED   Store waited too long for buffer space, or any other timeout
 //   UNAVAILABLE         a backing store (PostgreSQL, S3) is down; Store is idempotent, retry it
 //   UNAUTHENTICATED     no or unknown credentials
 //   PERMISSION_DENIED   the caller's roles do not allow the RPC
@@ -735,7 +739,8 @@ func (x *GetCheckpointResponse) GetCheckpoint() []byte {
 type GetInclusionProofRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	LeafIndex uint64                 `protobuf:"varint,1,opt,name=leaf_index,json=leafIndex,proto3" json:"leaf_index,omitempty"`
-	// TreeSize must be greater than leaf_index and at most the current log size.
+	// TreeSize must be greater than leaf_index (else INVALID_ARGUMENT) and at most the current log
+	// size (else OUT_OF_RANGE).
 	TreeSize      uint64 `protobuf:"varint,2,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -860,7 +865,8 @@ func (x *GetInclusionProofResponse) GetLeafData() []byte {
 type GetConsistencyProofRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	FromSize uint64                 `protobuf:"varint,1,opt,name=from_size,json=fromSize,proto3" json:"from_size,omitempty"`
-	// ToSize must be at least from_size and at most the current log size.
+	// ToSize must be at least from_size (else INVALID_ARGUMENT) and at most the current log size
+	// (else OUT_OF_RANGE).
 	ToSize        uint64 `protobuf:"varint,2,opt,name=to_size,json=toSize,proto3" json:"to_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -9,8 +9,12 @@
 //   INVALID_ARGUMENT    malformed request or stream (no header first, chunk over 1 MiB, empty
 //                       message, bad sha256 length, ...)
 //   RESOURCE_EXHAUSTED  the message is over the server's size limit (default 64 MiB)
-//   DATA_LOSS           the bytes received disagree with the declared expected_sha256/expected_size
+//   DATA_LOSS           the bytes received disagree with the declared expected_sha256/expected_size,
+//                       or stored data failed an integrity check
 //   NOT_FOUND           no such record, leaf or checkpoint
+//   OUT_OF_RANGE        a tree size beyond the current log size (may succeed later)
+//   FAILED_PRECONDITION the server is not set up for the request (schema not migrated, ...)
+//   DEADLINE_EXCEEDED   Store waited too long for buffer space, or any other timeout
 //   UNAVAILABLE         a backing store (PostgreSQL, S3) is down; Store is idempotent, retry it
 //   UNAUTHENTICATED     no or unknown credentials
 //   PERMISSION_DENIED   the caller's roles do not allow the RPC

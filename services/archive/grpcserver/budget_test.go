@@ -1,0 +1,88 @@
+package grpcserver
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+func TestBudget(t *testing.T) {
+	b := newBudget(10)
+	ctx := context.Background()
+	if err := b.acquire(ctx, 6); err != nil {
+		t.Fatal(err)
+	}
+	// 8 does not fit; a later 2 would, but waits behind it (FIFO: no starvation of big calls).
+	got := make(chan int64, 3)
+	go func() {
+		if b.acquire(ctx, 8) == nil {
+			got <- 8
+		}
+	}()
+	waitWaiters(t, b, 1)
+	go func() {
+		if b.acquire(ctx, 2) == nil {
+			got <- 2
+		}
+	}()
+	waitWaiters(t, b, 2)
+
+	// A waiter that gives up leaves the queue.
+	short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	defer cancel()
+	if err := b.acquire(short, 1); err != context.DeadlineExceeded {
+		t.Fatalf("acquire with an expiring context: %v", err)
+	}
+	waitWaiters(t, b, 2)
+
+	b.release(6)
+	if n := <-got; n != 8 {
+		t.Fatalf("first granted %d, want 8", n)
+	}
+	if n := <-got; n != 2 {
+		t.Fatalf("then %d, want 2", n)
+	}
+	b.release(8)
+	b.release(2)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used != 0 || b.waiters.Len() != 0 {
+		t.Errorf("used %d, waiters %d after releasing everything", b.used, b.waiters.Len())
+	}
+}
+
+func TestBudgetCancelAtFront(t *testing.T) {
+	b := newBudget(10)
+	ctx := context.Background()
+	if err := b.acquire(ctx, 9); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- b.acquire(cctx, 5) }() // front waiter, does not fit
+	waitWaiters(t, b, 1)
+	second := make(chan error)
+	go func() { second <- b.acquire(ctx, 1) }() // fits, but queued behind the first
+	waitWaiters(t, b, 2)
+	cancel()
+	if err := <-done; err != context.Canceled {
+		t.Fatalf("cancelled front waiter: %v", err)
+	}
+	// Removing the front waiter lets the one behind it in.
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitWaiters(t *testing.T, b *budget, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		b.mu.Lock()
+		l := b.waiters.Len()
+		b.mu.Unlock()
+		if l == n {
+			return
+		}
+	}
+	t.Fatalf("waiters never reached %d", n)
+}
