@@ -12,19 +12,30 @@ import (
 
 // Publish signs a checkpoint for the current tree and stores it, returning the signed note
 // (tlog.VerifyCheckpoint checks it). When the latest stored checkpoint already has the current
-// size, Publish returns it unchanged, so calling it on a timer is cheap. Concurrent publishers on
-// several replicas are safe: the first to store a size wins and the others return its note.
+// size, Publish returns it unchanged, so calling it on a timer is cheap. Publishers on several
+// replicas are serialized by an advisory lock, so checkpoints are stored in increasing size and
+// time order.
 func (l *Log) Publish(ctx context.Context) (signed []byte, err error) {
 	if l.cfg.Signer == nil {
 		return nil, ErrNoSigner
 	}
+	tx, err := l.pool.Begin(ctx)
+	if err != nil {
+		return nil, l.dbErr("publish: begin", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
+
 	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))`, int32(lockClass+1))
 	b.Queue(`SELECT size, compact FROM merklelog_state WHERE id`)
 	b.Queue(`SELECT size, signed FROM merklelog_checkpoint ORDER BY size DESC LIMIT 1`)
-	br := l.pool.SendBatch(ctx, b)
+	br := tx.SendBatch(ctx, b)
 	var size, latest int64 = 0, -1
 	var packed, latestSigned []byte
-	err = br.QueryRow().Scan(&size, &packed)
+	_, err = br.Exec()
+	if err == nil {
+		err = br.QueryRow().Scan(&size, &packed)
+	}
 	if err == nil {
 		err = br.QueryRow().Scan(&latest, &latestSigned)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -59,14 +70,13 @@ func (l *Log) Publish(ctx context.Context) (signed []byte, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("merklelog: publish: %w", err)
 	}
-	// A concurrent publisher may have stored this size first: keep and return its note.
-	tag, err := l.pool.Exec(ctx, `INSERT INTO merklelog_checkpoint (size, root, signed) VALUES ($1, $2, $3)
-		ON CONFLICT (size) DO NOTHING`, size, root, signed)
-	if err != nil {
+	// clock_timestamp, not now(): the transaction may have started before the lock was granted.
+	if _, err := tx.Exec(ctx, `INSERT INTO merklelog_checkpoint (size, root, signed, created_at)
+		VALUES ($1, $2, $3, clock_timestamp())`, size, root, signed); err != nil {
 		return nil, l.dbErr("store checkpoint", err)
 	}
-	if tag.RowsAffected() == 0 {
-		return l.CheckpointAt(ctx, st.size)
+	if err := tx.Commit(ctx); err != nil {
+		return nil, l.dbErr("store checkpoint", err)
 	}
 	return signed, nil
 }
