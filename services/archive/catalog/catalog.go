@@ -74,8 +74,15 @@ type Verdict struct {
 	Digest      string // digest algorithm: "sha1", "sha256", ...
 	Signer      string // signer certificate subject DN
 	SignerEmail string
-	SignedAt    time.Time // zero when unknown
-	VerifiedAt  time.Time // the time the verification was made as of; zero when not verified
+	// Provider is the providerName of the provider-index entry listing the signer, when an index
+	// was used.
+	Provider   string
+	SignedAt   time.Time // zero when unknown
+	VerifiedAt time.Time // the time the verification was made as of; zero when not verified
+	// Reasons are the machine-readable verification reasons (pec/smime Reason values).
+	Reasons []string
+	// Details are human-readable explanations of the reasons.
+	Details []string
 }
 
 // Message is one row of the messages table: what the archive knows about one raw message.
@@ -116,9 +123,7 @@ type Message struct {
 	ErroreEsteso string
 	Consegna     string
 	Verdict      Verdict
-	// Reasons are the verification reasons (pec/smime Reason values and details).
-	Reasons []string
-	// Problems are the parse problems.
+	// Problems are the parse problems (and anything else the archive flagged).
 	Problems []string
 	// ChainSHA256 identifies the signer's certificate chain in cert_chains.
 	ChainSHA256 [32]byte

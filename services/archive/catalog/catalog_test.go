@@ -66,6 +66,7 @@ func (e *env) store(msgs ...catalog.Message) []catalog.Message {
 func sum(s string) [32]byte { return sha256.Sum256([]byte(s)) }
 
 var trusted = catalog.Verdict{Present: true, Valid: true, Trusted: true, Digest: "sha1", Signer: "CN=Provider", SignerEmail: "posta-certificata@pec.example.it",
+	Reasons: []string{"weak-digest-sha1"}, Details: []string{"the CMS digest is SHA-1"},
 	SignedAt: time.Date(2024, 5, 6, 7, 0, 0, 0, time.UTC), VerifiedAt: time.Date(2024, 5, 6, 7, 0, 0, 0, time.UTC)}
 
 var rome = time.FixedZone("+0200", 7200)
@@ -92,7 +93,7 @@ func TestRoundTripAndDigest(t *testing.T) {
 		Recipients: []string{"A@pec.example.it"}, RecipientTypes: []string{"certificato"},
 		Subject: "CONSEGNA: caf\xe9 \x00 bad", Provider: "Example", DaticertTime: time.Date(2023, 8, 18, 17, 37, 14, 0, rome),
 		HeaderDate: time.Date(2023, 8, 18, 15, 37, 14, 123456789, time.UTC), ReceiptType: pec.ReceiptCompleta,
-		Errore: pec.ErrNessuno, Consegna: "a@pec.example.it", Verdict: trusted, Reasons: []string{"weak-digest-sha1"},
+		Errore: pec.ErrNessuno, Consegna: "a@pec.example.it", Verdict: trusted,
 		Problems: []string{"pec: something"}, PostacertSHA256: sum("inner"),
 	}
 	chain := catalog.ChainSet([][]byte{[]byte("leaf-der"), []byte("ca-der")})
@@ -195,7 +196,7 @@ func TestCorrelationOutOfOrder(t *testing.T) {
 	}
 	// Untrusted delivery for b, errore-consegna for c, then the acceptance for all.
 	dB := receipt(pec.KindAvvenutaConsegna, msgid, pecID, rcpts, "b@pec.example.it", untrusted, "")
-	dB.Reasons = []string{"chain-untrusted"}
+	dB.Verdict.Reasons = []string{"chain-untrusted"}
 	nC := receipt(pec.KindErroreConsegna, msgid, pecID, rcpts, "c@pec.example.it", trusted, "")
 	nC.Errore, nC.ErroreEsteso = pec.ErrNoDest, "5.1.1 unknown user"
 	acc := receipt(pec.KindAccettazione, msgid, pecID, rcpts, "", trusted, "")

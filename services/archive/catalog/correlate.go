@@ -78,8 +78,8 @@ func verdictProblem(m *Message) string {
 	default:
 		return ""
 	}
-	if len(m.Reasons) > 0 {
-		what += " (" + strings.Join(m.Reasons, "; ") + ")"
+	if len(v.Reasons) > 0 {
+		what += " (" + strings.Join(v.Reasons, "; ") + ")"
 	}
 	return clean(what, MaxText)
 }

@@ -116,7 +116,9 @@ func (m *Message) Normalize() {
 	m.Verdict.SignerEmail = addr(m.Verdict.SignerEmail)
 	m.Verdict.SignedAt = normTime(m.Verdict.SignedAt)
 	m.Verdict.VerifiedAt = normTime(m.Verdict.VerifiedAt)
-	m.Reasons = cleanList(m.Reasons, MaxListEntry)
+	m.Verdict.Provider = clean(m.Verdict.Provider, MaxText)
+	m.Verdict.Reasons = cleanList(m.Verdict.Reasons, MaxListEntry)
+	m.Verdict.Details = cleanList(m.Verdict.Details, MaxListEntry)
 	m.Problems = cleanList(m.Problems, MaxListEntry)
 	m.ReceivedAt = normTime(m.ReceivedAt)
 }
@@ -190,9 +192,11 @@ func (m *Message) EvidenceDigest() [32]byte {
 	str(c.Verdict.Digest)
 	str(c.Verdict.Signer)
 	str(c.Verdict.SignerEmail)
+	str(c.Verdict.Provider)
 	tm(c.Verdict.SignedAt.UTC())
 	tm(c.Verdict.VerifiedAt.UTC())
-	list(c.Reasons)
+	list(c.Verdict.Reasons)
+	list(c.Verdict.Details)
 	list(c.Problems)
 	b.Write(c.ChainSHA256[:])
 	b.Write(c.AnchorsSHA256[:])
@@ -220,41 +224,40 @@ func ParseLeafExtra(extra string) ([32]byte, error) {
 	return d, nil
 }
 
-// certSetSum returns SHA-256 over the concatenated SHA-256 sums of certs.
-func certSetSum(certs [][]byte) [32]byte {
+// certConcatSum returns SHA-256 over the concatenated DER certificates (DER is self-delimiting,
+// so the concatenation is unambiguous).
+func certConcatSum(certs [][]byte) [32]byte {
 	h := sha256.New()
 	for _, c := range certs {
-		s := sha256.Sum256(c)
-		h.Write(s[:])
+		h.Write(c)
 	}
 	var out [32]byte
 	h.Sum(out[:0])
 	return out
 }
 
-// ChainSet returns the CertSet of a signer chain (DER, signer first; order kept).
+// ChainSet returns the CertSet of a signer chain (DER, signer first; order kept). Its SHA256 is
+// the SHA-256 of the concatenated DER.
 func ChainSet(certs [][]byte) CertSet {
-	return CertSet{SHA256: certSetSum(certs), Certs: certs}
+	return CertSet{SHA256: certConcatSum(certs), Certs: certs}
 }
 
-// AnchorSet returns the CertSet of a trust-anchor set (DER; sorted by their SHA-256, duplicates
-// removed, so the same anchors always give the same hash). label is informational.
+// AnchorSet returns the CertSet of a trust-anchor set: the DER certificates sorted by their bytes,
+// duplicates removed, and SHA256 over their concatenation, which is what pec/smime's
+// TrustStore.ID is (in hex), so the same anchors always give the same key. label is
+// informational.
 func AnchorSet(certs [][]byte, label string) CertSet {
-	type e struct {
-		sum [32]byte
-		der []byte
-	}
-	es := make([]e, 0, len(certs))
-	for _, c := range certs {
-		es = append(es, e{sha256.Sum256(c), c})
-	}
-	sort.Slice(es, func(i, j int) bool { return bytes.Compare(es[i].sum[:], es[j].sum[:]) < 0 })
-	out := make([][]byte, 0, len(es))
-	for i, x := range es {
-		if i > 0 && x.sum == es[i-1].sum {
+	out := make([][]byte, len(certs))
+	copy(out, certs)
+	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i], out[j]) < 0 })
+	k := 0
+	for i := range out {
+		if i > 0 && bytes.Equal(out[i], out[k-1]) {
 			continue
 		}
-		out = append(out, x.der)
+		out[k] = out[i]
+		k++
 	}
-	return CertSet{SHA256: certSetSum(out), Label: clean(label, MaxText), Certs: out}
+	out = out[:k]
+	return CertSet{SHA256: certConcatSum(out), Label: clean(label, MaxText), Certs: out}
 }

@@ -16,7 +16,7 @@ var msgCols = []string{
 	"sender", "from_addr", "recipients", "recipient_types", "subject", "provider",
 	"daticert_time", "daticert_zone", "header_date", "receipt_type", "errore", "errore_esteso",
 	"consegna", "sig_present", "sig_valid", "sig_trusted", "digest_alg", "signer", "signer_email",
-	"signed_at", "verified_at", "reasons", "problems", "chain_sha256", "anchors_sha256",
+	"index_provider", "signed_at", "verified_at", "reasons", "reason_details", "problems", "chain_sha256", "anchors_sha256",
 	"postacert_sha256", "leaf_index", "received_at",
 }
 
@@ -24,7 +24,7 @@ const msgSelect = `sha256, size, kind, message_id, pec_id, orig_msgid, x_riferim
 	sender, from_addr, recipients, recipient_types, subject, provider,
 	daticert_time, daticert_zone, header_date, receipt_type, errore, errore_esteso,
 	consegna, sig_present, sig_valid, sig_trusted, digest_alg, signer, signer_email,
-	signed_at, verified_at, reasons, problems, chain_sha256, anchors_sha256,
+	index_provider, signed_at, verified_at, reasons, reason_details, problems, chain_sha256, anchors_sha256,
 	postacert_sha256, leaf_index, received_at`
 
 func sumOrNil(s [32]byte) any {
@@ -59,7 +59,8 @@ func (m *Message) values() []any {
 		m.Sender, m.From, nonNil(m.Recipients), nonNil(m.RecipientTypes), m.Subject, m.Provider,
 		timeOrNil(m.DaticertTime), zone, timeOrNil(m.HeaderDate), string(m.ReceiptType), string(m.Errore), m.ErroreEsteso,
 		m.Consegna, m.Verdict.Present, m.Verdict.Valid, m.Verdict.Trusted, m.Verdict.Digest, m.Verdict.Signer, m.Verdict.SignerEmail,
-		timeOrNil(m.Verdict.SignedAt), timeOrNil(m.Verdict.VerifiedAt), nonNil(m.Reasons), nonNil(m.Problems),
+		m.Verdict.Provider, timeOrNil(m.Verdict.SignedAt), timeOrNil(m.Verdict.VerifiedAt),
+		nonNil(m.Verdict.Reasons), nonNil(m.Verdict.Details), nonNil(m.Problems),
 		sumOrNil(m.ChainSHA256), sumOrNil(m.AnchorsSHA256), sumOrNil(m.PostacertSHA256), int64(m.LeafIndex), m.ReceivedAt,
 	}
 }
@@ -83,7 +84,7 @@ func scanMessage(row pgx.Row) (Message, error) {
 		&m.Sender, &m.From, &m.Recipients, &m.RecipientTypes, &m.Subject, &m.Provider,
 		&dt, &zone, &hd, &rtype, &errore, &m.ErroreEsteso,
 		&m.Consegna, &m.Verdict.Present, &m.Verdict.Valid, &m.Verdict.Trusted, &m.Verdict.Digest, &m.Verdict.Signer, &m.Verdict.SignerEmail,
-		&signed, &verified, &m.Reasons, &m.Problems, &chain, &anchors,
+		&m.Verdict.Provider, &signed, &verified, &m.Verdict.Reasons, &m.Verdict.Details, &m.Problems, &chain, &anchors,
 		&postacert, &leaf, &m.ReceivedAt)
 	if err != nil {
 		return Message{}, err

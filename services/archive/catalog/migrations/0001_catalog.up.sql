@@ -4,8 +4,7 @@
 -- unknown); times are NULL when unknown.
 
 -- Certificate chains of signers, stored once by hash and referenced by the verdicts.
--- sha256 = SHA-256 of the concatenated SHA-256 sums of the DER certificates, in chain order
--- (signer first).
+-- sha256 = SHA-256 of the concatenated DER certificates, in chain order (signer first).
 CREATE TABLE cert_chains (
     sha256     bytea PRIMARY KEY CHECK (octet_length(sha256) = 32),
     certs      bytea[] NOT NULL,
@@ -13,7 +12,7 @@ CREATE TABLE cert_chains (
 );
 
 -- Trust-anchor sets a verification used, stored once by hash. sha256 = SHA-256 of the
--- concatenated SHA-256 sums of the DER certificates, sorted.
+-- concatenated DER certificates sorted by their bytes (pec/smime TrustStore.ID).
 CREATE TABLE trust_anchor_sets (
     sha256     bytea PRIMARY KEY CHECK (octet_length(sha256) = 32),
     label      text NOT NULL DEFAULT '',
@@ -51,9 +50,11 @@ CREATE TABLE messages (
     digest_alg        text NOT NULL DEFAULT '',
     signer            text NOT NULL DEFAULT '',
     signer_email      text NOT NULL DEFAULT '',
+    index_provider    text NOT NULL DEFAULT '',   -- provider-index providerName of the signer
     signed_at         timestamptz,
     verified_at       timestamptz,                -- the time the verification was made as of
-    reasons           text[] NOT NULL DEFAULT '{}', -- verification reasons
+    reasons           text[] NOT NULL DEFAULT '{}', -- verification reasons (pec/smime)
+    reason_details    text[] NOT NULL DEFAULT '{}', -- human-readable explanations
     problems          text[] NOT NULL DEFAULT '{}', -- parse problems
     chain_sha256      bytea REFERENCES cert_chains (sha256),
     anchors_sha256    bytea REFERENCES trust_anchor_sets (sha256),
