@@ -73,7 +73,12 @@ func malformed(format string, args ...any) error {
 func parseCMS(b []byte, maxCerts int) (*signedData, error) {
 	sd, err := parseCMSFast(b, maxCerts)
 	if err != nil {
-		sd2, err2 := parseCMSPKCS7(b, maxCerts)
+		// Only well-delimited BER goes to the library, which would ignore trailing data.
+		n, ok := berLen(b, 0)
+		if !ok || !allZero(b[n:]) {
+			return nil, err
+		}
+		sd2, err2 := parseCMSPKCS7(b[:n], maxCerts)
 		if err2 != nil {
 			return nil, err // the DER parser's complaint is the more precise one
 		}
@@ -93,10 +98,8 @@ func parseCMSFast(b []byte, maxCerts int) (*signedData, error) {
 	if !in.ReadASN1(&ci, cbasn1.SEQUENCE) {
 		return nil, malformed("not a DER ContentInfo")
 	}
-	for _, c := range in { // tolerate zero padding after the ContentInfo, nothing else
-		if c != 0 {
-			return nil, malformed("trailing data after ContentInfo")
-		}
+	if !allZero(in) { // tolerate zero padding after the ContentInfo, nothing else
+		return nil, malformed("trailing data after ContentInfo")
 	}
 	if !ci.ReadASN1(&ctype, cbasn1.OBJECT_IDENTIFIER) {
 		return nil, malformed("bad ContentInfo content type")
@@ -449,3 +452,73 @@ func oidContents(o asn1.ObjectIdentifier) []byte {
 }
 
 var errNoContent = errors.New("smime: no signed content")
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// berLen returns the length of the BER element at the start of b (definite or indefinite
+// length), or false when b does not start with a complete element.
+func berLen(b []byte, depth int) (int, bool) {
+	if depth > 32 || len(b) < 2 {
+		return 0, false
+	}
+	tag, i := b[0], 1
+	if tag&0x1f == 0x1f { // high tag number form
+		for {
+			if i >= len(b) || i > 5 {
+				return 0, false
+			}
+			c := b[i]
+			i++
+			if c&0x80 == 0 {
+				break
+			}
+		}
+	}
+	if i >= len(b) {
+		return 0, false
+	}
+	l := b[i]
+	i++
+	switch {
+	case l < 0x80:
+		if int(l) > len(b)-i {
+			return 0, false
+		}
+		return i + int(l), true
+	case l == 0x80:
+		if tag&0x20 == 0 { // indefinite length needs a constructed encoding
+			return 0, false
+		}
+		for {
+			if i+2 <= len(b) && b[i] == 0 && b[i+1] == 0 {
+				return i + 2, true
+			}
+			n, ok := berLen(b[i:], depth+1)
+			if !ok {
+				return 0, false
+			}
+			i += n
+		}
+	default:
+		k := int(l & 0x7f)
+		if k > 4 || k > len(b)-i {
+			return 0, false
+		}
+		v := 0
+		for j := 0; j < k; j++ {
+			v = v<<8 | int(b[i+j])
+		}
+		i += k
+		if v < 0 || v > len(b)-i {
+			return 0, false
+		}
+		return i + v, true
+	}
+}
