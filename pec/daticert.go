@@ -44,8 +44,8 @@ const (
 	elErroreEsteso
 )
 
-func elementID(name string) int {
-	switch name {
+func elementID(name []byte) int {
+	switch string(name) {
 	case "postacert":
 		return elPostacert
 	case "intestazione":
@@ -106,184 +106,314 @@ func knownTipo(k Kind) bool {
 	return false
 }
 
-// parseDaticert parses daticert.xml with an encoding/xml token loop bounded by lim. It tolerates
-// stray text between elements (reported, not fatal) and keeps every field read before a fatal
-// error.
+// parseDaticert parses daticert.xml, bounded by lim. Well-formed documents in the plain shape
+// providers write (UTF-8, the XML declaration, elements, attributes, text with the predefined
+// entities) are read by a small scanner; anything else (comments, CDATA, character references,
+// other encodings, DTDs, syntax errors) is read by an encoding/xml token loop, which is the
+// reference: both feed the same builder, and FuzzDaticert checks they agree. Stray text between
+// elements is reported, not fatal; every field read before a fatal error is kept.
 func parseDaticert(b []byte, lim Limits) (*Daticert, []error) {
 	lim = (&Options{Limits: lim}).limits()
-	var probs []error
-	add := func(err error, format string, args ...any) {
-		probs = append(probs, newProblem(err, daticertPart, format, args...))
-	}
 	if len(b) > lim.MaxXMLSize {
-		add(ErrTooLarge, "%d bytes, limit %d", len(b), lim.MaxXMLSize)
-		return nil, probs
+		return nil, []error{newProblem(ErrTooLarge, daticertPart, "%d bytes, limit %d", len(b), lim.MaxXMLSize)}
 	}
+	var pre []error
+	b = bytes.TrimPrefix(b, []byte("\ufeff"))
 	if !utf8.Valid(b) && !hasEncodingDecl(b) {
 		// No declared encoding but not UTF-8: the common mistake is ISO-8859-1.
-		add(ErrCharset, "not UTF-8 and no encoding declared; read as ISO-8859-1")
+		pre = append(pre, newProblem(ErrCharset, daticertPart, "not UTF-8 and no encoding declared; read as ISO-8859-1"))
 		b = latin1ToUTF8(b)
 	}
+	bd := &dcBuilder{lim: lim, probs: pre, arena: make([]byte, 0, len(b))}
+	bd.reset()
+	if !scanXML(b, bd) {
+		bd.reset()
+		decodeXML(b, bd)
+	}
+	return bd.result()
+}
 
-	dec := xml.NewDecoder(bytes.NewReader(b))
-	dec.Strict = true
-	dec.CharsetReader = charset.Reader
+// dcBuilder builds a Daticert from XML events. Field values are collected in one byte arena and
+// turned into strings with a single allocation at the end.
+type dcBuilder struct {
+	lim      Limits
+	root     bool
+	stackBuf [16]int
+	stack    []int
+	cur      int    // element of the last start event
+	text     []byte // text of the current leaf element
+	arena    []byte
+	fields   [fieldCount]span
+	dest     []recipientSpan
+	ricez    []span
+	stray    bool
+	probs    []error
+	npre     int  // problems found before parsing (kept on reset)
+	stop     bool // a fatal problem: ignore further events
+	reject   bool // the root is not postacert: no result
+}
 
-	var (
-		d        Daticert
-		root     bool
-		stackBuf [16]int
-		stack    = stackBuf[:0]
-		text     []byte
-		stray    bool
-		giorno   string
-		ora      string
-		zona     string
-		haveZona bool
-		fatal    bool
-	)
-	for !fatal {
-		tok, err := dec.RawToken()
-		if err == io.EOF {
-			if len(stack) > 0 {
-				add(ErrDaticert, "truncated: <%s> not closed", elementName(stack[len(stack)-1]))
-			}
-			break
+// span is a range of dcBuilder.arena; the zero span is absent.
+type span struct{ a, b int32 }
+
+type recipientSpan struct{ addr, typ span }
+
+// field slots: the text leaves use their element id, attributes the slots after them.
+const (
+	fieldTipo = elErroreEsteso + 1 + iota
+	fieldErrore
+	fieldZona
+	fieldRicevuta
+	fieldCount
+)
+
+func (bd *dcBuilder) reset() {
+	if bd.stack == nil {
+		bd.npre = len(bd.probs)
+	}
+	*bd = dcBuilder{lim: bd.lim, probs: bd.probs[:bd.npre], npre: bd.npre, text: bd.text[:0], arena: bd.arena[:0]}
+	bd.stack = bd.stackBuf[:0]
+}
+
+// keep appends the trimmed v to the arena.
+func (bd *dcBuilder) keep(v []byte) span {
+	v = trimSpaceBytes(v)
+	a := len(bd.arena)
+	bd.arena = append(bd.arena, v...)
+	return span{int32(a), int32(len(bd.arena))}
+}
+
+func (bd *dcBuilder) add(err error, format string, args ...any) {
+	bd.probs = append(bd.probs, newProblem(err, daticertPart, format, args...))
+}
+
+func (bd *dcBuilder) fatal(err error, format string, args ...any) {
+	bd.add(err, format, args...)
+	bd.stop = true
+}
+
+func (bd *dcBuilder) start(name []byte) {
+	if bd.stop {
+		return
+	}
+	if len(bd.stack) >= bd.lim.MaxXMLDepth {
+		bd.fatal(ErrTooDeep, "elements nested deeper than %d", bd.lim.MaxXMLDepth)
+		return
+	}
+	id := elementID(name)
+	if len(bd.stack) == 0 {
+		if bd.root {
+			bd.fatal(ErrDaticert, "more than one root element")
+			return
 		}
-		if err != nil {
-			add(ErrDaticert, "%v", err)
-			break
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if len(stack) >= lim.MaxXMLDepth {
-				add(ErrTooDeep, "elements nested deeper than %d", lim.MaxXMLDepth)
-				fatal = true
-				break
-			}
-			id := elementID(t.Name.Local)
-			if len(stack) == 0 {
-				if root {
-					add(ErrDaticert, "more than one root element")
-					fatal = true
-					break
-				}
-				root = true
-				if id != elPostacert {
-					add(ErrDaticert, "root element is <%s>, not <postacert>", clipString(t.Name.Local, 40))
-					return nil, probs
-				}
-			}
-			stack = append(stack, id)
-			text = text[:0]
-			switch id {
-			case elPostacert:
-				for _, a := range t.Attr {
-					switch a.Name.Local {
-					case "tipo":
-						d.Tipo = Kind(strings.TrimSpace(a.Value))
-					case "errore":
-						d.Errore = ErrorCode(strings.TrimSpace(a.Value))
-					}
-				}
-			case elDestinatari:
-				d.Destinatari = append(d.Destinatari, Recipient{Type: RecipientType(strings.TrimSpace(attr(t.Attr, "tipo")))})
-			case elData:
-				for _, a := range t.Attr {
-					if a.Name.Local == "zona" {
-						zona, haveZona = strings.TrimSpace(a.Value), true
-					}
-				}
-			case elRicevuta:
-				d.Ricevuta = ReceiptType(strings.TrimSpace(attr(t.Attr, "tipo")))
-			}
-		case xml.EndElement:
-			if len(stack) == 0 {
-				add(ErrDaticert, "unexpected end element </%s>", clipString(t.Name.Local, 40))
-				fatal = true
-				break
-			}
-			id := stack[len(stack)-1]
-			if elementID(t.Name.Local) != id {
-				add(ErrDaticert, "end element </%s> does not match <%s>", clipString(t.Name.Local, 40), elementName(id))
-				fatal = true
-				break
-			}
-			stack = stack[:len(stack)-1]
-			if id >= elMittente {
-				s := string(bytes.TrimSpace(text))
-				switch id {
-				case elMittente:
-					d.Mittente = s
-				case elDestinatari:
-					d.Destinatari[len(d.Destinatari)-1].Address = s
-				case elRisposte:
-					d.Risposte = s
-				case elOggetto:
-					d.Oggetto = s
-				case elGestore:
-					d.GestoreEmittente = s
-				case elGiorno:
-					giorno = s
-				case elOra:
-					ora = s
-				case elIdentificativo:
-					d.Identificativo = s
-				case elMsgID:
-					d.MsgID = stripAngle([]byte(s))
-				case elConsegna:
-					d.Consegna = s
-				case elRicezione:
-					d.Ricezione = append(d.Ricezione, s)
-				case elErroreEsteso:
-					d.ErroreEsteso = s
-				}
-			}
-			text = text[:0]
-		case xml.CharData:
-			if len(stack) == 0 {
-				if len(bytes.TrimSpace(t)) > 0 {
-					add(ErrDaticert, "text outside the root element")
-				}
-				break
-			}
-			id := stack[len(stack)-1]
-			switch {
-			case id >= elMittente:
-				text = append(text, t...)
-			case id != elOther && !stray && len(bytes.TrimSpace(t)) > 0:
-				stray = true
-				add(ErrDaticert, "unexpected text %q in <%s> (ignored)", clip(bytes.TrimSpace(t), 40), elementName(id))
-			}
-		case xml.Directive:
-			add(ErrXMLForbidden, "<!%s>", clip(t, 40))
-			fatal = true
-		case xml.ProcInst, xml.Comment:
+		bd.root = true
+		if id != elPostacert {
+			bd.fatal(ErrDaticert, "root element is <%s>, not <postacert>", clip(name, 40))
+			bd.reject = true
+			return
 		}
 	}
-	if !root {
-		if len(probs) == 0 {
-			add(ErrDaticert, "no root element")
+	bd.stack = append(bd.stack, id)
+	bd.cur = id
+	bd.text = bd.text[:0]
+	if id == elDestinatari {
+		bd.dest = append(bd.dest, recipientSpan{})
+	}
+}
+
+func (bd *dcBuilder) attr(name, value []byte) {
+	if bd.stop {
+		return
+	}
+	switch bd.cur {
+	case elPostacert:
+		if string(name) == "tipo" {
+			bd.fields[fieldTipo] = bd.keep(value)
+		} else if string(name) == "errore" {
+			bd.fields[fieldErrore] = bd.keep(value)
 		}
-		return nil, probs
+	case elDestinatari:
+		if string(name) == "tipo" {
+			bd.dest[len(bd.dest)-1].typ = bd.keep(value)
+		}
+	case elData:
+		if string(name) == "zona" {
+			bd.fields[fieldZona] = bd.keep(value)
+			if bd.fields[fieldZona] == (span{}) {
+				bd.fields[fieldZona] = span{-1, -1} // present but empty
+			}
+		}
+	case elRicevuta:
+		if string(name) == "tipo" {
+			bd.fields[fieldRicevuta] = bd.keep(value)
+		}
+	}
+}
+
+func (bd *dcBuilder) end(name []byte) {
+	if bd.stop {
+		return
+	}
+	if len(bd.stack) == 0 {
+		bd.fatal(ErrDaticert, "unexpected end element </%s>", clip(name, 40))
+		return
+	}
+	id := bd.stack[len(bd.stack)-1]
+	if elementID(name) != id {
+		bd.fatal(ErrDaticert, "end element </%s> does not match <%s>", clip(name, 40), elementName(id))
+		return
+	}
+	bd.stack = bd.stack[:len(bd.stack)-1]
+	bd.cur = elOther
+	switch {
+	case id == elDestinatari:
+		bd.dest[len(bd.dest)-1].addr = bd.keep(bd.text)
+	case id == elRicezione:
+		bd.ricez = append(bd.ricez, bd.keep(bd.text))
+	case id == elMsgID:
+		t := trimSpaceBytes(bd.text)
+		if i := bytes.IndexByte(t, '<'); i >= 0 {
+			t = t[i+1:]
+			if j := bytes.IndexByte(t, '>'); j >= 0 {
+				t = t[:j]
+			}
+		}
+		bd.fields[id] = bd.keep(t)
+	case id >= elMittente:
+		bd.fields[id] = bd.keep(bd.text)
+	}
+	bd.text = bd.text[:0]
+}
+
+func (bd *dcBuilder) chars(t []byte) {
+	if bd.stop {
+		return
+	}
+	if len(bd.stack) == 0 {
+		if len(trimSpaceBytes(t)) > 0 {
+			bd.add(ErrDaticert, "text outside the root element")
+		}
+		return
+	}
+	id := bd.stack[len(bd.stack)-1]
+	switch {
+	case id >= elMittente:
+		bd.text = append(bd.text, t...)
+	case id != elOther && !bd.stray && len(trimSpaceBytes(t)) > 0:
+		bd.stray = true
+		bd.add(ErrDaticert, "unexpected text %q in <%s> (ignored)", clip(trimSpaceBytes(t), 40), elementName(id))
+	}
+}
+
+func (bd *dcBuilder) eof() {
+	if !bd.stop && len(bd.stack) > 0 {
+		bd.add(ErrDaticert, "truncated: <%s> not closed", elementName(bd.stack[len(bd.stack)-1]))
+	}
+}
+
+func (bd *dcBuilder) result() (*Daticert, []error) {
+	if bd.reject {
+		return nil, bd.probs
+	}
+	if !bd.root {
+		if len(bd.probs) == bd.npre {
+			bd.add(ErrDaticert, "no root element")
+		}
+		return nil, bd.probs
+	}
+	all := string(bd.arena)
+	get := func(sp span) string {
+		if sp.a < 0 {
+			return ""
+		}
+		return all[sp.a:sp.b]
+	}
+	f := &bd.fields
+	d := &Daticert{
+		Tipo:             Kind(get(f[fieldTipo])),
+		Errore:           ErrorCode(get(f[fieldErrore])),
+		Mittente:         get(f[elMittente]),
+		Risposte:         get(f[elRisposte]),
+		Oggetto:          get(f[elOggetto]),
+		GestoreEmittente: get(f[elGestore]),
+		Identificativo:   get(f[elIdentificativo]),
+		MsgID:            get(f[elMsgID]),
+		Ricevuta:         ReceiptType(get(f[fieldRicevuta])),
+		Consegna:         get(f[elConsegna]),
+		ErroreEsteso:     get(f[elErroreEsteso]),
+	}
+	if len(bd.dest) > 0 {
+		d.Destinatari = make([]Recipient, len(bd.dest))
+		for i, r := range bd.dest {
+			d.Destinatari[i] = Recipient{Address: get(r.addr), Type: RecipientType(get(r.typ))}
+		}
+	}
+	if len(bd.ricez) > 0 {
+		d.Ricezione = make([]string, len(bd.ricez))
+		for i, r := range bd.ricez {
+			d.Ricezione[i] = get(r)
+		}
 	}
 	if d.Tipo == "" {
-		add(ErrDaticert, "postacert has no tipo")
+		bd.add(ErrDaticert, "postacert has no tipo")
 	} else if !knownTipo(d.Tipo) {
-		add(ErrDaticert, "unknown tipo %q", clipString(string(d.Tipo), 40))
+		bd.add(ErrDaticert, "unknown tipo %q", clipString(string(d.Tipo), 40))
 	}
 	if d.Errore == "" {
 		d.Errore = ErrNessuno
 	}
-	if giorno != "" || ora != "" || haveZona {
+	giorno, ora, zona := get(f[elGiorno]), get(f[elOra]), get(f[fieldZona])
+	if giorno != "" || ora != "" || f[fieldZona] != (span{}) {
 		t, err := daticertTime(giorno, ora, zona)
 		if err != nil {
-			add(ErrDaticert, "data: %v", err)
+			bd.add(ErrDaticert, "data: %v", err)
 		} else {
 			d.Data = t
 		}
 	}
-	return &d, probs
+	return d, bd.probs
+}
+
+// decodeXML feeds bd from an encoding/xml token loop.
+func decodeXML(b []byte, bd *dcBuilder) {
+	dec := xml.NewDecoder(bytes.NewReader(b))
+	dec.Strict = true
+	dec.CharsetReader = charset.Reader
+	for !bd.stop {
+		tok, err := dec.RawToken()
+		if err == io.EOF {
+			bd.eof()
+			return
+		}
+		if err != nil {
+			bd.fatal(ErrDaticert, "%v", err)
+			return
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			bd.start(qname(t.Name))
+			for _, a := range t.Attr {
+				if a.Name.Space == "" {
+					bd.attr([]byte(a.Name.Local), []byte(a.Value))
+				}
+			}
+		case xml.EndElement:
+			bd.end(qname(t.Name))
+		case xml.CharData:
+			bd.chars(t)
+		case xml.Directive:
+			bd.fatal(ErrXMLForbidden, "<!%s>", clip(t, 40))
+		case xml.ProcInst, xml.Comment:
+		}
+	}
+}
+
+// qname returns the element name as written ("prefix:local" or "local").
+func qname(n xml.Name) []byte {
+	if n.Space == "" {
+		return []byte(n.Local)
+	}
+	return []byte(n.Space + ":" + n.Local)
 }
 
 func attr(as []xml.Attr, name string) string {

@@ -233,8 +233,8 @@ func (w *walker) readEntity(buf []byte, start, end int, top *[hkCount][]byte) en
 		case hkOther:
 		case hkContentType:
 			if e.ctype == nil {
-				v := unfold(value)
-				t, p := splitParams(v)
+				// Parameters are read folded: param treats line ends as white space.
+				t, p := splitParams(value)
 				e.ctype = t
 				if e.ctype == nil {
 					e.ctype = []byte{}
@@ -247,7 +247,7 @@ func (w *walker) readEntity(buf []byte, start, end int, top *[hkCount][]byte) en
 			}
 		case hkDisposition:
 			if e.disp == nil {
-				_, e.disp = splitParams(unfold(value))
+				_, e.disp = splitParams(value)
 				if e.disp == nil {
 					e.disp = []byte{}
 				}
@@ -268,17 +268,21 @@ func (w *walker) readEntity(buf []byte, start, end int, top *[hkCount][]byte) en
 // delimiter finds the next delimiter line "--boundary" (or the close delimiter
 // "--boundary--") in b[from:end], where region is where the enclosing body starts (a delimiter
 // may start there without a preceding line end). It returns the start of the delimiter line, the
-// start of the line after it, and whether it is the close delimiter.
-func delimiter(b []byte, region, from, end int, boundary []byte) (lineStart, next int, closing, found bool) {
+// start of the line after it, and whether it is the close delimiter. The search looks for
+// boundary[skip:], which leaves out the runs of '-' most boundaries start with (they would
+// make every dashed line a candidate), and checks the rest around each hit.
+func delimiter(b []byte, region, from, end int, boundary []byte, skip int) (lineStart, next int, closing, found bool) {
+	anchor := boundary[skip:]
 	for from < end {
-		i := bytes.Index(b[from:end], boundary)
+		i := bytes.Index(b[from:end], anchor)
 		if i < 0 {
 			return 0, 0, false, false
 		}
-		p := from + i
-		from = p + 1
+		p := from + i - skip // where the boundary would start
+		from += i + 1
 		ls := p - 2
-		if ls < region || b[ls] != '-' || b[ls+1] != '-' || (ls > region && b[ls-1] != '\n') {
+		if ls < region || b[ls] != '-' || b[ls+1] != '-' || (ls > region && b[ls-1] != '\n') ||
+			!bytes.Equal(b[p:p+skip], boundary[:skip]) {
 			continue
 		}
 		q := p + len(boundary)
@@ -304,6 +308,15 @@ func delimiter(b []byte, region, from, end int, boundary []byte) (lineStart, nex
 	return 0, 0, false, false
 }
 
+// anchorSkip returns how many leading punctuation characters of boundary the search skips.
+func anchorSkip(boundary []byte) int {
+	k := 0
+	for k < len(boundary)-4 && (boundary[k] == '-' || boundary[k] == '=' || boundary[k] == '_') {
+		k++
+	}
+	return k
+}
+
 // beforeLineEnd returns i moved back over the CRLF or LF that ends the previous line, but not
 // below min.
 func beforeLineEnd(b []byte, i, min int) int {
@@ -320,6 +333,7 @@ func beforeLineEnd(b []byte, i, min int) int {
 type partIter struct {
 	b        []byte
 	boundary []byte
+	skip     int // see delimiter
 	region   int // start of the multipart body
 	pos      int // start of the next part's content; -1 before the first delimiter
 	end      int
@@ -328,7 +342,7 @@ type partIter struct {
 }
 
 func newPartIter(e *entity, boundary []byte) partIter {
-	return partIter{b: e.buf, boundary: boundary, region: e.bodyStart, pos: -1, end: e.end}
+	return partIter{b: e.buf, boundary: boundary, skip: anchorSkip(boundary), region: e.bodyStart, pos: -1, end: e.end}
 }
 
 // next returns the range of the next body part, [start, end) within it.b.
@@ -337,7 +351,7 @@ func (it *partIter) next() (start, end int, ok bool) {
 		return 0, 0, false
 	}
 	if it.pos < 0 {
-		_, next, closing, found := delimiter(it.b, it.region, it.region, it.end, it.boundary)
+		_, next, closing, found := delimiter(it.b, it.region, it.region, it.end, it.boundary, it.skip)
 		if !found || closing {
 			it.done = true
 			it.closed = closing
@@ -346,7 +360,7 @@ func (it *partIter) next() (start, end int, ok bool) {
 		it.pos = next
 	}
 	start = it.pos
-	ls, next, closing, found := delimiter(it.b, it.region, start, it.end, it.boundary)
+	ls, next, closing, found := delimiter(it.b, it.region, start, it.end, it.boundary, it.skip)
 	if !found {
 		it.done = true
 		return start, it.end, true

@@ -18,7 +18,7 @@ func Parse(raw []byte, opts *Options) (*Message, error) {
 }
 
 // parse is Parse with a visitor called for every MIME entity walked (for tests).
-func parse(raw []byte, lim Limits, visit func(e *entity, depth int)) (*Message, error) {
+func parse(raw []byte, lim Limits, visit func(e entity, depth int)) (*Message, error) {
 	m := &Message{Kind: KindNotPEC}
 	if len(raw) > lim.MaxSize {
 		p := newProblem(ErrTooLarge, "", "%d bytes, limit %d", len(raw), lim.MaxSize)
@@ -31,12 +31,12 @@ func parse(raw []byte, lim Limits, visit func(e *entity, depth int)) (*Message, 
 	switch {
 	case top.isType("multipart/signed"):
 		if visit != nil {
-			visit(&top, 0)
+			visit(top, 0)
 		}
 		w.signed(&top)
 	case top.isType("application/pkcs7-mime") || top.isType("application/x-pkcs7-mime"):
 		if visit != nil {
-			visit(&top, 0)
+			visit(top, 0)
 		}
 		w.opaque(&top)
 	default:

@@ -32,7 +32,7 @@ type walker struct {
 	postacertNamed bool
 
 	// visit, when set, is called for every entity walked (tests and fuzzing).
-	visit func(e *entity, depth int)
+	visit func(e entity, depth int)
 }
 
 func newWalker(lim Limits, m *Message) *walker {
@@ -87,7 +87,7 @@ func (w *walker) countPart() bool {
 // entered: what an attached message contains is not this message's structure).
 func (w *walker) walk(e *entity, depth, mode int) {
 	if w.visit != nil {
-		w.visit(e, depth)
+		w.visit(*e, depth)
 	}
 	switch {
 	case e.isMultipart():
@@ -221,7 +221,7 @@ func (w *walker) signed(e *entity) {
 		w.path = append(w.path, 2)
 		se := w.readEntity(e.buf, s2, end2, nil)
 		if w.visit != nil {
-			w.visit(&se, 1)
+			w.visit(se, 1)
 		}
 		if se.isType("application/pkcs7-signature") || se.isType("application/x-pkcs7-signature") {
 			sig.CMS = w.decode(&se)
