@@ -12,7 +12,7 @@ func TestBudget(t *testing.T) {
 	if err := b.acquire(ctx, 6); err != nil {
 		t.Fatal(err)
 	}
-	// 8 does not fit; a later 2 would, but waits behind it (FIFO: no starvation of big calls).
+	// 8 does not fit; a later 3 would, but waits behind it (FIFO: no starvation of big calls).
 	got := make(chan int64, 3)
 	go func() {
 		if b.acquire(ctx, 8) == nil {
@@ -21,8 +21,8 @@ func TestBudget(t *testing.T) {
 	}()
 	waitWaiters(t, b, 1)
 	go func() {
-		if b.acquire(ctx, 2) == nil {
-			got <- 2
+		if b.acquire(ctx, 3) == nil {
+			got <- 3
 		}
 	}()
 	waitWaiters(t, b, 2)
@@ -39,11 +39,12 @@ func TestBudget(t *testing.T) {
 	if n := <-got; n != 8 {
 		t.Fatalf("first granted %d, want 8", n)
 	}
-	if n := <-got; n != 2 {
-		t.Fatalf("then %d, want 2", n)
-	}
+	waitWaiters(t, b, 1) // 3 does not fit next to 8
 	b.release(8)
-	b.release(2)
+	if n := <-got; n != 3 {
+		t.Fatalf("then %d, want 3", n)
+	}
+	b.release(3)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.used != 0 || b.waiters.Len() != 0 {

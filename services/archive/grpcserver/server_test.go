@@ -121,12 +121,12 @@ type env struct {
 }
 
 type envOptions struct {
-	cfg    grpcserver.Config // Archive, Authorizer, TLS filled in by newEnv
+	cfg    grpcserver.Config // Authorizer, TLS and (when nil) Archive filled in by newEnv
 	policy auth.Policy       // default grpcserver.DefaultPolicy()
 	mtls   bool
 }
 
-func newEnv(t *testing.T, o envOptions) *env {
+func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	e := &env{archive: newFakeArchive(), dir: t.TempDir(), ca: authtest.NewCA(t, "test CA")}
 	e.caFile = e.ca.WriteFile(t, e.dir, "ca")
@@ -147,7 +147,10 @@ cert dns:ingest.pecarchive.test ingest-mtls ingest
 		t.Fatal(err)
 	}
 	cfg := o.cfg
-	cfg.Archive, cfg.Authorizer = e.archive, authz
+	if cfg.Archive == nil {
+		cfg.Archive = e.archive
+	}
+	cfg.Authorizer = authz
 	if o.mtls {
 		certFile, keyFile := e.ca.IssueFiles(t, e.dir, "server", authtest.Localhost)
 		cfg.TLS, err = auth.ServerTLS{CertFile: certFile, KeyFile: keyFile, ClientCAFile: e.caFile}.Config()
@@ -169,7 +172,7 @@ cert dns:ingest.pecarchive.test ingest-mtls ingest
 	return e
 }
 
-func (e *env) client(t *testing.T, token string) archivev1.ArchiveServiceClient {
+func (e *env) client(t testing.TB, token string) archivev1.ArchiveServiceClient {
 	t.Helper()
 	cc, c, err := archiveclient.Dial(e.addr, archiveclient.DialOptions{Token: token})
 	if err != nil {
@@ -179,7 +182,7 @@ func (e *env) client(t *testing.T, token string) archivev1.ArchiveServiceClient 
 	return c
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx
