@@ -300,18 +300,22 @@ func (p *Provider) VirusDetected(prm Params) (*Generated, error) {
 // received returns the Received lines the sender's access point adds to the original (LF).
 func (p *Provider) received(o *Original, id string) string {
 	rcpt := firstRecipient(o)
+	ap := p.Info.Domain // the sender's provider: the one that assigned id
+	if pi, ok := p.CA.Provider(domainOf(id)); ok {
+		ap = pi.Domain
+	}
 	d := receivedDate(o.Date)
 	q := func(l string) string {
 		r := p.rnd("ap-qid", l, id)
 		return fmt.Sprintf("4R%X", r[:7])
 	}
-	return "Received: from smtps." + p.Info.Domain + " (localhost [127.0.0.1])\n" +
-		"\tby smtps." + p.Info.Domain + " (Postfix) with ESMTP id " + q("1") + "\n" +
+	return "Received: from smtps." + ap + " (localhost [127.0.0.1])\n" +
+		"\tby smtps." + ap + " (Postfix) with ESMTP id " + q("1") + "\n" +
 		"\tfor <" + rcpt + ">; " + d + "\n" +
-		"Received: from " + domainOf(o.From) + " (webmail." + p.Info.Domain + " [192.0.2.23])\n" +
+		"Received: from " + domainOf(o.From) + " (webmail." + ap + " [192.0.2.23])\n" +
 		"\t(using TLSv1.2 with cipher ECDHE-RSA-AES256-GCM-SHA384 (256/256 bits))\n" +
 		"\t(No client certificate requested)\n" +
-		"\tby smtp." + p.Info.Domain + " (Postfix) with ESMTPSA id " + q("2") + "\n" +
+		"\tby smtp." + ap + " (Postfix) with ESMTPSA id " + q("2") + "\n" +
 		"\tfor <" + rcpt + ">; " + d + "\n"
 }
 

@@ -157,17 +157,7 @@ func texts(kind pec.Kind, d textData) (plain, html string) {
 			"ed indirizzato a \"" + d.recipient + "\"\n" +
 			"è stato correttamente consegnato al destinatario.\n" +
 			"Identificativo del messaggio: " + d.id + "\n" + att +
-			"L'allegato daticert.xml contiene informazioni di servizio sulla trasmissione\n\n\n" +
-			"NOTA\n" +
-			"  La presenza o meno del messaggio originale, come allegato della ricevuta di consegna (file postacert.eml),\n" +
-			" dipende dal tipo di ricevuta di consegna che è stato scelto di ricevere, secondo la seguente casistica:\n\n\n" +
-			" - Ricevuta di consegna completa (Default): il messaggio originale\n" +
-			"   completo è allegato alla ricevuta di consegna.\n" +
-			" - Ricevuta di consegna breve: il messaggio originale  è allegato alla\n" +
-			"   ricevuta di consegna  ma eventuali allegati presenti al suo interno\n" +
-			"   verranno sostituiti con i rispettivi hash.\n" +
-			" - Ricevuta di consegna sintetica: il messaggio originale non verrà\n" +
-			"   allegato nella ricevuta di consegna.\n\n"
+			"L'allegato daticert.xml contiene informazioni di servizio sulla trasmissione\n\n"
 		html = htmlPage("Ricevuta di avvenuta consegna",
 			d.when()+" il messaggio<br>\n"+
 				"&quot;"+hs+"&quot; proveniente da &quot;"+hf+"&quot;<br>\n"+
