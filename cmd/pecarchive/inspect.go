@@ -170,7 +170,7 @@ func inspectBytes(ctx context.Context, v *smime.Verifier, name string, raw []byt
 			r.Time = d.Data.Format(time.RFC3339)
 		}
 	}
-	if r.Kind == string(pec.KindPostaCertificata) && r.Identificativo == "" {
+	if (m.Kind == pec.KindPostaCertificata || m.Kind == pec.KindAnomalia) && r.Identificativo == "" {
 		r.Identificativo = m.Headers.MessageID
 	}
 	if m.Kind == pec.KindNotPEC && r.Error != "" {
