@@ -45,7 +45,7 @@ func (w *walker) decodeHeaders(h *Headers) {
 	}
 	var (
 		msgID, from, fromName, subject, ric, tra, tipo, rif, ver, mit span
-		to, cc                                                       []span
+		to, cc                                                        []span
 	)
 	if v := t[hkMessageID]; v != nil {
 		msgID = keep(angleContent(unfold(v)))

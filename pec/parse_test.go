@@ -204,7 +204,7 @@ func TestAnonymisedSamples(t *testing.T) {
 			problems: []error{ErrEncoding, ErrDaticert}}, // stray "a" after </risposte>
 		{file: "anonymised/email_2.eml", kind: KindAvvenutaConsegna, from: "no-reply@example.com",
 			subject: "CONSEGNA: HVQQWBNRWGHAFVPBSKAPGQAWCWSWTLMDBNFKGHCGRTYIUTUJATPVANVYLKOOWWECM",
-			ident: "CZPXCJRZKQDRVYXFAZYUIAWNACDAAHEVAEXAKN@example.com", msgid: "CZPXCJRZKQDRVYXFAZYUIAWNACDAAHEVAEXAKN@example.com",
+			ident:   "CZPXCJRZKQDRVYXFAZYUIAWNACDAAHEVAEXAKN@example.com", msgid: "CZPXCJRZKQDRVYXFAZYUIAWNACDAAHEVAEXAKN@example.com",
 			ricevuta: ReceiptCompleta, errore: ErrNessuno, consegna: "example.example.com", micalg: "sha-256", postacrt: true,
 			problems: []error{ErrEncoding}},
 		{file: "anonymised/email_3.eml", kind: KindPostaCertificata, from: "no-reply@example.com",
