@@ -100,8 +100,8 @@ type Message struct {
 	OrigMsgID string
 	// XRiferimento is the X-Riferimento-Message-ID header.
 	XRiferimento string
-	// RefMsgID is the correlation key of a PEC message: OrigMsgID, else XRiferimento; "" for a
-	// message that is not PEC.
+	// RefMsgID is the correlation key (see [RefMsgID]): the Message-ID of the original the
+	// message is, is a copy of, or is about. Derived by Normalize when empty.
 	RefMsgID string
 	// Sender is the daticert mittente, else the From address.
 	Sender string

@@ -144,7 +144,7 @@ func better(a, b *event) bool {
 	return bytes.Compare(a.Receipt[:], b.Receipt[:]) < 0
 }
 
-// original is a stored original (non-PEC message) of a msgid.
+// original is a stored original (non-PEC message) of a msgid, or a provider's copy of it.
 type original struct {
 	SHA256     [32]byte
 	Recipients []string
@@ -254,11 +254,10 @@ func correlate(ctx context.Context, tx pgx.Tx, msgs []Message, now time.Time) er
 	for i := range msgs {
 		m := &msgs[i]
 		switch {
+		case m.RefMsgID == "":
 		case m.Kind == pec.KindNotPEC:
-			if m.MessageID != "" {
-				ids = append(ids, m.MessageID)
-			}
-		case m.RefMsgID != "":
+			ids = append(ids, m.RefMsgID)
+		default:
 			refs = append(refs, m.RefMsgID)
 		}
 		if m.PECID != "" {
@@ -280,8 +279,8 @@ func correlate(ctx context.Context, tx pgx.Tx, msgs []Message, now time.Time) er
 	}
 	// New referrers -> stored (or new) originals.
 	if len(refs) > 0 {
-		byID, err := keyed(ctx, tx, `SELECT sha256, message_id FROM messages
-			WHERE kind = 'not-pec' AND message_id <> '' AND message_id = ANY($1)`, refs)
+		byID, err := keyed(ctx, tx, `SELECT sha256, ref_msgid FROM messages
+			WHERE kind = 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($1)`, refs)
 		if err != nil {
 			return err
 		}
@@ -301,8 +300,8 @@ func correlate(ctx context.Context, tx pgx.Tx, msgs []Message, now time.Time) er
 			return err
 		}
 		for i := range msgs {
-			if m := &msgs[i]; m.Kind == pec.KindNotPEC && m.MessageID != "" {
-				for _, r := range byRef[m.MessageID] {
+			if m := &msgs[i]; m.Kind == pec.KindNotPEC && m.RefMsgID != "" {
+				for _, r := range byRef[m.RefMsgID] {
 					add(r, m.SHA256, LinkMsgID)
 				}
 			}
@@ -493,10 +492,11 @@ func rederive(ctx context.Context, tx pgx.Tx, msgids []string, now time.Time) er
 		return nil
 	}
 	sort.Strings(withEvents)
-	// The original of each msgid: the first stored non-PEC message with that Message-ID.
-	rows, err = tx.Query(ctx, `SELECT DISTINCT ON (message_id) message_id, sha256, recipients FROM messages
-		WHERE kind = 'not-pec' AND message_id <> '' AND message_id = ANY($1)
-		ORDER BY message_id, received_at, sha256`, withEvents)
+	// The original of each msgid: the original as sent (own Message-ID = msgid) if stored, else
+	// the first stored provider copy of it.
+	rows, err = tx.Query(ctx, `SELECT DISTINCT ON (ref_msgid) ref_msgid, sha256, recipients FROM messages
+		WHERE kind = 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($1)
+		ORDER BY ref_msgid, message_id <> ref_msgid, received_at, sha256`, withEvents)
 	if err != nil {
 		return fmt.Errorf("catalog: originals: %w", err)
 	}

@@ -72,6 +72,25 @@ func normTime(t time.Time) time.Time {
 	return t.Truncate(time.Microsecond)
 }
 
+// RefMsgID returns the correlation key of a message: the Message-ID of the original it is, is a
+// copy of, or is about. For a PEC message (receipt, envelope) that is the daticert msgid, else
+// its X-Riferimento-Message-ID. For a message that is not PEC it is its X-Riferimento-Message-ID
+// when it has one (a provider's copy of an original, such as the postacert.eml of an envelope or
+// a complete delivery receipt, whose own Message-ID is the PEC id), else its own Message-ID (the
+// original as sent).
+func RefMsgID(kind pec.Kind, messageID, origMsgID, xRiferimento string) string {
+	if kind == pec.KindNotPEC {
+		if x := MsgID(xRiferimento); x != "" {
+			return x
+		}
+		return MsgID(messageID)
+	}
+	if o := MsgID(origMsgID); o != "" {
+		return o
+	}
+	return MsgID(xRiferimento)
+}
+
 // Normalize makes m storable and canonical: text cleaned and bounded, addresses lower-cased,
 // message ids without angle brackets, times truncated to microseconds (PostgreSQL's precision),
 // RecipientTypes as long as Recipients, RefMsgID derived when empty. It is idempotent; [Write]
@@ -82,11 +101,8 @@ func (m *Message) Normalize() {
 	m.PECID = MsgID(m.PECID)
 	m.OrigMsgID = MsgID(m.OrigMsgID)
 	m.XRiferimento = MsgID(m.XRiferimento)
-	if m.RefMsgID == "" && m.Kind != pec.KindNotPEC {
-		m.RefMsgID = m.OrigMsgID
-		if m.RefMsgID == "" {
-			m.RefMsgID = m.XRiferimento
-		}
+	if m.RefMsgID == "" {
+		m.RefMsgID = RefMsgID(m.Kind, m.MessageID, m.OrigMsgID, m.XRiferimento)
 	}
 	m.RefMsgID = MsgID(m.RefMsgID)
 	m.Sender = addr(m.Sender)

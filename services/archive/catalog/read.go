@@ -120,8 +120,8 @@ func (c *Catalog) ByMsgID(ctx context.Context, msgid string, n int) ([]Message, 
 	return ms, nil
 }
 
-// ByPECID returns the messages carrying the PEC id (daticert identificativo, or an envelope's
-// Message-ID), oldest first, at most limit (0: DefaultLimit).
+// ByPECID returns the messages carrying the PEC id (daticert identificativo, or as Message-ID:
+// an envelope and the provider copies of the original), oldest first, at most limit (0: DefaultLimit).
 func (c *Catalog) ByPECID(ctx context.Context, pecID string, n int) ([]Message, error) {
 	pecID = MsgID(pecID)
 	if pecID == "" {
@@ -129,7 +129,7 @@ func (c *Catalog) ByPECID(ctx context.Context, pecID string, n int) ([]Message, 
 	}
 	ms, err := c.messages(ctx, `SELECT `+msgSelect+` FROM messages WHERE sha256 IN (
 			SELECT sha256 FROM messages WHERE pec_id <> '' AND pec_id = $1
-			UNION SELECT sha256 FROM messages WHERE message_id <> '' AND message_id = $1 AND kind <> 'not-pec')
+			UNION SELECT sha256 FROM messages WHERE message_id <> '' AND message_id = $1)
 		ORDER BY received_at, sha256 LIMIT $2`, pecID, limit(n))
 	if err != nil {
 		return nil, fmt.Errorf("catalog: by PEC id: %w", err)
@@ -258,13 +258,12 @@ func (c *Catalog) SearchDeliveries(ctx context.Context, q DeliveryQuery) ([]Deli
 		` ORDER BY accepted_at NULLS LAST, msgid, recipient LIMIT `+arg(limit(q.Limit)), args...)
 }
 
-// ConversationKey returns the msgid under which the deliveries of m are kept: its own
-// Message-ID for an original, the msgid it refers to for a receipt or envelope.
+// ConversationKey returns the msgid under which the deliveries of m are kept: its RefMsgID.
 func ConversationKey(m *Message) string {
-	if m.Kind == pec.KindNotPEC {
-		return m.MessageID
+	if m.RefMsgID != "" {
+		return m.RefMsgID
 	}
-	return m.RefMsgID
+	return RefMsgID(m.Kind, m.MessageID, m.OrigMsgID, m.XRiferimento)
 }
 
 // Query selects messages for [Catalog.Search]. Every set field must match.

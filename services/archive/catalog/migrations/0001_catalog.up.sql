@@ -30,7 +30,7 @@ CREATE TABLE messages (
     pec_id            text NOT NULL DEFAULT '',   -- daticert identificativo
     orig_msgid        text NOT NULL DEFAULT '',   -- daticert msgid (the original's Message-ID)
     x_riferimento     text NOT NULL DEFAULT '',   -- X-Riferimento-Message-ID
-    ref_msgid         text NOT NULL DEFAULT '',   -- correlation key: orig_msgid, else x_riferimento
+    ref_msgid         text NOT NULL DEFAULT '',   -- correlation key: the original's Message-ID (catalog.RefMsgID)
     sender            text NOT NULL DEFAULT '',   -- daticert mittente, else From
     from_addr         text NOT NULL DEFAULT '',   -- From address
     recipients        text[] NOT NULL DEFAULT '{}', -- daticert destinatari, else To + Cc

@@ -1,0 +1,554 @@
+// Package archive owns the archive service's core: the single writer of the evidence store. It
+// takes raw messages, re-computes their SHA-256, parses and verifies them itself (package pec and
+// pec/smime, as of signing time, bounded by the time received), makes the bytes durable in the
+// blob store, and commits the catalog rows and the transparency-log leaf in one PostgreSQL
+// transaction before it acknowledges. It also answers the read-side questions of the query and
+// gRPC layers (records, blobs, lookups by msgid and PEC id, delivery states) and publishes signed
+// checkpoints.
+//
+// # Durability order
+//
+// [Archive.Store] returns only after, in this order: the blob store confirmed the object durable
+// (server-checked checksum, or fsync); one transaction committed the message row, its sources,
+// its links and delivery states (package catalog) and its log leaf (merklelog.Log.Append in the
+// same transaction). A crash at any point leaves either nothing (retry stores it), an orphan
+// blob (retry finds it and commits), or a committed record (retry returns it with New=false):
+// storing is idempotent by SHA-256.
+//
+// # Group commit
+//
+// Concurrent Store calls are committed together: a committer goroutine takes every request
+// waiting (up to Config.MaxBatch, waiting at most Config.BatchDelay for more) and commits them in
+// one transaction, one Append of all their leaves. A failed batch fails every caller in it with
+// an error wrapping [ErrUnavailable] and leaves nothing behind (the transaction rolls back); a
+// batch that fails for another reason is retried one request at a time, so one bad request
+// cannot fail the others.
+package archive
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pecarchive/pecarchive/internal/pgmigrate"
+	"github.com/pecarchive/pecarchive/pec"
+	"github.com/pecarchive/pecarchive/pec/smime"
+	"github.com/pecarchive/pecarchive/services/archive/blob"
+	"github.com/pecarchive/pecarchive/services/archive/catalog"
+	"github.com/pecarchive/pecarchive/services/archive/merklelog"
+)
+
+// Errors; use errors.Is.
+var (
+	// ErrInvalid: the input is refused (empty, larger than Config.MaxSize).
+	ErrInvalid = errors.New("archive: invalid input")
+	// ErrUnavailable: PostgreSQL or the blob store is down or timed out. Nothing was half
+	// written; Store is idempotent, so retry it.
+	ErrUnavailable = errors.New("archive: unavailable")
+	// ErrNotFound: no such message (or blob).
+	ErrNotFound = errors.New("archive: not found")
+	// ErrClosed: the Archive was closed.
+	ErrClosed = errors.New("archive: closed")
+	// ErrIntegrity: stored bytes do not match their SHA-256 (blob store or catalog damaged).
+	ErrIntegrity = errors.New("archive: integrity check failed")
+)
+
+// Defaults of Config.
+const (
+	DefaultMaxSize            = 64 << 20
+	DefaultMaxBatch           = 500
+	DefaultBatchDelay         = 2 * time.Millisecond
+	DefaultCommitTimeout      = 10 * time.Second
+	DefaultPutTimeout         = 60 * time.Second
+	DefaultQueryTimeout       = 10 * time.Second
+	DefaultCheckpointInterval = time.Minute
+	DefaultCheckpointEvery    = 10_000
+)
+
+// Source says where a message was found: an IMAP folder message, or a file.
+type Source struct {
+	Mailbox, Folder string
+	UIDValidity     uint32
+	UID             uint32
+	InternalDate    time.Time // zero when unknown
+	Path            string
+}
+
+// Record is what the archive stored for one message: its catalog row (every field of the
+// evidence model, see catalog.Message) plus what the call did.
+type Record struct {
+	catalog.Message
+	// New is true when this call stored the message; false when it was already archived.
+	New bool
+	// Reasons are the verification reasons (the same slice as Verdict.Reasons).
+	Reasons []string
+	// Sources are where the message was found; filled by Get, not by Store.
+	Sources []catalog.Source
+	// Postacert is the record of the postacert.eml carried by a complete delivery receipt, which
+	// the archive stores as a message of its own; nil otherwise (and in Get results).
+	Postacert *Record
+}
+
+// Config configures an Archive.
+type Config struct {
+	// Pool is the PostgreSQL pool (catalog and log share it and its search_path). Required.
+	Pool *pgxpool.Pool
+	// Blobs stores the raw bytes. Required.
+	Blobs blob.Store
+	// Log is the transparency log; nil means a log without a checkpoint signer on Pool.
+	Log *merklelog.Log
+	// Verifier verifies signatures; nil means smime's defaults (built-in anchors, no index).
+	Verifier *smime.Verifier
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// MaxSize bounds one message (default DefaultMaxSize).
+	MaxSize int
+	// MaxBatch bounds the requests committed in one transaction (default DefaultMaxBatch).
+	MaxBatch int
+	// BatchDelay is how long the committer waits for more requests once it has one (default
+	// DefaultBatchDelay; negative: do not wait).
+	BatchDelay time.Duration
+	// CommitTimeout bounds one commit transaction (default DefaultCommitTimeout).
+	CommitTimeout time.Duration
+	// PutTimeout bounds one blob Put (default DefaultPutTimeout).
+	PutTimeout time.Duration
+	// QueryTimeout bounds the catalog reads Store makes (default DefaultQueryTimeout).
+	QueryTimeout time.Duration
+	// CheckpointInterval is how often a checkpoint is published when the log grew (default
+	// DefaultCheckpointInterval; negative disables the timer).
+	CheckpointInterval time.Duration
+	// CheckpointEvery publishes a checkpoint after that many new leaves (default
+	// DefaultCheckpointEvery; negative disables).
+	CheckpointEvery int
+	// NoMigrate skips running the migrations in New (run Migrate separately).
+	NoMigrate bool
+	// NoPostacert stops storing the postacert.eml of complete delivery receipts as messages of
+	// their own.
+	NoPostacert bool
+	// ParseOptions are passed to pec.Parse (its MaxSize is raised to MaxSize).
+	ParseOptions *pec.Options
+	// OnError receives errors of background work (checkpoint publishing); nil drops them.
+	OnError func(error)
+}
+
+// Stats are counters since New.
+type Stats struct {
+	Stored     uint64 // new messages committed (postacert.eml included)
+	Duplicates uint64 // Store calls for messages already stored
+	Batches    uint64 // commit transactions
+	Failed     uint64 // failed commit transactions
+	Published  uint64 // checkpoints published
+}
+
+// Archive is the archive core. It is safe for concurrent use.
+type Archive struct {
+	cfg      Config
+	pool     *pgxpool.Pool
+	blobs    blob.Store
+	log      *merklelog.Log
+	cat      *catalog.Catalog
+	verifier *smime.Verifier
+	anchors  catalog.CertSet
+	parse    pec.Options
+
+	queue     chan *request
+	publishCh chan struct{}
+	stop      chan struct{}
+	done      sync.WaitGroup
+
+	mu       sync.RWMutex // guards closed against in-flight Store calls
+	closed   bool
+	inflight sync.WaitGroup
+
+	sinceCheckpoint int // committer only
+	stats           struct{ stored, duplicates, batches, failed, published atomic.Uint64 }
+	hooks           hooks
+}
+
+// hooks let in-package tests inject failures at each step of Store.
+type hooks struct {
+	afterPut     func(sum [32]byte) error
+	beforeCommit func(ctx context.Context, tx pgx.Tx) error
+	afterCommit  func() error
+}
+
+// Migrate applies the catalog's and the log's migrations in pool's current schema.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	if err := pgmigrate.Run(ctx, pool, catalog.Migrations, catalog.VersionTable); err != nil {
+		return classify("migrate catalog", err)
+	}
+	if err := pgmigrate.Run(ctx, pool, merklelog.Migrations, merklelog.VersionTable); err != nil {
+		return classify("migrate log", err)
+	}
+	return nil
+}
+
+// New returns an Archive, running the migrations first unless cfg.NoMigrate. Close it when done.
+func New(ctx context.Context, cfg Config) (*Archive, error) {
+	if cfg.Pool == nil || cfg.Blobs == nil {
+		return nil, errors.New("archive: Config.Pool and Config.Blobs are required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxSize <= 0 {
+		cfg.MaxSize = DefaultMaxSize
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.BatchDelay == 0 {
+		cfg.BatchDelay = DefaultBatchDelay
+	}
+	if cfg.CommitTimeout <= 0 {
+		cfg.CommitTimeout = DefaultCommitTimeout
+	}
+	if cfg.PutTimeout <= 0 {
+		cfg.PutTimeout = DefaultPutTimeout
+	}
+	if cfg.QueryTimeout <= 0 {
+		cfg.QueryTimeout = DefaultQueryTimeout
+	}
+	if cfg.CheckpointInterval == 0 {
+		cfg.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if cfg.CheckpointEvery == 0 {
+		cfg.CheckpointEvery = DefaultCheckpointEvery
+	}
+	if !cfg.NoMigrate {
+		if err := Migrate(ctx, cfg.Pool); err != nil {
+			return nil, err
+		}
+	}
+	a := &Archive{
+		cfg:       cfg,
+		pool:      cfg.Pool,
+		blobs:     cfg.Blobs,
+		log:       cfg.Log,
+		cat:       catalog.New(cfg.Pool),
+		verifier:  cfg.Verifier,
+		queue:     make(chan *request, 4*cfg.MaxBatch),
+		publishCh: make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+	}
+	if cfg.ParseOptions != nil {
+		a.parse = *cfg.ParseOptions
+	}
+	if a.parse.Limits.MaxSize < cfg.MaxSize {
+		a.parse.Limits.MaxSize = cfg.MaxSize
+	}
+	if a.log == nil {
+		l, err := merklelog.New(ctx, merklelog.Config{Pool: cfg.Pool})
+		if err != nil {
+			return nil, classify("open log", err)
+		}
+		a.log = l
+	}
+	if a.verifier == nil {
+		v, err := smime.New(smime.Config{Now: cfg.Now})
+		if err != nil {
+			return nil, fmt.Errorf("archive: verifier: %w", err)
+		}
+		a.verifier = v
+	}
+	var ders [][]byte
+	for _, c := range a.verifier.Anchors().Certificates() {
+		ders = append(ders, c.Raw)
+	}
+	a.anchors = catalog.AnchorSet(ders, "pec/smime anchors "+a.verifier.Anchors().ID())
+	a.done.Add(2)
+	go a.committer()
+	go a.publisher()
+	return a, nil
+}
+
+// Close stops accepting Store calls, waits for the ones in flight to finish, publishes a last
+// checkpoint (when the log has a signer) and stops the background work. It does not close the
+// pool or the blob store.
+func (a *Archive) Close(ctx context.Context) error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil
+	}
+	a.closed = true
+	a.mu.Unlock()
+	a.inflight.Wait()
+	close(a.queue)
+	close(a.stop)
+	a.done.Wait()
+	if _, err := a.Publish(ctx); err != nil && !errors.Is(err, merklelog.ErrNoSigner) {
+		return err
+	}
+	return nil
+}
+
+// Stats returns the counters.
+func (a *Archive) Stats() Stats {
+	return Stats{
+		Stored:     a.stats.stored.Load(),
+		Duplicates: a.stats.duplicates.Load(),
+		Batches:    a.stats.batches.Load(),
+		Failed:     a.stats.failed.Load(),
+		Published:  a.stats.published.Load(),
+	}
+}
+
+// Catalog returns the catalog reader.
+func (a *Archive) Catalog() *catalog.Catalog { return a.cat }
+
+// Log returns the transparency log.
+func (a *Archive) Log() *merklelog.Log { return a.log }
+
+// Blobs returns the blob store.
+func (a *Archive) Blobs() blob.Store { return a.blobs }
+
+// Verifier returns the signature verifier.
+func (a *Archive) Verifier() *smime.Verifier { return a.verifier }
+
+// Publish signs and stores a checkpoint of the current log (a no-op returning the latest when the
+// log did not grow).
+func (a *Archive) Publish(ctx context.Context) ([]byte, error) {
+	signed, err := a.log.Publish(ctx)
+	if err != nil {
+		return nil, classify("publish checkpoint", err)
+	}
+	a.stats.published.Add(1)
+	return signed, nil
+}
+
+func (a *Archive) publisher() {
+	defer a.done.Done()
+	var tick <-chan time.Time
+	if a.cfg.CheckpointInterval > 0 {
+		t := time.NewTicker(a.cfg.CheckpointInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	noSigner := false
+	for {
+		select {
+		case <-a.stop:
+			return
+		case <-tick:
+		case <-a.publishCh:
+		}
+		if noSigner {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.CommitTimeout)
+		_, err := a.Publish(ctx)
+		cancel()
+		if errors.Is(err, merklelog.ErrNoSigner) {
+			noSigner = true
+			continue
+		}
+		if err != nil && a.cfg.OnError != nil {
+			a.cfg.OnError(err)
+		}
+	}
+}
+
+// Store archives raw (see the package documentation): it returns the record once the bytes are
+// durable and the catalog rows and log leaf are committed. Storing bytes already archived
+// returns their record with New=false and records src as a further source.
+func (a *Archive) Store(ctx context.Context, raw []byte, src Source) (Record, error) {
+	if len(raw) == 0 {
+		return Record{}, fmt.Errorf("%w: empty message", ErrInvalid)
+	}
+	if len(raw) > a.cfg.MaxSize {
+		return Record{}, fmt.Errorf("%w: message of %d bytes is over the limit of %d", ErrInvalid, len(raw), a.cfg.MaxSize)
+	}
+	a.mu.RLock()
+	if a.closed {
+		a.mu.RUnlock()
+		return Record{}, ErrClosed
+	}
+	a.inflight.Add(1)
+	a.mu.RUnlock()
+	defer a.inflight.Done()
+
+	sum := sha256.Sum256(raw)
+	csrc := catalog.Source{Mailbox: src.Mailbox, Folder: src.Folder, UIDValidity: src.UIDValidity, UID: src.UID,
+		InternalDate: src.InternalDate, Path: src.Path}
+
+	// Known already: only the source is new. (Rows are never deleted, so this cannot go stale.)
+	qctx, cancel := context.WithTimeout(ctx, a.cfg.QueryTimeout)
+	known, err := catalog.Lookup(qctx, a.pool, [][32]byte{sum})
+	cancel()
+	if err != nil {
+		return Record{}, classify("look up", err)
+	}
+	req := &request{done: make(chan result, 1)}
+	if _, ok := known[sum]; ok {
+		req.items = []item{{sum: sum, src: csrc}}
+		return a.submit(ctx, req)
+	}
+
+	received := src.InternalDate
+	if received.IsZero() {
+		received = a.cfg.Now()
+	}
+	main := a.prepare(ctx, sum, raw, received)
+	main.src = csrc
+	req.items = []item{main}
+	if main.inner != nil {
+		in := a.prepare(ctx, sha256.Sum256(main.inner), main.inner, received)
+		in.src = catalog.Source{Path: "postacert.eml", Parent: sum}
+		in.isInner = true
+		req.items = append(req.items, in)
+	}
+	// The bytes first, durable, inner message before the receipt that carries it.
+	for i := len(req.items) - 1; i >= 0; i-- {
+		it := &req.items[i]
+		pctx, cancel := context.WithTimeout(ctx, a.cfg.PutTimeout)
+		_, err := a.blobs.Put(pctx, it.sum, it.raw)
+		cancel()
+		if err != nil {
+			return Record{}, classify("store blob", err)
+		}
+		if a.hooks.afterPut != nil {
+			if err := a.hooks.afterPut(it.sum); err != nil {
+				return Record{}, err
+			}
+		}
+	}
+	for i := range req.items {
+		req.items[i].raw = nil
+	}
+	return a.submit(ctx, req)
+}
+
+// submit hands req to the committer and waits for its result.
+func (a *Archive) submit(ctx context.Context, req *request) (Record, error) {
+	select {
+	case a.queue <- req:
+	case <-ctx.Done():
+		return Record{}, fmt.Errorf("archive: waiting to commit: %w", ctx.Err())
+	}
+	select {
+	case r := <-req.done:
+		return r.rec, r.err
+	case <-ctx.Done():
+		// The commit may still happen; a retry finds it (idempotent).
+		return Record{}, fmt.Errorf("archive: waiting for commit: %w", ctx.Err())
+	}
+}
+
+// Get returns the record of the message sum with its sources, or an error wrapping ErrNotFound.
+func (a *Archive) Get(ctx context.Context, sum [32]byte) (Record, error) {
+	m, err := a.cat.Get(ctx, sum)
+	if err != nil {
+		return Record{}, classify("get", err)
+	}
+	srcs, err := a.cat.Sources(ctx, sum)
+	if err != nil {
+		return Record{}, classify("get sources", err)
+	}
+	return Record{Message: m, Reasons: m.Verdict.Reasons, Sources: srcs}, nil
+}
+
+// GetRecord is Get.
+func (a *Archive) GetRecord(ctx context.Context, sum [32]byte) (Record, error) {
+	return a.Get(ctx, sum)
+}
+
+// OpenBlob returns the exact stored bytes of the message sum. The reader verifies the SHA-256
+// and fails at EOF with an error wrapping ErrIntegrity (and blob.ErrIntegrity) on a mismatch.
+func (a *Archive) OpenBlob(ctx context.Context, sum [32]byte) (io.ReadCloser, error) {
+	rc, err := a.blobs.Get(ctx, sum)
+	if err != nil {
+		return nil, classify("open blob", err)
+	}
+	return &integrityReader{rc}, nil
+}
+
+type integrityReader struct{ io.ReadCloser }
+
+func (r *integrityReader) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && errors.Is(err, blob.ErrIntegrity) {
+		err = fmt.Errorf("%w: %w", ErrIntegrity, err)
+	}
+	return n, err
+}
+
+func (a *Archive) records(ms []catalog.Message) []Record {
+	out := make([]Record, len(ms))
+	for i, m := range ms {
+		out[i] = Record{Message: m, Reasons: m.Verdict.Reasons}
+	}
+	return out
+}
+
+// ByMsgID returns the messages with Message-ID msgid and those referring to it (receipts,
+// envelopes), oldest first, at most limit (0: catalog.DefaultLimit).
+func (a *Archive) ByMsgID(ctx context.Context, msgid string, limit int) ([]Record, error) {
+	ms, err := a.cat.ByMsgID(ctx, msgid, limit)
+	if err != nil {
+		return nil, classify("by msgid", err)
+	}
+	return a.records(ms), nil
+}
+
+// ByPECID returns the messages carrying the PEC id, oldest first.
+func (a *Archive) ByPECID(ctx context.Context, pecID string, limit int) ([]Record, error) {
+	ms, err := a.cat.ByPECID(ctx, pecID, limit)
+	if err != nil {
+		return nil, classify("by PEC id", err)
+	}
+	return a.records(ms), nil
+}
+
+// Search returns messages matching q (see catalog.Query).
+func (a *Archive) Search(ctx context.Context, q catalog.Query) ([]Record, error) {
+	ms, err := a.cat.Search(ctx, q)
+	if err != nil {
+		return nil, classify("search", err)
+	}
+	return a.records(ms), nil
+}
+
+// Deliveries returns the per-recipient delivery states of the conversation the message sum
+// belongs to: sum may be the original, its envelope or any of its receipts.
+func (a *Archive) Deliveries(ctx context.Context, sum [32]byte) ([]catalog.Delivery, error) {
+	m, err := a.cat.Get(ctx, sum)
+	if err != nil {
+		return nil, classify("deliveries", err)
+	}
+	if key := catalog.ConversationKey(&m); key != "" {
+		ds, err := a.cat.Deliveries(ctx, key)
+		return ds, classify("deliveries", err)
+	}
+	if m.PECID != "" {
+		ds, err := a.cat.DeliveriesByPECID(ctx, m.PECID)
+		return ds, classify("deliveries", err)
+	}
+	return nil, nil
+}
+
+// DeliveriesByMsgID returns the delivery states of the original with Message-ID msgid.
+func (a *Archive) DeliveriesByMsgID(ctx context.Context, msgid string) ([]catalog.Delivery, error) {
+	ds, err := a.cat.Deliveries(ctx, msgid)
+	return ds, classify("deliveries", err)
+}
+
+// DeliveriesByPECID returns the delivery states of the message with PEC id pecID.
+func (a *Archive) DeliveriesByPECID(ctx context.Context, pecID string) ([]catalog.Delivery, error) {
+	ds, err := a.cat.DeliveriesByPECID(ctx, pecID)
+	return ds, classify("deliveries", err)
+}
+
+// Links returns the links from and to the message sum.
+func (a *Archive) Links(ctx context.Context, sum [32]byte) ([]catalog.Link, error) {
+	ls, err := a.cat.Links(ctx, sum)
+	return ls, classify("links", err)
+}

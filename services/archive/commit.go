@@ -1,0 +1,300 @@
+package archive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pecarchive/pecarchive/services/archive/blob"
+	"github.com/pecarchive/pecarchive/services/archive/catalog"
+	"github.com/pecarchive/pecarchive/services/archive/merklelog"
+	"github.com/pecarchive/pecarchive/tlog"
+)
+
+// request is one Store call waiting for the committer.
+type request struct {
+	items []item // the message, then the postacert.eml it carries (if any)
+	done  chan result
+}
+
+type result struct {
+	rec Record
+	err error
+}
+
+// committer takes the waiting requests in batches and commits each batch in one transaction.
+func (a *Archive) committer() {
+	defer a.done.Done()
+	for {
+		first, ok := <-a.queue
+		if !ok {
+			return
+		}
+		batch := []*request{first}
+		n := len(first.items)
+		var timer *time.Timer
+		var deadline <-chan time.Time
+		if a.cfg.BatchDelay > 0 {
+			timer = time.NewTimer(a.cfg.BatchDelay)
+			deadline = timer.C
+		}
+	collect:
+		for n < a.cfg.MaxBatch {
+			select {
+			case r, ok := <-a.queue:
+				if !ok {
+					break collect
+				}
+				batch = append(batch, r)
+				n += len(r.items)
+			default:
+				if deadline == nil {
+					break collect
+				}
+				select {
+				case r, ok := <-a.queue:
+					if !ok {
+						break collect
+					}
+					batch = append(batch, r)
+					n += len(r.items)
+				case <-deadline:
+					deadline = nil
+					break collect
+				}
+			}
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		a.commitBatch(batch)
+	}
+}
+
+// commitBatch commits batch and answers every request in it. A batch failing for a reason other
+// than unavailability is retried one request at a time so a bad request fails alone.
+func (a *Archive) commitBatch(batch []*request) {
+	recs, err := a.commit(batch)
+	if err == nil {
+		for i, r := range batch {
+			r.done <- result{rec: recs[i]}
+		}
+		return
+	}
+	if len(batch) > 1 && !errors.Is(err, ErrUnavailable) {
+		for _, r := range batch {
+			a.commitBatch([]*request{r})
+		}
+		return
+	}
+	for _, r := range batch {
+		r.done <- result{err: err}
+	}
+}
+
+// commit runs one transaction for batch: writer lock, which messages are new, their leaves
+// (one Append), catalog rows, commit. It returns one record per request.
+func (a *Archive) commit(batch []*request) (recs []Record, err error) {
+	a.stats.batches.Add(1)
+	defer func() {
+		if err != nil {
+			a.stats.failed.Add(1)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.CommitTimeout)
+	defer cancel()
+	tx, err := a.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return nil, classify("begin", err)
+	}
+	defer func() {
+		if err != nil {
+			rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+			tx.Rollback(rctx)
+			rcancel()
+		}
+	}()
+	if err := catalog.LockWriter(ctx, tx); err != nil {
+		return nil, classify("commit", err)
+	}
+	var sums [][32]byte
+	for _, r := range batch {
+		for _, it := range r.items {
+			sums = append(sums, it.sum)
+		}
+	}
+	stored, err := catalog.Lookup(ctx, tx, sums)
+	if err != nil {
+		return nil, classify("commit", err)
+	}
+
+	// New messages in batch order; the first request carrying a message inserts it.
+	received := a.cfg.Now().UTC().Truncate(time.Microsecond)
+	inserted := map[[32]byte]int{} // sum -> index in msgs
+	var msgs []catalog.Message
+	var leaves [][]byte
+	b := &catalog.Batch{Now: received}
+	anchorsUsed := false
+	for _, r := range batch {
+		for _, it := range r.items {
+			b.Sources = append(b.Sources, catalog.SourceRow{SHA256: it.sum, Source: it.src})
+			if _, ok := stored[it.sum]; ok {
+				continue
+			}
+			if _, ok := inserted[it.sum]; ok {
+				continue
+			}
+			if !it.prepared {
+				// Seen stored before the blob step, gone now: the catalog was tampered with.
+				return nil, fmt.Errorf("archive: commit: message %x vanished from the catalog", it.sum[:8])
+			}
+			m := it.msg
+			m.ReceivedAt = received
+			m.Normalize()
+			leaf := tlog.Leaf{Kind: tlog.KindMessage, SHA256: m.SHA256, Time: received, Extra: m.LeafExtra()}
+			data := leaf.Marshal()
+			if data == nil {
+				return nil, fmt.Errorf("archive: commit: leaf of %x: %w", m.SHA256[:8], leaf.Validate())
+			}
+			inserted[it.sum] = len(msgs)
+			msgs = append(msgs, m)
+			leaves = append(leaves, data)
+			if it.chain.SHA256 != ([32]byte{}) {
+				b.Chains = append(b.Chains, it.chain)
+			}
+			if m.AnchorsSHA256 == a.anchors.SHA256 {
+				anchorsUsed = true
+			}
+		}
+	}
+	if anchorsUsed {
+		b.Anchors = append(b.Anchors, a.anchors)
+	}
+	// Anchor sets the verifier did not report as its own (changed anchors) are not stored:
+	// drop the reference rather than fail the foreign key.
+	for i := range msgs {
+		if msgs[i].AnchorsSHA256 != ([32]byte{}) && msgs[i].AnchorsSHA256 != a.anchors.SHA256 {
+			msgs[i].AnchorsSHA256 = [32]byte{}
+		}
+	}
+	if len(leaves) > 0 {
+		first, err := a.log.Append(ctx, tx, leaves)
+		if err != nil {
+			return nil, classify("append to log", err)
+		}
+		for i := range msgs {
+			msgs[i].LeafIndex = first + uint64(i)
+		}
+	}
+	b.Messages = msgs
+	if err := catalog.Write(ctx, tx, b); err != nil {
+		return nil, classify("write catalog", err)
+	}
+	if a.hooks.beforeCommit != nil {
+		if err := a.hooks.beforeCommit(ctx, tx); err != nil {
+			return nil, classify("commit", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, classify("commit", err)
+	}
+	if a.hooks.afterCommit != nil {
+		if err := a.hooks.afterCommit(); err != nil {
+			return nil, err
+		}
+	}
+	a.stats.stored.Add(uint64(len(msgs)))
+	a.sinceCheckpoint += len(msgs)
+	if a.cfg.CheckpointEvery > 0 && a.sinceCheckpoint >= a.cfg.CheckpointEvery {
+		a.sinceCheckpoint = 0
+		select {
+		case a.publishCh <- struct{}{}:
+		default:
+		}
+	}
+
+	recs = make([]Record, len(batch))
+	claimed := map[[32]byte]bool{}
+	for i, r := range batch {
+		var out []Record
+		for _, it := range r.items {
+			var rec Record
+			if j, ok := inserted[it.sum]; ok {
+				rec = Record{Message: msgs[j], New: !claimed[it.sum]}
+				claimed[it.sum] = true
+			} else {
+				rec = Record{Message: stored[it.sum]}
+			}
+			rec.Reasons = rec.Verdict.Reasons
+			out = append(out, rec)
+		}
+		if !out[0].New {
+			a.stats.duplicates.Add(1)
+		}
+		recs[i] = out[0]
+		if len(out) > 1 {
+			recs[i].Postacert = &out[1]
+		}
+	}
+	return recs, nil
+}
+
+// classify wraps err: unavailability of PostgreSQL or the blob store (network, server shut down,
+// timeouts, serialization failures) as ErrUnavailable, missing things as ErrNotFound.
+func classify(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	switch {
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrInvalid), errors.Is(err, ErrNotFound),
+		errors.Is(err, ErrClosed), errors.Is(err, ErrIntegrity):
+		return err
+	case errors.Is(err, blob.ErrNotFound), errors.Is(err, catalog.ErrNotFound), errors.Is(err, merklelog.ErrNotFound):
+		return fmt.Errorf("%w: %s: %w", ErrNotFound, op, err)
+	case errors.Is(err, catalog.ErrInvalid), errors.Is(err, merklelog.ErrInvalid):
+		return fmt.Errorf("%w: %s: %w", ErrInvalid, op, err)
+	case errors.Is(err, blob.ErrIntegrity):
+		return fmt.Errorf("%w: %s: %w", ErrIntegrity, op, err)
+	case errors.Is(err, blob.ErrUnavailable), errors.Is(err, blob.ErrReadOnly), transient(err):
+		return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
+	}
+	return fmt.Errorf("archive: %s: %w", op, err)
+}
+
+// transient reports whether a PostgreSQL error means the server (or the path to it) is not
+// usable right now, as opposed to a bad statement.
+func transient(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) {
+		return true
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case len(pe.Code) == 5 && (pe.Code[:2] == "08" || pe.Code[:2] == "53" || pe.Code[:2] == "58"):
+			return true // connection exception, insufficient resources, system error
+		case pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03", pe.Code == "57014":
+			return true // admin/crash shutdown, cannot connect now, query canceled (statement timeout)
+		case pe.Code == "40001", pe.Code == "40P01", pe.Code == "55P03", pe.Code == "25P03":
+			return true // serialization failure, deadlock, lock not available, idle tx timeout
+		}
+		return false
+	}
+	// A connection that broke mid-transaction, or a pool closed under us.
+	return errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, pgx.ErrTxClosed) || strings.Contains(err.Error(), "closed pool")
+}
