@@ -37,32 +37,8 @@ func (p *Provider) assemble(s *spec) (*assembled, error) {
 	mixed := fmt.Sprintf("----------=_%d-%d-%d", ts, pid, n)
 	alt := fmt.Sprintf("----------=_%d-%d-%d", ts, pid, n+1)
 
-	var e strings.Builder
-	e.WriteString("Content-Type: multipart/mixed; boundary=\"" + mixed + "\"\n")
-	e.WriteString("Content-Transfer-Encoding: binary\nMIME-Version: 1.0\n\n")
-	e.WriteString("--" + mixed + "\n")
-	e.WriteString("Content-Type: multipart/alternative;\n boundary=\"" + alt + "\"\n")
-	e.WriteString("Content-Transfer-Encoding: binary\n\n")
-	e.WriteString("--" + alt + "\n")
-	e.WriteString("Content-Type: text/plain; charset=\"iso-8859-1\"\nContent-Disposition: inline\nContent-Transfer-Encoding: quoted-printable\n\n")
-	e.Write(quotedPrintable(latin1(s.text)))
-	e.WriteString("\n--" + alt + "\n")
-	e.WriteString("Content-Type: text/html; charset=\"iso-8859-1\"\nContent-Disposition: inline\nContent-Transfer-Encoding: quoted-printable\n\n")
-	e.Write(quotedPrintable(latin1(s.html)))
-	e.WriteString("\n--" + alt + "--\n")
-	if s.daticert != nil {
-		e.WriteString("\n--" + mixed + "\n")
-		e.WriteString("Content-Type: application/xml; name=\"daticert.xml\"\nContent-Disposition: inline; filename=\"daticert.xml\"\nContent-Transfer-Encoding: base64\n\n")
-		e.Write(base64Lines(s.daticert, 60))
-	}
-	if s.attach != nil {
-		e.WriteString("\n--" + mixed + "\n")
-		e.WriteString("Content-Type: message/rfc822; name=\"postacert.eml\"\nContent-Disposition: inline; filename=\"postacert.eml\"\nContent-Transfer-Encoding: 7bit\n\n")
-		e.Write(s.attach)
-		e.WriteString("\n")
-	}
-	e.WriteString("\n--" + mixed + "--\n")
-	entity := toCRLF([]byte(e.String()))
+	ent := entityLF(mixed, alt, s)
+	entity := toCRLF(ent)
 
 	st := s.signingTime
 	if st.IsZero() {
@@ -97,7 +73,7 @@ func (p *Provider) assemble(s *spec) (*assembled, error) {
 		m.WriteString("Content-Type: multipart/signed; protocol=\"" + sigType + "\"; micalg=\"" + string(p.opts.Digest) + "\"; boundary=\"" + outer + "\"\n")
 		m.WriteString("Message-ID: <" + s.messageID + ">\n")
 		m.WriteString("\nThis is an S/MIME signed message\n\n--" + outer + "\n")
-		m.WriteString(e.String())
+		m.Write(ent)
 		m.WriteString("\n--" + outer + "\n")
 		m.WriteString("Content-Type: " + sigType + "; name=\"smime.p7s\"\nContent-Transfer-Encoding: base64\nContent-Disposition: attachment; filename=\"smime.p7s\"\n\n")
 		m.Write(base64Lines(cms, 64))
@@ -108,6 +84,37 @@ func (p *Provider) assemble(s *spec) (*assembled, error) {
 		raw = toCRLF(raw)
 	}
 	return &assembled{raw: raw, entity: entity}, nil
+}
+
+// entityLF writes the signed entity (LF line ends): multipart/mixed { multipart/alternative {
+// text/plain, text/html } ISO-8859-1 quoted-printable, daticert.xml base64, postacert.eml 7bit }.
+func entityLF(mixed, alt string, s *spec) []byte {
+	var e strings.Builder
+	e.WriteString("Content-Type: multipart/mixed; boundary=\"" + mixed + "\"\n")
+	e.WriteString("Content-Transfer-Encoding: binary\nMIME-Version: 1.0\n\n")
+	e.WriteString("--" + mixed + "\n")
+	e.WriteString("Content-Type: multipart/alternative;\n boundary=\"" + alt + "\"\n")
+	e.WriteString("Content-Transfer-Encoding: binary\n\n")
+	e.WriteString("--" + alt + "\n")
+	e.WriteString("Content-Type: text/plain; charset=\"iso-8859-1\"\nContent-Disposition: inline\nContent-Transfer-Encoding: quoted-printable\n\n")
+	e.Write(quotedPrintable(latin1(s.text)))
+	e.WriteString("\n--" + alt + "\n")
+	e.WriteString("Content-Type: text/html; charset=\"iso-8859-1\"\nContent-Disposition: inline\nContent-Transfer-Encoding: quoted-printable\n\n")
+	e.Write(quotedPrintable(latin1(s.html)))
+	e.WriteString("\n--" + alt + "--\n")
+	if s.daticert != nil {
+		e.WriteString("\n--" + mixed + "\n")
+		e.WriteString("Content-Type: application/xml; name=\"daticert.xml\"\nContent-Disposition: inline; filename=\"daticert.xml\"\nContent-Transfer-Encoding: base64\n\n")
+		e.Write(base64Lines(s.daticert, 60))
+	}
+	if s.attach != nil {
+		e.WriteString("\n--" + mixed + "\n")
+		e.WriteString("Content-Type: message/rfc822; name=\"postacert.eml\"\nContent-Disposition: inline; filename=\"postacert.eml\"\nContent-Transfer-Encoding: 7bit\n\n")
+		e.Write(s.attach)
+		e.WriteString("\n")
+	}
+	e.WriteString("\n--" + mixed + "--\n")
+	return []byte(e.String())
 }
 
 // trace returns the headers a mailbox copy gets on delivery: Return-Path, Delivered-To and two

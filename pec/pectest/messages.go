@@ -135,7 +135,9 @@ func (p *Provider) finish(s *spec, g *Generated, d *Daticert) (*Generated, error
 		g.SigningTime = s.at
 	}
 	g.Daticert = d
-	g.Postacert = s.attach
+	if s.attach != nil {
+		g.Postacert = append(slices.Clone(s.attach), '\n') // as carried: the provider adds a blank line
+	}
 	g.Content = a.entity
 	g.Defect = p.Signer.Defect
 	g.Signer = p.Signer
