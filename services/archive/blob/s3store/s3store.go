@@ -228,7 +228,7 @@ func (s *Store) Check(ctx context.Context) error {
 	}
 	s.locked.Store(locked)
 	if !locked && !s.cfg.AllowNoObjectLock {
-		return fmt.Errorf("%w: bucket %q at %s was not created with Object Lock, so stored evidence could be "+
+		return fmt.Errorf("s3store: %w: bucket %q at %s was not created with Object Lock, so stored evidence could be "+
 			"deleted or overwritten; create a new bucket with Object Lock enabled (it cannot be turned on "+
 			"later on most servers), or explicitly accept the weaker mode (AllowNoObjectLock)",
 			blob.ErrNoObjectLock, s.cfg.Bucket, s.cfg.Endpoint)
@@ -311,7 +311,7 @@ func (s *Store) putObject(ctx context.Context, key string, sum [32]byte, data []
 		return err
 	}
 	if got := info.ChecksumSHA256; got != "" && got != base64.StdEncoding.EncodeToString(sum[:]) {
-		return fmt.Errorf("%w: server stored %s with checksum %s", blob.ErrIntegrity, key, got)
+		return fmt.Errorf("server stored %s with checksum %s: %w", key, got, blob.ErrIntegrity)
 	}
 	return nil
 }
@@ -327,13 +327,13 @@ func (s *Store) existing(ctx context.Context, sum [32]byte, size int64) (created
 		return false, false, s.wrap("stat", key, err)
 	}
 	if oi.Size != size {
-		return false, true, fmt.Errorf("%w: s3store: %s already stored with %d bytes, not %d", blob.ErrIntegrity, key, oi.Size, size)
+		return false, true, fmt.Errorf("s3store: %s already stored with %d bytes, not %d: %w", key, oi.Size, size, blob.ErrIntegrity)
 	}
 	want := base64.StdEncoding.EncodeToString(sum[:])
 	switch {
 	case oi.ChecksumSHA256 == want:
 	case oi.ChecksumSHA256 != "":
-		return false, true, fmt.Errorf("%w: s3store: %s already stored with sha256 %s", blob.ErrIntegrity, key, oi.ChecksumSHA256)
+		return false, true, fmt.Errorf("s3store: %s already stored with sha256 %s: %w", key, oi.ChecksumSHA256, blob.ErrIntegrity)
 	default:
 		// Written without a SHA-256 checksum (not by this package): read it back and hash it.
 		if err := s.verifyContent(ctx, sum); err != nil {
@@ -406,7 +406,7 @@ func (s *Store) Stat(ctx context.Context, sum [32]byte) (blob.Info, error) {
 	if v := oi.Metadata.Get("X-Amz-Object-Lock-Retain-Until-Date"); v != "" {
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
-			return blob.Info{}, fmt.Errorf("%w: s3store: stat %s: bad retain-until date %q", blob.ErrUnavailable, key, v)
+			return blob.Info{}, fmt.Errorf("s3store: stat %s: bad retain-until date %q: %w", key, v, blob.ErrUnavailable)
 		}
 		info.RetainUntil = t.UTC()
 	}
