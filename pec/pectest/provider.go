@@ -209,6 +209,7 @@ func localOf(addr string) string {
 const (
 	MaxAttachmentSize = 32 << 20
 	maxRecipients     = 1000
+	maxSubject        = 500
 )
 
 // ErrInvalid is returned (wrapped) for invalid generation parameters.
@@ -254,8 +255,8 @@ func (p *Provider) Original(spec *Original) (*Original, error) {
 	if o.Subject == "" {
 		o.Subject = "Trasmissione documentazione prot. 583/2026"
 	}
-	if strings.ContainsAny(o.Subject, "\r\n") {
-		return nil, fmt.Errorf("%w: subject with line breaks", ErrInvalid)
+	if strings.ContainsAny(o.Subject, "\r\n") || len(o.Subject) > maxSubject {
+		return nil, fmt.Errorf("%w: subject with line breaks or longer than %d bytes", ErrInvalid, maxSubject)
 	}
 	if o.Date.IsZero() {
 		o.Date = p.opts.Time
