@@ -1,0 +1,446 @@
+// Package audit owns the archive's self-audit: it walks the blob store, the catalog and the
+// transparency log and reports every object that is missing, altered, or present in one but not
+// the others, and every inconsistent checkpoint. It has no state and no I/O of its own beyond
+// reading the three stores; the `pecarchive audit` command prints its Report.
+//
+// What Run checks:
+//   - every blob: its bytes hash to its key (re-computed in full), its size matches the catalog;
+//   - every catalog row: its blob exists; its leaf exists, is a "message" leaf for the same
+//     SHA-256, carries the row's received time and the row's evidence digest
+//     (catalog.Message.LeafExtra), so an altered row is named;
+//   - every message leaf: a catalog row points at it;
+//   - the tree: recomputed from the leaves, every stored node, the state, every stored checkpoint
+//     (root at its size, consistency with the previous one, signature when a key is given), via
+//     merklelog.Log.Verify;
+//   - blobs no catalog row refers to (orphans: a crash between the blob write and the commit
+//     leaves one until the message is stored again; reported as warnings).
+//
+// The log size is read first and the audit covers leaves and rows below it, so an archive that
+// keeps writing during the audit does not cause false findings.
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pecarchive/pecarchive/services/archive/blob"
+	"github.com/pecarchive/pecarchive/services/archive/catalog"
+	"github.com/pecarchive/pecarchive/services/archive/merklelog"
+	"github.com/pecarchive/pecarchive/tlog"
+)
+
+// Finding kinds.
+const (
+	BlobMissing       = "blob-missing"        // a catalog row's blob is not in the blob store
+	BlobAltered       = "blob-altered"        // a blob's bytes do not hash to its key, or its size differs from the catalog's
+	BlobUnreadable    = "blob-unreadable"     // a blob could not be read for another reason
+	BlobOrphan        = "blob-orphan"         // warning: a blob no catalog row refers to
+	RowAltered        = "row-altered"         // a catalog row differs from what its leaf commits to
+	RowLeafMismatch   = "row-leaf-mismatch"   // a catalog row's leaf is for another message, or not a message leaf
+	RowNotInLog       = "row-not-in-log"      // a catalog row's leaf index is beyond the log
+	LeafNotInCatalog  = "leaf-not-in-catalog" // a message leaf no catalog row points at
+	LeafMalformed     = "leaf-malformed"      // a leaf that does not parse
+	LogInconsistent   = "log-inconsistent"    // tree, node, leaf hash or state problem found by merklelog.Verify
+	CheckpointInvalid = "checkpoint-invalid"  // a checkpoint inconsistent with the tree or with its predecessor, or badly signed
+)
+
+// Warning reports whether a finding kind is informative only.
+func Warning(kind string) bool { return kind == BlobOrphan }
+
+// Finding is one problem.
+type Finding struct {
+	Kind      string
+	SHA256    [32]byte // the message or blob concerned (zero when not applicable)
+	LeafIndex int64    // the leaf concerned, -1 when not applicable
+	Size      uint64   // for checkpoints: the checkpoint's tree size
+	Detail    string
+}
+
+func (f Finding) String() string {
+	s := f.Kind
+	if f.SHA256 != ([32]byte{}) {
+		s += fmt.Sprintf(" sha256:%x", f.SHA256)
+	}
+	if f.LeafIndex >= 0 {
+		s += fmt.Sprintf(" leaf:%d", f.LeafIndex)
+	}
+	if f.Kind == CheckpointInvalid {
+		s += fmt.Sprintf(" size:%d", f.Size)
+	}
+	if f.Detail != "" {
+		s += ": " + f.Detail
+	}
+	return s
+}
+
+// Report is the outcome of Run.
+type Report struct {
+	Started, Finished time.Time
+	LogSize           uint64 // leaves audited
+	MessageLeaves     uint64
+	AccessLeaves      uint64
+	Rows              uint64 // catalog rows audited
+	Blobs             uint64 // blobs in the store
+	BlobBytes         uint64 // bytes re-hashed
+	Checkpoints       uint64
+	Findings          []Finding
+	Truncated         bool // more findings than Config.MaxFindings
+}
+
+// OK reports whether the audit found nothing but warnings.
+func (r *Report) OK() bool {
+	for _, f := range r.Findings {
+		if !Warning(f.Kind) {
+			return false
+		}
+	}
+	return !r.Truncated
+}
+
+// Count returns how many findings of kind the report holds.
+func (r *Report) Count(kind string) int {
+	n := 0
+	for _, f := range r.Findings {
+		if f.Kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
+// Defaults of Config.
+const (
+	DefaultWorkers     = 4
+	DefaultMaxFindings = 10_000
+)
+
+// Config says what to audit.
+type Config struct {
+	Pool  *pgxpool.Pool // catalog database (search_path selects the schema)
+	Blobs blob.Store
+	Log   *merklelog.Log
+	// LogKey, when set, is the log's public key (tlog verifier key): every checkpoint's
+	// signature is checked with it.
+	LogKey string
+	// Workers read blobs concurrently (default DefaultWorkers).
+	Workers int
+	// MaxFindings bounds the report (default DefaultMaxFindings).
+	MaxFindings int
+}
+
+// Run audits the archive. Findings are in the report; the error reports only a failure to read
+// (a store unavailable), in which case the report holds what was found until then.
+func Run(ctx context.Context, cfg Config) (Report, error) {
+	if cfg.Pool == nil || cfg.Blobs == nil || cfg.Log == nil {
+		return Report{}, errors.New("audit: Config.Pool, Blobs and Log are required")
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = DefaultWorkers
+	}
+	if cfg.MaxFindings <= 0 {
+		cfg.MaxFindings = DefaultMaxFindings
+	}
+	a := &auditor{cfg: cfg, cat: catalog.New(cfg.Pool), rep: Report{Started: time.Now().UTC()}}
+	err := a.run(ctx)
+	a.rep.Finished = time.Now().UTC()
+	return a.rep, err
+}
+
+type auditor struct {
+	cfg Config
+	cat *catalog.Catalog
+	mu  sync.Mutex
+	rep Report
+}
+
+func (a *auditor) add(f Finding) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.rep.Findings) >= a.cfg.MaxFindings {
+		a.rep.Truncated = true
+		return
+	}
+	a.rep.Findings = append(a.rep.Findings, f)
+}
+
+func (a *auditor) run(ctx context.Context) error {
+	size, err := a.cfg.Log.Size(ctx)
+	if err != nil {
+		return fmt.Errorf("audit: log size: %w", err)
+	}
+	a.rep.LogSize = size
+	if err := a.tree(ctx); err != nil {
+		return err
+	}
+	if err := a.rowsAndLeaves(ctx, size); err != nil {
+		return err
+	}
+	if err := a.blobsOfRows(ctx, size); err != nil {
+		return err
+	}
+	return a.orphans(ctx)
+}
+
+// tree runs merklelog's own audit and checks checkpoint signatures.
+func (a *auditor) tree(ctx context.Context) error {
+	problems, err := a.cfg.Log.Verify(ctx)
+	if err != nil {
+		return fmt.Errorf("audit: log: %w", err)
+	}
+	for _, p := range problems {
+		f := Finding{Kind: LogInconsistent, LeafIndex: -1, Detail: p.String()}
+		switch p.Object {
+		case merklelog.ObjectCheckpoint:
+			f.Kind, f.Size = CheckpointInvalid, p.Index
+		case merklelog.ObjectLeaf:
+			f.LeafIndex = int64(p.Index)
+		}
+		a.add(f)
+	}
+	err = a.cfg.Log.Checkpoints(ctx, func(size uint64, signed []byte) error {
+		a.rep.Checkpoints++
+		if a.cfg.LogKey == "" {
+			return nil
+		}
+		cp, err := tlog.VerifyCheckpoint(signed, a.cfg.LogKey)
+		if err != nil {
+			a.add(Finding{Kind: CheckpointInvalid, LeafIndex: -1, Size: size, Detail: err.Error()})
+		} else if cp.Size != size {
+			a.add(Finding{Kind: CheckpointInvalid, LeafIndex: -1, Size: size, Detail: fmt.Sprintf("signed size %d differs from stored size", cp.Size)})
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("audit: checkpoints: %w", err)
+	}
+	return nil
+}
+
+var errStop = errors.New("audit: stop")
+
+// rowsAndLeaves merges the catalog rows (by leaf index) with the log leaves (by index).
+func (a *auditor) rowsAndLeaves(ctx context.Context, size uint64) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rows := make(chan catalog.Message, catalog.MaxLimit)
+	scanErr := make(chan error, 1)
+	go func() {
+		defer close(rows)
+		scanErr <- a.cat.Scan(ctx, func(m catalog.Message) error {
+			select {
+			case rows <- m:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	next := func() *catalog.Message {
+		m, ok := <-rows
+		if !ok {
+			return nil
+		}
+		return &m
+	}
+	row := next()
+	err := a.cfg.Log.Leaves(ctx, func(i uint64, data []byte) error {
+		if i >= size {
+			return errStop
+		}
+		leaf, perr := tlog.ParseLeaf(data)
+		if perr != nil {
+			a.add(Finding{Kind: LeafMalformed, LeafIndex: int64(i), Detail: perr.Error()})
+		} else {
+			switch leaf.Kind {
+			case tlog.KindMessage:
+				a.rep.MessageLeaves++
+			case tlog.KindAccess:
+				a.rep.AccessLeaves++
+			}
+		}
+		if row != nil && row.LeafIndex == i {
+			a.rep.Rows++
+			a.compare(row, leaf, perr)
+			row = next()
+			return nil
+		}
+		if perr == nil && leaf.Kind == tlog.KindMessage {
+			a.add(Finding{Kind: LeafNotInCatalog, SHA256: leaf.SHA256, LeafIndex: int64(i),
+				Detail: "no catalog row points at this message leaf"})
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		cancel()
+		for range rows {
+		}
+		return fmt.Errorf("audit: log leaves: %w", err)
+	}
+	// Rows beyond the audited size: new since the audit began, unless beyond the log itself.
+	end, err := a.cfg.Log.Size(ctx)
+	if err != nil {
+		cancel()
+		for range rows {
+		}
+		return fmt.Errorf("audit: log size: %w", err)
+	}
+	for ; row != nil; row = next() {
+		if row.LeafIndex >= end {
+			a.rep.Rows++
+			a.add(Finding{Kind: RowNotInLog, SHA256: row.SHA256, LeafIndex: int64(row.LeafIndex),
+				Detail: fmt.Sprintf("leaf index beyond the log size %d", end)})
+		}
+	}
+	if err := <-scanErr; err != nil {
+		return fmt.Errorf("audit: catalog: %w", err)
+	}
+	return nil
+}
+
+// compare checks one catalog row against the leaf at its index.
+func (a *auditor) compare(m *catalog.Message, leaf tlog.Leaf, perr error) {
+	f := Finding{SHA256: m.SHA256, LeafIndex: int64(m.LeafIndex)}
+	switch {
+	case perr != nil:
+		f.Kind, f.Detail = RowLeafMismatch, "the row's leaf does not parse"
+	case leaf.Kind != tlog.KindMessage:
+		f.Kind, f.Detail = RowLeafMismatch, fmt.Sprintf("the row's leaf is a %q leaf", leaf.Kind)
+	case leaf.SHA256 != m.SHA256:
+		f.Kind, f.Detail = RowLeafMismatch, fmt.Sprintf("the row's leaf is for message %x", leaf.SHA256)
+	case !leaf.Time.Equal(m.ReceivedAt.Truncate(time.Second)):
+		f.Kind, f.Detail = RowAltered, fmt.Sprintf("received_at %s, the leaf says %s",
+			m.ReceivedAt.Format(time.RFC3339), leaf.Time.Format(time.RFC3339))
+	default:
+		d, err := catalog.ParseLeafExtra(leaf.Extra)
+		switch {
+		case err != nil:
+			f.Kind, f.Detail = RowLeafMismatch, "the leaf carries no catalog digest: "+err.Error()
+		case d != m.EvidenceDigest():
+			f.Kind, f.Detail = RowAltered, "the row's evidence fields differ from what its leaf commits to"
+		default:
+			return
+		}
+	}
+	a.add(f)
+}
+
+// blobsOfRows re-hashes the blob of every catalog row below size.
+func (a *auditor) blobsOfRows(ctx context.Context, size uint64) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	work := make(chan catalog.Message, a.cfg.Workers*2)
+	var wg sync.WaitGroup
+	var firstErr error
+	var errOnce sync.Once
+	fail := func(err error) {
+		errOnce.Do(func() { firstErr = err; cancel() })
+	}
+	for range a.cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for m := range work {
+				n, err := a.readBlob(ctx, m.SHA256)
+				switch {
+				case err == nil:
+					if int64(n) != m.Size {
+						a.add(Finding{Kind: BlobAltered, SHA256: m.SHA256, LeafIndex: int64(m.LeafIndex),
+							Detail: fmt.Sprintf("blob has %d bytes, the catalog says %d", n, m.Size)})
+					}
+				case errors.Is(err, blob.ErrNotFound):
+					a.add(Finding{Kind: BlobMissing, SHA256: m.SHA256, LeafIndex: int64(m.LeafIndex), Detail: err.Error()})
+				case errors.Is(err, blob.ErrIntegrity):
+					a.add(Finding{Kind: BlobAltered, SHA256: m.SHA256, LeafIndex: int64(m.LeafIndex), Detail: err.Error()})
+				case errors.Is(err, blob.ErrUnavailable), ctx.Err() != nil:
+					fail(fmt.Errorf("audit: blob store: %w", err))
+				default:
+					a.add(Finding{Kind: BlobUnreadable, SHA256: m.SHA256, LeafIndex: int64(m.LeafIndex), Detail: err.Error()})
+				}
+			}
+		}()
+	}
+	err := a.cat.Scan(ctx, func(m catalog.Message) error {
+		if m.LeafIndex >= size {
+			return errStop
+		}
+		select {
+		case work <- m:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	close(work)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	if err != nil && !errors.Is(err, errStop) {
+		return fmt.Errorf("audit: catalog: %w", err)
+	}
+	return nil
+}
+
+// readBlob reads the whole blob, which the store's reader verifies against sum.
+func (a *auditor) readBlob(ctx context.Context, sum [32]byte) (uint64, error) {
+	rc, err := a.cfg.Blobs.Get(ctx, sum)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	n, err := io.Copy(io.Discard, rc)
+	a.mu.Lock()
+	a.rep.BlobBytes += uint64(n)
+	a.mu.Unlock()
+	return uint64(n), err
+}
+
+// orphans walks the blob store for blobs the catalog does not know, checking their hashes too.
+func (a *auditor) orphans(ctx context.Context) error {
+	const page = 1000
+	var pending [][32]byte
+	check := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		known, err := a.cat.Lookup(ctx, pending)
+		if err != nil {
+			return err
+		}
+		for _, s := range pending {
+			if _, ok := known[s]; ok {
+				continue
+			}
+			f := Finding{Kind: BlobOrphan, SHA256: s, LeafIndex: -1, Detail: "no catalog row refers to this blob"}
+			if _, err := a.readBlob(ctx, s); errors.Is(err, blob.ErrIntegrity) {
+				f.Kind, f.Detail = BlobAltered, "orphan blob whose bytes do not match its key: "+err.Error()
+			} else if errors.Is(err, blob.ErrUnavailable) {
+				return err
+			}
+			a.add(f)
+		}
+		pending = pending[:0]
+		return nil
+	}
+	err := a.cfg.Blobs.Walk(ctx, func(sum [32]byte) error {
+		a.rep.Blobs++
+		pending = append(pending, sum)
+		if len(pending) >= page {
+			return check()
+		}
+		return nil
+	})
+	if err == nil {
+		err = check()
+	}
+	if err != nil {
+		return fmt.Errorf("audit: blobs: %w", err)
+	}
+	return nil
+}

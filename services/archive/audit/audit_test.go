@@ -1,0 +1,211 @@
+package audit_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pecarchive/pecarchive/internal/testenv"
+	"github.com/pecarchive/pecarchive/pec/pectest"
+	"github.com/pecarchive/pecarchive/pec/smime"
+	"github.com/pecarchive/pecarchive/services/archive"
+	"github.com/pecarchive/pecarchive/services/archive/audit"
+	"github.com/pecarchive/pecarchive/services/archive/blob/fsstore"
+	"github.com/pecarchive/pecarchive/services/archive/catalog"
+	"github.com/pecarchive/pecarchive/services/archive/merklelog"
+	"github.com/pecarchive/pecarchive/tlog"
+)
+
+const origin = "pecarchive.test/audit"
+
+// finds reports whether rep names kind for sum (any sum when zero) or leaf (any when < 0).
+func finds(rep audit.Report, kind string, sum [32]byte, leaf int64) bool {
+	for _, f := range rep.Findings {
+		if f.Kind == kind && (sum == [32]byte{} || f.SHA256 == sum) && (leaf < 0 || f.LeafIndex == leaf) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestAudit(t *testing.T) {
+	ctx := context.Background()
+	pool := testenv.PG(t)
+	fs, err := fsstore.New(ctx, fsstore.Config{Root: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := archive.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	skey, vkey, _ := tlog.GenerateKey(origin)
+	signer, _ := tlog.NewSigner(skey)
+	log, err := merklelog.New(ctx, merklelog.Config{Pool: pool, Signer: signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov, err := pectest.NewProvider(1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, _ := prov.Peer(nil)
+	v, _ := smime.New(smime.Config{Anchors: smime.NewTrustStore(prov.CA.Root)})
+	a, err := archive.New(ctx, archive.Config{Pool: pool, Blobs: fs, Log: log, Verifier: v, CheckpointInterval: -1, CheckpointEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(ctx)
+
+	var recs []archive.Record
+	for i := range 3 {
+		o, err := prov.Original(&pectest.Original{Subject: fmt.Sprintf("Audit %d", i), MessageID: fmt.Sprintf("audit-%d@pec.ordine.example.it", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		acc, _ := prov.Acceptance(pectest.Params{Original: o})
+		del, _ := peer.Delivery(pectest.Params{Original: o})
+		for _, g := range []*pectest.Generated{acc, del} {
+			rec, err := a.Store(ctx, g.Bytes, archive.Source{Path: g.Name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs = append(recs, rec)
+		}
+	}
+	if _, err := a.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cfg := audit.Config{Pool: pool, Blobs: fs, Log: log, LogKey: vkey}
+
+	rep, err := audit.Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || len(rep.Findings) != 0 {
+		t.Fatalf("clean archive: %v", rep.Findings)
+	}
+	// 3 acceptances + 3 delivery receipts + their 3 postacert.eml.
+	if rep.Rows != 9 || rep.MessageLeaves != 9 || rep.Blobs != 9 || rep.LogSize != 9 || rep.Checkpoints != 1 {
+		t.Fatalf("counts: %+v", rep)
+	}
+
+	// 1. A catalog row altered: a verdict turned trusted, a subject changed.
+	acc0, del1 := recs[0], recs[3]
+	if _, err := pool.Exec(ctx, `UPDATE messages SET subject = 'forged' WHERE sha256 = $1`, acc0.SHA256[:]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE messages SET received_at = received_at - interval '1 day' WHERE sha256 = $1`, del1.SHA256[:]); err != nil {
+		t.Fatal(err)
+	}
+	// 2. A blob rewritten on disk (the store made it read-only: chmod, rewrite).
+	acc1 := recs[2]
+	path := fs.Path(acc1.SHA256)
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	orig, _ := os.ReadFile(path)
+	if err := os.WriteFile(path, []byte(strings.Replace(string(orig), "ACCETTAZIONE", "ACCETTAZIONX", 1)), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	// 3. A blob deleted.
+	del0 := recs[1]
+	if err := os.Remove(fs.Path(del0.SHA256)); err != nil {
+		t.Fatal(err)
+	}
+	// 4. A leaf rewritten, stored hash updated too, so only the tree and checkpoint betray it.
+	acc2 := recs[4]
+	forged := tlog.Leaf{Kind: tlog.KindMessage, SHA256: sha256.Sum256([]byte("forged")), Time: time.Unix(1700000000, 0), Extra: "x"}.Marshal()
+	fh := tlog.LeafHash(forged)
+	if _, err := pool.Exec(ctx, `UPDATE merklelog_leaf SET data = $1, hash = $2 WHERE idx = $3`, forged, fh[:], int64(acc2.LeafIndex)); err != nil {
+		t.Fatal(err)
+	}
+	// 5. A message leaf with no catalog row, 6. a catalog row with no leaf.
+	ghost := sha256.Sum256([]byte("ghost"))
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := log.Append(ctx, tx, [][]byte{tlog.Leaf{Kind: tlog.KindMessage, SHA256: ghost, Time: time.Now()}.Marshal()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	phantom := catalog.Message{SHA256: sha256.Sum256([]byte("phantom")), Size: 10, Kind: "not-pec", LeafIndex: 1000, ReceivedAt: time.Now()}
+	if err := catalog.Write(ctx, tx, &catalog.Batch{Messages: []catalog.Message{phantom}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// 7. An orphan blob (warning).
+	orphan := []byte("orphan blob")
+	if _, err := fs.Put(ctx, sha256.Sum256(orphan), orphan); err != nil {
+		t.Fatal(err)
+	}
+	// 8. A checkpoint re-signed by another key.
+	other, _, _ := tlog.GenerateKey(origin)
+	otherSigner, _ := tlog.NewSigner(other)
+	cp, err := log.Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := tlog.ParseCheckpoint(cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resigned, err := tlog.SignCheckpoint(otherSigner, parsed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE merklelog_checkpoint SET signed = $1 WHERE size = $2`, resigned, int64(parsed.Size)); err != nil {
+		t.Fatal(err)
+	}
+
+	rep, err = audit.Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range rep.Findings {
+		t.Log(f)
+	}
+	if rep.OK() {
+		t.Error("tampered archive audits OK")
+	}
+	checks := []struct {
+		what string
+		kind string
+		sum  [32]byte
+		leaf int64
+	}{
+		{"altered row (subject)", audit.RowAltered, acc0.SHA256, int64(acc0.LeafIndex)},
+		{"altered row (received_at)", audit.RowAltered, del1.SHA256, int64(del1.LeafIndex)},
+		{"rewritten blob", audit.BlobAltered, acc1.SHA256, -1},
+		{"deleted blob", audit.BlobMissing, del0.SHA256, -1},
+		{"rewritten leaf: row and leaf disagree", audit.RowLeafMismatch, acc2.SHA256, int64(acc2.LeafIndex)},
+		{"rewritten leaf: tree recomputation", audit.LogInconsistent, [32]byte{}, -1},
+		{"rewritten leaf: checkpoint root", audit.CheckpointInvalid, [32]byte{}, -1},
+		{"leaf without row", audit.LeafNotInCatalog, ghost, int64(first)},
+		{"row without leaf", audit.RowNotInLog, phantom.SHA256, 1000},
+		{"orphan blob", audit.BlobOrphan, sha256.Sum256(orphan), -1},
+	}
+	for _, c := range checks {
+		if !finds(rep, c.kind, c.sum, c.leaf) {
+			t.Errorf("%s: no %s finding", c.what, c.kind)
+		}
+	}
+	resignedNamed := false
+	for _, f := range rep.Findings {
+		if f.Kind == audit.CheckpointInvalid && strings.Contains(strings.ToLower(f.Detail), "sign") {
+			resignedNamed = true
+		}
+	}
+	if !resignedNamed {
+		t.Error("checkpoint signed by another key not named")
+	}
+	if !audit.Warning(audit.BlobOrphan) || audit.Warning(audit.BlobAltered) {
+		t.Error("warning classification")
+	}
+}
