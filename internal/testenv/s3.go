@@ -16,12 +16,12 @@ package testenv
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,6 +29,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 )
 
 // S3 server kinds.
@@ -195,11 +198,16 @@ func (s *S3Server) Start() error {
 	return nil
 }
 
+// waitReady polls with a signed ListBuckets until it succeeds: MinIO's health probe says ready
+// while S3 requests still get 503 XMinioServerNotInitialized for a moment.
 func (s *S3Server) waitReady(done chan struct{}, limit time.Duration) error {
-	client := &http.Client{Timeout: time.Second}
-	url := "http://" + s.Endpoint + "/"
-	if s.Kind == MinIO {
-		url = "http://" + s.Endpoint + "/minio/health/ready"
+	c, err := minio.New(s.Endpoint, &minio.Options{
+		Creds:      credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""),
+		Region:     s.Region,
+		MaxRetries: 1,
+	})
+	if err != nil {
+		return err
 	}
 	deadline := time.Now().Add(limit)
 	for {
@@ -208,16 +216,14 @@ func (s *S3Server) waitReady(done chan struct{}, limit time.Duration) error {
 			return fmt.Errorf("%s exited during start: %s", s.Kind, s.Log())
 		default:
 		}
-		resp, err := client.Get(url)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := c.ListBuckets(ctx)
+		cancel()
 		if err == nil {
-			resp.Body.Close()
-			// versitygw answers any request (403 anonymous); MinIO's readiness probe says 200.
-			if s.Kind != MinIO || resp.StatusCode == http.StatusOK {
-				return nil
-			}
+			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after %v: %s", s.Kind, limit, s.Log())
+			return fmt.Errorf("%s not ready after %v (%v): %s", s.Kind, limit, err, s.Log())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
