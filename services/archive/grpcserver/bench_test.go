@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/pecarchive/pecarchive/services/archive"
 	"github.com/pecarchive/pecarchive/services/archive/archiveclient"
+	"github.com/pecarchive/pecarchive/services/archive/catalog"
 	"github.com/pecarchive/pecarchive/services/archive/grpcserver"
 )
 
@@ -15,12 +17,12 @@ import (
 // (auth, streaming, hashing, buffering).
 type nopArchive struct{}
 
-func (nopArchive) Store(_ context.Context, raw []byte, _ grpcserver.Source) (grpcserver.Record, error) {
-	return grpcserver.Record{SHA256: sha256.Sum256(raw), Size: int64(len(raw))}, nil
+func (nopArchive) Store(_ context.Context, raw []byte, _ archive.Source) (archive.Record, error) {
+	return archive.Record{Message: catalog.Message{SHA256: sha256.Sum256(raw), Size: int64(len(raw))}}, nil
 }
 
-func (nopArchive) Get(context.Context, [32]byte) (grpcserver.Record, error) {
-	return grpcserver.Record{}, grpcserver.ErrNotFound
+func (nopArchive) Get(context.Context, [32]byte) (archive.Record, error) {
+	return archive.Record{}, archive.ErrNotFound
 }
 
 // BenchmarkStoreBytes stores messages through archiveclient.StoreBytes over loopback with token

@@ -15,7 +15,9 @@ import (
 
 	archivev1 "github.com/pecarchive/pecarchive/gen/pecarchive/archive/v1"
 	"github.com/pecarchive/pecarchive/internal/auth"
+	"github.com/pecarchive/pecarchive/services/archive"
 	"github.com/pecarchive/pecarchive/services/archive/blob"
+	"github.com/pecarchive/pecarchive/services/archive/catalog"
 	"github.com/pecarchive/pecarchive/services/archive/merklelog"
 )
 
@@ -26,7 +28,7 @@ func (s *Service) GetRecord(ctx context.Context, req *archivev1.GetRecordRequest
 	}
 	rec, err := s.archive.Get(ctx, [sha256.Size]byte(req.GetSha256()))
 	if err != nil {
-		return nil, statusError("get record", err)
+		return nil, statusError(ctx, "get record", err)
 	}
 	rec.New = false
 	return &archivev1.GetRecordResponse{Record: recordToProto(rec)}, nil
@@ -39,7 +41,7 @@ func (s *Service) GetCheckpoint(ctx context.Context, _ *archivev1.GetCheckpointR
 	}
 	signed, err := s.log.Checkpoint(ctx)
 	if err != nil {
-		return nil, statusError("checkpoint", err)
+		return nil, statusError(ctx, "checkpoint", err)
 	}
 	return &archivev1.GetCheckpointResponse{Checkpoint: signed}, nil
 }
@@ -55,11 +57,11 @@ func (s *Service) GetInclusionProof(ctx context.Context, req *archivev1.GetInclu
 	}
 	proof, err := s.log.InclusionProof(ctx, index, size)
 	if err != nil {
-		return nil, statusError("inclusion proof", err)
+		return nil, statusError(ctx, "inclusion proof", err)
 	}
 	leaf, err := s.log.LeafData(ctx, index)
 	if err != nil {
-		return nil, statusError("leaf data", err)
+		return nil, statusError(ctx, "leaf data", err)
 	}
 	return &archivev1.GetInclusionProofResponse{LeafIndex: index, TreeSize: size, Hashes: proof, LeafData: leaf}, nil
 }
@@ -75,7 +77,7 @@ func (s *Service) GetConsistencyProof(ctx context.Context, req *archivev1.GetCon
 	}
 	proof, err := s.log.ConsistencyProof(ctx, from, to)
 	if err != nil {
-		return nil, statusError("consistency proof", err)
+		return nil, statusError(ctx, "consistency proof", err)
 	}
 	return &archivev1.GetConsistencyProofResponse{FromSize: from, ToSize: to, Hashes: proof}, nil
 }
@@ -83,26 +85,30 @@ func (s *Service) GetConsistencyProof(ctx context.Context, req *archivev1.GetCon
 var errNoLog = status.Error(codes.Unimplemented, "grpcserver: this server does not expose the transparency log")
 
 // statusError is the one place where errors of the archive, its stores and the log become gRPC
-// status codes. Unknown errors are Internal.
-func statusError(op string, err error) error {
+// status codes. When the RPC's own context is done the code says so (Canceled,
+// DeadlineExceeded); otherwise the archive's classification decides, and any other timeout (one
+// of a backing store, not the caller's) is Unavailable: retry. Unknown errors are Internal.
+func statusError(ctx context.Context, op string, err error) error {
 	code := codes.Internal
 	switch {
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		code = status.FromContextError(ctx.Err()).Code()
+	case errors.Is(err, archive.ErrInvalid), errors.Is(err, merklelog.ErrInvalid):
+		code = codes.InvalidArgument
+	case errors.Is(err, archive.ErrNotFound), errors.Is(err, blob.ErrNotFound), errors.Is(err, merklelog.ErrNotFound):
+		code = codes.NotFound
+	case errors.Is(err, merklelog.ErrOutOfRange):
+		code = codes.OutOfRange
+	case errors.Is(err, archive.ErrUnavailable), errors.Is(err, archive.ErrClosed), errors.Is(err, blob.ErrUnavailable), unreachable(err):
+		code = codes.Unavailable
+	case errors.Is(err, archive.ErrIntegrity), errors.Is(err, blob.ErrIntegrity), errors.Is(err, merklelog.ErrCorrupt):
+		code = codes.DataLoss
+	case errors.Is(err, merklelog.ErrSchema), errors.Is(err, merklelog.ErrNoSigner):
+		code = codes.FailedPrecondition
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded
-	case errors.Is(err, ErrInvalid), errors.Is(err, merklelog.ErrInvalid):
-		code = codes.InvalidArgument
-	case errors.Is(err, ErrNotFound), errors.Is(err, blob.ErrNotFound), errors.Is(err, merklelog.ErrNotFound):
-		code = codes.NotFound
-	case errors.Is(err, merklelog.ErrOutOfRange):
-		code = codes.OutOfRange
-	case errors.Is(err, ErrUnavailable), errors.Is(err, blob.ErrUnavailable), unreachable(err):
-		code = codes.Unavailable
-	case errors.Is(err, blob.ErrIntegrity), errors.Is(err, merklelog.ErrCorrupt):
-		code = codes.DataLoss
-	case errors.Is(err, merklelog.ErrSchema), errors.Is(err, merklelog.ErrNoSigner):
-		code = codes.FailedPrecondition
 	case errors.Is(err, auth.ErrUnauthenticated):
 		code = codes.Unauthenticated
 	case errors.Is(err, auth.ErrPermissionDenied):
@@ -120,27 +126,83 @@ func unreachable(err error) bool {
 	return errors.As(err, &ce) || pgconn.SafeToRetry(err) || (errors.As(err, &ne) && ne.Timeout())
 }
 
-func recordToProto(r Record) *archivev1.Record {
-	return &archivev1.Record{
-		Sha256:      r.SHA256[:],
-		Size:        r.Size,
-		Kind:        string(r.Kind),
-		ReceiptType: string(r.ReceiptType),
-		Verdict: &archivev1.Verdict{
-			Present:     r.Verdict.Present,
-			Valid:       r.Verdict.Valid,
-			Trusted:     r.Verdict.Trusted,
-			Digest:      r.Verdict.Digest,
-			Signer:      r.Verdict.Signer,
-			SignerEmail: r.Verdict.SignerEmail,
-			SignedAt:    timestamp(r.Verdict.SignedAt),
-			VerifiedAt:  timestamp(r.Verdict.VerifiedAt),
-			Reasons:     r.Verdict.Reasons,
-		},
-		Problems:  r.Problems,
-		LeafIndex: r.LeafIndex,
-		New:       r.New,
+// recordToProto converts a record (and its postacert record, one level: a postacert carries
+// none).
+func recordToProto(r archive.Record) *archivev1.Record {
+	p := messageToProto(&r.Message)
+	p.New = r.New
+	if len(p.Verdict.Reasons) == 0 {
+		p.Verdict.Reasons = r.Reasons
 	}
+	for _, s := range r.Sources {
+		p.Sources = append(p.Sources, &archivev1.Source{
+			Mailbox:      s.Mailbox,
+			Folder:       s.Folder,
+			UidValidity:  s.UIDValidity,
+			Uid:          s.UID,
+			InternalDate: timestamp(s.InternalDate),
+			Path:         s.Path,
+			FirstSeen:    timestamp(s.FirstSeen),
+			ParentSha256: sumOrNil(s.Parent),
+		})
+	}
+	if r.Postacert != nil {
+		p.Postacert = messageToProto(&r.Postacert.Message)
+		p.Postacert.New = r.Postacert.New
+	}
+	return p
+}
+
+func messageToProto(m *catalog.Message) *archivev1.Record {
+	v := m.Verdict
+	p := &archivev1.Record{
+		Sha256:      append([]byte(nil), m.SHA256[:]...),
+		Size:        m.Size,
+		Kind:        string(m.Kind),
+		ReceiptType: string(m.ReceiptType),
+		Verdict: &archivev1.Verdict{
+			Present:     v.Present,
+			Valid:       v.Valid,
+			Trusted:     v.Trusted,
+			Digest:      v.Digest,
+			Signer:      v.Signer,
+			SignerEmail: v.SignerEmail,
+			SignedAt:    timestamp(v.SignedAt),
+			VerifiedAt:  timestamp(v.VerifiedAt),
+			Reasons:     v.Reasons,
+			Provider:    v.Provider,
+			Details:     v.Details,
+		},
+		Problems:        m.Problems,
+		LeafIndex:       m.LeafIndex,
+		MessageId:       m.MessageID,
+		PecId:           m.PECID,
+		OrigMsgid:       m.OrigMsgID,
+		Sender:          m.Sender,
+		Subject:         m.Subject,
+		Provider:        m.Provider,
+		Errore:          string(m.Errore),
+		ReceivedAt:      timestamp(m.ReceivedAt),
+		PostacertSha256: sumOrNil(m.PostacertSHA256),
+	}
+	if !m.DaticertTime.IsZero() {
+		p.DaticertTime = m.DaticertTime.Format(time.RFC3339)
+	}
+	for i, a := range m.Recipients {
+		r := &archivev1.Recipient{Address: a}
+		if i < len(m.RecipientTypes) {
+			r.Type = m.RecipientTypes[i]
+		}
+		p.Recipients = append(p.Recipients, r)
+	}
+	return p
+}
+
+func sumOrNil(s [32]byte) []byte {
+	if s == ([32]byte{}) {
+		return nil
+	}
+	return append([]byte(nil), s[:]...)
 }
 
 func timestamp(t time.Time) *timestamppb.Timestamp {

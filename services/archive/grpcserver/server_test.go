@@ -19,28 +19,30 @@ import (
 	"github.com/pecarchive/pecarchive/internal/auth"
 	"github.com/pecarchive/pecarchive/internal/auth/authtest"
 	"github.com/pecarchive/pecarchive/pec"
+	"github.com/pecarchive/pecarchive/services/archive"
 	"github.com/pecarchive/pecarchive/services/archive/archiveclient"
 	"github.com/pecarchive/pecarchive/services/archive/blob"
+	"github.com/pecarchive/pecarchive/services/archive/catalog"
 	"github.com/pecarchive/pecarchive/services/archive/grpcserver"
 )
 
 // fakeArchive stores records in memory. Store fails with the queued errors first.
 type fakeArchive struct {
 	mu      sync.Mutex
-	records map[[32]byte]grpcserver.Record
+	records map[[32]byte]archive.Record
 	fail    []error       // errors returned by the next Store calls, in order
 	always  error         // when set, every Store and Get fails with it
 	gate    chan struct{} // when set, Store waits for it (after counting the call)
 	calls   int
 	maxCap  int // largest cap(raw) seen
-	sources []grpcserver.Source
+	sources []archive.Source
 }
 
 func newFakeArchive() *fakeArchive {
-	return &fakeArchive{records: map[[32]byte]grpcserver.Record{}}
+	return &fakeArchive{records: map[[32]byte]archive.Record{}}
 }
 
-func (f *fakeArchive) Store(ctx context.Context, raw []byte, src grpcserver.Source) (grpcserver.Record, error) {
+func (f *fakeArchive) Store(ctx context.Context, raw []byte, src archive.Source) (archive.Record, error) {
 	f.mu.Lock()
 	f.calls++
 	f.maxCap = max(f.maxCap, cap(raw))
@@ -56,11 +58,11 @@ func (f *fakeArchive) Store(ctx context.Context, raw []byte, src grpcserver.Sour
 		select {
 		case <-gate:
 		case <-ctx.Done():
-			return grpcserver.Record{}, ctx.Err()
+			return archive.Record{}, ctx.Err()
 		}
 	}
 	if err != nil {
-		return grpcserver.Record{}, err
+		return archive.Record{}, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -70,27 +72,31 @@ func (f *fakeArchive) Store(ctx context.Context, raw []byte, src grpcserver.Sour
 		rec.New = false
 		return rec, nil
 	}
-	rec := grpcserver.Record{
+	rec := archive.Record{Message: catalog.Message{
 		SHA256: sum, Size: int64(len(raw)), Kind: pec.KindAvvenutaConsegna, ReceiptType: pec.ReceiptCompleta,
-		Verdict: grpcserver.Verdict{Present: true, Valid: true, Trusted: true, Digest: "sha256",
+		Verdict: catalog.Verdict{Present: true, Valid: true, Trusted: true, Digest: "sha256",
 			Signer: "CN=posta-certificata@pec.example.it", SignerEmail: "posta-certificata@pec.example.it",
 			SignedAt: time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC), VerifiedAt: time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)},
-		LeafIndex: uint64(len(f.records)), New: true,
-	}
+		PECID: "opec.20240301.x@pec.example.it", OrigMsgID: "orig@example.it", Sender: "a@pec.example.it",
+		Recipients: []string{"b@pec.example.it", "c@example.it"}, RecipientTypes: []string{"certificato", "esterno"},
+		DaticertTime: time.Date(2024, 3, 1, 11, 0, 0, 0, time.FixedZone("", 3600)),
+		LeafIndex:    uint64(len(f.records)),
+	}, New: true}
 	f.records[sum] = rec
 	return rec, nil
 }
 
-func (f *fakeArchive) Get(ctx context.Context, sum [32]byte) (grpcserver.Record, error) {
+func (f *fakeArchive) Get(ctx context.Context, sum [32]byte) (archive.Record, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.always != nil {
-		return grpcserver.Record{}, f.always
+		return archive.Record{}, f.always
 	}
 	rec, ok := f.records[sum]
 	if !ok {
-		return rec, fmt.Errorf("fake: %x: %w", sum[:4], grpcserver.ErrNotFound)
+		return rec, fmt.Errorf("fake: %x: %w", sum[:4], archive.ErrNotFound)
 	}
+	rec.Sources = []catalog.Source{{Mailbox: "m", Folder: "INBOX", UID: 1, FirstSeen: time.Unix(1e9, 0)}, {Path: "postacert.eml", Parent: sum}}
 	return rec, nil
 }
 
@@ -204,7 +210,9 @@ func TestStoreAndGetRecord(t *testing.T) {
 	sum := sha256.Sum256(raw)
 	if !bytes.Equal(rec.GetSha256(), sum[:]) || rec.GetSize() != int64(len(raw)) || !rec.GetNew() ||
 		rec.GetKind() != "avvenuta-consegna" || rec.GetReceiptType() != "completa" ||
-		!rec.GetVerdict().GetTrusted() || rec.GetVerdict().GetSignedAt().AsTime().Year() != 2024 {
+		!rec.GetVerdict().GetTrusted() || rec.GetVerdict().GetSignedAt().AsTime().Year() != 2024 ||
+		rec.GetPecId() != "opec.20240301.x@pec.example.it" || rec.GetDaticertTime() != "2024-03-01T11:00:00+01:00" ||
+		len(rec.GetRecipients()) != 2 || rec.GetRecipients()[1].GetType() != "esterno" || rec.GetPostacertSha256() != nil {
 		t.Errorf("record %v", rec)
 	}
 	if _, maxCap := e.archive.stats(); maxCap != len(raw) {
@@ -223,7 +231,9 @@ func TestStoreAndGetRecord(t *testing.T) {
 	}
 
 	got, err := e.client(t, readerToken).GetRecord(ctxT(t), &archivev1.GetRecordRequest{Sha256: sum[:]})
-	if err != nil || !bytes.Equal(got.GetRecord().GetSha256(), sum[:]) || got.GetRecord().GetNew() {
+	if err != nil || !bytes.Equal(got.GetRecord().GetSha256(), sum[:]) || got.GetRecord().GetNew() ||
+		len(got.GetRecord().GetSources()) != 2 || !bytes.Equal(got.GetRecord().GetSources()[1].GetParentSha256(), sum[:]) ||
+		got.GetRecord().GetSources()[0].GetParentSha256() != nil || got.GetRecord().GetSources()[0].GetFirstSeen().GetSeconds() != 1e9 {
 		t.Errorf("GetRecord: %v, %v", got, err)
 	}
 	other := sha256.Sum256([]byte("other"))
@@ -409,12 +419,14 @@ func TestErrorMapping(t *testing.T) {
 		err  error
 		want codes.Code
 	}{
-		{fmt.Errorf("archive: empty: %w", grpcserver.ErrInvalid), codes.InvalidArgument},
-		{fmt.Errorf("archive: pg: %w", grpcserver.ErrUnavailable), codes.Unavailable},
+		{fmt.Errorf("archive: empty: %w", archive.ErrInvalid), codes.InvalidArgument},
+		{fmt.Errorf("archive: pg: %w", archive.ErrUnavailable), codes.Unavailable},
 		{fmt.Errorf("archive: %w", blob.ErrUnavailable), codes.Unavailable},
 		{fmt.Errorf("archive: %w", blob.ErrIntegrity), codes.DataLoss},
-		{fmt.Errorf("archive: %w", grpcserver.ErrNotFound), codes.NotFound},
-		{context.DeadlineExceeded, codes.DeadlineExceeded},
+		{fmt.Errorf("archive: %w", archive.ErrNotFound), codes.NotFound},
+		// A timeout that is not the RPC's own is a backing store's: retry.
+		{context.DeadlineExceeded, codes.Unavailable},
+		{context.Canceled, codes.Canceled},
 		{errors.New("archive: bug"), codes.Internal},
 	} {
 		e.archive.set(func(f *fakeArchive) { f.always = tc.err })
@@ -437,7 +449,7 @@ func TestStoreBytesRetries(t *testing.T) {
 	raw := []byte("Subject: retry\r\n\r\nbody\r\n")
 
 	e.archive.set(func(f *fakeArchive) {
-		f.fail = []error{grpcserver.ErrUnavailable, fmt.Errorf("s3: %w", blob.ErrUnavailable)}
+		f.fail = []error{archive.ErrUnavailable, fmt.Errorf("s3: %w", blob.ErrUnavailable)}
 	})
 	rec, err := archiveclient.StoreBytes(ctxT(t), c, raw, src, fast)
 	if err != nil || !rec.GetNew() {
@@ -447,7 +459,7 @@ func TestStoreBytesRetries(t *testing.T) {
 		t.Errorf("calls = %d, want 3", calls)
 	}
 
-	e.archive.set(func(f *fakeArchive) { f.always = grpcserver.ErrUnavailable })
+	e.archive.set(func(f *fakeArchive) { f.always = archive.ErrUnavailable })
 	_, err = archiveclient.StoreBytes(ctxT(t), c, raw, src, fast)
 	if status.Code(err) != codes.Unavailable {
 		t.Errorf("always Unavailable: %v", err)
@@ -456,7 +468,7 @@ func TestStoreBytesRetries(t *testing.T) {
 		t.Errorf("calls = %d, want 7 (bounded by MaxAttempts)", calls)
 	}
 
-	e.archive.set(func(f *fakeArchive) { f.always = grpcserver.ErrInvalid })
+	e.archive.set(func(f *fakeArchive) { f.always = archive.ErrInvalid })
 	_, err = archiveclient.StoreBytes(ctxT(t), c, raw, src, fast)
 	if status.Code(err) != codes.InvalidArgument {
 		t.Errorf("invalid: %v", err)
@@ -466,7 +478,7 @@ func TestStoreBytesRetries(t *testing.T) {
 	}
 
 	// The context bounds the retries.
-	e.archive.set(func(f *fakeArchive) { f.always = grpcserver.ErrUnavailable })
+	e.archive.set(func(f *fakeArchive) { f.always = archive.ErrUnavailable })
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	archivev1 "github.com/pecarchive/pecarchive/gen/pecarchive/archive/v1"
+	"github.com/pecarchive/pecarchive/services/archive"
 )
 
 // Store receives one message: the header, then chunks. It never buffers more than the declared
@@ -102,7 +103,7 @@ func (s *Service) Store(stream archivev1.ArchiveService_StoreServer) error {
 	}
 	rec, err := s.archive.Store(ctx, buf, src)
 	if err != nil {
-		return statusError("store", err)
+		return statusError(ctx, "store", err)
 	}
 	return stream.SendAndClose(&archivev1.StoreResponse{Record: recordToProto(rec)})
 }
@@ -122,22 +123,22 @@ func appendCapped(buf, chunk []byte, limit int64) []byte {
 }
 
 // sourceFromProto validates and converts a Source. Limits keep catalog rows small.
-func sourceFromProto(p *archivev1.Source) (Source, error) {
+func sourceFromProto(p *archivev1.Source) (archive.Source, error) {
 	if p == nil {
-		return Source{}, errors.New("grpcserver: header.source is required")
+		return archive.Source{}, errors.New("grpcserver: header.source is required")
 	}
 	for _, f := range []struct {
 		name, v string
 		max     int
 	}{{"mailbox", p.GetMailbox(), 512}, {"folder", p.GetFolder(), 1024}, {"path", p.GetPath(), 4096}} {
 		if len(f.v) > f.max {
-			return Source{}, fmt.Errorf("grpcserver: source.%s is over %d bytes", f.name, f.max)
+			return archive.Source{}, fmt.Errorf("grpcserver: source.%s is over %d bytes", f.name, f.max)
 		}
 	}
 	if p.GetMailbox() == "" && p.GetPath() == "" {
-		return Source{}, errors.New("grpcserver: source needs a mailbox (IMAP) or a path (file)")
+		return archive.Source{}, errors.New("grpcserver: source needs a mailbox (IMAP) or a path (file)")
 	}
-	src := Source{
+	src := archive.Source{
 		Mailbox:     p.GetMailbox(),
 		Folder:      p.GetFolder(),
 		UIDValidity: p.GetUidValidity(),
@@ -146,7 +147,7 @@ func sourceFromProto(p *archivev1.Source) (Source, error) {
 	}
 	if p.InternalDate != nil {
 		if err := p.GetInternalDate().CheckValid(); err != nil {
-			return Source{}, fmt.Errorf("grpcserver: source.internal_date: %v", err)
+			return archive.Source{}, fmt.Errorf("grpcserver: source.internal_date: %v", err)
 		}
 		src.InternalDate = p.GetInternalDate().AsTime()
 	}

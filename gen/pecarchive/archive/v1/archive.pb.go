@@ -58,8 +58,14 @@ type Source struct {
 	Uid uint32 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
 	// INTERNALDATE of the message on the IMAP server.
 	InternalDate *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=internal_date,json=internalDate,proto3" json:"internal_date,omitempty"`
-	// Path of the imported file (or mbox/Maildir entry) for messages that did not come from IMAP.
-	Path          string `protobuf:"bytes,6,opt,name=path,proto3" json:"path,omitempty"`
+	// Path of the imported file (or mbox/Maildir entry) for messages that did not come from IMAP;
+	// "postacert.eml" for a message the archive extracted from another one (see parent_sha256).
+	Path string `protobuf:"bytes,6,opt,name=path,proto3" json:"path,omitempty"`
+	// Output only (GetRecord; ignored in Store): when the archive first saw the message here.
+	FirstSeen *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=first_seen,json=firstSeen,proto3" json:"first_seen,omitempty"`
+	// Output only (GetRecord; ignored in Store): for an extracted message, the SHA-256 of the
+	// message that carried it.
+	ParentSha256  []byte `protobuf:"bytes,8,opt,name=parent_sha256,json=parentSha256,proto3" json:"parent_sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -134,6 +140,20 @@ func (x *Source) GetPath() string {
 		return x.Path
 	}
 	return ""
+}
+
+func (x *Source) GetFirstSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstSeen
+	}
+	return nil
+}
+
+func (x *Source) GetParentSha256() []byte {
+	if x != nil {
+		return x.ParentSha256
+	}
+	return nil
 }
 
 // StoreHeader is the first request of a Store stream.
@@ -353,7 +373,12 @@ type Verdict struct {
 	// Reasons explain why the signature is not valid or not trusted (empty when both hold).
 	Reasons []string `protobuf:"bytes,8,rep,name=reasons,proto3" json:"reasons,omitempty"`
 	// VerifiedAt is the time the verification was made as of.
-	VerifiedAt    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=verified_at,json=verifiedAt,proto3" json:"verified_at,omitempty"`
+	VerifiedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=verified_at,json=verifiedAt,proto3" json:"verified_at,omitempty"`
+	// Provider is the providerName of the provider-index entry listing the signer, when an index
+	// was used.
+	Provider string `protobuf:"bytes,10,opt,name=provider,proto3" json:"provider,omitempty"`
+	// Details are human-readable explanations of the reasons (wording not a contract).
+	Details       []string `protobuf:"bytes,11,rep,name=details,proto3" json:"details,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -451,6 +476,74 @@ func (x *Verdict) GetVerifiedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Verdict) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *Verdict) GetDetails() []string {
+	if x != nil {
+		return x.Details
+	}
+	return nil
+}
+
+// Recipient is one daticert destinatari entry (or a To/Cc address of a message that is not PEC).
+type Recipient struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// Type is "certificato", "esterno", or empty when unknown.
+	Type          string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Recipient) Reset() {
+	*x = Recipient{}
+	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Recipient) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Recipient) ProtoMessage() {}
+
+func (x *Recipient) ProtoReflect() protoreflect.Message {
+	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Recipient.ProtoReflect.Descriptor instead.
+func (*Recipient) Descriptor() ([]byte, []int) {
+	return file_pecarchive_archive_v1_archive_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Recipient) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *Recipient) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
 // Record is what the archive stored for one message.
 type Record struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -469,14 +562,42 @@ type Record struct {
 	// LeafIndex is the index of the message's leaf in the transparency log.
 	LeafIndex uint64 `protobuf:"varint,7,opt,name=leaf_index,json=leafIndex,proto3" json:"leaf_index,omitempty"`
 	// New is true when this call stored the message; false when it was already archived.
-	New           bool `protobuf:"varint,8,opt,name=new,proto3" json:"new,omitempty"`
+	New bool `protobuf:"varint,8,opt,name=new,proto3" json:"new,omitempty"`
+	// MessageID is the message's own Message-ID, without angle brackets (for a transport envelope,
+	// its PEC id).
+	MessageId string `protobuf:"bytes,9,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// PecId is the daticert identificativo.
+	PecId string `protobuf:"bytes,10,opt,name=pec_id,json=pecId,proto3" json:"pec_id,omitempty"`
+	// OrigMsgid is the daticert msgid: the Message-ID of the original message the receipt is
+	// about, without angle brackets.
+	OrigMsgid string `protobuf:"bytes,11,opt,name=orig_msgid,json=origMsgid,proto3" json:"orig_msgid,omitempty"`
+	// Sender is the daticert mittente, else the From address.
+	Sender string `protobuf:"bytes,12,opt,name=sender,proto3" json:"sender,omitempty"`
+	// Recipients are the daticert destinatari for PEC kinds, else the To and Cc addresses.
+	Recipients []*Recipient `protobuf:"bytes,13,rep,name=recipients,proto3" json:"recipients,omitempty"`
+	Subject    string       `protobuf:"bytes,14,opt,name=subject,proto3" json:"subject,omitempty"`
+	// Provider is the daticert gestore-emittente.
+	Provider string `protobuf:"bytes,15,opt,name=provider,proto3" json:"provider,omitempty"`
+	// DaticertTime is the daticert data in RFC 3339 with the daticert zona offset, or empty.
+	DaticertTime string `protobuf:"bytes,16,opt,name=daticert_time,json=daticertTime,proto3" json:"daticert_time,omitempty"`
+	// Errore is the daticert errore: "nessuno", "no-dest", "no-dominio", "virus", "altro", or empty.
+	Errore string `protobuf:"bytes,17,opt,name=errore,proto3" json:"errore,omitempty"`
+	// ReceivedAt is when the archive first stored the message.
+	ReceivedAt *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
+	// PostacertSha256 is the SHA-256 of the postacert.eml the message carries, or empty.
+	PostacertSha256 []byte `protobuf:"bytes,19,opt,name=postacert_sha256,json=postacertSha256,proto3" json:"postacert_sha256,omitempty"`
+	// Sources are the places the message was found (GetRecord only).
+	Sources []*Source `protobuf:"bytes,20,rep,name=sources,proto3" json:"sources,omitempty"`
+	// Postacert is the record of the postacert.eml carried by a complete delivery receipt, which
+	// the archive stores as a message of its own (Store only; its own postacert is never set).
+	Postacert     *Record `protobuf:"bytes,21,opt,name=postacert,proto3" json:"postacert,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[5]
+	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -488,7 +609,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[5]
+	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -501,7 +622,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_pecarchive_archive_v1_archive_proto_rawDescGZIP(), []int{5}
+	return file_pecarchive_archive_v1_archive_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Record) GetSha256() []byte {
@@ -560,6 +681,97 @@ func (x *Record) GetNew() bool {
 	return false
 }
 
+func (x *Record) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *Record) GetPecId() string {
+	if x != nil {
+		return x.PecId
+	}
+	return ""
+}
+
+func (x *Record) GetOrigMsgid() string {
+	if x != nil {
+		return x.OrigMsgid
+	}
+	return ""
+}
+
+func (x *Record) GetSender() string {
+	if x != nil {
+		return x.Sender
+	}
+	return ""
+}
+
+func (x *Record) GetRecipients() []*Recipient {
+	if x != nil {
+		return x.Recipients
+	}
+	return nil
+}
+
+func (x *Record) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *Record) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *Record) GetDaticertTime() string {
+	if x != nil {
+		return x.DaticertTime
+	}
+	return ""
+}
+
+func (x *Record) GetErrore() string {
+	if x != nil {
+		return x.Errore
+	}
+	return ""
+}
+
+func (x *Record) GetReceivedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceivedAt
+	}
+	return nil
+}
+
+func (x *Record) GetPostacertSha256() []byte {
+	if x != nil {
+		return x.PostacertSha256
+	}
+	return nil
+}
+
+func (x *Record) GetSources() []*Source {
+	if x != nil {
+		return x.Sources
+	}
+	return nil
+}
+
+func (x *Record) GetPostacert() *Record {
+	if x != nil {
+		return x.Postacert
+	}
+	return nil
+}
+
 // GetRecordRequest asks for one record.
 type GetRecordRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -571,7 +783,7 @@ type GetRecordRequest struct {
 
 func (x *GetRecordRequest) Reset() {
 	*x = GetRecordRequest{}
-	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[6]
+	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -583,7 +795,7 @@ func (x *GetRecordRequest) String() string {
 func (*GetRecordRequest) ProtoMessage() {}
 
 func (x *GetRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[6]
+	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -596,7 +808,7 @@ func (x *GetRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRecordRequest.ProtoReflect.Descriptor instead.
 func (*GetRecordRequest) Descriptor() ([]byte, []int) {
-	return file_pecarchive_archive_v1_archive_proto_rawDescGZIP(), []int{6}
+	return file_pecarchive_archive_v1_archive_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetRecordRequest) GetSha256() []byte {
@@ -617,7 +829,7 @@ type GetRecordResponse struct {
 
 func (x *GetRecordResponse) Reset() {
 	*x = GetRecordResponse{}
-	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[7]
+	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -629,7 +841,7 @@ func (x *GetRecordResponse) String() string {
 func (*GetRecordResponse) ProtoMessage() {}
 
 func (x *GetRecordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[7]
+	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +854,7 @@ func (x *GetRecordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRecordResponse.ProtoReflect.Descriptor instead.
 func (*GetRecordResponse) Descriptor() ([]byte, []int) {
-	return file_pecarchive_archive_v1_archive_proto_rawDescGZIP(), []int{7}
+	return file_pecarchive_archive_v1_archive_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetRecordResponse) GetRecord() *Record {
@@ -661,7 +873,7 @@ type GetCheckpointRequest struct {
 
 func (x *GetCheckpointRequest) Reset() {
 	*x = GetCheckpointRequest{}
-	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[8]
+	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -673,7 +885,7 @@ func (x *GetCheckpointRequest) String() string {
 func (*GetCheckpointRequest) ProtoMessage() {}
 
 func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[8]
+	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -686,7 +898,7 @@ func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*GetCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_pecarchive_archive_v1_archive_proto_rawDescGZIP(), []int{8}
+	return file_pecarchive_archive_v1_archive_proto_rawDescGZIP(), []int{9}
 }
 
 // GetCheckpointResponse answers GetCheckpoint.
@@ -700,7 +912,7 @@ type GetCheckpointResponse struct {
 
 func (x *GetCheckpointResponse) Reset() {
 	*x = GetCheckpointResponse{}
-	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[9]
+	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -712,7 +924,7 @@ func (x *GetCheckpointResponse) String() string {
 func (*GetCheckpointResponse) ProtoMessage() {}
 
 func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[9]
+	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -725,7 +937,7 @@ func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*GetCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_pecarchive_archive_v1_archive_proto_rawDescGZIP(), []int{9}
+	return file_pecarchive_archive_v1_archive_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetCheckpointResponse) GetCheckpoint() []byte {
@@ -748,7 +960,7 @@ type GetInclusionProofRequest struct {
 
 func (x *GetInclusionProofRequest) Reset() {
 	*x = GetInclusionProofRequest{}
-	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[10]
+	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -760,7 +972,7 @@ func (x *GetInclusionProofRequest) String() string {
 func (*GetInclusionProofRequest) ProtoMessage() {}
 
 func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[10]
+	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -773,7 +985,7 @@ func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInclusionProofRequest.ProtoReflect.Descriptor instead.
 func (*GetInclusionProofRequest) Descriptor() ([]byte, []int) {
-	return file_pecarchive_archive_v1_archive_proto_rawDescGZIP(), []int{10}
+	return file_pecarchive_archive_v1_archive_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetInclusionProofRequest) GetLeafIndex() uint64 {
@@ -805,7 +1017,7 @@ type GetInclusionProofResponse struct {
 
 func (x *GetInclusionProofResponse) Reset() {
 	*x = GetInclusionProofResponse{}
-	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[11]
+	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -817,7 +1029,7 @@ func (x *GetInclusionProofResponse) String() string {
 func (*GetInclusionProofResponse) ProtoMessage() {}
 
 func (x *GetInclusionProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[11]
+	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -830,7 +1042,7 @@ func (x *GetInclusionProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInclusionProofResponse.ProtoReflect.Descriptor instead.
 func (*GetInclusionProofResponse) Descriptor() ([]byte, []int) {
-	return file_pecarchive_archive_v1_archive_proto_rawDescGZIP(), []int{11}
+	return file_pecarchive_archive_v1_archive_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetInclusionProofResponse) GetLeafIndex() uint64 {
@@ -874,7 +1086,7 @@ type GetConsistencyProofRequest struct {
 
 func (x *GetConsistencyProofRequest) Reset() {
 	*x = GetConsistencyProofRequest{}
-	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[12]
+	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +1098,7 @@ func (x *GetConsistencyProofRequest) String() string {
 func (*GetConsistencyProofRequest) ProtoMessage() {}
 
 func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[12]
+	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +1111,7 @@ func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsistencyProofRequest.ProtoReflect.Descriptor instead.
 func (*GetConsistencyProofRequest) Descriptor() ([]byte, []int) {
-	return file_pecarchive_archive_v1_archive_proto_rawDescGZIP(), []int{12}
+	return file_pecarchive_archive_v1_archive_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetConsistencyProofRequest) GetFromSize() uint64 {
@@ -929,7 +1141,7 @@ type GetConsistencyProofResponse struct {
 
 func (x *GetConsistencyProofResponse) Reset() {
 	*x = GetConsistencyProofResponse{}
-	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[13]
+	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1153,7 @@ func (x *GetConsistencyProofResponse) String() string {
 func (*GetConsistencyProofResponse) ProtoMessage() {}
 
 func (x *GetConsistencyProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[13]
+	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1166,7 @@ func (x *GetConsistencyProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsistencyProofResponse.ProtoReflect.Descriptor instead.
 func (*GetConsistencyProofResponse) Descriptor() ([]byte, []int) {
-	return file_pecarchive_archive_v1_archive_proto_rawDescGZIP(), []int{13}
+	return file_pecarchive_archive_v1_archive_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetConsistencyProofResponse) GetFromSize() uint64 {
@@ -982,14 +1194,17 @@ var File_pecarchive_archive_v1_archive_proto protoreflect.FileDescriptor
 
 const file_pecarchive_archive_v1_archive_proto_rawDesc = "" +
 	"\n" +
-	"#pecarchive/archive/v1/archive.proto\x12\x15pecarchive.archive.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\x01\n" +
+	"#pecarchive/archive/v1/archive.proto\x12\x15pecarchive.archive.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x02\n" +
 	"\x06Source\x12\x18\n" +
 	"\amailbox\x18\x01 \x01(\tR\amailbox\x12\x16\n" +
 	"\x06folder\x18\x02 \x01(\tR\x06folder\x12!\n" +
 	"\fuid_validity\x18\x03 \x01(\rR\vuidValidity\x12\x10\n" +
 	"\x03uid\x18\x04 \x01(\rR\x03uid\x12?\n" +
 	"\rinternal_date\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\finternalDate\x12\x12\n" +
-	"\x04path\x18\x06 \x01(\tR\x04path\"\xa9\x01\n" +
+	"\x04path\x18\x06 \x01(\tR\x04path\x129\n" +
+	"\n" +
+	"first_seen\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tfirstSeen\x12#\n" +
+	"\rparent_sha256\x18\b \x01(\fR\fparentSha256\"\xa9\x01\n" +
 	"\vStoreHeader\x125\n" +
 	"\x06source\x18\x01 \x01(\v2\x1d.pecarchive.archive.v1.SourceR\x06source\x12'\n" +
 	"\x0fexpected_sha256\x18\x02 \x01(\fR\x0eexpectedSha256\x12(\n" +
@@ -1000,7 +1215,7 @@ const file_pecarchive_archive_v1_archive_proto_rawDesc = "" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x06\n" +
 	"\x04part\"F\n" +
 	"\rStoreResponse\x125\n" +
-	"\x06record\x18\x01 \x01(\v2\x1d.pecarchive.archive.v1.RecordR\x06record\"\xb6\x02\n" +
+	"\x06record\x18\x01 \x01(\v2\x1d.pecarchive.archive.v1.RecordR\x06record\"\xec\x02\n" +
 	"\aVerdict\x12\x18\n" +
 	"\apresent\x18\x01 \x01(\bR\apresent\x12\x14\n" +
 	"\x05valid\x18\x02 \x01(\bR\x05valid\x12\x18\n" +
@@ -1011,7 +1226,13 @@ const file_pecarchive_archive_v1_archive_proto_rawDesc = "" +
 	"\tsigned_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bsignedAt\x12\x18\n" +
 	"\areasons\x18\b \x03(\tR\areasons\x12;\n" +
 	"\vverified_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"verifiedAt\"\xf2\x01\n" +
+	"verifiedAt\x12\x1a\n" +
+	"\bprovider\x18\n" +
+	" \x01(\tR\bprovider\x12\x18\n" +
+	"\adetails\x18\v \x03(\tR\adetails\"9\n" +
+	"\tRecipient\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\"\xf2\x05\n" +
 	"\x06Record\x12\x16\n" +
 	"\x06sha256\x18\x01 \x01(\fR\x06sha256\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x12\n" +
@@ -1021,7 +1242,26 @@ const file_pecarchive_archive_v1_archive_proto_rawDesc = "" +
 	"\bproblems\x18\x06 \x03(\tR\bproblems\x12\x1d\n" +
 	"\n" +
 	"leaf_index\x18\a \x01(\x04R\tleafIndex\x12\x10\n" +
-	"\x03new\x18\b \x01(\bR\x03new\"*\n" +
+	"\x03new\x18\b \x01(\bR\x03new\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\t \x01(\tR\tmessageId\x12\x15\n" +
+	"\x06pec_id\x18\n" +
+	" \x01(\tR\x05pecId\x12\x1d\n" +
+	"\n" +
+	"orig_msgid\x18\v \x01(\tR\torigMsgid\x12\x16\n" +
+	"\x06sender\x18\f \x01(\tR\x06sender\x12@\n" +
+	"\n" +
+	"recipients\x18\r \x03(\v2 .pecarchive.archive.v1.RecipientR\n" +
+	"recipients\x12\x18\n" +
+	"\asubject\x18\x0e \x01(\tR\asubject\x12\x1a\n" +
+	"\bprovider\x18\x0f \x01(\tR\bprovider\x12#\n" +
+	"\rdaticert_time\x18\x10 \x01(\tR\fdaticertTime\x12\x16\n" +
+	"\x06errore\x18\x11 \x01(\tR\x06errore\x12;\n" +
+	"\vreceived_at\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"receivedAt\x12)\n" +
+	"\x10postacert_sha256\x18\x13 \x01(\fR\x0fpostacertSha256\x127\n" +
+	"\asources\x18\x14 \x03(\v2\x1d.pecarchive.archive.v1.SourceR\asources\x12;\n" +
+	"\tpostacert\x18\x15 \x01(\v2\x1d.pecarchive.archive.v1.RecordR\tpostacert\"*\n" +
 	"\x10GetRecordRequest\x12\x16\n" +
 	"\x06sha256\x18\x01 \x01(\fR\x06sha256\"J\n" +
 	"\x11GetRecordResponse\x125\n" +
@@ -1067,48 +1307,54 @@ func file_pecarchive_archive_v1_archive_proto_rawDescGZIP() []byte {
 	return file_pecarchive_archive_v1_archive_proto_rawDescData
 }
 
-var file_pecarchive_archive_v1_archive_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_pecarchive_archive_v1_archive_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_pecarchive_archive_v1_archive_proto_goTypes = []any{
 	(*Source)(nil),                      // 0: pecarchive.archive.v1.Source
 	(*StoreHeader)(nil),                 // 1: pecarchive.archive.v1.StoreHeader
 	(*StoreRequest)(nil),                // 2: pecarchive.archive.v1.StoreRequest
 	(*StoreResponse)(nil),               // 3: pecarchive.archive.v1.StoreResponse
 	(*Verdict)(nil),                     // 4: pecarchive.archive.v1.Verdict
-	(*Record)(nil),                      // 5: pecarchive.archive.v1.Record
-	(*GetRecordRequest)(nil),            // 6: pecarchive.archive.v1.GetRecordRequest
-	(*GetRecordResponse)(nil),           // 7: pecarchive.archive.v1.GetRecordResponse
-	(*GetCheckpointRequest)(nil),        // 8: pecarchive.archive.v1.GetCheckpointRequest
-	(*GetCheckpointResponse)(nil),       // 9: pecarchive.archive.v1.GetCheckpointResponse
-	(*GetInclusionProofRequest)(nil),    // 10: pecarchive.archive.v1.GetInclusionProofRequest
-	(*GetInclusionProofResponse)(nil),   // 11: pecarchive.archive.v1.GetInclusionProofResponse
-	(*GetConsistencyProofRequest)(nil),  // 12: pecarchive.archive.v1.GetConsistencyProofRequest
-	(*GetConsistencyProofResponse)(nil), // 13: pecarchive.archive.v1.GetConsistencyProofResponse
-	(*timestamppb.Timestamp)(nil),       // 14: google.protobuf.Timestamp
+	(*Recipient)(nil),                   // 5: pecarchive.archive.v1.Recipient
+	(*Record)(nil),                      // 6: pecarchive.archive.v1.Record
+	(*GetRecordRequest)(nil),            // 7: pecarchive.archive.v1.GetRecordRequest
+	(*GetRecordResponse)(nil),           // 8: pecarchive.archive.v1.GetRecordResponse
+	(*GetCheckpointRequest)(nil),        // 9: pecarchive.archive.v1.GetCheckpointRequest
+	(*GetCheckpointResponse)(nil),       // 10: pecarchive.archive.v1.GetCheckpointResponse
+	(*GetInclusionProofRequest)(nil),    // 11: pecarchive.archive.v1.GetInclusionProofRequest
+	(*GetInclusionProofResponse)(nil),   // 12: pecarchive.archive.v1.GetInclusionProofResponse
+	(*GetConsistencyProofRequest)(nil),  // 13: pecarchive.archive.v1.GetConsistencyProofRequest
+	(*GetConsistencyProofResponse)(nil), // 14: pecarchive.archive.v1.GetConsistencyProofResponse
+	(*timestamppb.Timestamp)(nil),       // 15: google.protobuf.Timestamp
 }
 var file_pecarchive_archive_v1_archive_proto_depIdxs = []int32{
-	14, // 0: pecarchive.archive.v1.Source.internal_date:type_name -> google.protobuf.Timestamp
-	0,  // 1: pecarchive.archive.v1.StoreHeader.source:type_name -> pecarchive.archive.v1.Source
-	1,  // 2: pecarchive.archive.v1.StoreRequest.header:type_name -> pecarchive.archive.v1.StoreHeader
-	5,  // 3: pecarchive.archive.v1.StoreResponse.record:type_name -> pecarchive.archive.v1.Record
-	14, // 4: pecarchive.archive.v1.Verdict.signed_at:type_name -> google.protobuf.Timestamp
-	14, // 5: pecarchive.archive.v1.Verdict.verified_at:type_name -> google.protobuf.Timestamp
-	4,  // 6: pecarchive.archive.v1.Record.verdict:type_name -> pecarchive.archive.v1.Verdict
-	5,  // 7: pecarchive.archive.v1.GetRecordResponse.record:type_name -> pecarchive.archive.v1.Record
-	2,  // 8: pecarchive.archive.v1.ArchiveService.Store:input_type -> pecarchive.archive.v1.StoreRequest
-	6,  // 9: pecarchive.archive.v1.ArchiveService.GetRecord:input_type -> pecarchive.archive.v1.GetRecordRequest
-	8,  // 10: pecarchive.archive.v1.ArchiveService.GetCheckpoint:input_type -> pecarchive.archive.v1.GetCheckpointRequest
-	10, // 11: pecarchive.archive.v1.ArchiveService.GetInclusionProof:input_type -> pecarchive.archive.v1.GetInclusionProofRequest
-	12, // 12: pecarchive.archive.v1.ArchiveService.GetConsistencyProof:input_type -> pecarchive.archive.v1.GetConsistencyProofRequest
-	3,  // 13: pecarchive.archive.v1.ArchiveService.Store:output_type -> pecarchive.archive.v1.StoreResponse
-	7,  // 14: pecarchive.archive.v1.ArchiveService.GetRecord:output_type -> pecarchive.archive.v1.GetRecordResponse
-	9,  // 15: pecarchive.archive.v1.ArchiveService.GetCheckpoint:output_type -> pecarchive.archive.v1.GetCheckpointResponse
-	11, // 16: pecarchive.archive.v1.ArchiveService.GetInclusionProof:output_type -> pecarchive.archive.v1.GetInclusionProofResponse
-	13, // 17: pecarchive.archive.v1.ArchiveService.GetConsistencyProof:output_type -> pecarchive.archive.v1.GetConsistencyProofResponse
-	13, // [13:18] is the sub-list for method output_type
-	8,  // [8:13] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	15, // 0: pecarchive.archive.v1.Source.internal_date:type_name -> google.protobuf.Timestamp
+	15, // 1: pecarchive.archive.v1.Source.first_seen:type_name -> google.protobuf.Timestamp
+	0,  // 2: pecarchive.archive.v1.StoreHeader.source:type_name -> pecarchive.archive.v1.Source
+	1,  // 3: pecarchive.archive.v1.StoreRequest.header:type_name -> pecarchive.archive.v1.StoreHeader
+	6,  // 4: pecarchive.archive.v1.StoreResponse.record:type_name -> pecarchive.archive.v1.Record
+	15, // 5: pecarchive.archive.v1.Verdict.signed_at:type_name -> google.protobuf.Timestamp
+	15, // 6: pecarchive.archive.v1.Verdict.verified_at:type_name -> google.protobuf.Timestamp
+	4,  // 7: pecarchive.archive.v1.Record.verdict:type_name -> pecarchive.archive.v1.Verdict
+	5,  // 8: pecarchive.archive.v1.Record.recipients:type_name -> pecarchive.archive.v1.Recipient
+	15, // 9: pecarchive.archive.v1.Record.received_at:type_name -> google.protobuf.Timestamp
+	0,  // 10: pecarchive.archive.v1.Record.sources:type_name -> pecarchive.archive.v1.Source
+	6,  // 11: pecarchive.archive.v1.Record.postacert:type_name -> pecarchive.archive.v1.Record
+	6,  // 12: pecarchive.archive.v1.GetRecordResponse.record:type_name -> pecarchive.archive.v1.Record
+	2,  // 13: pecarchive.archive.v1.ArchiveService.Store:input_type -> pecarchive.archive.v1.StoreRequest
+	7,  // 14: pecarchive.archive.v1.ArchiveService.GetRecord:input_type -> pecarchive.archive.v1.GetRecordRequest
+	9,  // 15: pecarchive.archive.v1.ArchiveService.GetCheckpoint:input_type -> pecarchive.archive.v1.GetCheckpointRequest
+	11, // 16: pecarchive.archive.v1.ArchiveService.GetInclusionProof:input_type -> pecarchive.archive.v1.GetInclusionProofRequest
+	13, // 17: pecarchive.archive.v1.ArchiveService.GetConsistencyProof:input_type -> pecarchive.archive.v1.GetConsistencyProofRequest
+	3,  // 18: pecarchive.archive.v1.ArchiveService.Store:output_type -> pecarchive.archive.v1.StoreResponse
+	8,  // 19: pecarchive.archive.v1.ArchiveService.GetRecord:output_type -> pecarchive.archive.v1.GetRecordResponse
+	10, // 20: pecarchive.archive.v1.ArchiveService.GetCheckpoint:output_type -> pecarchive.archive.v1.GetCheckpointResponse
+	12, // 21: pecarchive.archive.v1.ArchiveService.GetInclusionProof:output_type -> pecarchive.archive.v1.GetInclusionProofResponse
+	14, // 22: pecarchive.archive.v1.ArchiveService.GetConsistencyProof:output_type -> pecarchive.archive.v1.GetConsistencyProofResponse
+	18, // [18:23] is the sub-list for method output_type
+	13, // [13:18] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_pecarchive_archive_v1_archive_proto_init() }
@@ -1127,7 +1373,7 @@ func file_pecarchive_archive_v1_archive_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pecarchive_archive_v1_archive_proto_rawDesc), len(file_pecarchive_archive_v1_archive_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
