@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -110,10 +111,11 @@ func (e *chainEntry) covers(t time.Time) bool {
 // chainCache is a concurrency-safe LRU of successful chain validations keyed by the SHA-256
 // over the signer's and the offered intermediates' DER hashes (and the usage mode).
 type chainCache struct {
-	mu  sync.Mutex
-	max int
-	m   map[[32]byte]*list.Element
-	ll  list.List // of *chainCacheItem
+	misses atomic.Int64 // validations not answered by the cache (tests, diagnostics)
+	mu     sync.Mutex
+	max    int
+	m      map[[32]byte]*list.Element
+	ll     list.List // of *chainCacheItem
 }
 
 type chainCacheItem struct {

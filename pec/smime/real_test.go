@@ -1,6 +1,7 @@
 package smime
 
 import (
+	"bytes"
 	"context"
 	"testing"
 	"time"
@@ -109,4 +110,67 @@ func TestRealEnvelopeToday(t *testing.T) {
 	if len(vd.Chain) == 0 {
 		t.Errorf("no chain kept on failure")
 	}
+}
+
+func TestRealEnvelopeTampered(t *testing.T) {
+	raw := samples.Read(t, realEnvelope)
+	v := mustVerifier(t, Config{})
+	// One byte of the signed text (inside the signed entity) changed.
+	i := bytes.Index(raw, []byte("Il messaggio originale"))
+	bad := bytes.Clone(raw)
+	bad[i+3] = 'M'
+	m, err := pec.Parse(bad, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vd := v.VerifyMessage(context.Background(), m, nil)
+	if !vd.Present || vd.Valid || vd.Trusted {
+		t.Fatalf("verdict %+v", vd)
+	}
+	wantReasons(t, vd, ReasonDigestMismatch, ReasonWeakDigestSHA1)
+
+	// The signature value altered: the digest still matches, the signature does not.
+	m = realMessage(t)
+	sig := *m.Signature
+	sig.CMS = bytes.Clone(sig.CMS)
+	sig.CMS[len(sig.CMS)-10] ^= 0x01
+	vd = v.Verify(context.Background(), &sig, m.Headers.From, nil)
+	wantReasons(t, vd, ReasonBadSignature, ReasonWeakDigestSHA1)
+
+	// Truncated CMS.
+	sig.CMS = m.Signature.CMS[:len(m.Signature.CMS)-300]
+	vd = v.Verify(context.Background(), &sig, m.Headers.From, nil)
+	wantReasons(t, vd, ReasonMalformedCMS)
+}
+
+func TestRealEnvelopeCRLF(t *testing.T) {
+	raw := samples.Read(t, realEnvelope)
+	crlf := bytes.ReplaceAll(raw, []byte("\n"), []byte("\r\n"))
+	m, err := pec.Parse(crlf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(m.Signature.Content, []byte("\r\n")) {
+		t.Fatal("signed entity not in CRLF form")
+	}
+	vd := mustVerifier(t, Config{}).VerifyMessage(context.Background(), m, nil)
+	if !vd.Trusted {
+		t.Fatalf("verdict %+v", vd)
+	}
+	wantReasons(t, vd, ReasonWeakDigestSHA1)
+}
+
+func TestRealEnvelopeReceivedAt(t *testing.T) {
+	m := realMessage(t)
+	v := mustVerifier(t, Config{})
+	// Received two days before the claimed signing time: suspicious, validated at receipt.
+	recv := realSignedAt.Add(-48 * time.Hour)
+	vd := v.VerifyMessage(context.Background(), m, &VerifyOptions{ReceivedAt: recv})
+	wantReasons(t, vd, ReasonSignedAfterReceipt, ReasonWeakDigestSHA1)
+	if !vd.Trusted || !vd.VerifiedAt.Equal(recv) {
+		t.Errorf("verdict %+v", vd)
+	}
+	// Received seconds later (Received: headers say 17:37:09 +0200, signed 15:37:13Z).
+	vd = v.VerifyMessage(context.Background(), m, &VerifyOptions{ReceivedAt: time.Date(2023, 8, 18, 15, 37, 9, 0, time.UTC)})
+	wantReasons(t, vd, ReasonWeakDigestSHA1)
 }

@@ -28,7 +28,7 @@ const (
 	ReasonNameConstraints   = "name-constraints"    // a CA's name constraints do not permit the signer's names
 	ReasonBadChain          = "bad-chain"           // any other chain failure (not a CA, path length, critical extensions, ...)
 	ReasonBadExtKeyUsage    = "bad-ext-key-usage"   // the chain does not allow e-mail protection (extended key usage)
-	ReasonVerifyCanceled    = "canceled"            // the context ended before the chain was validated
+	ReasonCanceled          = "canceled"            // the context ended before the chain was validated
 	ReasonBadKeyUsage       = "bad-key-usage"       // the signer certificate lacks the digitalSignature key usage
 	ReasonIsCA              = "is-ca"               // the signer certificate is a CA certificate
 	ReasonNoEmail           = "no-email"            // the signer certificate has no rfc822Name subjectAltName

@@ -312,7 +312,7 @@ func (v *Verifier) verify(ctx context.Context, sig *pec.Signature, from string, 
 		return vd, content
 	}
 	if err := ctx.Err(); err != nil {
-		r.addf(ReasonVerifyCanceled, "%v", err)
+		r.addf(ReasonCanceled, "%v", err)
 	} else {
 		others := make([]*certEntry, 0, len(entries))
 		for _, e := range entries {
@@ -467,6 +467,7 @@ func (v *Verifier) chainAt(signer *certEntry, others []*certEntry, t time.Time, 
 	if e := v.chains.get(key); e != nil && e.covers(t) {
 		return slices.Clone(e.chain)
 	}
+	v.chains.misses.Add(1)
 	inter := x509.NewCertPool()
 	for _, e := range others {
 		inter.AddCert(e.cert)

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/asn1"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -472,7 +473,7 @@ func TestCanceled(t *testing.T) {
 	if !vd.Valid || vd.Trusted {
 		t.Errorf("verdict %+v", vd)
 	}
-	wantReasons(t, vd, ReasonVerifyCanceled)
+	wantReasons(t, vd, ReasonCanceled)
 }
 
 func TestNonCanonicalContent(t *testing.T) {
@@ -527,4 +528,59 @@ func signedReceipt(tb testing.TB, p *testPKI, size int, at time.Time) (raw, cont
 	b.WriteString(enc)
 	b.WriteString("\r\n--B94FD2A89E86--\r\n")
 	return b.Bytes(), content
+}
+
+func TestChainCacheWindow(t *testing.T) {
+	p := testPKIOnce()
+	v := testVerifier(t, p, nil)
+	content := testEntity(1 << 10)
+	verify := func(at time.Time) Verdict {
+		cms := p.buildCMS(t, content, cmsOpts{signingTime: at})
+		return v.Verify(context.Background(), detached(content, cms, "sha-256"), testFrom, nil)
+	}
+	if vd := verify(t0); !vd.Trusted {
+		t.Fatalf("verdict %+v", vd)
+	}
+	if vd := verify(p.signer.NotAfter.Add(-time.Minute)); !vd.Trusted || v.chains.misses.Load() != 1 {
+		t.Fatalf("inside the window: trusted %v, %d misses", vd.Trusted, v.chains.misses.Load())
+	}
+	if vd := verify(p.signer.NotAfter.Add(time.Minute)); vd.Trusted || !vd.Has(ReasonExpired) || v.chains.misses.Load() != 2 {
+		t.Fatalf("outside the window: %v, %d misses", vd.Reasons, v.chains.misses.Load())
+	}
+	// Another intermediate set is another cache key.
+	cms := p.buildCMS(t, content, cmsOpts{signingTime: t0, certs: []*x509.Certificate{p.signer, p.ca, p.root}})
+	if vd := v.Verify(context.Background(), detached(content, cms, ""), testFrom, nil); !vd.Trusted || v.chains.misses.Load() != 3 {
+		t.Fatalf("other certificates: %v, %d misses", vd.Reasons, v.chains.misses.Load())
+	}
+}
+
+func TestConcurrent(t *testing.T) {
+	p := testPKIOnce()
+	v := mustVerifier(t, Config{Anchors: p.anchors, CacheSize: 2})
+	content := testEntity(1 << 10)
+	var sigs []*pec.Signature
+	for i := 0; i < 4; i++ {
+		leaf := p.issue(leafTemplate(nil))
+		sigs = append(sigs, detached(content, p.buildCMS(t, content, cmsOpts{signingTime: t0.Add(time.Duration(i) * time.Hour), signer: leaf}), ""))
+	}
+	done := make(chan error)
+	for g := 0; g < 4; g++ {
+		go func() {
+			var err error
+			for i := 0; i < 50; i++ {
+				if vd := v.Verify(context.Background(), sigs[(g+i)%len(sigs)], testFrom, nil); !vd.Trusted {
+					err = fmt.Errorf("verdict %+v", vd)
+				}
+			}
+			done <- err
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	if n := v.certs.ll.Len(); n > 2 {
+		t.Errorf("certificate cache holds %d entries over its bound", n)
+	}
 }
