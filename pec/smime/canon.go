@@ -30,18 +30,3 @@ func writeCanonical(w io.Writer, b []byte) (changed bool) {
 	w.Write(b[pos:])
 	return changed
 }
-
-// hasBareLF reports whether b holds an LF not preceded by CR.
-func hasBareLF(b []byte) bool {
-	for search := 0; ; {
-		i := bytes.IndexByte(b[search:], '\n')
-		if i < 0 {
-			return false
-		}
-		i += search
-		if i == 0 || b[i-1] != '\r' {
-			return true
-		}
-		search = i + 1
-	}
-}

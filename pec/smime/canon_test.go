@@ -17,7 +17,7 @@ func TestWriteCanonical(t *testing.T) {
 		if !bytes.Equal(b.Bytes(), want) {
 			t.Errorf("%q: got %q, pec.Canonicalize %q", in, b.Bytes(), want)
 		}
-		if changed != (b.String() != in) || changed != hasBareLF([]byte(in)) {
+		if changed != (b.String() != in) {
 			t.Errorf("%q: changed %v", in, changed)
 		}
 	}

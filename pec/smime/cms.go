@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/asn1"
-	"errors"
 	"fmt"
 	"math/big"
 	"time"
@@ -115,11 +114,11 @@ func parseCMSFast(b []byte, maxCerts int) (*signedData, error) {
 	}
 	sd := &signedData{}
 	var version int64
-	var digestAlgs, eci cryptobyte.String
+	var dAlgs, eci cryptobyte.String
 	if !sdb.ReadASN1Int64WithTag(&version, cbasn1.INTEGER) {
 		return nil, malformed("bad SignedData version")
 	}
-	if !sdb.ReadASN1(&digestAlgs, cbasn1.SET) {
+	if !sdb.ReadASN1(&dAlgs, cbasn1.SET) { // the SignerInfo's own digest algorithm is what counts
 		return nil, malformed("bad SignedData digestAlgorithms")
 	}
 	if !sdb.ReadASN1(&eci, cbasn1.SEQUENCE) {
@@ -450,8 +449,6 @@ func oidContents(o asn1.ObjectIdentifier) []byte {
 	}
 	return c
 }
-
-var errNoContent = errors.New("smime: no signed content")
 
 func allZero(b []byte) bool {
 	for _, c := range b {

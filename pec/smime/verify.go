@@ -132,20 +132,20 @@ func New(cfg Config) (*Verifier, error) {
 	v := &Verifier{
 		anchors:  cfg.Anchors.or(),
 		index:    cfg.Index,
-		maxCMS:   cmp(cfg.MaxCMSSize, DefaultMaxCMSSize),
-		maxCerts: cmp(cfg.MaxCerts, DefaultMaxCerts),
+		maxCMS:   orDefault(cfg.MaxCMSSize, DefaultMaxCMSSize),
+		maxCerts: orDefault(cfg.MaxCerts, DefaultMaxCerts),
 		now:      cfg.Now,
 	}
 	if v.now == nil {
 		v.now = time.Now
 	}
-	size := cmp(cfg.CacheSize, DefaultCacheSize)
+	size := orDefault(cfg.CacheSize, DefaultCacheSize)
 	v.certs = newCertCache(size)
 	v.chains = newChainCache(size)
 	return v, nil
 }
 
-func cmp(v, def int) int {
+func orDefault(v, def int) int {
 	if v == 0 {
 		return def
 	}
