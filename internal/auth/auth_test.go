@@ -293,10 +293,9 @@ func TestMTLS(t *testing.T) {
 	if got := check(t, e.client(t, true, "", e.ca, &stranger)); got != codes.Unauthenticated {
 		t.Errorf("certificate not in credentials: %v, want Unauthenticated", got)
 	}
-	// A certificate from another CA is not even sent (the server names its client CAs); with
-	// client certificates optional the connection is anonymous.
-	if got := check(t, e.client(t, true, "", other, &reader)); got != codes.Unauthenticated {
-		t.Errorf("unknown CA: %v, want Unauthenticated", got)
+	// A certificate from another CA fails the handshake even where certificates are optional.
+	if got := check(t, e.client(t, true, readerToken, other, &reader)); got != codes.Unavailable {
+		t.Errorf("unknown CA: %v, want Unavailable (handshake refused)", got)
 	}
 	// A token, when sent, decides (here over a verified ingest certificate).
 	if got := check(t, e.client(t, true, readerToken, e.ca, &ingest)); got != codes.OK {
@@ -335,16 +334,17 @@ func TestServerTLSConfig(t *testing.T) {
 	dir := t.TempDir()
 	ca := authtest.NewCA(t, "ca")
 	certFile, keyFile := ca.IssueFiles(t, dir, "server", authtest.Localhost)
-	cfg, err := auth.ServerTLS{CertFile: certFile, KeyFile: keyFile, ClientCAFile: ca.WriteFile(t, dir, "ca")}.Config()
+	outer, err := auth.ServerTLS{CertFile: certFile, KeyFile: keyFile, ClientCAFile: ca.WriteFile(t, dir, "ca")}.Config()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.ClientAuth != tls.RequireAndVerifyClientCert || cfg.MinVersion != tls.VersionTLS13 {
+	cfg, _ := outer.GetConfigForClient(nil)
+	if cfg.ClientAuth != tls.RequireAndVerifyClientCert || cfg.MinVersion != tls.VersionTLS13 || outer.MinVersion != tls.VersionTLS13 {
 		t.Errorf("ClientAuth %v MinVersion %x", cfg.ClientAuth, cfg.MinVersion)
 	}
-	cfg, err = auth.ServerTLS{CertFile: certFile, KeyFile: keyFile}.Config()
-	if err != nil || cfg.ClientAuth != tls.NoClientCert {
-		t.Errorf("without client CA: %v, %v", cfg.ClientAuth, err)
+	cfg, err = auth.ServerTLS{CertFile: certFile, KeyFile: keyFile, ReloadInterval: -1}.Config()
+	if err != nil || cfg.ClientAuth != tls.NoClientCert || cfg.GetConfigForClient != nil {
+		t.Errorf("without client CA, no reloading: %v, %v", cfg.ClientAuth, err)
 	}
 	for name, st := range map[string]auth.ServerTLS{
 		"no key":     {CertFile: certFile},
@@ -423,3 +423,66 @@ func TestPlaintextTokenFromRemotePeer(t *testing.T) {
 }
 
 func sha(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+
+func TestTLSReload(t *testing.T) {
+	dir := t.TempDir()
+	ca1, ca2 := authtest.NewCA(t, "ca1"), authtest.NewCA(t, "ca2")
+	serverTLS := auth.ServerTLS{CertFile: dir + "/server.crt", KeyFile: dir + "/server.key", ClientCAFile: dir + "/clients.crt", ReloadInterval: time.Millisecond}
+	install := func(ca *authtest.CA) {
+		ca.IssueFiles(t, dir, "server", authtest.Localhost)
+		ca.WriteFile(t, dir, "clients")
+	}
+	install(ca1)
+	cfg, err := serverTLS.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := auth.NewCredentials()
+	if err := creds.AddCert("dns:reader.test", auth.Principal{Name: "r", Roles: []auth.Role{auth.RoleReader}}); err != nil {
+		t.Fatal(err)
+	}
+	authz, err := auth.NewAuthorizer(creds, policy, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(append(authz.ServerOptions(), grpc.Creds(credentials.NewTLS(cfg)))...)
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(lis)
+	defer srv.Stop()
+
+	call := func(ca *authtest.CA) codes.Code {
+		cdir := t.TempDir()
+		certFile, keyFile := ca.IssueFiles(t, cdir, "client", authtest.Leaf{DNSNames: []string{"reader.test"}, Client: true})
+		ccfg, err := auth.ClientTLS{CAFile: ca.WriteFile(t, cdir, "ca"), CertFile: certFile, KeyFile: keyFile}.Config()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(ccfg)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		return check(t, healthpb.NewHealthClient(cc))
+	}
+	if got := call(ca1); got != codes.OK {
+		t.Fatalf("before rotation: %v", got)
+	}
+	// A renewal that does not parse is ignored: the old material keeps serving.
+	authtest.WriteFile(t, dir, "clients.crt", []byte("not PEM"))
+	time.Sleep(5 * time.Millisecond)
+	if got := call(ca1); got != codes.OK {
+		t.Fatalf("after a broken renewal: %v", got)
+	}
+	install(ca2)
+	time.Sleep(5 * time.Millisecond)
+	if got := call(ca2); got != codes.OK {
+		t.Errorf("after rotation to ca2: %v", got)
+	}
+	if got := call(ca1); got != codes.Unavailable {
+		t.Errorf("ca1 after rotation: %v, want Unavailable", got)
+	}
+}
