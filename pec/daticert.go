@@ -114,6 +114,22 @@ func knownTipo(k Kind) bool {
 // elements is reported, not fatal; every field read before a fatal error is kept.
 func parseDaticert(b []byte, lim Limits) (*Daticert, []error) {
 	lim = (&Options{Limits: lim}).limits()
+	b, pre := prepareDaticert(b, lim)
+	if b == nil {
+		return nil, pre
+	}
+	bd := &dcBuilder{lim: lim, probs: pre, arena: make([]byte, 0, len(b))}
+	bd.reset()
+	if !scanXML(b, bd) {
+		bd.reset()
+		decodeXML(b, bd)
+	}
+	return bd.result()
+}
+
+// prepareDaticert checks the size, drops a UTF-8 byte order mark and converts undeclared
+// ISO-8859-1 to UTF-8. It returns nil when the document is refused.
+func prepareDaticert(b []byte, lim Limits) ([]byte, []error) {
 	if len(b) > lim.MaxXMLSize {
 		return nil, []error{newProblem(ErrTooLarge, daticertPart, "%d bytes, limit %d", len(b), lim.MaxXMLSize)}
 	}
@@ -124,13 +140,10 @@ func parseDaticert(b []byte, lim Limits) (*Daticert, []error) {
 		pre = append(pre, newProblem(ErrCharset, daticertPart, "not UTF-8 and no encoding declared; read as ISO-8859-1"))
 		b = latin1ToUTF8(b)
 	}
-	bd := &dcBuilder{lim: lim, probs: pre, arena: make([]byte, 0, len(b))}
-	bd.reset()
-	if !scanXML(b, bd) {
-		bd.reset()
-		decodeXML(b, bd)
+	if b == nil {
+		b = []byte{}
 	}
-	return bd.result()
+	return b, pre
 }
 
 // dcBuilder builds a Daticert from XML events. Field values are collected in one byte arena and
