@@ -11,16 +11,23 @@ import (
 	"github.com/smallstep/pkcs7"
 
 	"github.com/pecarchive/pecarchive/pec"
+	"github.com/pecarchive/pecarchive/pec/pectest"
 )
 
 // BenchmarkVerify measures verification of the real envelope (SHA-1, 2 certificates, 26 KB
-// signed entity with LF line ends) and of a generated 10 KB SHA-256 delivery receipt, alone
+// signed entity with LF line ends), of a generated 10 KB SHA-256 delivery receipt and of the
+// test provider's typical 13 KB SHA-1 delivery receipt, alone
 // (parsed once) and with pec.Parse, with warm caches (the steady state of an archive), and
 // with cold caches (a new Verifier each time).
 func BenchmarkVerify(b *testing.B) {
 	ctx := context.Background()
 	p := testPKIOnce()
 	raw10k, _ := signedReceipt(b, p, 10<<10, t0)
+	ca, err := pectest.NewCA(1, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	typical := pectest.TypicalDeliveryReceipt(1)
 	cases := []struct {
 		name    string
 		raw     func(testing.TB) []byte
@@ -34,6 +41,7 @@ func BenchmarkVerify(b *testing.B) {
 			return raw
 		}, nil},
 		{"sha256-10KB", func(testing.TB) []byte { return raw10k }, p.anchors},
+		{"pectest-typical", func(testing.TB) []byte { return typical }, NewTrustStore(ca.Root)},
 	}
 	for _, tc := range cases {
 		b.Run(tc.name+"/verify", func(b *testing.B) {

@@ -5,10 +5,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/pecarchive/pecarchive/internal/samples"
 	"github.com/pecarchive/pecarchive/pec"
+	"github.com/pecarchive/pecarchive/pec/pectest"
 )
 
 // sampleBytes reads a shared sample when the samples are present (fuzz seeds must not skip).
@@ -89,8 +91,24 @@ func FuzzVerify(f *testing.F) {
 		f.Add(content[i], cms[i], "sha1", false)
 		f.Add(crlfToLF(content[i]), cms[i], "sha-256", true)
 	}
+	// Test-provider traffic: SHA-1 and SHA-256, LF, opaque, defective signers.
+	for _, g := range pectest.AllKinds(1) {
+		if !strings.HasPrefix(g.Name, "avvenuta-consegna-completa") {
+			continue
+		}
+		if m, err := pec.Parse(g.Bytes, nil); err == nil && m.Signature != nil {
+			f.Add(m.Signature.Content, m.Signature.CMS, m.Signature.Micalg, m.Signature.Form == pec.SignatureOpaque)
+		}
+	}
+	ca, err := pectest.NewCA(1, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
 	p := testPKIOnce()
-	vs := []*Verifier{mustVerifier(f, Config{}), mustVerifier(f, Config{Anchors: p.anchors})}
+	vs := []*Verifier{
+		mustVerifier(f, Config{}),
+		mustVerifier(f, Config{Anchors: Merge(p.anchors, NewTrustStore(ca.Root))}),
+	}
 	f.Fuzz(func(t *testing.T, content, cms []byte, micalg string, opaque bool) {
 		sig := detached(content, cms, micalg)
 		if opaque {
