@@ -205,8 +205,13 @@ func (w *walker) readEntity(buf []byte, start, end int, top *[hkCount][]byte) en
 	e := entity{buf: buf, start: start, end: end}
 	s := headerScanner{buf: buf, pos: start, end: end}
 	if top != nil && bytes.HasPrefix(buf[start:end], []byte("From ")) {
-		// An mbox separator line: not part of the message proper.
-		_, s.pos = lineAt(buf, start, end)
+		// An mbox separator line ("From sender date"), unless it is an obsolete-syntax
+		// "From : address" field: not part of the message proper.
+		lineEnd, next := lineAt(buf, start, end)
+		line := buf[start:lineEnd]
+		if colon := bytes.IndexByte(line, ':'); colon < 0 || !validFieldName(line[:colon]) {
+			s.pos = next
+		}
 	}
 	n := 0
 	for {
@@ -448,7 +453,7 @@ func param(params []byte, key string) ([]byte, bool) {
 			if escaped {
 				val = unescapeQuoted(val)
 			}
-			if bytes.Contains(val, []byte("=?")) {
+			if (key == "name" || key == "filename") && bytes.Contains(val, []byte("=?")) {
 				if s, err := wordDecoder.DecodeHeader(string(val)); err == nil {
 					val = []byte(s)
 				}

@@ -40,7 +40,7 @@ func parse(raw []byte, lim Limits, visit func(e entity, depth int)) (*Message, e
 		}
 		w.opaque(&top)
 	default:
-		w.walk(&top, 0, modeScope)
+		w.walk(top, 0, modeScope)
 	}
 	w.decodeHeaders(&m.Headers)
 

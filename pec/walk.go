@@ -85,7 +85,8 @@ func (w *walker) countPart() bool {
 
 // walk visits entity e at nesting depth and everything below it (message/rfc822 parts are not
 // entered: what an attached message contains is not this message's structure).
-func (w *walker) walk(e *entity, depth, mode int) {
+func (w *walker) walk(ev entity, depth, mode int) {
+	e := &ev
 	if w.visit != nil {
 		w.visit(*e, depth)
 	}
@@ -124,7 +125,7 @@ func (w *walker) walkMultipart(e *entity, depth, mode int) {
 		}
 		w.path = append(w.path, n)
 		child := w.readEntity(e.buf, s, end, nil)
-		w.walk(&child, depth+1, mode)
+		w.walk(child, depth+1, mode)
 		w.path = w.path[:len(w.path)-1]
 	}
 	w.multipartEnd(&it, n)
@@ -243,7 +244,7 @@ func (w *walker) signed(e *entity) {
 	w.multipartEnd(&it, n)
 
 	w.path = append(w.path, 1)
-	w.walk(&content, 1, modeScope)
+	w.walk(content, 1, modeScope)
 	w.path = w.path[:0]
 }
 
@@ -267,7 +268,7 @@ func (w *walker) opaque(e *entity) {
 	sig.Encapsulated = content
 	w.path = append(w.path, 1)
 	inner := w.readEntity(content, 0, len(content), nil)
-	w.walk(&inner, 1, modeScope)
+	w.walk(inner, 1, modeScope)
 	w.path = w.path[:0]
 }
 
@@ -275,7 +276,7 @@ func (w *walker) opaque(e *entity) {
 func (w *walker) walkPostacert(pc []byte) {
 	w.prefix = "postacert.eml"
 	inner := w.readEntity(pc, 0, len(pc), nil)
-	w.walk(&inner, 1, modeHash)
+	w.walk(inner, 1, modeHash)
 	w.prefix = ""
 }
 
