@@ -32,6 +32,8 @@ const (
 	// DefaultMaxBufferedBytes is the default limit on the bytes buffered by all Store calls
 	// together.
 	DefaultMaxBufferedBytes = 256 << 20
+	// DefaultMaxUploadTime is the default limit on receiving one message (64 MiB at 1 Mbit/s).
+	DefaultMaxUploadTime = 10 * time.Minute
 	// maxRecvMsgSize bounds one gRPC request: a full chunk plus the framing and header fields.
 	maxRecvMsgSize = MaxChunkSize + 64<<10
 )
@@ -67,6 +69,10 @@ type Config struct {
 	// expected_size, or MaxMessageSize when it declares none, before reading any chunk, and
 	// waits (within its deadline) while the budget is spent.
 	MaxBufferedBytes int64
+	// MaxUploadTime bounds the reception of one message, from the reservation of its buffer to
+	// its last chunk, so that a stalled client cannot hold buffer space (default
+	// [DefaultMaxUploadTime]); past it Store fails with DeadlineExceeded.
+	MaxUploadTime time.Duration
 }
 
 // DefaultPolicy returns the role table of the archive's methods: Store for "ingest", the reads
@@ -87,10 +93,11 @@ func DefaultPolicy() auth.Policy {
 // other services in one process.
 type Service struct {
 	archivev1.UnimplementedArchiveServiceServer
-	archive Archive
-	log     Log
-	maxSize int64
-	budget  *budget
+	archive       Archive
+	log           Log
+	maxSize       int64
+	maxUploadTime time.Duration
+	budget        *budget
 }
 
 // NewService returns the service for cfg (cfg.Authorizer and cfg.TLS are not used).
@@ -98,10 +105,13 @@ func NewService(cfg Config) (*Service, error) {
 	if cfg.Archive == nil {
 		return nil, errors.New("grpcserver: Config.Archive is required")
 	}
-	if cfg.MaxMessageSize < 0 || cfg.MaxBufferedBytes < 0 {
+	if cfg.MaxMessageSize < 0 || cfg.MaxBufferedBytes < 0 || cfg.MaxUploadTime < 0 {
 		return nil, errors.New("grpcserver: negative limit")
 	}
-	s := &Service{archive: cfg.Archive, log: cfg.Log, maxSize: cfg.MaxMessageSize}
+	s := &Service{archive: cfg.Archive, log: cfg.Log, maxSize: cfg.MaxMessageSize, maxUploadTime: cfg.MaxUploadTime}
+	if s.maxUploadTime == 0 {
+		s.maxUploadTime = DefaultMaxUploadTime
+	}
 	if s.maxSize == 0 {
 		s.maxSize = DefaultMaxMessageSize
 	}

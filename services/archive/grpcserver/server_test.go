@@ -535,3 +535,30 @@ func waitCalls(t *testing.T, f *fakeArchive, n int) {
 	}
 	t.Fatalf("the archive did not see %d calls", n)
 }
+
+func TestStalledUpload(t *testing.T) {
+	const msg = 1 << 20
+	e := newEnv(t, envOptions{cfg: grpcserver.Config{MaxMessageSize: msg, MaxBufferedBytes: msg, MaxUploadTime: 200 * time.Millisecond}})
+	c := e.client(t, ingestToken)
+	// Reserve the whole budget, send a chunk, then stall without half-closing (the client sets
+	// no deadline).
+	s, err := c.Store(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(header(src, nil, i64(msg))); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(chunk([]byte("partial"))); err != nil {
+		t.Fatal(err)
+	}
+	var resp archivev1.StoreResponse
+	err = s.RecvMsg(&resp) // waits for the server to give up
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("stalled upload: %v, want DeadlineExceeded", err)
+	}
+	// Its reservation is returned: a new upload gets the budget.
+	if _, err := archiveclient.StoreBytes(ctxT(t), c, []byte("after"), src, once); err != nil {
+		t.Errorf("upload after a stalled one: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -15,8 +16,8 @@ import (
 )
 
 // Store receives one message: the header, then chunks. It never buffers more than the declared
-// expected_size (or MaxMessageSize when none is declared), and only within the server-wide
-// buffer budget.
+// expected_size (or MaxMessageSize when none is declared), only within the server-wide buffer
+// budget, and for at most MaxUploadTime.
 func (s *Service) Store(stream archivev1.ArchiveService_StoreServer) error {
 	ctx := stream.Context()
 	first, err := stream.Recv()
@@ -57,8 +58,51 @@ func (s *Service) Store(stream archivev1.ArchiveService_StoreServer) error {
 	if err := s.budget.acquire(ctx, limit); err != nil {
 		return status.FromContextError(err).Err()
 	}
-	defer s.budget.release(limit)
+	release := true
+	defer func() {
+		if release {
+			s.budget.release(limit)
+		}
+	}()
 
+	// Receive in a goroutine so that a stalled upload cannot hold its buffer past
+	// MaxUploadTime: when this handler returns, the stream ends and so does the receiver.
+	type received struct {
+		buf []byte
+		err error
+	}
+	done := make(chan received, 1)
+	go func() {
+		buf, err := receive(stream, limit, declared, wantSum)
+		done <- received{buf, err}
+	}()
+	timer := time.NewTimer(s.maxUploadTime)
+	defer timer.Stop()
+	var r received
+	select {
+	case r = <-done:
+	case <-timer.C:
+		release = false
+		go func() {
+			<-done
+			s.budget.release(limit)
+		}()
+		return status.Errorf(codes.DeadlineExceeded, "grpcserver: upload took longer than %v", s.maxUploadTime)
+	}
+	if r.err != nil {
+		return r.err
+	}
+	buf := r.buf
+	rec, err := s.archive.Store(ctx, buf, src)
+	if err != nil {
+		return statusError(ctx, "store", err)
+	}
+	return stream.SendAndClose(&archivev1.StoreResponse{Record: recordToProto(rec)})
+}
+
+// receive reads the chunks of a Store stream after the header, within limit, and checks them
+// against the declared size and SHA-256.
+func receive(stream archivev1.ArchiveService_StoreServer, limit int64, declared bool, wantSum []byte) ([]byte, error) {
 	var buf []byte
 	if declared {
 		buf = make([]byte, 0, limit)
@@ -70,42 +114,38 @@ func (s *Service) Store(stream archivev1.ArchiveService_StoreServer) error {
 			break
 		}
 		if err != nil {
-			return err
+			return nil, err // already a status (the client went away, deadline, ...)
 		}
 		part, ok := req.GetPart().(*archivev1.StoreRequest_Chunk)
 		if !ok {
-			return status.Error(codes.InvalidArgument, "grpcserver: only the first Store request may carry the header; the others carry chunks")
+			return nil, status.Error(codes.InvalidArgument, "grpcserver: only the first Store request may carry the header; the others carry chunks")
 		}
 		chunk := part.Chunk
 		switch {
 		case len(chunk) == 0:
-			return status.Error(codes.InvalidArgument, "grpcserver: empty chunk")
+			return nil, status.Error(codes.InvalidArgument, "grpcserver: empty chunk")
 		case len(chunk) > MaxChunkSize:
-			return status.Errorf(codes.InvalidArgument, "grpcserver: chunk of %d bytes is over %d", len(chunk), MaxChunkSize)
+			return nil, status.Errorf(codes.InvalidArgument, "grpcserver: chunk of %d bytes is over %d", len(chunk), MaxChunkSize)
 		case int64(len(buf))+int64(len(chunk)) > limit && declared:
-			return status.Errorf(codes.DataLoss, "grpcserver: received more than the declared expected_size %d", limit)
+			return nil, status.Errorf(codes.DataLoss, "grpcserver: received more than the declared expected_size %d", limit)
 		case int64(len(buf))+int64(len(chunk)) > limit:
-			return status.Errorf(codes.ResourceExhausted, "grpcserver: message over the limit of %d bytes", limit)
+			return nil, status.Errorf(codes.ResourceExhausted, "grpcserver: message over the limit of %d bytes", limit)
 		}
 		buf = appendCapped(buf, chunk, limit)
 		hash.Write(chunk)
 	}
 	if len(buf) == 0 {
-		return status.Error(codes.InvalidArgument, "grpcserver: empty message")
+		return nil, status.Error(codes.InvalidArgument, "grpcserver: empty message")
 	}
 	if declared && int64(len(buf)) != limit {
-		return status.Errorf(codes.DataLoss, "grpcserver: received %d bytes, declared expected_size %d", len(buf), limit)
+		return nil, status.Errorf(codes.DataLoss, "grpcserver: received %d bytes, declared expected_size %d", len(buf), limit)
 	}
 	if wantSum != nil {
 		if sum := hash.Sum(nil); subtle.ConstantTimeCompare(sum, wantSum) != 1 {
-			return status.Errorf(codes.DataLoss, "grpcserver: received bytes have SHA-256 %x, declared expected_sha256 %x", sum, wantSum)
+			return nil, status.Errorf(codes.DataLoss, "grpcserver: received bytes have SHA-256 %x, declared expected_sha256 %x", sum, wantSum)
 		}
 	}
-	rec, err := s.archive.Store(ctx, buf, src)
-	if err != nil {
-		return statusError(ctx, "store", err)
-	}
-	return stream.SendAndClose(&archivev1.StoreResponse{Record: recordToProto(rec)})
+	return buf, nil
 }
 
 // appendCapped appends chunk to buf, growing the buffer geometrically but never beyond limit
