@@ -14,7 +14,8 @@
 //   NOT_FOUND           no such record, leaf or checkpoint
 //   OUT_OF_RANGE        a tree size beyond the current log size (may succeed later)
 //   FAILED_PRECONDITION the server is not set up for the request (schema not migrated, ...)
-//   DEADLINE_EXCEEDED   Store waited too long for buffer space, or any other timeout
+//   DEADLINE_EXCEEDED   Store waited past its deadline for buffer space, or the upload took
+//                       longer than the server allows (default 10 minutes)
 //   UNAVAILABLE         a backing store (PostgreSQL, S3) is down; Store is idempotent, retry it
 //   UNAUTHENTICATED     no or unknown credentials
 //   PERMISSION_DENIED   the caller's roles do not allow the RPC
