@@ -245,6 +245,15 @@ func (s *S3Server) stopLocked() {
 	s.cmd, s.done = nil, nil
 }
 
+func (s *S3Server) signal(sig os.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return fmt.Errorf("%s not running", s.Kind)
+	}
+	return s.cmd.Process.Signal(sig)
+}
+
 // Close stops the server and removes its directory if StartS3 created it.
 func (s *S3Server) Close() {
 	s.Stop()

@@ -30,3 +30,10 @@ func lockFile(path string) (unlock func(), err error) {
 	}
 	return func() { f.Close() }, nil
 }
+
+// Pause freezes the server process (SIGSTOP): connections are accepted by the kernel but never
+// answered, as with a hung server. Resume undoes it.
+func (s *S3Server) Pause() error { return s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (s *S3Server) Resume() error { return s.signal(syscall.SIGCONT) }

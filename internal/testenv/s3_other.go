@@ -2,8 +2,17 @@
 
 package testenv
 
-import "os/exec"
+import (
+	"errors"
+	"os/exec"
+)
 
 func setDeathSignal(cmd *exec.Cmd) {}
 
 func lockFile(path string) (unlock func(), err error) { return func() {}, nil }
+
+// Pause is not supported on this system.
+func (s *S3Server) Pause() error { return errors.New("testenv: Pause needs Linux") }
+
+// Resume is not supported on this system.
+func (s *S3Server) Resume() error { return errors.New("testenv: Resume needs Linux") }

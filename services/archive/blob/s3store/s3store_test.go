@@ -471,3 +471,39 @@ func TestEndpointForms(t *testing.T) {
 		t.Fatal("endpoint with a path accepted")
 	}
 }
+
+// A hung server (accepting connections, never answering) makes calls fail after the configured
+// timeout, not hang.
+func TestHungServer(t *testing.T) {
+	srv := testenv.StartVersityGW(t)
+	cfg := config(srv, testenv.Bucket("hung"))
+	cfg.Timeout = 300 * time.Millisecond
+	s, err := s3store.New(ctx(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Pause(); err != nil {
+		t.Skip(err)
+	}
+	data, sum := blobtest.Data(11, 1000)
+	start := time.Now()
+	_, err = s.Put(ctx(t), sum, data)
+	if !errors.Is(err, blob.ErrUnavailable) {
+		t.Fatalf("Put to a hung server = %v, want ErrUnavailable", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("Put took %v to fail", d)
+	}
+	t.Logf("Put failed after %v", time.Since(start))
+	if err := srv.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	// The timed-out PUT may still be carried out by the server once it runs again, so the
+	// object may or may not exist now: either way Put succeeds.
+	if _, err := s.Put(ctx(t), sum, data); err != nil {
+		t.Fatalf("Put after resume: %v", err)
+	}
+	if got, err := blobtest.ReadAll(t, s, sum); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Get after resume: %v", err)
+	}
+}
