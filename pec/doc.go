@@ -34,7 +34,8 @@
 // (message/rfc822) are never looked into for classification, so a receipt forwarded as an
 // attachment leaves the forwarding message not-pec. postacert.eml is the message/rfc822 part
 // named so, else the first attached message (for an anomaly envelope: the received message).
-// The .hash parts of a breve receipt are read from inside postacert.eml.
+// HashParts are read only for delivery receipts: from inside postacert.eml of a breve receipt,
+// and from the receipt's own tree where a provider puts them there.
 //
 // # daticert.xml
 //

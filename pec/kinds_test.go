@@ -5,6 +5,7 @@ import (
 	"encoding/asn1"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"mime/quotedprintable"
 	"reflect"
 	"strings"
@@ -87,6 +88,28 @@ func TestBreveHashParts(t *testing.T) {
 	m = mustParse(t, raw)
 	if len(m.HashParts) != 1 || !hasProblem(m, ErrMalformedMIME) {
 		t.Errorf("bad hash: %+v %s", m.HashParts, problemList(m))
+	}
+}
+
+func TestHashPartsOnlyInDeliveryReceipts(t *testing.T) {
+	part := "--X\nContent-Type: text/plain; name=a.pdf.hash\n\n%s\n--X--\n"
+	notPEC := "Content-Type: multipart/mixed; boundary=X\n\n" + fmt.Sprintf(part, "not a digest")
+	m := mustParse(t, []byte(notPEC))
+	if m.Kind != KindNotPEC || len(m.Problems) != 0 || m.HashParts != nil {
+		t.Errorf("not-pec: %+v %s", m.HashParts, problemList(m))
+	}
+	// A breve receipt whose provider put the hash part in the receipt itself.
+	raw := synth{kind: KindAvvenutaConsegna, ricevuta: ReceiptBreve}.build()
+	raw = replacePart(raw, "------------=_1707120487-1-1--\n",
+		"------------=_1707120487-1-1\nContent-Type: text/plain; name=\"a.pdf.hash\"\n\n"+strings.Repeat("ab", 20)+"\n------------=_1707120487-1-1--\n")
+	m = mustParse(t, raw)
+	if len(m.HashParts) != 1 || m.HashParts[0].Name != "a.pdf" || len(m.Problems) != 0 {
+		t.Errorf("receipt-level hash part: %+v %s", m.HashParts, problemList(m))
+	}
+	// An envelope's original is not searched for hash parts.
+	m = mustParse(t, synth{kind: KindPostaCertificata, ricevuta: ReceiptBreve, postacert: brevePostacert}.build())
+	if m.HashParts != nil || len(m.Problems) != 0 {
+		t.Errorf("envelope: %+v %s", m.HashParts, problemList(m))
 	}
 }
 

@@ -56,7 +56,17 @@ func parse(raw []byte, lim Limits, visit func(e entity, depth int)) (*Message, e
 
 	if w.havePostacert && m.Kind != KindNotPEC {
 		m.Postacert = w.decodeAt(&w.postacert, "postacert.eml")
-		if m.ReceiptType() == ReceiptBreve && !w.tooMany {
+	}
+	if m.Kind == KindAvvenutaConsegna {
+		// .hash parts: in the original attached to a breve receipt, or (some providers) in the
+		// receipt itself.
+		for i := range w.hashEnts {
+			h := &w.hashEnts[i]
+			w.prefix = h.path
+			w.hashPart(&h.e, h.e.name())
+		}
+		w.prefix = ""
+		if m.Postacert != nil && m.ReceiptType() == ReceiptBreve && !w.tooMany {
 			w.walkPostacert(m.Postacert)
 		}
 	}

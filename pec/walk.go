@@ -30,6 +30,7 @@ type walker struct {
 	postacert      entity
 	havePostacert  bool
 	postacertNamed bool
+	hashEnts       []hashEnt // .hash parts of the scope, read once the kind is known
 
 	// visit, when set, is called for every entity walked (tests and fuzzing).
 	visit func(e entity, depth int)
@@ -152,7 +153,12 @@ func (w *walker) foundMessage(e *entity) {
 func (w *walker) leaf(e *entity, mode int) {
 	name := e.name()
 	if hasSuffixFold(name, ".hash") {
-		w.hashPart(e, name)
+		if mode == modeScope {
+			// kept for later: only a delivery receipt's hash parts matter
+			w.hashEnts = append(w.hashEnts, hashEnt{*e, w.pathString()})
+		} else {
+			w.hashPart(e, name)
+		}
 		return
 	}
 	if mode != modeScope {
@@ -171,6 +177,11 @@ func (w *walker) leaf(e *entity, mode int) {
 		w.haveDaticert = true
 		w.daticertAnon = true
 	}
+}
+
+type hashEnt struct {
+	e    entity
+	path string
 }
 
 // hashPart records a .hash part of a breve receipt.
