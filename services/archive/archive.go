@@ -68,7 +68,6 @@ const (
 	DefaultBatchDelay         = 2 * time.Millisecond
 	DefaultCommitTimeout      = 10 * time.Second
 	DefaultPutTimeout         = 60 * time.Second
-	DefaultQueryTimeout       = 10 * time.Second
 	DefaultCheckpointInterval = time.Minute
 	DefaultCheckpointEvery    = 10_000
 )
@@ -120,8 +119,6 @@ type Config struct {
 	CommitTimeout time.Duration
 	// PutTimeout bounds one blob Put (default DefaultPutTimeout).
 	PutTimeout time.Duration
-	// QueryTimeout bounds the catalog reads Store makes (default DefaultQueryTimeout).
-	QueryTimeout time.Duration
 	// CheckpointInterval is how often a checkpoint is published when the log grew (default
 	// DefaultCheckpointInterval; negative disables the timer).
 	CheckpointInterval time.Duration
@@ -168,7 +165,9 @@ type Archive struct {
 	closed   bool
 	inflight sync.WaitGroup
 
-	sinceCheckpoint int // committer only
+	sinceCheckpoint int           // committer only
+	conn            *pgxpool.Conn // committer only: its connection
+	connSince       time.Time
 	stats           struct{ stored, duplicates, batches, failed, published atomic.Uint64 }
 	hooks           hooks
 }
@@ -213,9 +212,6 @@ func New(ctx context.Context, cfg Config) (*Archive, error) {
 	}
 	if cfg.PutTimeout <= 0 {
 		cfg.PutTimeout = DefaultPutTimeout
-	}
-	if cfg.QueryTimeout <= 0 {
-		cfg.QueryTimeout = DefaultQueryTimeout
 	}
 	if cfg.CheckpointInterval == 0 {
 		cfg.CheckpointInterval = DefaultCheckpointInterval
@@ -380,19 +376,10 @@ func (a *Archive) Store(ctx context.Context, raw []byte, src Source) (Record, er
 	csrc := catalog.Source{Mailbox: src.Mailbox, Folder: src.Folder, UIDValidity: src.UIDValidity, UID: src.UID,
 		InternalDate: src.InternalDate, Path: src.Path}
 
-	// Known already: only the source is new. (Rows are never deleted, so this cannot go stale.)
-	qctx, cancel := context.WithTimeout(ctx, a.cfg.QueryTimeout)
-	known, err := catalog.Lookup(qctx, a.pool, [][32]byte{sum})
-	cancel()
-	if err != nil {
-		return Record{}, classify("look up", err)
-	}
+	// No look-up first: a query per call would queue every caller for a pool connection. A
+	// message already stored costs a parse, a verification and an idempotent blob Put; the
+	// committer then finds it stored and only records the source.
 	req := &request{done: make(chan result, 1)}
-	if _, ok := known[sum]; ok {
-		req.items = []item{{sum: sum, src: csrc}}
-		return a.submit(ctx, req)
-	}
-
 	received := src.InternalDate
 	if received.IsZero() {
 		received = a.cfg.Now()

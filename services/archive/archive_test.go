@@ -38,7 +38,7 @@ const origin = "pecarchive.test/log"
 // fixture is an archive on the real PostgreSQL (fresh schema) and a filesystem blob store,
 // verifying against the pectest CA.
 type fixture struct {
-	t     *testing.T
+	t     testing.TB
 	pool  *pgxpool.Pool
 	blobs blob.Store
 	fs    *fsstore.Store
@@ -77,7 +77,7 @@ func providers(t testing.TB) (*pectest.Provider, *pectest.Provider, *smime.Verif
 	return provA, provB, testVerifier
 }
 
-func newFixture(t *testing.T, mod func(*archive.Config)) *fixture {
+func newFixture(t testing.TB, mod func(*archive.Config)) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	f := &fixture{t: t}

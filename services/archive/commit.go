@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pecarchive/pecarchive/services/archive/blob"
 	"github.com/pecarchive/pecarchive/services/archive/catalog"
@@ -32,6 +33,7 @@ type result struct {
 // committer takes the waiting requests in batches and commits each batch in one transaction.
 func (a *Archive) committer() {
 	defer a.done.Done()
+	defer a.dropConn()
 	for {
 		first, ok := <-a.queue
 		if !ok {
@@ -99,6 +101,34 @@ func (a *Archive) commitBatch(batch []*request) {
 	}
 }
 
+// connLifetime is how long the committer keeps its connection before returning it to the pool
+// (so pool settings such as MaxConnLifetime still apply).
+const connLifetime = time.Minute
+
+// commitConn returns the committer's own connection, acquiring one when it has none: the
+// committer does not queue behind readers for a connection on every batch.
+func (a *Archive) commitConn(ctx context.Context) (*pgxpool.Conn, error) {
+	if a.conn != nil && time.Since(a.connSince) > connLifetime {
+		a.dropConn()
+	}
+	if a.conn == nil {
+		c, err := a.pool.Acquire(ctx)
+		if err != nil {
+			return nil, err
+		}
+		a.conn, a.connSince = c, time.Now()
+	}
+	return a.conn, nil
+}
+
+// dropConn returns the committer's connection to the pool, which discards it if it broke.
+func (a *Archive) dropConn() {
+	if a.conn != nil {
+		a.conn.Release()
+		a.conn = nil
+	}
+}
+
 // commit runs one transaction for batch: writer lock, which messages are new, their leaves
 // (one Append), catalog rows, commit. It returns one record per request.
 func (a *Archive) commit(batch []*request) (recs []Record, err error) {
@@ -110,8 +140,13 @@ func (a *Archive) commit(batch []*request) (recs []Record, err error) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.CommitTimeout)
 	defer cancel()
-	tx, err := a.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	conn, err := a.commitConn(ctx)
 	if err != nil {
+		return nil, classify("connect", err)
+	}
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		a.dropConn()
 		return nil, classify("begin", err)
 	}
 	defer func() {
@@ -119,6 +154,7 @@ func (a *Archive) commit(batch []*request) (recs []Record, err error) {
 			rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
 			tx.Rollback(rctx)
 			rcancel()
+			a.dropConn()
 		}
 	}()
 	if err := catalog.LockWriter(ctx, tx); err != nil {
@@ -150,10 +186,6 @@ func (a *Archive) commit(batch []*request) (recs []Record, err error) {
 			}
 			if _, ok := inserted[it.sum]; ok {
 				continue
-			}
-			if !it.prepared {
-				// Seen stored before the blob step, gone now: the catalog was tampered with.
-				return nil, fmt.Errorf("archive: commit: message %x vanished from the catalog", it.sum[:8])
 			}
 			m := it.msg
 			m.ReceivedAt = received

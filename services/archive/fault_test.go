@@ -263,7 +263,6 @@ func TestPostgresUnavailable(t *testing.T) {
 		c.Pool = pool
 		c.Log = nil
 		c.CommitTimeout = 3 * time.Second
-		c.QueryTimeout = 3 * time.Second
 	})
 	f.pool = pool // counts below read the proxied schema
 	conv := newConversation(t, f, "Database giù")

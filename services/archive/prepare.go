@@ -11,17 +11,15 @@ import (
 	"github.com/pecarchive/pecarchive/services/archive/catalog"
 )
 
-// item is one message of a request: prepared (parsed, verified, blob stored) when new, or just a
-// further source of a message already stored.
+// item is one message of a request: parsed, verified, its blob stored.
 type item struct {
-	sum      [32]byte
-	src      catalog.Source
-	prepared bool
-	msg      catalog.Message // prepared only; LeafIndex and ReceivedAt set by the committer
-	chain    catalog.CertSet
-	raw      []byte // until the blob is stored
-	inner    []byte // postacert.eml to store as a message of its own
-	isInner  bool
+	sum     [32]byte
+	src     catalog.Source
+	msg     catalog.Message // prepared only; LeafIndex and ReceivedAt set by the committer
+	chain   catalog.CertSet
+	raw     []byte // until the blob is stored
+	inner   []byte // postacert.eml to store as a message of its own
+	isInner bool
 }
 
 // Problems the archive itself adds to a record.
@@ -32,7 +30,7 @@ const (
 // prepare parses and verifies raw (never trusting the caller) and describes it for the catalog.
 // Unparseable or unverifiable input is described all the same, with problems and reasons.
 func (a *Archive) prepare(ctx context.Context, sum [32]byte, raw []byte, received time.Time) item {
-	it := item{sum: sum, prepared: true, raw: raw}
+	it := item{sum: sum, raw: raw}
 	m := catalog.Message{SHA256: sum, Size: int64(len(raw)), Kind: pec.KindNotPEC}
 	pm, err := pec.Parse(raw, &a.parse)
 	if pm == nil {

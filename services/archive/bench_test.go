@@ -1,0 +1,108 @@
+package archive_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pecarchive/pecarchive/internal/testenv"
+	"github.com/pecarchive/pecarchive/pec"
+	"github.com/pecarchive/pecarchive/pec/pectest"
+	"github.com/pecarchive/pecarchive/services/archive"
+	"github.com/pecarchive/pecarchive/services/archive/blob/s3store"
+)
+
+var (
+	benchMu   sync.Mutex
+	benchMsgs [][]byte
+)
+
+// receipts returns n distinct signed receipts (acceptance, delivery sintetica, non-delivery,
+// warning, in turn), generated once per process and reused.
+func receipts(b *testing.B, n int) [][]byte {
+	benchMu.Lock()
+	defer benchMu.Unlock()
+	prov, peer, _ := providers(b)
+	for i := len(benchMsgs) / 4; len(benchMsgs) < n; i++ {
+		o, err := prov.Original(&pectest.Original{
+			To: []string{"a@pec.esempio.it"}, Subject: fmt.Sprintf("Pratica %d", i),
+			MessageID: fmt.Sprintf("bench-%d@pec.ordine.example.it", i), Date: pectest.DefaultTime.Add(time.Duration(i) * time.Second),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, gen := range []func() (*pectest.Generated, error){
+			func() (*pectest.Generated, error) { return prov.Acceptance(pectest.Params{Original: o}) },
+			func() (*pectest.Generated, error) {
+				return peer.Delivery(pectest.Params{Original: o, ReceiptType: pec.ReceiptSintetica})
+			},
+			func() (*pectest.Generated, error) { return peer.NonDelivery(pectest.Params{Original: o}) },
+			func() (*pectest.Generated, error) { return prov.NonDeliveryWarning(pectest.Params{Original: o}) },
+		} {
+			g, err := gen()
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchMsgs = append(benchMsgs, g.Bytes)
+		}
+	}
+	return benchMsgs[:n]
+}
+
+// benchStore stores b.N distinct receipts from 256 concurrent callers and reports messages/s.
+func benchStore(b *testing.B, f *fixture) {
+	msgs := receipts(b, b.N)
+	ctx := context.Background()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	before := f.a.Stats()
+	b.ResetTimer()
+	start := time.Now()
+	for range 256 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(len(msgs)) {
+					return
+				}
+				rec, err := f.a.Store(ctx, msgs[i], archive.Source{Mailbox: "bench", Folder: "INBOX", UIDValidity: 1, UID: uint32(i + 1)})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				if !rec.New {
+					b.Errorf("message %d not new", i)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	d := time.Since(start)
+	b.StopTimer()
+	st := f.a.Stats()
+	b.ReportMetric(float64(b.N)/d.Seconds(), "msg/s")
+	if n := st.Batches - before.Batches; n > 0 {
+		b.ReportMetric(float64(b.N)/float64(n), "msg/tx")
+	}
+}
+
+// go test -run '^$' -bench BenchmarkStore -benchtime 4000x ./services/archive
+func BenchmarkStore(b *testing.B) {
+	b.Run("fsstore", func(b *testing.B) {
+		benchStore(b, newFixture(b, nil))
+	})
+	b.Run("versitygw", func(b *testing.B) {
+		srv := testenv.SharedS3(b, testenv.VersityGW)
+		s3, err := s3store.New(context.Background(), s3store.Config{Endpoint: srv.Endpoint, AccessKey: srv.AccessKey,
+			SecretKey: srv.SecretKey, Region: srv.Region, Bucket: testenv.Bucket("bench"), Retention: time.Hour, CreateBucket: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchStore(b, newFixture(b, func(c *archive.Config) { c.Blobs = s3 }))
+	})
+}
