@@ -167,7 +167,7 @@ type dcBuilder struct {
 }
 
 // span is a range of dcBuilder.arena; the zero span is absent.
-type span struct{ a, b int32 }
+type span struct{ a, b int }
 
 type recipientSpan struct{ addr, typ span }
 
@@ -193,7 +193,7 @@ func (bd *dcBuilder) keep(v []byte) span {
 	v = trimSpaceBytes(v)
 	a := len(bd.arena)
 	bd.arena = append(bd.arena, v...)
-	return span{int32(a), int32(len(bd.arena))}
+	return span{a, len(bd.arena)}
 }
 
 func (bd *dcBuilder) add(err error, format string, args ...any) {

@@ -22,14 +22,14 @@ func (w *walker) decodeHeaders(h *Headers) {
 	keep := func(v []byte) span {
 		a := len(ar)
 		ar = append(ar, v...)
-		return span{int32(a), int32(len(ar))}
+		return span{a, len(ar)}
 	}
 	keepLower := func(v []byte) span {
 		a := len(ar)
 		for _, c := range v {
 			ar = append(ar, lowerASCII(c))
 		}
-		return span{int32(a), int32(len(ar))}
+		return span{a, len(ar)}
 	}
 	keepAddr := func(addr []byte) span {
 		a := len(ar)
@@ -41,7 +41,7 @@ func (w *walker) decodeHeaders(h *Headers) {
 		for _, c := range addr[at:] {
 			ar = append(ar, lowerASCII(c))
 		}
-		return span{int32(a), int32(len(ar))}
+		return span{a, len(ar)}
 	}
 	var (
 		msgID, from, fromName, subject, ric, tra, tipo, rif, ver, mit span

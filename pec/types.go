@@ -156,7 +156,9 @@ type Message struct {
 	Daticert *Daticert // nil when the message carries no daticert.xml
 	// DaticertRaw is the decoded daticert.xml bytes, nil when absent.
 	DaticertRaw []byte
-	// Signature is nil for an unsigned message.
+	// Signature is nil for an unsigned message. A multipart/signed message whose signature part
+	// is missing or is not PKCS#7 has a Signature with nil CMS (and an ErrSignatureMissing
+	// problem).
 	Signature *Signature
 	// Postacert is the inner postacert.eml exactly as carried (transfer-decoded), nil when absent.
 	// For an anomaly envelope it is the received message.
