@@ -91,7 +91,8 @@ func (s *Store) holdPath(sum [32]byte) string {
 	return filepath.Join(s.root, legalHoldDir, filepath.FromSlash(k))
 }
 
-// Check verifies that the directory exists and, unless read-only, that files can be created in it.
+// Check verifies that the directory exists and, unless read-only, that files and hard links can
+// be created in it.
 func (s *Store) Check(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -115,6 +116,14 @@ func (s *Store) Check(ctx context.Context) error {
 	}
 	name := f.Name()
 	f.Close()
+	defer os.Remove(name)
+	// Put publishes objects with os.Link: make sure the filesystem has hard links.
+	if err := os.Link(name, name+".link"); err != nil {
+		return s.ioErr("check hard links", s.root, err)
+	}
+	if err := os.Remove(name + ".link"); err != nil {
+		return s.ioErr("check write access", s.root, err)
+	}
 	if err := os.Remove(name); err != nil {
 		return s.ioErr("check write access", s.root, err)
 	}
