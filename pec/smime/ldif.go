@@ -3,14 +3,9 @@ package smime
 import (
 	"bytes"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"strings"
 )
-
-// ErrLDIF reports an LDIF file that cannot be used at all (problems confined to one record are
-// reported in [LDIFEntry.Problems] instead).
-var ErrLDIF = errors.New("smime: bad LDIF")
 
 // Limits of LDIF parsing.
 const (
@@ -74,8 +69,8 @@ func addProblem(list *[]string, format string, args ...any) {
 // "attr:: base64" and attribute options such as ";binary". URL values ("attr:< url") are not
 // fetched; they are reported as problems. Change records are reported and skipped. A value that
 // cannot be decoded is left out of its record and reported in the record's Problems, so one
-// damaged record does not hide the others. ParseLDIF fails only on input over 32 MiB or with
-// more than 100,000 records.
+// damaged record does not hide the others. ParseLDIF fails (with [ErrTooLarge]) only on input
+// over 32 MiB or with more than 100,000 records.
 func ParseLDIF(data []byte) (*LDIF, error) {
 	if len(data) > maxLDIFSize {
 		return nil, fmt.Errorf("%w: over %d bytes", ErrTooLarge, maxLDIFSize)
