@@ -3,6 +3,7 @@ package archive_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/pecarchive/pecarchive/pec"
 	"github.com/pecarchive/pecarchive/pec/pectest"
 	"github.com/pecarchive/pecarchive/services/archive"
+	"github.com/pecarchive/pecarchive/services/archive/blob/fsstore"
 	"github.com/pecarchive/pecarchive/services/archive/blob/s3store"
 )
 
@@ -96,6 +98,22 @@ func BenchmarkStore(b *testing.B) {
 	b.Run("fsstore", func(b *testing.B) {
 		benchStore(b, newFixture(b, nil))
 	})
+	// The same on a RAM file system: what the archive does when the blob store is not the limit
+	// (a diagnostic figure, not a durable configuration).
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		b.Run("fsstore-shm", func(b *testing.B) {
+			dir, err := os.MkdirTemp("/dev/shm", "pecarchive-bench-")
+			if err != nil {
+				b.Skip(err)
+			}
+			b.Cleanup(func() { os.RemoveAll(dir) })
+			fs, err := fsstore.New(context.Background(), fsstore.Config{Root: dir})
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchStore(b, newFixture(b, func(c *archive.Config) { c.Blobs = fs }))
+		})
+	}
 	b.Run("versitygw", func(b *testing.B) {
 		srv := testenv.SharedS3(b, testenv.VersityGW)
 		s3, err := s3store.New(context.Background(), s3store.Config{Endpoint: srv.Endpoint, AccessKey: srv.AccessKey,
