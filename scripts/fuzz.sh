@@ -9,7 +9,7 @@ for pkg in $(go list ./...); do
   targets=$(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true)
   for t in $targets; do
     echo "fuzz: $pkg $t ($fuzztime)"
-    go test -run '^$' -fuzz "^${t}\$" -fuzztime "$fuzztime" "$pkg" >/tmp/pecarchive-fuzz.$$ 2>&1 || {
+    go test -run '^$' -fuzz "^${t}\$" -fuzztime "$fuzztime" -fuzzminimizetime 1s "$pkg" >/tmp/pecarchive-fuzz.$$ 2>&1 || {
       cat /tmp/pecarchive-fuzz.$$; rm -f /tmp/pecarchive-fuzz.$$; echo "fuzz: $t FAILED"; exit 1; }
     tail -n 1 /tmp/pecarchive-fuzz.$$
     n=$((n+1))
