@@ -514,3 +514,68 @@ func TestRealSample(t *testing.T) {
 		t.Errorf("anchor snapshot: %v", err)
 	}
 }
+
+// Every kind the test provider makes is stored with its kind, and moves the deliveries as the
+// rules say (non-acceptance: not delivered; taking charge and virus notices: linked only).
+func TestAllKinds(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	g := must[*pectest.Generated](t)
+	o, err := f.prov.Original(&pectest.Original{To: []string{"a@pec.esempio.it"}, Subject: "Tutti i tipi", MessageID: "all-kinds@pec.ordine.example.it"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused, err := f.prov.Original(&pectest.Original{To: []string{"z@pec.esempio.it"}, Subject: "Rifiutato", MessageID: "refused@pec.ordine.example.it"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := []*pectest.Generated{
+		g(f.prov.Acceptance(pectest.Params{Original: o})),
+		g(f.prov.Envelope(pectest.Params{Original: o})),
+		g(f.peer.TakingCharge(pectest.Params{Original: o})),
+		g(f.peer.VirusDetected(pectest.Params{Original: o})),
+		g(f.peer.Delivery(pectest.Params{Original: o, ReceiptType: pec.ReceiptBreve})),
+		g(f.peer.Anomaly(pectest.Params{Original: o})),
+		g(f.prov.NonAcceptance(pectest.Params{Original: refused})),
+	}
+	for _, m := range msgs {
+		rec := f.store(m.Bytes, archive.Source{Path: m.Name})
+		if rec.Kind != m.Kind {
+			t.Errorf("%s: kind %s, want %s", m.Name, rec.Kind, m.Kind)
+		}
+		if rec.Verdict.Trusted != m.WantTrusted {
+			t.Errorf("%s: trusted %v, want %v (reasons %v)", m.Name, rec.Verdict.Trusted, m.WantTrusted, rec.Reasons)
+		}
+		if rec.Postacert != nil {
+			t.Errorf("%s: only complete delivery receipts have their postacert.eml stored", m.Name)
+		}
+	}
+	ds, err := f.a.DeliveriesByMsgID(ctx, o.MessageID)
+	if err != nil || len(ds) != 1 || ds[0].State != catalog.StateDelivered || ds[0].ReceiptType != pec.ReceiptBreve {
+		t.Errorf("deliveries of the original: %+v %v", ds, err)
+	}
+	ds, err = f.a.DeliveriesByMsgID(ctx, refused.MessageID)
+	if err != nil || len(ds) != 1 || ds[0].State != catalog.StateNotDelivered || ds[0].NonDelivery == ([32]byte{}) {
+		t.Errorf("deliveries of the refused original: %+v %v", ds, err)
+	}
+}
+
+// The anonymised samples (signatures truncated) are stored all the same, flagged.
+func TestAnonymisedSamples(t *testing.T) {
+	paths := samples.Glob(t, "anonymised/*.eml")
+	if len(paths) == 0 {
+		t.Skip("no anonymised samples")
+	}
+	f := newFixture(t, func(c *archive.Config) { c.Verifier = nil })
+	for _, p := range paths {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := f.store(raw, archive.Source{Path: p})
+		if rec.Kind == pec.KindNotPEC || rec.Verdict.Trusted || len(rec.Reasons) == 0 {
+			t.Errorf("%s: kind %s, verdict %+v", p, rec.Kind, rec.Verdict)
+		}
+		t.Logf("%s: %s, reasons %v, problems %v", p, rec.Kind, rec.Reasons, rec.Problems)
+	}
+}

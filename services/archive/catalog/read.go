@@ -283,33 +283,38 @@ func (c *Catalog) Search(ctx context.Context, q Query) ([]Message, error) {
 	var where []string
 	var args []any
 	arg := func(v any) string { args = append(args, v); return "$" + strconv.Itoa(len(args)) }
-	if q.Sender != "" {
-		where = append(where, "sender = "+arg(addr(q.Sender)))
-	}
+	// With a recipient, walk message_recipients in (received_at, sha256) order and join.
+	t := "m"
+	from := `messages m`
 	if q.Recipient != "" {
-		where = append(where, "recipients @> ARRAY["+arg(addr(q.Recipient))+"::text]")
+		t = "r"
+		from = `message_recipients r JOIN messages m ON m.sha256 = r.sha256`
+		where = append(where, "r.recipient = "+arg(addr(q.Recipient)))
+	}
+	if q.Sender != "" {
+		where = append(where, "m.sender = "+arg(addr(q.Sender)))
 	}
 	if len(q.Kinds) > 0 {
 		ks := make([]string, len(q.Kinds))
 		for i, k := range q.Kinds {
 			ks[i] = string(k)
 		}
-		where = append(where, "kind = ANY("+arg(ks)+")")
+		where = append(where, "m.kind = ANY("+arg(ks)+")")
 	}
 	if !q.Since.IsZero() {
-		where = append(where, "received_at >= "+arg(q.Since))
+		where = append(where, t+".received_at >= "+arg(q.Since))
 	}
 	if !q.Until.IsZero() {
-		where = append(where, "received_at < "+arg(q.Until))
+		where = append(where, t+".received_at < "+arg(q.Until))
 	}
 	if q.After != nil {
-		where = append(where, "(received_at, sha256) > ("+arg(normTime(q.After.ReceivedAt))+", "+arg(q.After.SHA256[:])+")")
+		where = append(where, "("+t+".received_at, "+t+".sha256) > ("+arg(normTime(q.After.ReceivedAt))+", "+arg(q.After.SHA256[:])+")")
 	}
-	sql := `SELECT ` + msgSelect + ` FROM messages`
+	sql := `SELECT ` + msgSelectAs("m") + ` FROM ` + from
 	if len(where) > 0 {
 		sql += ` WHERE ` + strings.Join(where, " AND ")
 	}
-	sql += ` ORDER BY received_at, sha256 LIMIT ` + arg(limit(q.Limit))
+	sql += ` ORDER BY ` + t + `.received_at, ` + t + `.sha256 LIMIT ` + arg(limit(q.Limit))
 	ms, err := c.messages(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: search: %w", err)

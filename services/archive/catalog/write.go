@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -26,6 +27,15 @@ const msgSelect = `sha256, size, kind, message_id, pec_id, orig_msgid, x_riferim
 	consegna, sig_present, sig_valid, sig_trusted, digest_alg, signer, signer_email,
 	index_provider, signed_at, verified_at, reasons, reason_details, problems, chain_sha256, anchors_sha256,
 	postacert_sha256, leaf_index, received_at`
+
+// msgSelectAs is msgSelect with every column qualified by alias.
+func msgSelectAs(alias string) string {
+	cols := make([]string, len(msgCols))
+	for i, c := range msgCols {
+		cols[i] = alias + "." + c
+	}
+	return strings.Join(cols, ", ")
+}
 
 func sumOrNil(s [32]byte) any {
 	if s == ([32]byte{}) {
@@ -214,6 +224,22 @@ func Write(ctx context.Context, tx pgx.Tx, b *Batch) error {
 		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"messages"}, msgCols, pgx.CopyFromRows(rows)); err != nil {
 			return fmt.Errorf("catalog: insert messages: %w", err)
+		}
+		var rrows [][]any
+		for i := range msgs {
+			seen := map[string]bool{}
+			for _, r := range msgs[i].Recipients {
+				if r != "" && !seen[r] {
+					seen[r] = true
+					rrows = append(rrows, []any{r, msgs[i].ReceivedAt, msgs[i].SHA256[:]})
+				}
+			}
+		}
+		if len(rrows) > 0 {
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"message_recipients"}, []string{"recipient", "received_at", "sha256"},
+				pgx.CopyFromRows(rrows)); err != nil {
+				return fmt.Errorf("catalog: insert recipients: %w", err)
+			}
 		}
 	}
 	if err := writeSources(ctx, tx, b.Sources, now); err != nil {

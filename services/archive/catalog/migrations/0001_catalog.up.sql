@@ -66,10 +66,18 @@ CREATE INDEX messages_message_id_idx ON messages (message_id) WHERE message_id <
 CREATE INDEX messages_ref_msgid_idx ON messages (ref_msgid) WHERE ref_msgid <> '';
 CREATE INDEX messages_pec_id_idx ON messages (pec_id) WHERE pec_id <> '';
 CREATE INDEX messages_sender_idx ON messages (sender, received_at);
-CREATE INDEX messages_recipients_idx ON messages USING gin (recipients);
 CREATE INDEX messages_received_at_idx ON messages (received_at, sha256);
 CREATE INDEX messages_postacert_idx ON messages (postacert_sha256) WHERE postacert_sha256 IS NOT NULL;
 CREATE INDEX messages_daticert_time_idx ON messages (daticert_time) WHERE daticert_time IS NOT NULL;
+
+-- One row per (message, recipient): lookups by recipient in received order (keyset paging)
+-- without relying on a GIN index and the planner's guess of its selectivity.
+CREATE TABLE message_recipients (
+    recipient   text NOT NULL,
+    received_at timestamptz NOT NULL,
+    sha256      bytea NOT NULL REFERENCES messages (sha256),
+    PRIMARY KEY (recipient, received_at, sha256)
+);
 
 -- Where each message was found. A message has one row per distinct source; storing the same
 -- bytes again from a new place adds a row, from the same place adds nothing.
