@@ -1,0 +1,55 @@
+package catalog_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/pecarchive/pecarchive/internal/samples"
+	"github.com/pecarchive/pecarchive/pec"
+	"github.com/pecarchive/pecarchive/services/archive/catalog"
+)
+
+// FuzzNormalize: whatever a parser extracts, Normalize makes it storable (valid UTF-8, no NUL,
+// bounded), is idempotent, and the evidence digest does not depend on normalisation.
+func FuzzNormalize(f *testing.F) {
+	f.Add("<id@x>", "Sender@EXAMPLE.it", "CONSEGNA: caf\xe9\x00", "a@b", "opec.1@pec.it")
+	f.Add(strings.Repeat("é", 3000), "", strings.Repeat("\x00", 10), strings.Repeat("x", 5000), " <a> ")
+	if d := samples.Dir(); d != "" {
+		for _, p := range samples.Glob(f, "daticert/*.xml") {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(string(b), string(b), string(b), string(b), string(b))
+		}
+	}
+	f.Fuzz(func(t *testing.T, id, sender, subject, rcpt, pecID string) {
+		m := catalog.Message{Kind: pec.KindAvvenutaConsegna, MessageID: id, Sender: sender, Subject: subject,
+			Recipients: []string{rcpt, rcpt}, RecipientTypes: []string{subject}, PECID: pecID, XRiferimento: id,
+			ErroreEsteso: subject, Verdict: catalog.Verdict{Reasons: []string{subject}, Signer: sender}, Problems: []string{subject}}
+		d := m.EvidenceDigest()
+		m.Normalize()
+		for _, s := range []string{m.MessageID, m.Sender, m.Subject, m.Recipients[0], m.PECID, m.RefMsgID, m.ErroreEsteso,
+			m.Verdict.Reasons[0], m.Verdict.Signer, m.Problems[0], m.RecipientTypes[0]} {
+			if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 || len(s) > catalog.MaxText {
+				t.Fatalf("not storable: %q", s)
+			}
+		}
+		if len(m.RecipientTypes) != len(m.Recipients) {
+			t.Fatal("recipient types not aligned")
+		}
+		n := m
+		n.Normalize()
+		if n.EvidenceDigest() != d || m.EvidenceDigest() != d {
+			t.Fatal("digest depends on normalisation")
+		}
+		if n.Subject != m.Subject || n.MessageID != m.MessageID || n.Sender != m.Sender || n.RefMsgID != m.RefMsgID {
+			t.Fatal("Normalize is not idempotent")
+		}
+		if _, err := catalog.ParseLeafExtra(m.LeafExtra()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
