@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/pecarchive/pecarchive/internal/auth"
+	"github.com/pecarchive/pecarchive/services/archive"
+	"github.com/pecarchive/pecarchive/services/archive/grpcserver"
+)
+
+func init() {
+	register("archive", "run the archive service (gRPC pecarchive.archive.v1)", runArchive)
+}
+
+func runArchive(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("archive", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	config := fs.String("config", "", "config file of PECARCHIVE_* settings (environment overrides it)")
+	listen := fs.String("listen", "", "gRPC listen address (default $PECARCHIVE_LISTEN or 127.0.0.1:7443)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	s, err := loadSettings(*config)
+	if err != nil {
+		fmt.Fprintf(stderr, "pecarchive archive: %v\n", err)
+		return exitUsage
+	}
+	if *listen == "" {
+		*listen = s.get("PECARCHIVE_LISTEN", "127.0.0.1:7443")
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := serveArchive(ctx, s, *listen, log); err != nil {
+		log.Error("archive stopped", "err", err)
+		return exitNotValid
+	}
+	return exitOK
+}
+
+func serveArchive(ctx context.Context, s settings, listen string, log *slog.Logger) error {
+	pool, err := s.openPool(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := archive.Migrate(ctx, pool); err != nil {
+		return err
+	}
+	blobs, where, err := s.openBlobs(ctx)
+	if err != nil {
+		return err
+	}
+	l, vkey, err := s.openLog(ctx, pool, true)
+	if err != nil {
+		return err
+	}
+	interval, err := s.duration("PECARCHIVE_CHECKPOINT_INTERVAL", time.Minute)
+	if err != nil {
+		return err
+	}
+	a, err := archive.New(ctx, archive.Config{
+		Pool: pool, Blobs: blobs, Log: l, CheckpointInterval: interval, NoMigrate: true,
+		OnError: func(err error) { log.Warn("archive background work", "err", err) },
+	})
+	if err != nil {
+		return err
+	}
+	defer a.Close(context.Background())
+
+	creds := auth.NewCredentials()
+	if f := s.get("PECARCHIVE_CREDENTIALS_FILE", ""); f != "" {
+		if creds, err = auth.LoadCredentials(f); err != nil {
+			return err
+		}
+	}
+	authz, err := auth.NewAuthorizer(creds, grpcserver.DefaultPolicy(), nil)
+	if err != nil {
+		return err
+	}
+	cfg := grpcserver.Config{Archive: a, Log: l, Authorizer: authz}
+	if dir := s.get("PECARCHIVE_TLS_DIR", ""); dir != "" {
+		st := auth.ServerTLS{CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key")}
+		if _, err := os.Stat(filepath.Join(dir, "client-ca.crt")); err == nil {
+			st.ClientCAFile = filepath.Join(dir, "client-ca.crt")
+		}
+		if cfg.TLS, err = st.Config(); err != nil {
+			return err
+		}
+	} else if host, _, err := net.SplitHostPort(listen); err != nil || !isLoopback(host) {
+		return errors.New("refusing to serve without TLS on a non-loopback address: set PECARCHIVE_TLS_DIR")
+	}
+	srv, err := grpcserver.New(cfg)
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	log.Info("archive serving", "addr", lis.Addr().String(), "blobs", where, "log_key", vkey, "tls", cfg.TLS != nil)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(lis) }()
+	select {
+	case <-ctx.Done():
+		log.Info("archive stopping")
+		srv.GracefulStop()
+		return nil
+	case err := <-done:
+		return err
+	}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

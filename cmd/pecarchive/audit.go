@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/pecarchive/pecarchive/services/archive"
+	"github.com/pecarchive/pecarchive/services/archive/audit"
+)
+
+func init() {
+	register("audit", "re-hash every blob, catalog row and log leaf; report anything missing, altered or unlogged", runAudit)
+}
+
+func runAudit(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	config := fs.String("config", "", "config file of PECARCHIVE_* settings (environment overrides it)")
+	logKey := fs.String("log-key", "", "the log's public key to check checkpoint signatures with (default: derived from the configured signing key)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	s, err := loadSettings(*config)
+	if err != nil {
+		fmt.Fprintf(stderr, "pecarchive audit: %v\n", err)
+		return exitUsage
+	}
+	ctx := context.Background()
+	pool, err := s.openPool(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "pecarchive audit: %v\n", err)
+		return exitUsage
+	}
+	defer pool.Close()
+	if err := archive.Migrate(ctx, pool); err != nil {
+		fmt.Fprintf(stderr, "pecarchive audit: %v\n", err)
+		return exitUsage
+	}
+	blobs, where, err := s.openBlobs(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "pecarchive audit: %v\n", err)
+		return exitUsage
+	}
+	l, vkey, err := s.openLog(ctx, pool, false)
+	if err != nil {
+		fmt.Fprintf(stderr, "pecarchive audit: %v\n", err)
+		return exitUsage
+	}
+	if *logKey != "" {
+		vkey = *logKey
+	}
+	rep, err := audit.Run(ctx, audit.Config{Pool: pool, Blobs: blobs, Log: l, LogKey: vkey})
+	if err != nil {
+		fmt.Fprintf(stderr, "pecarchive audit: %v\n", err)
+		return exitUsage
+	}
+	fmt.Fprintf(stdout, "audit: blobs in %s\n", where)
+	fmt.Fprintf(stdout, "audit: %d log leaves (%d messages, %d accesses), %d catalog rows, %d blobs (%d bytes re-hashed), %d checkpoints, in %s\n",
+		rep.LogSize, rep.MessageLeaves, rep.AccessLeaves, rep.Rows, rep.Blobs, rep.BlobBytes, rep.Checkpoints,
+		rep.Finished.Sub(rep.Started).Round(1e6))
+	for _, f := range rep.Findings {
+		sev := "PROBLEM"
+		if audit.Warning(f.Kind) {
+			sev = "warning"
+		}
+		fmt.Fprintf(stdout, "%s: %s\n", sev, f)
+	}
+	if rep.Truncated {
+		fmt.Fprintln(stdout, "audit: more findings than shown")
+	}
+	if !rep.OK() {
+		fmt.Fprintln(stdout, "audit: FAILED")
+		return exitNotValid
+	}
+	fmt.Fprintln(stdout, "audit: OK")
+	return exitOK
+}
