@@ -25,7 +25,7 @@ vet:
 	$(GO) vet ./...
 
 unit:
-	scripts/test-env.sh $(GO) test -count=1 -timeout 20m ./...
+	scripts/test-env.sh scripts/unit.sh
 
 fuzz:
 	scripts/fuzz.sh $(FUZZTIME)
