@@ -66,7 +66,7 @@ const (
 	DefaultMaxSize            = 64 << 20
 	DefaultMaxBatch           = 500
 	DefaultBatchDelay         = 2 * time.Millisecond
-	DefaultCommitTimeout      = 10 * time.Second
+	DefaultCommitTimeout      = 5 * time.Second
 	DefaultPutTimeout         = 60 * time.Second
 	DefaultCheckpointInterval = time.Minute
 	DefaultCheckpointEvery    = 10_000
