@@ -5,6 +5,7 @@ package testenv
 import (
 	"errors"
 	"os/exec"
+	"time"
 )
 
 func setDeathSignal(cmd *exec.Cmd) {}
@@ -16,3 +17,8 @@ func (s *S3Server) Pause() error { return errors.New("testenv: Pause needs Linux
 
 // Resume is not supported on this system.
 func (s *S3Server) Resume() error { return errors.New("testenv: Resume needs Linux") }
+
+// CPUTime is not supported on this system.
+func (s *S3Server) CPUTime() (time.Duration, error) {
+	return 0, errors.New("testenv: CPUTime needs Linux")
+}

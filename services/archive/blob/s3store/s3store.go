@@ -98,7 +98,8 @@ type Store struct {
 	mode   minio.RetentionMode
 	locked atomic.Bool // bucket has Object Lock (set by Check)
 
-	listPageSize int // ListObjects page size (0: server default, 1000); tests lower it
+	listPageSize  int  // ListObjects page size (0: server default, 1000); tests lower it
+	unconditional bool // benchmarks only: PUT without If-None-Match, to measure its cost
 }
 
 var _ blob.Store = (*Store)(nil)
@@ -254,7 +255,7 @@ func (s *Store) Put(ctx context.Context, sum [32]byte, data []byte) (bool, error
 		return false, fmt.Errorf("s3store: put: %w", err)
 	}
 	key := blob.Key(sum)
-	conditional := true
+	conditional := !s.unconditional
 	if s.cfg.StatBeforePut {
 		created, found, err := s.existing(ctx, sum, int64(len(data)))
 		if found || err != nil {
