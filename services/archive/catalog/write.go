@@ -143,8 +143,13 @@ func fixedZone(off int) *time.Location {
 // lock keyed by the current schema). Writers that check which messages exist and then insert
 // them hold it, so two replicas never both insert the same message: the second waits, then sees
 // the first one's rows.
+//
+// It also turns sequential scans off for the rest of tx: every read of the write path is a keyed
+// look-up that must use its index, and on young tables (not yet analysed, or a cached generic
+// plan made when they were empty) the planner otherwise scans the whole table on every batch,
+// which made commits grow linearly with the catalog until autovacuum caught up.
 func LockWriter(ctx context.Context, tx pgx.Tx) error {
-	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('pecarchive.catalog.writer:' || coalesce(current_schema(), ''), 0))`)
+	_, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off; SELECT pg_advisory_xact_lock(hashtextextended('pecarchive.catalog.writer:' || coalesce(current_schema(), ''), 0))`)
 	if err != nil {
 		return fmt.Errorf("catalog: writer lock: %w", err)
 	}
