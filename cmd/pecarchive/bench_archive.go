@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -52,23 +53,27 @@ func benchArchive(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench archive", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	n := fs.Int("n", 20000, "receipts to store")
-	conc := fs.Int("concurrency", 16, "concurrent Store calls (and concurrent PUTs for the floor)")
-	unique := fs.Int("unique", 200, "distinct signed receipts generated (each stored N/unique times with a distinct Received header, as mailboxes do)")
+	conc := fs.Int("concurrency", 32, "concurrent Store calls (and concurrent PUTs for the floor)")
+	unique := fs.Int("unique", 0, "distinct signed receipts to generate (0: all N distinct); fewer are stored several times with distinct Received headers")
 	endpoint := fs.String("s3-endpoint", "", "S3 endpoint host:port (keys from $PECARCHIVE_S3_ACCESS_KEY / $PECARCHIVE_S3_SECRET_KEY); default: start a throw-away versitygw with scripts/s3-server.sh")
 	server := fs.String("s3-server", "versitygw", "throw-away server to start when no endpoint is given: versitygw or minio")
 	retention := fs.Duration("retention", 24*time.Hour, "COMPLIANCE retention of the benchmark's objects (kept short: they cannot be deleted before it ends)")
 	proofs := fs.Int("proofs", 2000, "inclusion proofs to time at the final tree size")
 	keep := fs.Bool("keep", false, "keep the PostgreSQL schema and the S3 server's data")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the pipeline phase to this file")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
+	if *unique == 0 {
+		*unique = *n
+	}
 	if *n <= 0 || *conc <= 0 || *unique <= 0 {
-		fmt.Fprintln(stderr, "pecarchive bench archive: -n, -concurrency and -unique must be positive")
+		fmt.Fprintln(stderr, "pecarchive bench archive: -n and -concurrency must be positive, -unique not negative")
 		return exitUsage
 	}
 	if err := runArchiveBench(context.Background(), archiveBenchConfig{
 		N: *n, Concurrency: *conc, Unique: *unique, Endpoint: *endpoint, Server: *server,
-		Retention: *retention, Proofs: *proofs, Keep: *keep,
+		Retention: *retention, Proofs: *proofs, Keep: *keep, CPUProfile: *cpuprofile,
 	}, stdout); err != nil {
 		fmt.Fprintf(stderr, "pecarchive bench archive: %v\n", err)
 		return exitNotValid
@@ -84,6 +89,7 @@ type archiveBenchConfig struct {
 	Proofs                 int
 	Keep                   bool
 	PGDSN                  string
+	CPUProfile             string
 }
 
 func runArchiveBench(ctx context.Context, cfg archiveBenchConfig, out io.Writer) error {
@@ -349,6 +355,17 @@ func benchPipeline(ctx context.Context, cfg archiveBenchConfig, s settings, pool
 	defer conn.Close()
 
 	var trusted, created atomic.Int64
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
+		if err != nil {
+			return 0, nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return 0, nil, err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	start := time.Now()
 	err = parallel(len(msgs), cfg.Concurrency, func(i int) error {
 		src := &archivev1.Source{Mailbox: "protocollo@pec.ordine.example.it", Folder: "INBOX", UidValidity: 1, Uid: uint32(i + 1)}
