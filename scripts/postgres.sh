@@ -71,6 +71,21 @@ if ready; then
   exit 0
 fi
 
+if [ -z "$bindir" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  # A fresh Debian machine: install the server from Debian's packages (no cluster is started by
+  # the package here; this script runs its own throw-away one below).
+  echo "postgres.sh: installing PostgreSQL from Debian's packages" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends postgresql >&2 || true
+  for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+    if [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ]; then bindir=$d; break; fi
+  done
+  if ready; then
+    ensure_test_db
+    echo "postgres.sh: PostgreSQL is reachable at $host:$port"
+    exit 0
+  fi
+fi
 if [ -z "$bindir" ]; then
   echo "postgres.sh: no PostgreSQL at $host:$port and no initdb/pg_ctl found (Debian: apt-get install postgresql)" >&2
   exit 1

@@ -25,6 +25,10 @@ order=(buf protoc-gen-go protoc-gen-go-grpc versitygw minio)
 want=("$@")
 [ ${#want[@]} -eq 0 ] && want=("${order[@]}")
 
+# One installer at a time per cache (parallel test packages and CI steps may all call this).
+exec 9>"$bin/.lock"
+flock 9
+
 for name in "${want[@]}"; do
   spec=${pkg[$name]:?unknown tool $name}
   stamp="$bin/.$name.version"
