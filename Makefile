@@ -11,8 +11,12 @@ all: build
 build:
 	$(GO) build -o bin/pecarchive ./cmd/pecarchive
 
+# The main job end to end on embedded defaults: every PEC kind generated and inspected, then a
+# whole conversation archived (write-once files + the local PostgreSQL, started if none runs),
+# delivery states, a log inclusion proof against a signed checkpoint, and an audit.
 demo: build
-	./bin/pecarchive demo
+	scripts/postgres.sh >&2
+	./bin/pecarchive demo --archive
 
 tools:
 	scripts/tools.sh

@@ -28,6 +28,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	seed := fs.Int64("seed", 1, "test provider seed (the same seed gives the same bytes)")
 	out := fs.String("out", "", "folder for the generated messages and the test root (default: a new temporary folder)")
+	withArchive := fs.Bool("archive", false, "also run the archive on embedded defaults: store a conversation (filesystem blobs, local PostgreSQL), prove a delivery, audit")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -106,5 +107,16 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		return exitNotValid
 	}
 	fmt.Fprintf(stdout, "\nevery verdict is as the test provider meant: genuine messages valid and trusted, every forged, tampered, truncated or badly certified one caught\n")
+	if *withArchive {
+		s, err := loadSettings("")
+		if err != nil {
+			fmt.Fprintf(stderr, "pecarchive demo: %v\n", err)
+			return exitUsage
+		}
+		if err := demoArchive(context.Background(), s, *seed, dir, stdout); err != nil {
+			fmt.Fprintf(stderr, "pecarchive demo: archive: %v\n", err)
+			return exitNotValid
+		}
+	}
 	return exitOK
 }
