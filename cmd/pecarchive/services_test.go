@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// serviceEnv points the services' settings at a fresh schema of the test PostgreSQL and a
+// temporary data folder with a new log key.
+func serviceEnv(t *testing.T) {
+	t.Helper()
+	dsn := os.Getenv("PECARCHIVE_TEST_PG_DSN")
+	if dsn == "" {
+		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	}
+	schema := fmt.Sprintf("cmd_test_%d", time.Now().UnixNano())
+	dir := t.TempDir()
+	t.Setenv("PECARCHIVE_PG_DSN", dsn)
+	t.Setenv("PECARCHIVE_PG_SCHEMA", schema)
+	t.Setenv("PECARCHIVE_DATA_DIR", dir)
+	t.Cleanup(func() {
+		if conn, err := pgx.Connect(context.Background(), dsn); err == nil {
+			conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+			conn.Close(context.Background())
+		}
+	})
+	key := filepath.Join(dir, "log.key")
+	if code, _, errOut := runCLI(t, "logkey", "generate", "--origin", "test.pecarchive.local/log", "--out", key); code != exitOK {
+		t.Fatalf("logkey generate: %s", errOut)
+	}
+	t.Setenv("PECARCHIVE_LOG_KEY_FILE", key)
+}
+
+func TestMigrateAuditAndServe(t *testing.T) {
+	serviceEnv(t)
+	code, out, errOut := runCLI(t, "migrate")
+	if code != exitOK || !strings.Contains(out, "up to date") {
+		t.Fatalf("migrate: exit %d %s %s", code, out, errOut)
+	}
+	if code, out, errOut := runCLI(t, "logkey", "public"); code != exitOK || !strings.HasPrefix(out, "test.pecarchive.local/log+") {
+		t.Fatalf("logkey public: exit %d %q %s", code, out, errOut)
+	}
+	s, err := loadSettings("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serveArchive(ctx, s, "127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("archive service: %v", err)
+	}
+	if err := serveArchive(context.Background(), s, "0.0.0.0:0", slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil ||
+		!strings.Contains(err.Error(), "without TLS") {
+		t.Errorf("serving plaintext beyond loopback: %v, want a refusal", err)
+	}
+	code, out, errOut = runCLI(t, "audit")
+	if code != exitOK || !strings.Contains(out, "audit: OK") {
+		t.Fatalf("audit: exit %d %s %s", code, out, errOut)
+	}
+}
+
+func TestSettingsFile(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "pecarchive.conf")
+	os.WriteFile(f, []byte("# comment\nPECARCHIVE_S3_BUCKET=from-file\nPECARCHIVE_LISTEN=127.0.0.1:1\n"), 0o600)
+	t.Setenv("PECARCHIVE_LISTEN", "127.0.0.1:2")
+	s, err := loadSettings(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.get("PECARCHIVE_S3_BUCKET", "") != "from-file" || s.get("PECARCHIVE_LISTEN", "") != "127.0.0.1:2" {
+		t.Errorf("settings = %v (the environment must override the file)", s)
+	}
+	os.WriteFile(f, []byte("NOT_OURS=1\n"), 0o600)
+	if _, err := loadSettings(f); err == nil {
+		t.Error("a line that is not PECARCHIVE_NAME=value was accepted")
+	}
+}
