@@ -63,8 +63,9 @@ func runInspect(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&trust, "trust", "PEM file or directory of trust anchors to add to the built-in ones (repeatable)")
 	at := fs.String("at", "", "verify as of this time (RFC 3339); default: the message's signing time")
 	asJSON := fs.Bool("json", false, "print one JSON object per file, one per line")
+	index := fs.String("index", "", "provider index (IGPEC LDIF, plain or signed .p7m): the signer must be listed and manage the From domain")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: pecarchive inspect [--trust PATH]... [--at RFC3339] [--json] FILE...")
+		fmt.Fprintln(stderr, "usage: pecarchive inspect [--trust PATH]... [--at RFC3339] [--index LDIF] [--json] FILE...")
 		fs.PrintDefaults()
 	}
 	files, err := parseInterleaved(fs, args)
@@ -92,7 +93,19 @@ func runInspect(args []string, stdout, stderr io.Writer) int {
 		}
 		anchors = smime.Merge(anchors, extra)
 	}
-	v, err := smime.New(smime.Config{Anchors: anchors})
+	cfg := smime.Config{Anchors: anchors}
+	if *index != "" {
+		data, err := os.ReadFile(*index)
+		if err != nil {
+			fmt.Fprintf(stderr, "pecarchive inspect: --index: %v\n", err)
+			return exitUsage
+		}
+		if cfg.Index, err = smime.LoadIndex(data, &smime.IndexOptions{Anchors: anchors}); err != nil {
+			fmt.Fprintf(stderr, "pecarchive inspect: --index: %v\n", err)
+			return exitUsage
+		}
+	}
+	v, err := smime.New(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "pecarchive inspect: %v\n", err)
 		return exitUsage

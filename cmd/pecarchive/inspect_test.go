@@ -258,3 +258,51 @@ func TestBenchVerify(t *testing.T) {
 	}
 	t.Log(res)
 }
+
+func TestInspectProviderIndex(t *testing.T) {
+	dir := t.TempDir()
+	p, err := pectest.NewProvider(1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := p.Peer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "root.pem")
+	os.WriteFile(root, p.CA.RootPEM(), 0o644)
+	var acc pectest.Generated
+	for _, g := range pectest.AllKinds(1) {
+		if g.Name == "accettazione" {
+			acc = g
+		}
+	}
+	msg := filepath.Join(dir, "accettazione.eml")
+	os.WriteFile(msg, acc.Bytes, 0o644)
+
+	both, err := p.CA.SignIndex(pectest.IndexLDIF(p, peer), pectest.DefaultTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onlyPeer := pectest.IndexLDIF(peer)
+	os.WriteFile(filepath.Join(dir, "both.ldif.p7m"), both, 0o644)
+	os.WriteFile(filepath.Join(dir, "peer.ldif"), onlyPeer, 0o644)
+
+	code, out, errOut := runCLI(t, "inspect", "--json", "--trust", root, "--index", filepath.Join(dir, "both.ldif.p7m"), msg)
+	sig := decodeLines(t, out)[0]["signature"].(map[string]any)
+	if code != exitOK || sig["trusted"] != true {
+		t.Errorf("signed index listing the signer: exit %d signature %v %s", code, sig, errOut)
+	}
+	code, out, _ = runCLI(t, "inspect", "--json", "--trust", root, "--index", filepath.Join(dir, "peer.ldif"), msg)
+	sig = decodeLines(t, out)[0]["signature"].(map[string]any)
+	if code != exitNotValid || sig["trusted"] != false || !strings.Contains(strings.Join(toStrings(sig["reasons"]), ","), "not-in-index") {
+		t.Errorf("index without the signer: exit %d signature %v", code, sig)
+	}
+	// A tampered signed index is refused before use.
+	bad := append([]byte(nil), both...)
+	bad[len(bad)/2] ^= 1
+	os.WriteFile(filepath.Join(dir, "bad.ldif.p7m"), bad, 0o644)
+	if code, _, _ := runCLI(t, "inspect", "--trust", root, "--index", filepath.Join(dir, "bad.ldif.p7m"), msg); code != exitUsage {
+		t.Errorf("tampered signed index: exit %d, want 2", code)
+	}
+}
