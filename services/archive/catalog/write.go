@@ -18,7 +18,7 @@ var msgCols = []string{
 	"daticert_time", "daticert_zone", "header_date", "receipt_type", "errore", "errore_esteso",
 	"consegna", "sig_present", "sig_valid", "sig_trusted", "digest_alg", "signer", "signer_email",
 	"index_provider", "signed_at", "verified_at", "reasons", "reason_details", "problems", "chain_sha256", "anchors_sha256",
-	"postacert_sha256", "leaf_index", "received_at",
+	"postacert_sha256", "leaf_index", "received_at", "contained_in",
 }
 
 const msgSelect = `sha256, size, kind, message_id, pec_id, orig_msgid, x_riferimento, ref_msgid,
@@ -26,7 +26,7 @@ const msgSelect = `sha256, size, kind, message_id, pec_id, orig_msgid, x_riferim
 	daticert_time, daticert_zone, header_date, receipt_type, errore, errore_esteso,
 	consegna, sig_present, sig_valid, sig_trusted, digest_alg, signer, signer_email,
 	index_provider, signed_at, verified_at, reasons, reason_details, problems, chain_sha256, anchors_sha256,
-	postacert_sha256, leaf_index, received_at`
+	postacert_sha256, leaf_index, received_at, contained_in`
 
 // msgSelectAs is msgSelect with every column qualified by alias.
 func msgSelectAs(alias string) string {
@@ -71,7 +71,7 @@ func (m *Message) values() []any {
 		m.Consegna, m.Verdict.Present, m.Verdict.Valid, m.Verdict.Trusted, m.Verdict.Digest, m.Verdict.Signer, m.Verdict.SignerEmail,
 		m.Verdict.Provider, timeOrNil(m.Verdict.SignedAt), timeOrNil(m.Verdict.VerifiedAt),
 		nonNil(m.Verdict.Reasons), nonNil(m.Verdict.Details), nonNil(m.Problems),
-		sumOrNil(m.ChainSHA256), sumOrNil(m.AnchorsSHA256), sumOrNil(m.PostacertSHA256), int64(m.LeafIndex), m.ReceivedAt,
+		sumOrNil(m.ChainSHA256), sumOrNil(m.AnchorsSHA256), sumOrNil(m.PostacertSHA256), int64(m.LeafIndex), m.ReceivedAt, sumOrNil(m.ContainedIn),
 	}
 }
 
@@ -85,6 +85,7 @@ func scanMessage(row pgx.Row) (Message, error) {
 	var (
 		m                              Message
 		sha, chain, anchors, postacert []byte
+		contained                      []byte
 		kind, rtype, errore            string
 		dt, hd, signed, verified       *time.Time
 		zone                           *int32
@@ -95,7 +96,7 @@ func scanMessage(row pgx.Row) (Message, error) {
 		&dt, &zone, &hd, &rtype, &errore, &m.ErroreEsteso,
 		&m.Consegna, &m.Verdict.Present, &m.Verdict.Valid, &m.Verdict.Trusted, &m.Verdict.Digest, &m.Verdict.Signer, &m.Verdict.SignerEmail,
 		&m.Verdict.Provider, &signed, &verified, &m.Verdict.Reasons, &m.Verdict.Details, &m.Problems, &chain, &anchors,
-		&postacert, &leaf, &m.ReceivedAt)
+		&postacert, &leaf, &m.ReceivedAt, &contained)
 	if err != nil {
 		return Message{}, err
 	}
@@ -103,6 +104,7 @@ func scanMessage(row pgx.Row) (Message, error) {
 	copySum(&m.ChainSHA256, chain)
 	copySum(&m.AnchorsSHA256, anchors)
 	copySum(&m.PostacertSHA256, postacert)
+	copySum(&m.ContainedIn, contained)
 	m.Kind = pec.Kind(kind)
 	m.ReceiptType = pec.ReceiptType(rtype)
 	m.Errore = pec.ErrorCode(errore)
