@@ -409,23 +409,50 @@ func correlate(ctx context.Context, tx pgx.Tx, msgs []Message, now time.Time, pr
 	// One pipeline: links, delivery events of the new receipts, then the read-back of the events
 	// and originals of every msgid they (or new originals) affect.
 	batch = &pgx.Batch{}
-	for l := range links {
-		batch.Queue(`INSERT INTO message_links (referrer_sha256, original_sha256, via) VALUES ($1, $2, $3)
-			ON CONFLICT DO NOTHING`, l.Referrer[:], l.Original[:], l.Via)
+	if len(links) > 0 {
+		var refSums, origSums [][]byte
+		var vias []string
+		for l := range links {
+			refSums = append(refSums, l.Referrer[:])
+			origSums = append(origSums, l.Original[:])
+			vias = append(vias, l.Via)
+		}
+		batch.Queue(`INSERT INTO message_links (referrer_sha256, original_sha256, via)
+			SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::text[]) ON CONFLICT DO NOTHING`, refSums, origSums, vias)
 	}
 	affected := map[string]bool{}
 	for _, id := range ids {
 		affected[id] = true
 	}
+	var newEvs []event
 	for i := range msgs {
 		for _, e := range eventsOf(&msgs[i]) {
 			affected[e.MsgID] = true
-			batch.Queue(`INSERT INTO delivery_events (msgid, recipient, receipt_sha256, kind, ok, problem, pec_id,
-				sender, receipt_type, errore, errore_esteso, event_time)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING`,
-				e.MsgID, e.Recipient, e.Receipt[:], string(e.Kind), e.OK, e.Problem, e.PECID,
-				e.Sender, e.ReceiptType, e.Errore, e.ErroreEsteso, timeOrNil(e.Time))
+			newEvs = append(newEvs, e)
 		}
+	}
+	if len(newEvs) > 0 {
+		var (
+			msgids, rcpts, kinds, problems, pecIDs, senders = make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs))
+			rtypes, errores, estesi                         = make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs))
+			receipts                                        = make([][]byte, len(newEvs))
+			oks                                             = make([]bool, len(newEvs))
+			times                                           = make([]*time.Time, len(newEvs))
+		)
+		for i := range newEvs {
+			e := &newEvs[i]
+			msgids[i], rcpts[i], receipts[i], kinds[i], oks[i], problems[i] = e.MsgID, e.Recipient, e.Receipt[:], string(e.Kind), e.OK, e.Problem
+			pecIDs[i], senders[i], rtypes[i], errores[i], estesi[i] = e.PECID, e.Sender, e.ReceiptType, e.Errore, e.ErroreEsteso
+			if !e.Time.IsZero() {
+				times[i] = &e.Time
+			}
+		}
+		batch.Queue(`INSERT INTO delivery_events (msgid, recipient, receipt_sha256, kind, ok, problem, pec_id,
+			sender, receipt_type, errore, errore_esteso, event_time)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::bool[], $6::text[], $7::text[],
+				$8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])
+			ON CONFLICT DO NOTHING`,
+			msgids, rcpts, receipts, kinds, oks, problems, pecIDs, senders, rtypes, errores, estesi, times)
 	}
 	nWrites := batch.Len()
 	keys := make([]string, 0, len(affected))

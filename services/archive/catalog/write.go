@@ -332,9 +332,19 @@ func queueCertSets(batch *pgx.Batch, chains, anchors []CertSet) {
 	}
 }
 
-// queueSources queues the inserts of srcs into batch.
+// queueSources queues the insert of srcs into batch: one statement.
 func queueSources(batch *pgx.Batch, srcs []SourceRow, now time.Time) {
-	for _, s := range srcs {
+	if len(srcs) == 0 {
+		return
+	}
+	var (
+		sums, parents         = make([][]byte, len(srcs)), make([][]byte, len(srcs))
+		mailboxes, folders    = make([]string, len(srcs)), make([]string, len(srcs))
+		paths                 = make([]string, len(srcs))
+		uidvalidities, uids   = make([]int64, len(srcs)), make([]int64, len(srcs))
+		internaldates, firsts = make([]*time.Time, len(srcs)), make([]time.Time, len(srcs))
+	)
+	for i, s := range srcs {
 		src := s.Source
 		fs := normTime(src.FirstSeen)
 		if fs.IsZero() {
@@ -344,10 +354,18 @@ func queueSources(batch *pgx.Batch, srcs []SourceRow, now time.Time) {
 		if src.Parent != ([32]byte{}) {
 			parent = src.Parent[:]
 		}
-		batch.Queue(`INSERT INTO message_sources
-			(sha256, mailbox, folder, uidvalidity, uid, internaldate, path, parent_sha256, first_seen)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`,
-			s.SHA256[:], clean(src.Mailbox, MaxText), clean(src.Folder, MaxText), int64(src.UIDValidity), int64(src.UID),
-			timeOrNil(normTime(src.InternalDate)), clean(src.Path, MaxText), parent, fs)
+		sums[i], parents[i] = s.SHA256[:], parent
+		mailboxes[i], folders[i], paths[i] = clean(src.Mailbox, MaxText), clean(src.Folder, MaxText), clean(src.Path, MaxText)
+		uidvalidities[i], uids[i] = int64(src.UIDValidity), int64(src.UID)
+		if t := normTime(src.InternalDate); !t.IsZero() {
+			internaldates[i] = &t
+		}
+		firsts[i] = fs
 	}
+	batch.Queue(`INSERT INTO message_sources
+		(sha256, mailbox, folder, uidvalidity, uid, internaldate, path, parent_sha256, first_seen)
+		SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::timestamptz[],
+			$7::text[], $8::bytea[], $9::timestamptz[])
+		ON CONFLICT DO NOTHING`,
+		sums, mailboxes, folders, uidvalidities, uids, internaldates, paths, parents, firsts)
 }
