@@ -574,29 +574,60 @@ func upsertDeliveries(ctx context.Context, tx pgx.Tx, evs map[string][]event, or
 		return nil
 	}
 	sort.Strings(withEvents)
-	var batch pgx.Batch
+	var ds []Delivery
 	for _, id := range withEvents {
-		for _, d := range derive(id, evs[id], origs[id], now) {
-			batch.Queue(`INSERT INTO deliveries (msgid, recipient, pec_id, sender, state, receipt_type, errore,
-				errore_esteso, original_sha256, acceptance_sha256, delivery_sha256, nondelivery_sha256,
-				warning_sha256, accepted_at, state_at, problem, updated_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-				ON CONFLICT (msgid, recipient) DO UPDATE SET pec_id = EXCLUDED.pec_id, sender = EXCLUDED.sender,
-				state = EXCLUDED.state, receipt_type = EXCLUDED.receipt_type, errore = EXCLUDED.errore,
-				errore_esteso = EXCLUDED.errore_esteso, original_sha256 = EXCLUDED.original_sha256,
-				acceptance_sha256 = EXCLUDED.acceptance_sha256, delivery_sha256 = EXCLUDED.delivery_sha256,
-				nondelivery_sha256 = EXCLUDED.nondelivery_sha256, warning_sha256 = EXCLUDED.warning_sha256,
-				accepted_at = EXCLUDED.accepted_at, state_at = EXCLUDED.state_at, problem = EXCLUDED.problem,
-				updated_at = EXCLUDED.updated_at`,
-				d.MsgID, d.Recipient, d.PECID, d.Sender, string(d.State), string(d.ReceiptType), string(d.Errore),
-				d.ErroreEsteso, sumOrNil(d.Original), sumOrNil(d.Acceptance), sumOrNil(d.Delivery), sumOrNil(d.NonDelivery),
-				sumOrNil(d.Warning), timeOrNil(d.AcceptedAt), timeOrNil(d.StateAt), d.Problem, d.UpdatedAt)
-		}
+		ds = append(ds, derive(id, evs[id], origs[id], now)...)
 	}
-	if batch.Len() > 0 {
-		if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
-			return fmt.Errorf("catalog: upsert deliveries: %w", err)
+	if len(ds) == 0 {
+		return nil
+	}
+	// One statement: (msgid, recipient) is unique within ds (one msgid each, one row per
+	// recipient), as ON CONFLICT DO UPDATE requires.
+	n := len(ds)
+	var (
+		msgids, rcpts, pecIDs, senders, states = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		rtypes, errores, estesi, problems      = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		origSums, accs, dels, nondels, warns   = make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n)
+		acceptedAt, stateAt                    = make([]*time.Time, n), make([]*time.Time, n)
+		updatedAt                              = make([]time.Time, n)
+	)
+	sumOrNull := func(s [32]byte) []byte {
+		if s == ([32]byte{}) {
+			return nil
 		}
+		return s[:]
+	}
+	for i := range ds {
+		d := &ds[i]
+		msgids[i], rcpts[i], pecIDs[i], senders[i], states[i] = d.MsgID, d.Recipient, d.PECID, d.Sender, string(d.State)
+		rtypes[i], errores[i], estesi[i], problems[i] = string(d.ReceiptType), string(d.Errore), d.ErroreEsteso, d.Problem
+		origSums[i], accs[i], dels[i] = sumOrNull(d.Original), sumOrNull(d.Acceptance), sumOrNull(d.Delivery)
+		nondels[i], warns[i] = sumOrNull(d.NonDelivery), sumOrNull(d.Warning)
+		if !d.AcceptedAt.IsZero() {
+			acceptedAt[i] = &d.AcceptedAt
+		}
+		if !d.StateAt.IsZero() {
+			stateAt[i] = &d.StateAt
+		}
+		updatedAt[i] = d.UpdatedAt
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO deliveries (msgid, recipient, pec_id, sender, state, receipt_type, errore,
+		errore_esteso, original_sha256, acceptance_sha256, delivery_sha256, nondelivery_sha256,
+		warning_sha256, accepted_at, state_at, problem, updated_at)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+			$8::text[], $9::bytea[], $10::bytea[], $11::bytea[], $12::bytea[], $13::bytea[], $14::timestamptz[],
+			$15::timestamptz[], $16::text[], $17::timestamptz[])
+		ON CONFLICT (msgid, recipient) DO UPDATE SET pec_id = EXCLUDED.pec_id, sender = EXCLUDED.sender,
+		state = EXCLUDED.state, receipt_type = EXCLUDED.receipt_type, errore = EXCLUDED.errore,
+		errore_esteso = EXCLUDED.errore_esteso, original_sha256 = EXCLUDED.original_sha256,
+		acceptance_sha256 = EXCLUDED.acceptance_sha256, delivery_sha256 = EXCLUDED.delivery_sha256,
+		nondelivery_sha256 = EXCLUDED.nondelivery_sha256, warning_sha256 = EXCLUDED.warning_sha256,
+		accepted_at = EXCLUDED.accepted_at, state_at = EXCLUDED.state_at, problem = EXCLUDED.problem,
+		updated_at = EXCLUDED.updated_at`,
+		msgids, rcpts, pecIDs, senders, states, rtypes, errores, estesi, origSums, accs, dels, nondels, warns,
+		acceptedAt, stateAt, problems, updatedAt)
+	if err != nil {
+		return fmt.Errorf("catalog: upsert deliveries: %w", err)
 	}
 	return nil
 }
