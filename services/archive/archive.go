@@ -26,6 +26,7 @@
 package archive
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -92,7 +93,8 @@ type Record struct {
 	// Sources are where the message was found; filled by Get, not by Store.
 	Sources []catalog.Source
 	// Postacert is the record of the postacert.eml carried by a complete delivery receipt, which
-	// the archive stores as a message of its own; nil otherwise (and in Get results).
+	// the archive catalogues as a message of its own (its bytes stay in the receipt's blob, see
+	// catalog.Message.ContainedIn and OpenBlob); nil otherwise (and in Get results).
 	Postacert *Record
 }
 
@@ -127,8 +129,8 @@ type Config struct {
 	CheckpointEvery int
 	// NoMigrate skips running the migrations in New (run Migrate separately).
 	NoMigrate bool
-	// NoPostacert stops storing the postacert.eml of complete delivery receipts as messages of
-	// their own.
+	// NoPostacert stops cataloguing the postacert.eml of complete delivery receipts as messages
+	// of their own.
 	NoPostacert bool
 	// ParseOptions are passed to pec.Parse (its MaxSize is raised to MaxSize).
 	ParseOptions *pec.Options
@@ -391,11 +393,17 @@ func (a *Archive) Store(ctx context.Context, raw []byte, src Source) (Record, er
 		in := a.prepare(ctx, sha256.Sum256(main.inner), main.inner, received)
 		in.src = catalog.Source{Path: "postacert.eml", Parent: sum}
 		in.isInner = true
+		// No blob of its own: its bytes are the part the receipt's blob carries.
+		in.msg.ContainedIn = sum
 		req.items = append(req.items, in)
 	}
-	// The bytes first, durable, inner message before the receipt that carries it.
-	for i := len(req.items) - 1; i >= 0; i-- {
+	// The bytes first, durable. A postacert.eml is read back from the receipt's blob, which is
+	// durable before the transaction that commits either row.
+	for i := range req.items {
 		it := &req.items[i]
+		if it.isInner {
+			continue
+		}
 		pctx, cancel := context.WithTimeout(ctx, a.cfg.PutTimeout)
 		_, err := a.blobs.Put(pctx, it.sum, it.raw)
 		cancel()
@@ -450,12 +458,46 @@ func (a *Archive) GetRecord(ctx context.Context, sum [32]byte) (Record, error) {
 
 // OpenBlob returns the exact stored bytes of the message sum. The reader verifies the SHA-256
 // and fails at EOF with an error wrapping ErrIntegrity (and blob.ErrIntegrity) on a mismatch.
+// A message without a blob of its own (catalog.Message.ContainedIn: a postacert.eml) is
+// extracted from the blob of the message carrying it and re-hashed before it is returned.
 func (a *Archive) OpenBlob(ctx context.Context, sum [32]byte) (io.ReadCloser, error) {
 	rc, err := a.blobs.Get(ctx, sum)
+	if errors.Is(err, blob.ErrNotFound) {
+		return a.openContained(ctx, sum, err)
+	}
 	if err != nil {
 		return nil, classify("open blob", err)
 	}
 	return &integrityReader{rc}, nil
+}
+
+// openContained returns the bytes of sum extracted from the blob of the message that carries
+// them, or notFound when the catalog says no message does.
+func (a *Archive) openContained(ctx context.Context, sum [32]byte, notFound error) (io.ReadCloser, error) {
+	m, err := a.cat.Get(ctx, sum)
+	if errors.Is(err, catalog.ErrNotFound) || (err == nil && m.ContainedIn == ([32]byte{})) {
+		return nil, classify("open blob", notFound)
+	}
+	if err != nil {
+		return nil, classify("open blob", err)
+	}
+	rc, err := a.blobs.Get(ctx, m.ContainedIn)
+	if err != nil {
+		return nil, classify(fmt.Sprintf("open blob of %x, which carries %x", m.ContainedIn[:8], sum[:8]), err)
+	}
+	parent, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return nil, classify(fmt.Sprintf("read blob of %x, which carries %x", m.ContainedIn[:8], sum[:8]), err)
+	}
+	raw, err := catalog.ExtractContained(parent, sum, &a.parse)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrIntegrity, err)
+	}
+	if int64(len(raw)) != m.Size {
+		return nil, fmt.Errorf("%w: %x: %d bytes extracted, the catalog says %d", ErrIntegrity, sum[:8], len(raw), m.Size)
+	}
+	return io.NopCloser(bytes.NewReader(raw)), nil
 }
 
 type integrityReader struct{ io.ReadCloser }

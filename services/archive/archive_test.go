@@ -301,6 +301,31 @@ func TestStoreConversation(t *testing.T) {
 	if err != nil || !bytes.Equal(b, c.delA.Bytes) {
 		t.Errorf("blob differs: %v", err)
 	}
+	// The postacert.eml has its catalog row but no blob of its own: Get names the receipt
+	// carrying it, OpenBlob extracts it from the receipt's blob, byte-exact.
+	pc, err := f.a.Get(ctx, del.Postacert.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc.ContainedIn != del.SHA256 || pc.EvidenceDigest() != del.Postacert.EvidenceDigest() {
+		t.Errorf("postacert record: contained in %x, want %x", pc.ContainedIn[:4], del.SHA256[:4])
+	}
+	if len(pc.Sources) != 1 || pc.Sources[0].Parent != del.SHA256 || pc.Sources[0].Path != "postacert.eml" {
+		t.Errorf("postacert sources: %+v", pc.Sources)
+	}
+	if _, err := f.blobs.Stat(ctx, del.Postacert.SHA256); !errors.Is(err, blob.ErrNotFound) {
+		t.Errorf("postacert has a blob of its own: %v", err)
+	}
+	pm, _ := pec.Parse(c.delA.Bytes, nil)
+	rc, err = f.a.OpenBlob(ctx, del.Postacert.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err = io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(b, pm.Postacert) || sha256.Sum256(b) != del.Postacert.SHA256 {
+		t.Errorf("postacert bytes differ: %v", err)
+	}
 	if _, err := f.a.Get(ctx, sha256.Sum256([]byte("absent"))); !errors.Is(err, archive.ErrNotFound) {
 		t.Errorf("absent: %v", err)
 	}
@@ -577,5 +602,59 @@ func TestAnonymisedSamples(t *testing.T) {
 			t.Errorf("%s: kind %s, verdict %+v", p, rec.Kind, rec.Verdict)
 		}
 		t.Logf("%s: %s, reasons %v, problems %v", p, rec.Kind, rec.Reasons, rec.Problems)
+	}
+}
+
+// A postacert.eml is read from its receipt's blob: a receipt blob altered, or a row pointing at a
+// message that does not carry it, fails with ErrIntegrity rather than returning other bytes.
+func TestContainedPostacertIntegrity(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	c := newConversation(t, f, "Postacert integrity")
+	del := f.store(c.delA.Bytes, archive.Source{Path: "del.eml"})
+	acc := f.store(c.acc.Bytes, archive.Source{Path: "acc.eml"})
+	if del.Postacert == nil || del.Postacert.ContainedIn != del.SHA256 {
+		t.Fatalf("postacert: %+v", del.Postacert)
+	}
+	open := func() error {
+		rc, err := f.a.OpenBlob(ctx, del.Postacert.SHA256)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		_, err = io.ReadAll(rc)
+		return err
+	}
+	if err := open(); err != nil {
+		t.Fatal(err)
+	}
+	// Pointed at the acceptance, which carries no postacert.eml.
+	if _, err := f.pool.Exec(ctx, `UPDATE messages SET contained_in = $1 WHERE sha256 = $2`, acc.SHA256[:], del.Postacert.SHA256[:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := open(); !errors.Is(err, archive.ErrIntegrity) {
+		t.Errorf("postacert said to be in the acceptance: %v, want ErrIntegrity", err)
+	}
+	if _, err := f.pool.Exec(ctx, `UPDATE messages SET contained_in = $1 WHERE sha256 = $2`, del.SHA256[:], del.Postacert.SHA256[:]); err != nil {
+		t.Fatal(err)
+	}
+	// The receipt's blob rewritten on disk.
+	path := f.fs.Path(del.SHA256)
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	orig, _ := os.ReadFile(path)
+	if err := os.WriteFile(path, bytes.Replace(orig, []byte("Postacert integrity"), []byte("Postacert integritX"), -1), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := open(); !errors.Is(err, archive.ErrIntegrity) {
+		t.Errorf("receipt blob rewritten: %v, want ErrIntegrity", err)
+	}
+	// The receipt's blob gone: not found.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := open(); !errors.Is(err, archive.ErrNotFound) {
+		t.Errorf("receipt blob removed: %v, want ErrNotFound", err)
 	}
 }

@@ -157,16 +157,13 @@ func (a *Archive) commit(batch []*request) (recs []Record, err error) {
 			a.dropConn()
 		}
 	}()
-	if err := catalog.LockWriter(ctx, tx); err != nil {
-		return nil, classify("commit", err)
-	}
 	var sums [][32]byte
 	for _, r := range batch {
 		for _, it := range r.items {
 			sums = append(sums, it.sum)
 		}
 	}
-	stored, err := catalog.Lookup(ctx, tx, sums)
+	stored, err := catalog.LockAndLookup(ctx, tx, sums)
 	if err != nil {
 		return nil, classify("commit", err)
 	}

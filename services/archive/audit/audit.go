@@ -5,7 +5,9 @@
 //
 // What Run checks:
 //   - every blob: its bytes hash to its key (re-computed in full), its size matches the catalog;
-//   - every catalog row: its blob exists; its leaf exists, is a "message" leaf for the same
+//   - every catalog row: its blob exists (for a message without a blob of its own,
+//     catalog.Message.ContainedIn, the blob of the message carrying it exists, is intact and
+//     still yields bytes that hash to the row's SHA-256); its leaf exists, is a "message" leaf for the same
 //     SHA-256, carries the row's received time and the row's evidence digest
 //     (catalog.Message.LeafExtra), so an altered row is named;
 //   - every message leaf: a catalog row points at it;
@@ -347,6 +349,9 @@ func (a *auditor) blobsOfRows(ctx context.Context, size uint64) error {
 			defer wg.Done()
 			for m := range work {
 				n, err := a.readBlob(ctx, m.SHA256)
+				if errors.Is(err, blob.ErrNotFound) && m.ContainedIn != ([32]byte{}) {
+					n, err = a.readContained(ctx, m)
+				}
 				switch {
 				case err == nil:
 					if int64(n) != m.Size {
@@ -399,6 +404,29 @@ func (a *auditor) readBlob(ctx context.Context, sum [32]byte) (uint64, error) {
 	a.rep.BlobBytes += uint64(n)
 	a.mu.Unlock()
 	return uint64(n), err
+}
+
+// readContained re-extracts the bytes of m from the blob of the message carrying them
+// (m.ContainedIn, itself verified against its key) and re-hashes them. A parent blob that is
+// missing or altered, or that does not carry m, is reported against m as well.
+func (a *auditor) readContained(ctx context.Context, m catalog.Message) (uint64, error) {
+	rc, err := a.cfg.Blobs.Get(ctx, m.ContainedIn)
+	if err != nil {
+		return 0, fmt.Errorf("blob of %x, which carries this message: %w", m.ContainedIn, err)
+	}
+	parent, err := io.ReadAll(rc)
+	rc.Close()
+	a.mu.Lock()
+	a.rep.BlobBytes += uint64(len(parent))
+	a.mu.Unlock()
+	if err != nil {
+		return 0, fmt.Errorf("blob of %x, which carries this message: %w", m.ContainedIn, err)
+	}
+	raw, err := catalog.ExtractContained(parent, m.SHA256, nil)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", blob.ErrIntegrity, err)
+	}
+	return uint64(len(raw)), nil
 }
 
 // orphans walks the blob store for blobs the catalog does not know, checking their hashes too.

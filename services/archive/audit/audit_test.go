@@ -88,8 +88,20 @@ func TestAudit(t *testing.T) {
 	if !rep.OK() || len(rep.Findings) != 0 {
 		t.Fatalf("clean archive: %v", rep.Findings)
 	}
-	// 3 acceptances + 3 delivery receipts + their 3 postacert.eml.
-	if rep.Rows != 9 || rep.MessageLeaves != 9 || rep.Blobs != 9 || rep.LogSize != 9 || rep.Checkpoints != 1 {
+	// 3 acceptances + 3 delivery receipts + their 3 postacert.eml, which have no blob of their
+	// own: the audit re-extracts them from the receipts' blobs.
+	for _, r := range recs {
+		if r.Postacert == nil {
+			continue
+		}
+		if r.Postacert.ContainedIn != r.SHA256 {
+			t.Fatalf("postacert %x: contained in %x, want its receipt %x", r.Postacert.SHA256[:4], r.Postacert.ContainedIn[:4], r.SHA256[:4])
+		}
+		if _, err := fs.Stat(ctx, r.Postacert.SHA256); err == nil {
+			t.Fatalf("postacert %x has a blob of its own", r.Postacert.SHA256[:4])
+		}
+	}
+	if rep.Rows != 9 || rep.MessageLeaves != 9 || rep.Blobs != 6 || rep.LogSize != 9 || rep.Checkpoints != 1 {
 		t.Fatalf("counts: %+v", rep)
 	}
 
@@ -114,6 +126,26 @@ func TestAudit(t *testing.T) {
 	// 3. A blob deleted.
 	del0 := recs[1]
 	if err := os.Remove(fs.Path(del0.SHA256)); err != nil {
+		t.Fatal(err)
+	}
+	// 3b. The receipt carrying a postacert.eml rewritten inside the postacert part: the receipt
+	// and its postacert are both reported altered.
+	del2 := recs[5]
+	path = fs.Path(del2.SHA256)
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	orig, _ = os.ReadFile(path)
+	tampered := strings.Replace(string(orig), "Audit 2", "Audit X", -1)
+	if tampered == string(orig) {
+		t.Fatal("receipt 2 does not carry its subject")
+	}
+	if err := os.WriteFile(path, []byte(tampered), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	// 3c. A postacert row pointed at a message that does not carry it (the acceptance acc1's
+	// neighbour: a receipt without postacert.eml).
+	if _, err := pool.Exec(ctx, `UPDATE messages SET contained_in = $1 WHERE sha256 = $2`, recs[0].SHA256[:], del1.Postacert.SHA256[:]); err != nil {
 		t.Fatal(err)
 	}
 	// 4. A leaf rewritten, stored hash updated too, so only the tree and checkpoint betray it.
@@ -184,6 +216,10 @@ func TestAudit(t *testing.T) {
 		{"altered row (received_at)", audit.RowAltered, del1.SHA256, int64(del1.LeafIndex)},
 		{"rewritten blob", audit.BlobAltered, acc1.SHA256, -1},
 		{"deleted blob", audit.BlobMissing, del0.SHA256, -1},
+		{"postacert of a deleted blob", audit.BlobMissing, del0.Postacert.SHA256, -1},
+		{"receipt rewritten", audit.BlobAltered, del2.SHA256, -1},
+		{"postacert of a rewritten receipt", audit.BlobAltered, del2.Postacert.SHA256, -1},
+		{"postacert said to be in another message", audit.BlobAltered, del1.Postacert.SHA256, -1},
 		{"rewritten leaf: row and leaf disagree", audit.RowLeafMismatch, acc2.SHA256, int64(acc2.LeafIndex)},
 		{"rewritten leaf: tree recomputation", audit.LogInconsistent, [32]byte{}, -1},
 		{"rewritten leaf: checkpoint root", audit.CheckpointInvalid, [32]byte{}, -1},

@@ -136,6 +136,11 @@ type Message struct {
 	// ReceivedAt is when the archive first stored the message (microsecond precision; the log
 	// leaf carries it truncated to seconds).
 	ReceivedAt time.Time
+	// ContainedIn, when set, is the SHA-256 of the message whose blob carries this message's
+	// bytes (the postacert.eml of a complete delivery receipt, which has no blob of its own; see
+	// [ExtractContained]). It says where the bytes are, not what they are: it is not part of the
+	// evidence digest.
+	ContainedIn [32]byte
 }
 
 // Source is one place a message was found.

@@ -42,8 +42,16 @@ func (e *env) store(msgs ...catalog.Message) []catalog.Message {
 		e.t.Fatal(err)
 	}
 	defer tx.Rollback(ctx)
-	if err := catalog.LockWriter(ctx, tx); err != nil {
+	sums := make([][32]byte, len(msgs))
+	for i := range msgs {
+		sums[i] = msgs[i].SHA256
+	}
+	stored, err := catalog.LockAndLookup(ctx, tx, sums)
+	if err != nil {
 		e.t.Fatal(err)
+	}
+	if again, err := catalog.Lookup(ctx, tx, sums); err != nil || len(again) != len(stored) {
+		e.t.Fatalf("LockAndLookup found %d, Lookup %d (%v)", len(stored), len(again), err)
 	}
 	b := &catalog.Batch{Now: e.now}
 	for i := range msgs {

@@ -247,8 +247,11 @@ func derive(msgid string, evs []event, orig *original, now time.Time) []Delivery
 }
 
 // correlate links the new messages msgs (already inserted) with what is stored, in both
-// directions, records their delivery events and re-derives the deliveries they affect.
-func correlate(ctx context.Context, tx pgx.Tx, msgs []Message, now time.Time) error {
+// directions, records their delivery events and re-derives the deliveries they affect. pre holds
+// statements to run first (inserts whose results are not read); they are sent in the same
+// pipeline as the correlation look-ups. Three round trips in all: look-ups; links, events and
+// the read-back of the events and originals of the msgids affected; deliveries.
+func correlate(ctx context.Context, tx pgx.Tx, msgs []Message, now time.Time, pre *pgx.Batch) error {
 	var refs, ids, receiptPECIDs, envelopePECIDs []string
 	var inner [][]byte
 	for i := range msgs {
@@ -277,169 +280,231 @@ func correlate(ctx context.Context, tx pgx.Tx, msgs []Message, now time.Time) er
 			links[Link{Referrer: r, Original: o, Via: via}] = true
 		}
 	}
-	// New referrers -> stored (or new) originals.
-	if len(refs) > 0 {
-		byID, err := keyed(ctx, tx, `SELECT sha256, ref_msgid FROM messages
-			WHERE kind = 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($1)`, refs)
-		if err != nil {
-			return err
-		}
-		for i := range msgs {
-			if m := &msgs[i]; m.Kind != pec.KindNotPEC && m.RefMsgID != "" {
-				for _, o := range byID[m.RefMsgID] {
-					add(m.SHA256, o, LinkMsgID)
-				}
-			}
+
+	// One pipeline: pre, then every look-up (none depends on another).
+	batch := pre
+	nPre := batch.Len()
+	if len(refs) > 0 { // new referrers -> stored (or new) originals
+		batch.Queue(`SELECT sha256, ref_msgid FROM messages
+			WHERE kind = 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($1)`, dedupe(refs))
+	}
+	if len(ids) > 0 { // new originals <- stored (or new) referrers
+		batch.Queue(`SELECT sha256, ref_msgid FROM messages
+			WHERE kind <> 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($1)`, dedupe(ids))
+	}
+	if len(receiptPECIDs) > 0 { // receipts -> transport envelopes by PEC id
+		batch.Queue(`SELECT sha256, pec_id FROM messages
+			WHERE kind = 'posta-certificata' AND pec_id <> '' AND pec_id = ANY($1)`, dedupe(receiptPECIDs))
+	}
+	if len(envelopePECIDs) > 0 { // transport envelopes <- receipts by PEC id
+		batch.Queue(`SELECT sha256, pec_id FROM messages
+			WHERE kind IN ('accettazione', 'non-accettazione', 'presa-in-carico', 'avvenuta-consegna',
+			               'errore-consegna', 'preavviso-errore-consegna', 'rilevazione-virus')
+			  AND pec_id <> '' AND pec_id = ANY($1)`, dedupe(envelopePECIDs))
+	}
+	if len(inner) > 0 { // carried postacert.eml stored as a message of its own
+		batch.Queue(`SELECT sha256 FROM messages WHERE sha256 = ANY($1)`, inner)
+	}
+	sums := make([][]byte, len(msgs))
+	for i := range msgs {
+		sums[i] = msgs[i].SHA256[:]
+	}
+	// New messages carried inside stored ones.
+	batch.Queue(`SELECT sha256, postacert_sha256 FROM messages
+		WHERE postacert_sha256 IS NOT NULL AND postacert_sha256 = ANY($1)`, sums)
+
+	br := tx.SendBatch(ctx, batch)
+	for range nPre {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return fmt.Errorf("catalog: insert: %w", err)
 		}
 	}
-	// New originals <- stored (or new) referrers.
-	if len(ids) > 0 {
-		byRef, err := keyed(ctx, tx, `SELECT sha256, ref_msgid FROM messages
-			WHERE kind <> 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($1)`, ids)
-		if err != nil {
-			return err
-		}
-		for i := range msgs {
-			if m := &msgs[i]; m.Kind == pec.KindNotPEC && m.RefMsgID != "" {
-				for _, r := range byRef[m.RefMsgID] {
-					add(r, m.SHA256, LinkMsgID)
-				}
+	var byID, byRef, env, rcpts map[string][][32]byte
+	have := map[[32]byte]bool{}
+	var carried [][2][32]byte
+	err := func() error {
+		var err error
+		if len(refs) > 0 {
+			if byID, err = readKeyed(br); err != nil {
+				return err
 			}
 		}
-	}
-	// Receipts <-> transport envelopes by PEC id, both directions.
-	if len(receiptPECIDs) > 0 {
-		env, err := keyed(ctx, tx, `SELECT sha256, pec_id FROM messages
-			WHERE kind = 'posta-certificata' AND pec_id <> '' AND pec_id = ANY($1)`, receiptPECIDs)
-		if err != nil {
-			return err
+		if len(ids) > 0 {
+			if byRef, err = readKeyed(br); err != nil {
+				return err
+			}
 		}
-		for i := range msgs {
-			if m := &msgs[i]; m.Kind.IsReceipt() && m.PECID != "" {
+		if len(receiptPECIDs) > 0 {
+			if env, err = readKeyed(br); err != nil {
+				return err
+			}
+		}
+		if len(envelopePECIDs) > 0 {
+			if rcpts, err = readKeyed(br); err != nil {
+				return err
+			}
+		}
+		if len(inner) > 0 {
+			rows, _ := br.Query()
+			var b []byte
+			if _, err := pgx.ForEachRow(rows, []any{&b}, func() error {
+				var s [32]byte
+				copySum(&s, b)
+				have[s] = true
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		rows, _ := br.Query()
+		var r, o []byte
+		_, err = pgx.ForEachRow(rows, []any{&r, &o}, func() error {
+			var p [2][32]byte
+			copySum(&p[0], r)
+			copySum(&p[1], o)
+			carried = append(carried, p)
+			return nil
+		})
+		return err
+	}()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("catalog: correlate: %w", err)
+	}
+	for i := range msgs {
+		m := &msgs[i]
+		switch {
+		case m.RefMsgID == "":
+		case m.Kind != pec.KindNotPEC:
+			for _, o := range byID[m.RefMsgID] {
+				add(m.SHA256, o, LinkMsgID)
+			}
+		default:
+			for _, r := range byRef[m.RefMsgID] {
+				add(r, m.SHA256, LinkMsgID)
+			}
+		}
+		if m.PECID != "" {
+			if m.Kind.IsReceipt() {
 				for _, e := range env[m.PECID] {
 					add(m.SHA256, e, LinkPECID)
 				}
-			}
-		}
-	}
-	if len(envelopePECIDs) > 0 {
-		rcpts, err := keyed(ctx, tx, `SELECT sha256, pec_id FROM messages
-			WHERE kind IN ('accettazione', 'non-accettazione', 'presa-in-carico', 'avvenuta-consegna',
-			               'errore-consegna', 'preavviso-errore-consegna', 'rilevazione-virus')
-			  AND pec_id <> '' AND pec_id = ANY($1)`, envelopePECIDs)
-		if err != nil {
-			return err
-		}
-		for i := range msgs {
-			if m := &msgs[i]; m.Kind == pec.KindPostaCertificata && m.PECID != "" {
+			} else if m.Kind == pec.KindPostaCertificata {
 				for _, r := range rcpts[m.PECID] {
 					add(r, m.SHA256, LinkPECID)
 				}
 			}
 		}
-	}
-	// Carried postacert.eml stored as a message of its own.
-	if len(inner) > 0 {
-		rows, err := tx.Query(ctx, `SELECT sha256 FROM messages WHERE sha256 = ANY($1)`, inner)
-		if err != nil {
-			return fmt.Errorf("catalog: correlate: %w", err)
-		}
-		have := map[[32]byte]bool{}
-		var b []byte
-		_, err = pgx.ForEachRow(rows, []any{&b}, func() error {
-			var s [32]byte
-			copySum(&s, b)
-			have[s] = true
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("catalog: correlate: %w", err)
-		}
-		for i := range msgs {
-			if m := &msgs[i]; have[m.PostacertSHA256] {
-				add(m.SHA256, m.PostacertSHA256, LinkPostacert)
-			}
+		if have[m.PostacertSHA256] {
+			add(m.SHA256, m.PostacertSHA256, LinkPostacert)
 		}
 	}
-	// New messages carried inside stored ones.
-	{
-		sums := make([][]byte, len(msgs))
-		for i := range msgs {
-			sums[i] = msgs[i].SHA256[:]
-		}
-		rows, err := tx.Query(ctx, `SELECT sha256, postacert_sha256 FROM messages
-			WHERE postacert_sha256 IS NOT NULL AND postacert_sha256 = ANY($1)`, sums)
-		if err != nil {
-			return fmt.Errorf("catalog: correlate: %w", err)
-		}
-		var r, o []byte
-		_, err = pgx.ForEachRow(rows, []any{&r, &o}, func() error {
-			var rs, os [32]byte
-			copySum(&rs, r)
-			copySum(&os, o)
-			add(rs, os, LinkPostacert)
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("catalog: correlate: %w", err)
-		}
-	}
-	var batch pgx.Batch
-	for l := range links {
-		batch.Queue(`INSERT INTO message_links (referrer_sha256, original_sha256, via) VALUES ($1, $2, $3)
-			ON CONFLICT DO NOTHING`, l.Referrer[:], l.Original[:], l.Via)
+	for _, p := range carried {
+		add(p[0], p[1], LinkPostacert)
 	}
 
-	// Delivery events of the new receipts, then the deliveries they (or new originals) affect.
+	// One pipeline: links, delivery events of the new receipts, then the read-back of the events
+	// and originals of every msgid they (or new originals) affect.
+	batch = &pgx.Batch{}
+	if len(links) > 0 {
+		var refSums, origSums [][]byte
+		var vias []string
+		for l := range links {
+			refSums = append(refSums, l.Referrer[:])
+			origSums = append(origSums, l.Original[:])
+			vias = append(vias, l.Via)
+		}
+		batch.Queue(`INSERT INTO message_links (referrer_sha256, original_sha256, via)
+			SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::text[]) ON CONFLICT DO NOTHING`, refSums, origSums, vias)
+	}
 	affected := map[string]bool{}
 	for _, id := range ids {
 		affected[id] = true
 	}
+	var newEvs []event
 	for i := range msgs {
 		for _, e := range eventsOf(&msgs[i]) {
 			affected[e.MsgID] = true
-			batch.Queue(`INSERT INTO delivery_events (msgid, recipient, receipt_sha256, kind, ok, problem, pec_id,
-				sender, receipt_type, errore, errore_esteso, event_time)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING`,
-				e.MsgID, e.Recipient, e.Receipt[:], string(e.Kind), e.OK, e.Problem, e.PECID,
-				e.Sender, e.ReceiptType, e.Errore, e.ErroreEsteso, timeOrNil(e.Time))
+			newEvs = append(newEvs, e)
 		}
 	}
-	if batch.Len() > 0 {
-		if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
-			return fmt.Errorf("catalog: insert links and delivery events: %w", err)
+	if len(newEvs) > 0 {
+		var (
+			msgids, rcpts, kinds, problems, pecIDs, senders = make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs))
+			rtypes, errores, estesi                         = make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs))
+			receipts                                        = make([][]byte, len(newEvs))
+			oks                                             = make([]bool, len(newEvs))
+			times                                           = make([]*time.Time, len(newEvs))
+		)
+		for i := range newEvs {
+			e := &newEvs[i]
+			msgids[i], rcpts[i], receipts[i], kinds[i], oks[i], problems[i] = e.MsgID, e.Recipient, e.Receipt[:], string(e.Kind), e.OK, e.Problem
+			pecIDs[i], senders[i], rtypes[i], errores[i], estesi[i] = e.PECID, e.Sender, e.ReceiptType, e.Errore, e.ErroreEsteso
+			if !e.Time.IsZero() {
+				times[i] = &e.Time
+			}
 		}
+		batch.Queue(`INSERT INTO delivery_events (msgid, recipient, receipt_sha256, kind, ok, problem, pec_id,
+			sender, receipt_type, errore, errore_esteso, event_time)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::bool[], $6::text[], $7::text[],
+				$8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])
+			ON CONFLICT DO NOTHING`,
+			msgids, rcpts, receipts, kinds, oks, problems, pecIDs, senders, rtypes, errores, estesi, times)
 	}
-	if len(affected) == 0 {
-		return nil
-	}
+	nWrites := batch.Len()
 	keys := make([]string, 0, len(affected))
 	for k := range affected {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	return rederive(ctx, tx, keys, now)
+	if len(keys) == 0 {
+		if nWrites > 0 {
+			if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+				return fmt.Errorf("catalog: insert links and delivery events: %w", err)
+			}
+		}
+		return nil
+	}
+	batch.Queue(`SELECT msgid, recipient, receipt_sha256, kind, ok, problem, pec_id, sender,
+		receipt_type, errore, errore_esteso, event_time FROM delivery_events WHERE msgid = ANY($1)`, keys)
+	// The original of each msgid: the original as sent (own Message-ID = msgid) if stored, else
+	// the first stored provider copy of it.
+	batch.Queue(`SELECT DISTINCT ON (ref_msgid) ref_msgid, sha256, recipients FROM messages
+		WHERE kind = 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($1)
+		ORDER BY ref_msgid, message_id <> ref_msgid, received_at, sha256`, keys)
+	br = tx.SendBatch(ctx, batch)
+	for range nWrites {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return fmt.Errorf("catalog: insert links and delivery events: %w", err)
+		}
+	}
+	evs, origs, err := readDeliveryInputs(br)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return upsertDeliveries(ctx, tx, evs, origs, now)
 }
 
-// keyed runs a query returning (sha256, key) rows and groups the hashes by key.
-func keyed(ctx context.Context, tx pgx.Tx, sql string, keys []string) (map[string][][32]byte, error) {
-	rows, err := tx.Query(ctx, sql, dedupe(keys))
-	if err != nil {
-		return nil, fmt.Errorf("catalog: correlate: %w", err)
-	}
+// readKeyed reads the next result of br, (sha256, key) rows, grouping the hashes by key.
+func readKeyed(br pgx.BatchResults) (map[string][][32]byte, error) {
+	rows, _ := br.Query()
 	out := map[string][][32]byte{}
 	var b []byte
 	var k string
-	_, err = pgx.ForEachRow(rows, []any{&b, &k}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&b, &k}, func() error {
 		var s [32]byte
 		copySum(&s, b)
 		out[k] = append(out[k], s)
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("catalog: correlate: %w", err)
-	}
-	return out, nil
+	return out, err
 }
 
 func dedupe(l []string) []string {
@@ -454,13 +519,10 @@ func dedupe(l []string) []string {
 	return out
 }
 
-// rederive recomputes and upserts the deliveries of msgids.
-func rederive(ctx context.Context, tx pgx.Tx, msgids []string, now time.Time) error {
-	rows, err := tx.Query(ctx, `SELECT msgid, recipient, receipt_sha256, kind, ok, problem, pec_id, sender,
-		receipt_type, errore, errore_esteso, event_time FROM delivery_events WHERE msgid = ANY($1)`, msgids)
-	if err != nil {
-		return fmt.Errorf("catalog: delivery events: %w", err)
-	}
+// readDeliveryInputs reads the next two results of br: the delivery events of some msgids,
+// then their originals.
+func readDeliveryInputs(br pgx.BatchResults) (map[string][]event, map[string]*original, error) {
+	rows, _ := br.Query()
 	evs := map[string][]event{}
 	var (
 		e    event
@@ -468,7 +530,7 @@ func rederive(ctx context.Context, tx pgx.Tx, msgids []string, now time.Time) er
 		kind string
 		t    *time.Time
 	)
-	_, err = pgx.ForEachRow(rows, []any{&e.MsgID, &e.Recipient, &sha, &kind, &e.OK, &e.Problem, &e.PECID, &e.Sender,
+	_, err := pgx.ForEachRow(rows, []any{&e.MsgID, &e.Recipient, &sha, &kind, &e.OK, &e.Problem, &e.PECID, &e.Sender,
 		&e.ReceiptType, &e.Errore, &e.ErroreEsteso, &t}, func() error {
 		x := e
 		copySum(&x.Receipt, sha)
@@ -482,24 +544,9 @@ func rederive(ctx context.Context, tx pgx.Tx, msgids []string, now time.Time) er
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("catalog: delivery events: %w", err)
+		return nil, nil, fmt.Errorf("catalog: delivery events: %w", err)
 	}
-	withEvents := make([]string, 0, len(evs))
-	for k := range evs {
-		withEvents = append(withEvents, k)
-	}
-	if len(withEvents) == 0 {
-		return nil
-	}
-	sort.Strings(withEvents)
-	// The original of each msgid: the original as sent (own Message-ID = msgid) if stored, else
-	// the first stored provider copy of it.
-	rows, err = tx.Query(ctx, `SELECT DISTINCT ON (ref_msgid) ref_msgid, sha256, recipients FROM messages
-		WHERE kind = 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($1)
-		ORDER BY ref_msgid, message_id <> ref_msgid, received_at, sha256`, withEvents)
-	if err != nil {
-		return fmt.Errorf("catalog: originals: %w", err)
-	}
+	rows, _ = br.Query()
 	origs := map[string]*original{}
 	var (
 		id  string
@@ -512,31 +559,75 @@ func rederive(ctx context.Context, tx pgx.Tx, msgids []string, now time.Time) er
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("catalog: originals: %w", err)
+		return nil, nil, fmt.Errorf("catalog: originals: %w", err)
 	}
-	var batch pgx.Batch
+	return evs, origs, nil
+}
+
+// upsertDeliveries derives and upserts the deliveries of every msgid of evs.
+func upsertDeliveries(ctx context.Context, tx pgx.Tx, evs map[string][]event, origs map[string]*original, now time.Time) error {
+	withEvents := make([]string, 0, len(evs))
+	for k := range evs {
+		withEvents = append(withEvents, k)
+	}
+	if len(withEvents) == 0 {
+		return nil
+	}
+	sort.Strings(withEvents)
+	var ds []Delivery
 	for _, id := range withEvents {
-		for _, d := range derive(id, evs[id], origs[id], now) {
-			batch.Queue(`INSERT INTO deliveries (msgid, recipient, pec_id, sender, state, receipt_type, errore,
-				errore_esteso, original_sha256, acceptance_sha256, delivery_sha256, nondelivery_sha256,
-				warning_sha256, accepted_at, state_at, problem, updated_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-				ON CONFLICT (msgid, recipient) DO UPDATE SET pec_id = EXCLUDED.pec_id, sender = EXCLUDED.sender,
-				state = EXCLUDED.state, receipt_type = EXCLUDED.receipt_type, errore = EXCLUDED.errore,
-				errore_esteso = EXCLUDED.errore_esteso, original_sha256 = EXCLUDED.original_sha256,
-				acceptance_sha256 = EXCLUDED.acceptance_sha256, delivery_sha256 = EXCLUDED.delivery_sha256,
-				nondelivery_sha256 = EXCLUDED.nondelivery_sha256, warning_sha256 = EXCLUDED.warning_sha256,
-				accepted_at = EXCLUDED.accepted_at, state_at = EXCLUDED.state_at, problem = EXCLUDED.problem,
-				updated_at = EXCLUDED.updated_at`,
-				d.MsgID, d.Recipient, d.PECID, d.Sender, string(d.State), string(d.ReceiptType), string(d.Errore),
-				d.ErroreEsteso, sumOrNil(d.Original), sumOrNil(d.Acceptance), sumOrNil(d.Delivery), sumOrNil(d.NonDelivery),
-				sumOrNil(d.Warning), timeOrNil(d.AcceptedAt), timeOrNil(d.StateAt), d.Problem, d.UpdatedAt)
-		}
+		ds = append(ds, derive(id, evs[id], origs[id], now)...)
 	}
-	if batch.Len() > 0 {
-		if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
-			return fmt.Errorf("catalog: upsert deliveries: %w", err)
+	if len(ds) == 0 {
+		return nil
+	}
+	// One statement: (msgid, recipient) is unique within ds (one msgid each, one row per
+	// recipient), as ON CONFLICT DO UPDATE requires.
+	n := len(ds)
+	var (
+		msgids, rcpts, pecIDs, senders, states = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		rtypes, errores, estesi, problems      = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		origSums, accs, dels, nondels, warns   = make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n)
+		acceptedAt, stateAt                    = make([]*time.Time, n), make([]*time.Time, n)
+		updatedAt                              = make([]time.Time, n)
+	)
+	sumOrNull := func(s [32]byte) []byte {
+		if s == ([32]byte{}) {
+			return nil
 		}
+		return s[:]
+	}
+	for i := range ds {
+		d := &ds[i]
+		msgids[i], rcpts[i], pecIDs[i], senders[i], states[i] = d.MsgID, d.Recipient, d.PECID, d.Sender, string(d.State)
+		rtypes[i], errores[i], estesi[i], problems[i] = string(d.ReceiptType), string(d.Errore), d.ErroreEsteso, d.Problem
+		origSums[i], accs[i], dels[i] = sumOrNull(d.Original), sumOrNull(d.Acceptance), sumOrNull(d.Delivery)
+		nondels[i], warns[i] = sumOrNull(d.NonDelivery), sumOrNull(d.Warning)
+		if !d.AcceptedAt.IsZero() {
+			acceptedAt[i] = &d.AcceptedAt
+		}
+		if !d.StateAt.IsZero() {
+			stateAt[i] = &d.StateAt
+		}
+		updatedAt[i] = d.UpdatedAt
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO deliveries (msgid, recipient, pec_id, sender, state, receipt_type, errore,
+		errore_esteso, original_sha256, acceptance_sha256, delivery_sha256, nondelivery_sha256,
+		warning_sha256, accepted_at, state_at, problem, updated_at)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+			$8::text[], $9::bytea[], $10::bytea[], $11::bytea[], $12::bytea[], $13::bytea[], $14::timestamptz[],
+			$15::timestamptz[], $16::text[], $17::timestamptz[])
+		ON CONFLICT (msgid, recipient) DO UPDATE SET pec_id = EXCLUDED.pec_id, sender = EXCLUDED.sender,
+		state = EXCLUDED.state, receipt_type = EXCLUDED.receipt_type, errore = EXCLUDED.errore,
+		errore_esteso = EXCLUDED.errore_esteso, original_sha256 = EXCLUDED.original_sha256,
+		acceptance_sha256 = EXCLUDED.acceptance_sha256, delivery_sha256 = EXCLUDED.delivery_sha256,
+		nondelivery_sha256 = EXCLUDED.nondelivery_sha256, warning_sha256 = EXCLUDED.warning_sha256,
+		accepted_at = EXCLUDED.accepted_at, state_at = EXCLUDED.state_at, problem = EXCLUDED.problem,
+		updated_at = EXCLUDED.updated_at`,
+		msgids, rcpts, pecIDs, senders, states, rtypes, errores, estesi, origSums, accs, dels, nondels, warns,
+		acceptedAt, stateAt, problems, updatedAt)
+	if err != nil {
+		return fmt.Errorf("catalog: upsert deliveries: %w", err)
 	}
 	return nil
 }

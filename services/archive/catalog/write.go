@@ -18,7 +18,7 @@ var msgCols = []string{
 	"daticert_time", "daticert_zone", "header_date", "receipt_type", "errore", "errore_esteso",
 	"consegna", "sig_present", "sig_valid", "sig_trusted", "digest_alg", "signer", "signer_email",
 	"index_provider", "signed_at", "verified_at", "reasons", "reason_details", "problems", "chain_sha256", "anchors_sha256",
-	"postacert_sha256", "leaf_index", "received_at",
+	"postacert_sha256", "leaf_index", "received_at", "contained_in",
 }
 
 const msgSelect = `sha256, size, kind, message_id, pec_id, orig_msgid, x_riferimento, ref_msgid,
@@ -26,7 +26,16 @@ const msgSelect = `sha256, size, kind, message_id, pec_id, orig_msgid, x_riferim
 	daticert_time, daticert_zone, header_date, receipt_type, errore, errore_esteso,
 	consegna, sig_present, sig_valid, sig_trusted, digest_alg, signer, signer_email,
 	index_provider, signed_at, verified_at, reasons, reason_details, problems, chain_sha256, anchors_sha256,
-	postacert_sha256, leaf_index, received_at`
+	postacert_sha256, leaf_index, received_at, contained_in`
+
+// insertMessageSQL inserts one messages row, the values of [Message.values].
+var insertMessageSQL = func() string {
+	ph := make([]string, len(msgCols))
+	for i := range ph {
+		ph[i] = fmt.Sprintf("$%d", i+1)
+	}
+	return `INSERT INTO messages (` + strings.Join(msgCols, ", ") + `) VALUES (` + strings.Join(ph, ", ") + `)`
+}()
 
 // msgSelectAs is msgSelect with every column qualified by alias.
 func msgSelectAs(alias string) string {
@@ -71,7 +80,7 @@ func (m *Message) values() []any {
 		m.Consegna, m.Verdict.Present, m.Verdict.Valid, m.Verdict.Trusted, m.Verdict.Digest, m.Verdict.Signer, m.Verdict.SignerEmail,
 		m.Verdict.Provider, timeOrNil(m.Verdict.SignedAt), timeOrNil(m.Verdict.VerifiedAt),
 		nonNil(m.Verdict.Reasons), nonNil(m.Verdict.Details), nonNil(m.Problems),
-		sumOrNil(m.ChainSHA256), sumOrNil(m.AnchorsSHA256), sumOrNil(m.PostacertSHA256), int64(m.LeafIndex), m.ReceivedAt,
+		sumOrNil(m.ChainSHA256), sumOrNil(m.AnchorsSHA256), sumOrNil(m.PostacertSHA256), int64(m.LeafIndex), m.ReceivedAt, sumOrNil(m.ContainedIn),
 	}
 }
 
@@ -85,6 +94,7 @@ func scanMessage(row pgx.Row) (Message, error) {
 	var (
 		m                              Message
 		sha, chain, anchors, postacert []byte
+		contained                      []byte
 		kind, rtype, errore            string
 		dt, hd, signed, verified       *time.Time
 		zone                           *int32
@@ -95,7 +105,7 @@ func scanMessage(row pgx.Row) (Message, error) {
 		&dt, &zone, &hd, &rtype, &errore, &m.ErroreEsteso,
 		&m.Consegna, &m.Verdict.Present, &m.Verdict.Valid, &m.Verdict.Trusted, &m.Verdict.Digest, &m.Verdict.Signer, &m.Verdict.SignerEmail,
 		&m.Verdict.Provider, &signed, &verified, &m.Verdict.Reasons, &m.Verdict.Details, &m.Problems, &chain, &anchors,
-		&postacert, &leaf, &m.ReceivedAt)
+		&postacert, &leaf, &m.ReceivedAt, &contained)
 	if err != nil {
 		return Message{}, err
 	}
@@ -103,6 +113,7 @@ func scanMessage(row pgx.Row) (Message, error) {
 	copySum(&m.ChainSHA256, chain)
 	copySum(&m.AnchorsSHA256, anchors)
 	copySum(&m.PostacertSHA256, postacert)
+	copySum(&m.ContainedIn, contained)
 	m.Kind = pec.Kind(kind)
 	m.ReceiptType = pec.ReceiptType(rtype)
 	m.Errore = pec.ErrorCode(errore)
@@ -149,27 +160,68 @@ func fixedZone(off int) *time.Location {
 // plan made when they were empty) the planner otherwise scans the whole table on every batch,
 // which made commits grow linearly with the catalog until autovacuum caught up.
 func LockWriter(ctx context.Context, tx pgx.Tx) error {
-	_, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off; SELECT pg_advisory_xact_lock(hashtextextended('pecarchive.catalog.writer:' || coalesce(current_schema(), ''), 0))`)
+	_, err := tx.Exec(ctx, lockWriterSQL)
 	if err != nil {
 		return fmt.Errorf("catalog: writer lock: %w", err)
 	}
 	return nil
 }
 
+const (
+	lockWriterSQL = `SET LOCAL enable_seqscan = off; SELECT pg_advisory_xact_lock(hashtextextended('pecarchive.catalog.writer:' || coalesce(current_schema(), ''), 0))`
+	lookupSQL     = `SELECT ` + msgSelect + ` FROM messages WHERE sha256 = ANY($1)`
+)
+
+// LockAndLookup is [LockWriter] then [Lookup] in one round trip: the look-up is a statement of
+// its own after the lock, so its snapshot is taken once the lock is granted.
+func LockAndLookup(ctx context.Context, tx pgx.Tx, sums [][32]byte) (map[[32]byte]Message, error) {
+	var b pgx.Batch
+	b.Queue(`SET LOCAL enable_seqscan = off`)
+	b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended('pecarchive.catalog.writer:' || coalesce(current_schema(), ''), 0))`)
+	keys := make([][]byte, len(sums))
+	for i := range sums {
+		keys[i] = sums[i][:]
+	}
+	b.Queue(lookupSQL, keys)
+	br := tx.SendBatch(ctx, &b)
+	var out map[[32]byte]Message
+	_, err := br.Exec()
+	if err == nil {
+		_, err = br.Exec()
+	}
+	if err != nil {
+		err = fmt.Errorf("catalog: writer lock: %w", err)
+	} else {
+		rows, _ := br.Query()
+		out, err = scanLookup(rows)
+	}
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("catalog: writer lock and lookup: %w", cerr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // Lookup returns the stored messages among sums.
 func Lookup(ctx context.Context, db DB, sums [][32]byte) (map[[32]byte]Message, error) {
-	out := make(map[[32]byte]Message)
 	if len(sums) == 0 {
-		return out, nil
+		return make(map[[32]byte]Message), nil
 	}
 	keys := make([][]byte, len(sums))
 	for i := range sums {
 		keys[i] = sums[i][:]
 	}
-	rows, err := db.Query(ctx, `SELECT `+msgSelect+` FROM messages WHERE sha256 = ANY($1)`, keys)
+	rows, err := db.Query(ctx, lookupSQL, keys)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: lookup: %w", err)
 	}
+	return scanLookup(rows)
+}
+
+func scanLookup(rows pgx.Rows) (map[[32]byte]Message, error) {
+	out := make(map[[32]byte]Message)
 	defer rows.Close()
 	for rows.Next() {
 		m, err := scanMessage(rows)
@@ -208,9 +260,6 @@ func Write(ctx context.Context, tx pgx.Tx, b *Batch) error {
 		now = time.Now()
 	}
 	now = normTime(now).UTC()
-	if err := writeCertSets(ctx, tx, b.Chains, b.Anchors); err != nil {
-		return err
-	}
 	msgs := make([]Message, len(b.Messages))
 	for i := range b.Messages {
 		msgs[i] = b.Messages[i]
@@ -222,44 +271,48 @@ func Write(ctx context.Context, tx pgx.Tx, b *Batch) error {
 			msgs[i].ReceivedAt = now
 		}
 	}
-	if len(msgs) > 0 {
-		rows := make([][]any, len(msgs))
-		for i := range msgs {
-			rows[i] = msgs[i].values()
-		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"messages"}, msgCols, pgx.CopyFromRows(rows)); err != nil {
-			return fmt.Errorf("catalog: insert messages: %w", err)
-		}
-		var rrows [][]any
-		for i := range msgs {
-			seen := map[string]bool{}
-			for _, r := range msgs[i].Recipients {
-				if r != "" && !seen[r] {
-					seen[r] = true
-					rrows = append(rrows, []any{r, msgs[i].ReceivedAt, msgs[i].SHA256[:]})
-				}
-			}
-		}
-		if len(rrows) > 0 {
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"message_recipients"}, []string{"recipient", "received_at", "sha256"},
-				pgx.CopyFromRows(rrows)); err != nil {
-				return fmt.Errorf("catalog: insert recipients: %w", err)
+	// One pipeline, one round trip: certificate sets, messages rows (one INSERT each: the rows
+	// are few and a COPY would cost two round trips of its own), recipients, sources and, when
+	// there are new messages, the correlation look-ups (see correlate). Statements of a pipeline
+	// run in order, so each sees the rows written before it.
+	var batch pgx.Batch
+	queueCertSets(&batch, b.Chains, b.Anchors)
+	for i := range msgs {
+		batch.Queue(insertMessageSQL, msgs[i].values()...)
+	}
+	var rcptSum [][]byte
+	var rcptName []string
+	var rcptTime []time.Time
+	for i := range msgs {
+		seen := map[string]bool{}
+		for _, r := range msgs[i].Recipients {
+			if r != "" && !seen[r] {
+				seen[r] = true
+				rcptName = append(rcptName, r)
+				rcptTime = append(rcptTime, msgs[i].ReceivedAt)
+				rcptSum = append(rcptSum, msgs[i].SHA256[:])
 			}
 		}
 	}
-	if err := writeSources(ctx, tx, b.Sources, now); err != nil {
-		return err
+	if len(rcptName) > 0 {
+		batch.Queue(`INSERT INTO message_recipients (recipient, received_at, sha256)
+			SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::bytea[])`, rcptName, rcptTime, rcptSum)
 	}
+	queueSources(&batch, b.Sources, now)
 	if len(msgs) > 0 {
-		if err := correlate(ctx, tx, msgs, now); err != nil {
-			return err
-		}
+		return correlate(ctx, tx, msgs, now, &batch)
+	}
+	if batch.Len() == 0 {
+		return nil
+	}
+	if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
+		return fmt.Errorf("catalog: insert: %w", err)
 	}
 	return nil
 }
 
-func writeCertSets(ctx context.Context, tx pgx.Tx, chains, anchors []CertSet) error {
-	var batch pgx.Batch
+// queueCertSets queues the inserts of the certificate sets into batch.
+func queueCertSets(batch *pgx.Batch, chains, anchors []CertSet) {
 	seen := map[[32]byte]bool{}
 	for _, c := range chains {
 		if c.SHA256 == ([32]byte{}) || seen[c.SHA256] {
@@ -277,21 +330,21 @@ func writeCertSets(ctx context.Context, tx pgx.Tx, chains, anchors []CertSet) er
 		batch.Queue(`INSERT INTO trust_anchor_sets (sha256, label, certs) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
 			c.SHA256[:], clean(c.Label, MaxText), c.Certs)
 	}
-	if batch.Len() == 0 {
-		return nil
-	}
-	if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
-		return fmt.Errorf("catalog: insert certificate sets: %w", err)
-	}
-	return nil
 }
 
-func writeSources(ctx context.Context, tx pgx.Tx, srcs []SourceRow, now time.Time) error {
+// queueSources queues the insert of srcs into batch: one statement.
+func queueSources(batch *pgx.Batch, srcs []SourceRow, now time.Time) {
 	if len(srcs) == 0 {
-		return nil
+		return
 	}
-	var batch pgx.Batch
-	for _, s := range srcs {
+	var (
+		sums, parents         = make([][]byte, len(srcs)), make([][]byte, len(srcs))
+		mailboxes, folders    = make([]string, len(srcs)), make([]string, len(srcs))
+		paths                 = make([]string, len(srcs))
+		uidvalidities, uids   = make([]int64, len(srcs)), make([]int64, len(srcs))
+		internaldates, firsts = make([]*time.Time, len(srcs)), make([]time.Time, len(srcs))
+	)
+	for i, s := range srcs {
 		src := s.Source
 		fs := normTime(src.FirstSeen)
 		if fs.IsZero() {
@@ -301,14 +354,18 @@ func writeSources(ctx context.Context, tx pgx.Tx, srcs []SourceRow, now time.Tim
 		if src.Parent != ([32]byte{}) {
 			parent = src.Parent[:]
 		}
-		batch.Queue(`INSERT INTO message_sources
-			(sha256, mailbox, folder, uidvalidity, uid, internaldate, path, parent_sha256, first_seen)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`,
-			s.SHA256[:], clean(src.Mailbox, MaxText), clean(src.Folder, MaxText), int64(src.UIDValidity), int64(src.UID),
-			timeOrNil(normTime(src.InternalDate)), clean(src.Path, MaxText), parent, fs)
+		sums[i], parents[i] = s.SHA256[:], parent
+		mailboxes[i], folders[i], paths[i] = clean(src.Mailbox, MaxText), clean(src.Folder, MaxText), clean(src.Path, MaxText)
+		uidvalidities[i], uids[i] = int64(src.UIDValidity), int64(src.UID)
+		if t := normTime(src.InternalDate); !t.IsZero() {
+			internaldates[i] = &t
+		}
+		firsts[i] = fs
 	}
-	if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
-		return fmt.Errorf("catalog: insert sources: %w", err)
-	}
-	return nil
+	batch.Queue(`INSERT INTO message_sources
+		(sha256, mailbox, folder, uidvalidity, uid, internaldate, path, parent_sha256, first_seen)
+		SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::timestamptz[],
+			$7::text[], $8::bytea[], $9::timestamptz[])
+		ON CONFLICT DO NOTHING`,
+		sums, mailboxes, folders, uidvalidities, uids, internaldates, paths, parents, firsts)
 }
