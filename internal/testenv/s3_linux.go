@@ -38,7 +38,34 @@ func lockFile(path string) (unlock func(), err error) {
 
 // Pause freezes the server process (SIGSTOP): connections are accepted by the kernel but never
 // answered, as with a hung server. Resume undoes it.
-func (s *S3Server) Pause() error { return s.signal(syscall.SIGSTOP) }
+// It returns once the kernel reports the process stopped, so a request sent afterwards is sure
+// to meet a hung server.
+func (s *S3Server) Pause() error {
+	if err := s.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	cmd := s.cmd
+	s.mu.Unlock()
+	if cmd == nil {
+		return fmt.Errorf("%s not running", s.Kind)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+		if err != nil {
+			return err
+		}
+		// The state is the first field after the parenthesized command name.
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && (b[i+2] == 'T' || b[i+2] == 't') {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not stop after SIGSTOP", s.Kind)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
 
 // Resume continues a paused server (SIGCONT).
 func (s *S3Server) Resume() error { return s.signal(syscall.SIGCONT) }
