@@ -382,9 +382,11 @@ func (a *Archive) Store(ctx context.Context, raw []byte, src Source) (Record, er
 	// message already stored costs a parse, a verification and an idempotent blob Put; the
 	// committer then finds it stored and only records the source.
 	req := &request{done: make(chan result, 1)}
-	received := src.InternalDate
-	if received.IsZero() {
-		received = a.cfg.Now()
+	// Verification is bounded by when the message was received: the mailbox's INTERNALDATE, but
+	// never later than now (a caller cannot move the bound into the future).
+	received := a.cfg.Now()
+	if d := src.InternalDate; !d.IsZero() && d.Before(received) {
+		received = d
 	}
 	main := a.prepare(ctx, sum, raw, received)
 	main.src = csrc
