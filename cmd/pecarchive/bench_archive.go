@@ -90,6 +90,7 @@ type archiveBenchConfig struct {
 	Keep                   bool
 	PGDSN                  string
 	CPUProfile             string
+	serverPID              int
 }
 
 func runArchiveBench(ctx context.Context, cfg archiveBenchConfig, out io.Writer) error {
@@ -103,7 +104,7 @@ func runArchiveBench(ctx context.Context, cfg archiveBenchConfig, out io.Writer)
 			return err
 		}
 		defer srv.stop()
-		cfg.Endpoint, cfg.AccessKey, cfg.SecretKey = srv.endpoint, srv.access, srv.secret
+		cfg.Endpoint, cfg.AccessKey, cfg.SecretKey, cfg.serverPID = srv.endpoint, srv.access, srv.secret, srv.pid
 		fmt.Fprintf(out, "s3: throw-away %s at %s (data in %s)\n", cfg.Server, srv.endpoint, srv.dir)
 	} else {
 		cfg.AccessKey, cfg.SecretKey = s.get("PECARCHIVE_S3_ACCESS_KEY", ""), s.get("PECARCHIVE_S3_SECRET_KEY", "")
@@ -146,12 +147,14 @@ func runArchiveBench(ctx context.Context, cfg archiveBenchConfig, out io.Writer)
 	// Floor: plain PUTs of the same objects, same headers, same concurrency, each run in a bucket
 	// of its own. It is measured before and after the pipeline and averaged, so that drift of the
 	// server or the machine during the run weighs on both sides alike.
+	cpu0, self0 := procCPU(cfg.serverPID), procCPU(os.Getpid())
 	floorBefore, err := benchFloor(ctx, cfg, "bench-floor-a-"+stamp, msgs)
 	if err != nil {
 		return fmt.Errorf("floor: %w", err)
 	}
 	fmt.Fprintf(out, "floor (before the pipeline): %.0f PUTs/s (%d objects, concurrency %d, SHA-256 checksum + COMPLIANCE retention, conditional)\n",
 		floorBefore, len(msgs), cfg.Concurrency)
+	cpu1, self1 := procCPU(cfg.serverPID), procCPU(os.Getpid())
 
 	// Pipeline: gRPC Store -> archive (parse, verify, S3 put, PostgreSQL catalog + log leaf).
 	rate, l, err := benchPipeline(ctx, cfg, s, pool, "bench-archive-"+stamp, msgs, out)
@@ -159,6 +162,12 @@ func runArchiveBench(ctx context.Context, cfg archiveBenchConfig, out io.Writer)
 		return fmt.Errorf("pipeline: %w", err)
 	}
 	fmt.Fprintf(out, "pipeline: %.0f receipts/s through gRPC Store into S3 + PostgreSQL (concurrency %d; target ≥1000/s)\n", rate, cfg.Concurrency)
+	cpu2, self2 := procCPU(cfg.serverPID), procCPU(os.Getpid())
+	if cfg.serverPID > 0 {
+		per := func(d time.Duration) string { return (d / time.Duration(len(msgs))).Round(time.Microsecond).String() }
+		fmt.Fprintf(out, "cpu per message: floor: S3 server %s, client %s; pipeline: S3 server %s, pecarchive %s (PostgreSQL not counted)\n",
+			per(cpu1-cpu0), per(self1-self0), per(cpu2-cpu1), per(self2-self1))
+	}
 
 	floorAfter, err := benchFloor(ctx, cfg, "bench-floor-b-"+stamp, msgs)
 	if err != nil {
@@ -427,6 +436,7 @@ func benchProofs(ctx context.Context, l *merklelog.Log, n int) (p50, p99 time.Du
 
 type s3server struct {
 	dir, endpoint, access, secret string
+	pid                           int
 	script                        string
 	keep                          bool
 }
@@ -472,6 +482,8 @@ func startS3Server(kind string, keep bool) (*s3server, error) {
 			srv.access = v
 		case "S3_SECRET_KEY":
 			srv.secret = v
+		case "S3_PID":
+			fmt.Sscan(v, &srv.pid)
 		}
 	}
 	if srv.endpoint == "" {
@@ -498,4 +510,28 @@ func findScript(name string) (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// procCPU returns the CPU time (user + system) process pid used so far, or 0 where /proc does not
+// tell.
+func procCPU(pid int) time.Duration {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	var ut, st int64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ is 100 on Linux
 }
