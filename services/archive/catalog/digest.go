@@ -53,16 +53,18 @@ func cleanList(l []string, max int) []string {
 }
 
 // addr normalises an e-mail address for correlation: trimmed, lower case.
-func addr(s string) string { return clean(strings.ToLower(strings.TrimSpace(s)), MaxID) }
+// Cleaning comes first so that trimming sees the final characters (a NUL after a space would
+// otherwise leave the space for a second pass to trim: normalisation must be idempotent).
+func addr(s string) string { return strings.TrimSpace(clean(strings.ToLower(s), MaxID)) }
 
-// MsgID normalises a message id for correlation: trimmed of white space and one pair of angle
-// brackets.
+// MsgID normalises a message id for correlation: cleaned, then trimmed of white space and of
+// the angle brackets around it (every enclosing pair, so that normalising twice changes nothing).
 func MsgID(s string) string {
-	s = strings.TrimSpace(s)
-	if len(s) >= 2 && s[0] == '<' && s[len(s)-1] == '>' {
+	s = strings.TrimSpace(clean(s, MaxID))
+	for len(s) >= 2 && s[0] == '<' && s[len(s)-1] == '>' {
 		s = strings.TrimSpace(s[1 : len(s)-1])
 	}
-	return clean(s, MaxID)
+	return s
 }
 
 func normTime(t time.Time) time.Time {
