@@ -30,6 +30,7 @@ import (
 
 	archivev1 "github.com/pecarchive/pecarchive/gen/pecarchive/archive/v1"
 	"github.com/pecarchive/pecarchive/internal/auth"
+	"github.com/pecarchive/pecarchive/internal/procstat"
 	"github.com/pecarchive/pecarchive/pec"
 	"github.com/pecarchive/pecarchive/pec/pectest"
 	"github.com/pecarchive/pecarchive/pec/smime"
@@ -512,26 +513,14 @@ func findScript(name string) (string, error) {
 	}
 }
 
-// procCPU returns the CPU time (user + system) process pid used so far, or 0 where /proc does not
-// tell.
+// procCPU returns the CPU time process pid used so far, or 0 where it cannot be read.
 func procCPU(pid int) time.Duration {
 	if pid <= 0 {
 		return 0
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := procstat.Read(pid)
 	if err != nil {
 		return 0
 	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	var ut, st int64
-	fmt.Sscan(f[11], &ut)
-	fmt.Sscan(f[12], &st)
-	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+	return st.CPU
 }

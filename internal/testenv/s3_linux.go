@@ -1,12 +1,10 @@
 package testenv
 
 import (
-	"bytes"
 	"fmt"
+	"github.com/pecarchive/pecarchive/internal/procstat"
 	"os"
 	"os/exec"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -52,12 +50,11 @@ func (s *S3Server) Pause() error {
 	}
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+		st, err := procstat.Read(cmd.Process.Pid)
 		if err != nil {
 			return err
 		}
-		// The state is the first field after the parenthesized command name.
-		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && (b[i+2] == 'T' || b[i+2] == 't') {
+		if st.Stopped() {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -79,24 +76,9 @@ func (s *S3Server) CPUTime() (time.Duration, error) {
 	if cmd == nil {
 		return 0, fmt.Errorf("%s not running", s.Kind)
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+	st, err := procstat.Read(cmd.Process.Pid)
 	if err != nil {
 		return 0, err
 	}
-	// Fields after the parenthesized command name; utime and stime are fields 14 and 15.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("bad /proc stat line")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("bad /proc stat line")
-	}
-	ut, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("bad /proc stat line")
-	}
-	const ticks = 100 // USER_HZ on Linux
-	return time.Duration(ut+st) * time.Second / ticks, nil
+	return st.CPU, nil
 }
