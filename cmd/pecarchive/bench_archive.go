@@ -312,22 +312,14 @@ func benchPipeline(ctx context.Context, cfg archiveBenchConfig, s settings, pool
 	if err != nil {
 		return 0, nil, err
 	}
-	skey, vkey, err := tlog.GenerateKey("bench.pecarchive.local/log")
-	if err != nil {
-		return 0, nil, err
-	}
-	signer, err := tlog.NewSigner(skey)
-	if err != nil {
-		return 0, nil, err
-	}
-	verifier, err := tlog.NewVerifier(vkey)
+	skey, _, err := tlog.GenerateKey("bench.pecarchive.local/log")
 	if err != nil {
 		return 0, nil, err
 	}
 	if err := archive.Migrate(ctx, pool); err != nil {
 		return 0, nil, err
 	}
-	l, err := merklelog.New(ctx, merklelog.Config{Pool: pool, Signer: signer, Verifier: verifier})
+	l, _, err := openLogWithKey(ctx, pool, skey)
 	if err != nil {
 		return 0, nil, err
 	}

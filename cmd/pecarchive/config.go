@@ -178,7 +178,7 @@ func (s settings) logKey(create bool) (string, error) {
 	if b, err := os.ReadFile(f); err == nil {
 		return strings.TrimSpace(string(b)), nil
 	} else if !os.IsNotExist(err) || !create {
-		return "", fmt.Errorf("no log key (%s or %s, or %s): %v", envLogKeyFile, envLogKey, f, err)
+		return "", fmt.Errorf("no log key: set %s or %s, or create %s (pecarchive logkey generate): %v", envLogKeyFile, envLogKey, f, err)
 	}
 	skey, _, err := tlog.GenerateKey(s.get("PECARCHIVE_LOG_ORIGIN", "pecarchive.local/log"))
 	if err != nil {
@@ -199,6 +199,12 @@ func (s settings) openLog(ctx context.Context, pool *pgxpool.Pool, createKey boo
 	if err != nil {
 		return nil, "", err
 	}
+	return openLogWithKey(ctx, pool, skey)
+}
+
+// openLogWithKey opens the transparency log on pool, signing checkpoints with skey and checking
+// them (in audits) with its public key, which it returns.
+func openLogWithKey(ctx context.Context, pool *pgxpool.Pool, skey string) (*merklelog.Log, string, error) {
 	signer, err := tlog.NewSigner(skey)
 	if err != nil {
 		return nil, "", err

@@ -19,7 +19,6 @@ import (
 	"github.com/pecarchive/pecarchive/services/archive"
 	"github.com/pecarchive/pecarchive/services/archive/audit"
 	"github.com/pecarchive/pecarchive/services/archive/blob/fsstore"
-	"github.com/pecarchive/pecarchive/services/archive/merklelog"
 	"github.com/pecarchive/pecarchive/tlog"
 )
 
@@ -44,18 +43,17 @@ func demoArchive(ctx context.Context, s settings, seed int64, dir string, out io
 	if err != nil {
 		return err
 	}
-	skey, vkey, err := tlog.GenerateKey("demo.pecarchive.local/log")
+	skey, _, err := tlog.GenerateKey("demo.pecarchive.local/log")
 	if err != nil {
 		return err
 	}
 	if err := writeSecretFile(filepath.Join(dir, "log.key"), []byte(skey+"\n")); err != nil {
 		return err
 	}
-	signer, _ := tlog.NewSigner(skey)
 	if err := archive.Migrate(ctx, pool); err != nil {
 		return err
 	}
-	l, err := merklelog.New(ctx, merklelog.Config{Pool: pool, Signer: signer})
+	l, vkey, err := openLogWithKey(ctx, pool, skey)
 	if err != nil {
 		return err
 	}

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/pecarchive/pecarchive/tlog"
 )
@@ -54,11 +52,20 @@ func runLogKey(args []string, stdout, stderr io.Writer) int {
 	case "public":
 		fs := flag.NewFlagSet("logkey public", flag.ContinueOnError)
 		fs.SetOutput(stderr)
-		file := fs.String("key-file", "", "secret key file (default: $"+envLogKeyFile+", or the key in $"+envLogKey+")")
+		file := fs.String("key-file", "", "secret key file (default: $"+envLogKeyFile+", the key in $"+envLogKey+", or the data folder's log.key)")
+		config := fs.String("config", "", "config file of PECARCHIVE_* settings (environment overrides it)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return exitUsage
 		}
-		skey, err := loadLogKey(*file)
+		s, err := loadSettings(*config)
+		if err != nil {
+			fmt.Fprintf(stderr, "pecarchive logkey: %v\n", err)
+			return exitUsage
+		}
+		if *file != "" {
+			s[envLogKeyFile] = *file
+		}
+		skey, err := s.logKey(false)
 		if err != nil {
 			fmt.Fprintf(stderr, "pecarchive logkey: %v\n", err)
 			return exitUsage
@@ -73,25 +80,6 @@ func runLogKey(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "pecarchive logkey: unknown subcommand %q\n", args[0])
 	return exitUsage
-}
-
-// loadLogKey reads the log's secret key from file, else $PECARCHIVE_LOG_KEY_FILE, else
-// $PECARCHIVE_LOG_KEY.
-func loadLogKey(file string) (string, error) {
-	if file == "" {
-		file = os.Getenv(envLogKeyFile)
-	}
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", err
-		}
-		return strings.TrimSpace(string(b)), nil
-	}
-	if k := os.Getenv(envLogKey); k != "" {
-		return strings.TrimSpace(k), nil
-	}
-	return "", errors.New("no log key: set " + envLogKeyFile + " or " + envLogKey + ", or create one with `pecarchive logkey generate`")
 }
 
 // writeSecretFile creates path with mode 0600, refusing to overwrite an existing file.
