@@ -160,7 +160,7 @@ func fixedZone(off int) *time.Location {
 // plan made when they were empty) the planner otherwise scans the whole table on every batch,
 // which made commits grow linearly with the catalog until autovacuum caught up.
 func LockWriter(ctx context.Context, tx pgx.Tx) error {
-	_, err := tx.Exec(ctx, lockWriterSQL)
+	_, err := tx.Exec(ctx, noSeqScanSQL+"; "+writerLockSQL)
 	if err != nil {
 		return fmt.Errorf("catalog: writer lock: %w", err)
 	}
@@ -168,7 +168,8 @@ func LockWriter(ctx context.Context, tx pgx.Tx) error {
 }
 
 const (
-	lockWriterSQL = `SET LOCAL enable_seqscan = off; SELECT pg_advisory_xact_lock(hashtextextended('pecarchive.catalog.writer:' || coalesce(current_schema(), ''), 0))`
+	noSeqScanSQL  = `SET LOCAL enable_seqscan = off`
+	writerLockSQL = `SELECT pg_advisory_xact_lock(hashtextextended('pecarchive.catalog.writer:' || coalesce(current_schema(), ''), 0))`
 	lookupSQL     = `SELECT ` + msgSelect + ` FROM messages WHERE sha256 = ANY($1)`
 )
 
@@ -176,8 +177,8 @@ const (
 // its own after the lock, so its snapshot is taken once the lock is granted.
 func LockAndLookup(ctx context.Context, tx pgx.Tx, sums [][32]byte) (map[[32]byte]Message, error) {
 	var b pgx.Batch
-	b.Queue(`SET LOCAL enable_seqscan = off`)
-	b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended('pecarchive.catalog.writer:' || coalesce(current_schema(), ''), 0))`)
+	b.Queue(noSeqScanSQL)
+	b.Queue(writerLockSQL)
 	keys := make([][]byte, len(sums))
 	for i := range sums {
 		keys[i] = sums[i][:]
