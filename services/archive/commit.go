@@ -129,8 +129,9 @@ func (a *Archive) dropConn() {
 	}
 }
 
-// commit runs one transaction for batch: writer lock, which messages are new, their leaves
-// (one Append), catalog rows, commit. It returns one record per request.
+// commit runs one transaction for batch: writer and sequencer locks, which messages are new,
+// their leaves (one append), catalog rows, commit, in three round trips. It returns one record
+// per request.
 func (a *Archive) commit(batch []*request) (recs []Record, err error) {
 	a.stats.batches.Add(1)
 	defer func() {
@@ -144,28 +145,36 @@ func (a *Archive) commit(batch []*request) (recs []Record, err error) {
 	if err != nil {
 		return nil, classify("connect", err)
 	}
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
-	if err != nil {
-		a.dropConn()
-		return nil, classify("begin", err)
-	}
-	defer func() {
-		if err != nil {
-			rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
-			tx.Rollback(rctx)
-			rcancel()
-			a.dropConn()
-		}
-	}()
 	var sums [][32]byte
 	for _, r := range batch {
 		for _, it := range r.items {
 			sums = append(sums, it.sum)
 		}
 	}
-	stored, err := catalog.LockAndLookup(ctx, tx, sums)
-	if err != nil {
-		return nil, classify("commit", err)
+	// Three round trips in all. The first begins the transaction, takes the catalog's writer lock
+	// and the log's sequencer lock, and reads which messages are stored and the log's state; the
+	// second (catalog.Write's first) writes the rows and leaves and runs the correlation
+	// look-ups; the third writes links and deliveries and commits.
+	lock := &pgx.Batch{}
+	lock.BeginTx(pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	stored := make(map[[32]byte]catalog.Message)
+	catalog.QueueLockAndLookup(lock, sums, stored)
+	ap := a.log.QueueLock(lock)
+	br := conn.SendBatch(ctx, lock)
+	tx := br.Tx()
+	committed := false
+	defer func() {
+		if err != nil {
+			if !committed {
+				rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+				tx.Rollback(rctx)
+				rcancel()
+			}
+			a.dropConn()
+		}
+	}()
+	if err = br.Close(); err != nil {
+		return nil, classify("lock and look up", err)
 	}
 
 	// New messages in batch order; the first request carrying a message inserts it.
@@ -214,25 +223,43 @@ func (a *Archive) commit(batch []*request) (recs []Record, err error) {
 		}
 	}
 	if len(leaves) > 0 {
-		first, err := a.log.Append(ctx, tx, leaves)
+		var lb pgx.Batch
+		first, err := ap.QueueAppend(&lb, leaves)
 		if err != nil {
 			return nil, classify("append to log", err)
 		}
 		for i := range msgs {
 			msgs[i].LeafIndex = first + uint64(i)
 		}
+		b.Before = lb.QueuedQueries
 	}
 	b.Messages = msgs
-	if err := catalog.Write(ctx, tx, b); err != nil {
+	// COMMIT rides on the catalog's last round trip, unless a test hook runs before it.
+	var commitTag pgconn.CommandTag
+	if a.hooks.beforeCommit == nil {
+		var cb pgx.Batch
+		cb.Queue("COMMIT").Exec(func(tag pgconn.CommandTag) error {
+			commitTag = tag
+			return nil
+		})
+		b.After = cb.QueuedQueries
+	}
+	if err = catalog.Write(ctx, tx, b); err != nil {
 		return nil, classify("write catalog", err)
 	}
 	if a.hooks.beforeCommit != nil {
-		if err := a.hooks.beforeCommit(ctx, tx); err != nil {
+		if err = a.hooks.beforeCommit(ctx, tx); err != nil {
 			return nil, classify("commit", err)
 		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, classify("commit", err)
+		if err = tx.Commit(ctx); err != nil {
+			return nil, classify("commit", err)
+		}
+	} else {
+		committed = true // or rolled back: either way the transaction is over
+		if commitTag.String() != "COMMIT" {
+			err = fmt.Errorf("archive: commit: the server answered %q", commitTag.String())
+			return nil, classify("commit", err)
+		}
 	}
 	if a.hooks.afterCommit != nil {
 		if err := a.hooks.afterCommit(); err != nil {

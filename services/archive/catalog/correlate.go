@@ -2,7 +2,6 @@ package catalog
 
 import (
 	"bytes"
-	"context"
 	"encoding/hex"
 	"fmt"
 	"sort"
@@ -246,12 +245,24 @@ func derive(msgid string, evs []event, orig *original, now time.Time) []Delivery
 	return out
 }
 
-// correlate links the new messages msgs (already inserted) with what is stored, in both
-// directions, records their delivery events and re-derives the deliveries they affect. pre holds
-// statements to run first (inserts whose results are not read); they are sent in the same
-// pipeline as the correlation look-ups. Three round trips in all: look-ups; links, events and
-// the read-back of the events and originals of the msgids affected; deliveries.
-func correlate(ctx context.Context, tx pgx.Tx, msgs []Message, now time.Time, pre *pgx.Batch) error {
+// correlation holds what the correlation look-ups of a batch of new messages found: queued by
+// queueCorrelation in Write's first round trip (after the messages rows, so it sees them),
+// filled when that round trip's results are read, turned into writes by queueWrites.
+type correlation struct {
+	byID, byRef, env, rcpts map[string][][32]byte // keyed look-ups, see queueCorrelation
+	have                    map[[32]byte]bool     // carried postacert.eml stored as messages
+	carried                 [][2][32]byte         // (stored carrier, new carried message)
+	affected                []string              // msgids whose deliveries are re-derived
+	newEvs                  []event               // delivery events of the new receipts
+	evs                     map[string][]event    // stored delivery events of affected msgids
+	origs                   map[string]*original  // originals of affected msgids
+}
+
+// queueCorrelation queues into batch the look-ups that link the new messages msgs (normalised,
+// queued for insert earlier in batch) with what is stored, in both directions, and the stored
+// delivery events and originals of every msgid they affect.
+func queueCorrelation(batch *pgx.Batch, msgs []Message) *correlation {
+	c := &correlation{have: map[[32]byte]bool{}, evs: map[string][]event{}, origs: map[string]*original{}}
 	var refs, ids, receiptPECIDs, envelopePECIDs []string
 	var inner [][]byte
 	for i := range msgs {
@@ -274,36 +285,50 @@ func correlate(ctx context.Context, tx pgx.Tx, msgs []Message, now time.Time, pr
 			inner = append(inner, m.PostacertSHA256[:])
 		}
 	}
-	links := map[Link]bool{}
-	add := func(r, o [32]byte, via string) {
-		if r != o {
-			links[Link{Referrer: r, Original: o, Via: via}] = true
+	keyed := func(into *map[string][][32]byte) func(pgx.Rows) error {
+		return func(rows pgx.Rows) error {
+			out := map[string][][32]byte{}
+			var b []byte
+			var k string
+			_, err := pgx.ForEachRow(rows, []any{&b, &k}, func() error {
+				var s [32]byte
+				copySum(&s, b)
+				out[k] = append(out[k], s)
+				return nil
+			})
+			*into = out
+			return err
 		}
 	}
-
-	// One pipeline: pre, then every look-up (none depends on another).
-	batch := pre
-	nPre := batch.Len()
 	if len(refs) > 0 { // new referrers -> stored (or new) originals
 		batch.Queue(`SELECT sha256, ref_msgid FROM messages
-			WHERE kind = 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($1)`, dedupe(refs))
+			WHERE kind = 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($1)`, dedupe(refs)).Query(keyed(&c.byID))
 	}
 	if len(ids) > 0 { // new originals <- stored (or new) referrers
 		batch.Queue(`SELECT sha256, ref_msgid FROM messages
-			WHERE kind <> 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($1)`, dedupe(ids))
+			WHERE kind <> 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($1)`, dedupe(ids)).Query(keyed(&c.byRef))
 	}
 	if len(receiptPECIDs) > 0 { // receipts -> transport envelopes by PEC id
 		batch.Queue(`SELECT sha256, pec_id FROM messages
-			WHERE kind = 'posta-certificata' AND pec_id <> '' AND pec_id = ANY($1)`, dedupe(receiptPECIDs))
+			WHERE kind = 'posta-certificata' AND pec_id <> '' AND pec_id = ANY($1)`, dedupe(receiptPECIDs)).Query(keyed(&c.env))
 	}
 	if len(envelopePECIDs) > 0 { // transport envelopes <- receipts by PEC id
 		batch.Queue(`SELECT sha256, pec_id FROM messages
 			WHERE kind IN ('accettazione', 'non-accettazione', 'presa-in-carico', 'avvenuta-consegna',
 			               'errore-consegna', 'preavviso-errore-consegna', 'rilevazione-virus')
-			  AND pec_id <> '' AND pec_id = ANY($1)`, dedupe(envelopePECIDs))
+			  AND pec_id <> '' AND pec_id = ANY($1)`, dedupe(envelopePECIDs)).Query(keyed(&c.rcpts))
 	}
 	if len(inner) > 0 { // carried postacert.eml stored as a message of its own
-		batch.Queue(`SELECT sha256 FROM messages WHERE sha256 = ANY($1)`, inner)
+		batch.Queue(`SELECT sha256 FROM messages WHERE sha256 = ANY($1)`, inner).Query(func(rows pgx.Rows) error {
+			var b []byte
+			_, err := pgx.ForEachRow(rows, []any{&b}, func() error {
+				var s [32]byte
+				copySum(&s, b)
+				c.have[s] = true
+				return nil
+			})
+			return err
+		})
 	}
 	sums := make([][]byte, len(msgs))
 	for i := range msgs {
@@ -311,104 +336,87 @@ func correlate(ctx context.Context, tx pgx.Tx, msgs []Message, now time.Time, pr
 	}
 	// New messages carried inside stored ones.
 	batch.Queue(`SELECT sha256, postacert_sha256 FROM messages
-		WHERE postacert_sha256 IS NOT NULL AND postacert_sha256 = ANY($1)`, sums)
-
-	br := tx.SendBatch(ctx, batch)
-	for range nPre {
-		if _, err := br.Exec(); err != nil {
-			br.Close()
-			return fmt.Errorf("catalog: insert: %w", err)
-		}
-	}
-	var byID, byRef, env, rcpts map[string][][32]byte
-	have := map[[32]byte]bool{}
-	var carried [][2][32]byte
-	err := func() error {
-		var err error
-		if len(refs) > 0 {
-			if byID, err = readKeyed(br); err != nil {
-				return err
-			}
-		}
-		if len(ids) > 0 {
-			if byRef, err = readKeyed(br); err != nil {
-				return err
-			}
-		}
-		if len(receiptPECIDs) > 0 {
-			if env, err = readKeyed(br); err != nil {
-				return err
-			}
-		}
-		if len(envelopePECIDs) > 0 {
-			if rcpts, err = readKeyed(br); err != nil {
-				return err
-			}
-		}
-		if len(inner) > 0 {
-			rows, _ := br.Query()
-			var b []byte
-			if _, err := pgx.ForEachRow(rows, []any{&b}, func() error {
-				var s [32]byte
-				copySum(&s, b)
-				have[s] = true
-				return nil
-			}); err != nil {
-				return err
-			}
-		}
-		rows, _ := br.Query()
+		WHERE postacert_sha256 IS NOT NULL AND postacert_sha256 = ANY($1)`, sums).Query(func(rows pgx.Rows) error {
 		var r, o []byte
-		_, err = pgx.ForEachRow(rows, []any{&r, &o}, func() error {
+		_, err := pgx.ForEachRow(rows, []any{&r, &o}, func() error {
 			var p [2][32]byte
 			copySum(&p[0], r)
 			copySum(&p[1], o)
-			carried = append(carried, p)
+			c.carried = append(c.carried, p)
 			return nil
 		})
 		return err
-	}()
-	if cerr := br.Close(); err == nil {
-		err = cerr
+	})
+
+	// The msgids whose deliveries change: those of the new receipts' events and of the new
+	// originals. Their stored events (the new ones are not inserted yet) and originals (new ones
+	// included: they were inserted earlier in batch).
+	affected := map[string]bool{}
+	for _, id := range ids {
+		affected[id] = true
 	}
-	if err != nil {
-		return fmt.Errorf("catalog: correlate: %w", err)
+	for i := range msgs {
+		for _, e := range eventsOf(&msgs[i]) {
+			affected[e.MsgID] = true
+			c.newEvs = append(c.newEvs, e)
+		}
+	}
+	for k := range affected {
+		c.affected = append(c.affected, k)
+	}
+	sort.Strings(c.affected)
+	if len(c.affected) > 0 {
+		batch.Queue(`SELECT msgid, recipient, receipt_sha256, kind, ok, problem, pec_id, sender,
+			receipt_type, errore, errore_esteso, event_time FROM delivery_events WHERE msgid = ANY($1)`, c.affected).Query(c.readEvents)
+		// The original of each msgid: the original as sent (own Message-ID = msgid) if stored,
+		// else the first stored provider copy of it.
+		batch.Queue(`SELECT DISTINCT ON (ref_msgid) ref_msgid, sha256, recipients FROM messages
+			WHERE kind = 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($1)
+			ORDER BY ref_msgid, message_id <> ref_msgid, received_at, sha256`, c.affected).Query(c.readOriginals)
+	}
+	return c
+}
+
+// queueWrites queues into batch the writes the look-ups call for: links, the new delivery
+// events, and the deliveries of every affected msgid derived from its events, stored and new.
+func (c *correlation) queueWrites(batch *pgx.Batch, msgs []Message, now time.Time) {
+	links := map[Link]bool{}
+	add := func(r, o [32]byte, via string) {
+		if r != o {
+			links[Link{Referrer: r, Original: o, Via: via}] = true
+		}
 	}
 	for i := range msgs {
 		m := &msgs[i]
 		switch {
 		case m.RefMsgID == "":
 		case m.Kind != pec.KindNotPEC:
-			for _, o := range byID[m.RefMsgID] {
+			for _, o := range c.byID[m.RefMsgID] {
 				add(m.SHA256, o, LinkMsgID)
 			}
 		default:
-			for _, r := range byRef[m.RefMsgID] {
+			for _, r := range c.byRef[m.RefMsgID] {
 				add(r, m.SHA256, LinkMsgID)
 			}
 		}
 		if m.PECID != "" {
 			if m.Kind.IsReceipt() {
-				for _, e := range env[m.PECID] {
+				for _, e := range c.env[m.PECID] {
 					add(m.SHA256, e, LinkPECID)
 				}
 			} else if m.Kind == pec.KindPostaCertificata {
-				for _, r := range rcpts[m.PECID] {
+				for _, r := range c.rcpts[m.PECID] {
 					add(r, m.SHA256, LinkPECID)
 				}
 			}
 		}
-		if have[m.PostacertSHA256] {
+		if c.have[m.PostacertSHA256] {
 			add(m.SHA256, m.PostacertSHA256, LinkPostacert)
 		}
 	}
-	for _, p := range carried {
+	for _, p := range c.carried {
 		add(p[0], p[1], LinkPostacert)
 	}
-
-	// One pipeline: links, delivery events of the new receipts, then the read-back of the events
-	// and originals of every msgid they (or new originals) affect.
-	batch = &pgx.Batch{}
 	if len(links) > 0 {
 		var refSums, origSums [][]byte
 		var vias []string
@@ -420,91 +428,54 @@ func correlate(ctx context.Context, tx pgx.Tx, msgs []Message, now time.Time, pr
 		batch.Queue(`INSERT INTO message_links (referrer_sha256, original_sha256, via)
 			SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::text[]) ON CONFLICT DO NOTHING`, refSums, origSums, vias)
 	}
-	affected := map[string]bool{}
-	for _, id := range ids {
-		affected[id] = true
+	if len(c.newEvs) > 0 {
+		queueEvents(batch, c.newEvs)
 	}
-	var newEvs []event
-	for i := range msgs {
-		for _, e := range eventsOf(&msgs[i]) {
-			affected[e.MsgID] = true
-			newEvs = append(newEvs, e)
+	// Every event of the affected msgids: stored ones, then the new ones not stored yet (a row
+	// already stored for the same msgid, recipient and receipt wins, as the insert's ON CONFLICT
+	// DO NOTHING keeps it).
+	type key struct {
+		msgid, rcpt string
+		receipt     [32]byte
+	}
+	seen := map[key]bool{}
+	for _, evs := range c.evs {
+		for _, e := range evs {
+			seen[key{e.MsgID, e.Recipient, e.Receipt}] = true
 		}
 	}
-	if len(newEvs) > 0 {
-		var (
-			msgids, rcpts, kinds, problems, pecIDs, senders = make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs))
-			rtypes, errores, estesi                         = make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs))
-			receipts                                        = make([][]byte, len(newEvs))
-			oks                                             = make([]bool, len(newEvs))
-			times                                           = make([]*time.Time, len(newEvs))
-		)
-		for i := range newEvs {
-			e := &newEvs[i]
-			msgids[i], rcpts[i], receipts[i], kinds[i], oks[i], problems[i] = e.MsgID, e.Recipient, e.Receipt[:], string(e.Kind), e.OK, e.Problem
-			pecIDs[i], senders[i], rtypes[i], errores[i], estesi[i] = e.PECID, e.Sender, e.ReceiptType, e.Errore, e.ErroreEsteso
-			if !e.Time.IsZero() {
-				times[i] = &e.Time
-			}
-		}
-		batch.Queue(`INSERT INTO delivery_events (msgid, recipient, receipt_sha256, kind, ok, problem, pec_id,
-			sender, receipt_type, errore, errore_esteso, event_time)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::bool[], $6::text[], $7::text[],
-				$8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])
-			ON CONFLICT DO NOTHING`,
-			msgids, rcpts, receipts, kinds, oks, problems, pecIDs, senders, rtypes, errores, estesi, times)
-	}
-	nWrites := batch.Len()
-	keys := make([]string, 0, len(affected))
-	for k := range affected {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	if len(keys) == 0 {
-		if nWrites > 0 {
-			if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-				return fmt.Errorf("catalog: insert links and delivery events: %w", err)
-			}
-		}
-		return nil
-	}
-	batch.Queue(`SELECT msgid, recipient, receipt_sha256, kind, ok, problem, pec_id, sender,
-		receipt_type, errore, errore_esteso, event_time FROM delivery_events WHERE msgid = ANY($1)`, keys)
-	// The original of each msgid: the original as sent (own Message-ID = msgid) if stored, else
-	// the first stored provider copy of it.
-	batch.Queue(`SELECT DISTINCT ON (ref_msgid) ref_msgid, sha256, recipients FROM messages
-		WHERE kind = 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($1)
-		ORDER BY ref_msgid, message_id <> ref_msgid, received_at, sha256`, keys)
-	br = tx.SendBatch(ctx, batch)
-	for range nWrites {
-		if _, err := br.Exec(); err != nil {
-			br.Close()
-			return fmt.Errorf("catalog: insert links and delivery events: %w", err)
+	for _, e := range c.newEvs {
+		if k := (key{e.MsgID, e.Recipient, e.Receipt}); !seen[k] {
+			seen[k] = true
+			c.evs[e.MsgID] = append(c.evs[e.MsgID], e)
 		}
 	}
-	evs, origs, err := readDeliveryInputs(br)
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return upsertDeliveries(ctx, tx, evs, origs, now)
+	queueDeliveries(batch, c.evs, c.origs, now)
 }
 
-// readKeyed reads the next result of br, (sha256, key) rows, grouping the hashes by key.
-func readKeyed(br pgx.BatchResults) (map[string][][32]byte, error) {
-	rows, _ := br.Query()
-	out := map[string][][32]byte{}
-	var b []byte
-	var k string
-	_, err := pgx.ForEachRow(rows, []any{&b, &k}, func() error {
-		var s [32]byte
-		copySum(&s, b)
-		out[k] = append(out[k], s)
-		return nil
-	})
-	return out, err
+// queueEvents queues the insert of delivery_events rows.
+func queueEvents(batch *pgx.Batch, newEvs []event) {
+	var (
+		msgids, rcpts, kinds, problems, pecIDs, senders = make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs))
+		rtypes, errores, estesi                         = make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs))
+		receipts                                        = make([][]byte, len(newEvs))
+		oks                                             = make([]bool, len(newEvs))
+		times                                           = make([]*time.Time, len(newEvs))
+	)
+	for i := range newEvs {
+		e := &newEvs[i]
+		msgids[i], rcpts[i], receipts[i], kinds[i], oks[i], problems[i] = e.MsgID, e.Recipient, e.Receipt[:], string(e.Kind), e.OK, e.Problem
+		pecIDs[i], senders[i], rtypes[i], errores[i], estesi[i] = e.PECID, e.Sender, e.ReceiptType, e.Errore, e.ErroreEsteso
+		if !e.Time.IsZero() {
+			times[i] = &e.Time
+		}
+	}
+	batch.Queue(`INSERT INTO delivery_events (msgid, recipient, receipt_sha256, kind, ok, problem, pec_id,
+		sender, receipt_type, errore, errore_esteso, event_time)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::bool[], $6::text[], $7::text[],
+			$8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])
+		ON CONFLICT DO NOTHING`,
+		msgids, rcpts, receipts, kinds, oks, problems, pecIDs, senders, rtypes, errores, estesi, times)
 }
 
 func dedupe(l []string) []string {
@@ -519,11 +490,8 @@ func dedupe(l []string) []string {
 	return out
 }
 
-// readDeliveryInputs reads the next two results of br: the delivery events of some msgids,
-// then their originals.
-func readDeliveryInputs(br pgx.BatchResults) (map[string][]event, map[string]*original, error) {
-	rows, _ := br.Query()
-	evs := map[string][]event{}
+// readEvents reads delivery_events rows into c.evs.
+func (c *correlation) readEvents(rows pgx.Rows) error {
 	var (
 		e    event
 		sha  []byte
@@ -540,38 +508,42 @@ func readDeliveryInputs(br pgx.BatchResults) (map[string][]event, map[string]*or
 		} else {
 			x.Time = time.Time{}
 		}
-		evs[x.MsgID] = append(evs[x.MsgID], x)
+		c.evs[x.MsgID] = append(c.evs[x.MsgID], x)
 		return nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("catalog: delivery events: %w", err)
+		return fmt.Errorf("catalog: delivery events: %w", err)
 	}
-	rows, _ = br.Query()
-	origs := map[string]*original{}
-	var (
-		id  string
-		rcp []string
-	)
-	_, err = pgx.ForEachRow(rows, []any{&id, &sha, &rcp}, func() error {
-		o := &original{Recipients: append([]string(nil), rcp...)}
-		copySum(&o.SHA256, sha)
-		origs[id] = o
-		return nil
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("catalog: originals: %w", err)
-	}
-	return evs, origs, nil
+	return nil
 }
 
-// upsertDeliveries derives and upserts the deliveries of every msgid of evs.
-func upsertDeliveries(ctx context.Context, tx pgx.Tx, evs map[string][]event, origs map[string]*original, now time.Time) error {
+// readOriginals reads (msgid, sha256, recipients) rows into c.origs.
+func (c *correlation) readOriginals(rows pgx.Rows) error {
+	var (
+		id  string
+		sha []byte
+		rcp []string
+	)
+	_, err := pgx.ForEachRow(rows, []any{&id, &sha, &rcp}, func() error {
+		o := &original{Recipients: append([]string(nil), rcp...)}
+		copySum(&o.SHA256, sha)
+		c.origs[id] = o
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: originals: %w", err)
+	}
+	return nil
+}
+
+// queueDeliveries queues the upsert of the deliveries derived for every msgid of evs.
+func queueDeliveries(batch *pgx.Batch, evs map[string][]event, origs map[string]*original, now time.Time) {
 	withEvents := make([]string, 0, len(evs))
 	for k := range evs {
 		withEvents = append(withEvents, k)
 	}
 	if len(withEvents) == 0 {
-		return nil
+		return
 	}
 	sort.Strings(withEvents)
 	var ds []Delivery
@@ -579,7 +551,7 @@ func upsertDeliveries(ctx context.Context, tx pgx.Tx, evs map[string][]event, or
 		ds = append(ds, derive(id, evs[id], origs[id], now)...)
 	}
 	if len(ds) == 0 {
-		return nil
+		return
 	}
 	// One statement: (msgid, recipient) is unique within ds (one msgid each, one row per
 	// recipient), as ON CONFLICT DO UPDATE requires.
@@ -611,7 +583,7 @@ func upsertDeliveries(ctx context.Context, tx pgx.Tx, evs map[string][]event, or
 		}
 		updatedAt[i] = d.UpdatedAt
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO deliveries (msgid, recipient, pec_id, sender, state, receipt_type, errore,
+	batch.Queue(`INSERT INTO deliveries (msgid, recipient, pec_id, sender, state, receipt_type, errore,
 		errore_esteso, original_sha256, acceptance_sha256, delivery_sha256, nondelivery_sha256,
 		warning_sha256, accepted_at, state_at, problem, updated_at)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
@@ -626,8 +598,4 @@ func upsertDeliveries(ctx context.Context, tx pgx.Tx, evs map[string][]event, or
 		updated_at = EXCLUDED.updated_at`,
 		msgids, rcpts, pecIDs, senders, states, rtypes, errores, estesi, origSums, accs, dels, nondels, warns,
 		acceptedAt, stateAt, problems, updatedAt)
-	if err != nil {
-		return fmt.Errorf("catalog: upsert deliveries: %w", err)
-	}
-	return nil
 }

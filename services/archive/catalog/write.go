@@ -28,14 +28,38 @@ const msgSelect = `sha256, size, kind, message_id, pec_id, orig_msgid, x_riferim
 	index_provider, signed_at, verified_at, reasons, reason_details, problems, chain_sha256, anchors_sha256,
 	postacert_sha256, leaf_index, received_at, contained_in`
 
-// insertMessageSQL inserts one messages row, the values of [Message.values].
-var insertMessageSQL = func() string {
-	ph := make([]string, len(msgCols))
-	for i := range ph {
-		ph[i] = fmt.Sprintf("$%d", i+1)
+// maxInsertRows bounds the rows of one multi-row INSERT into messages (parameters are limited to
+// 65535 per statement; each row takes len(msgCols)).
+const maxInsertRows = 64
+
+// insertMessagesSQL[n-1] inserts n messages rows, the values of [Message.values] of each in turn:
+// one statement per batch of rows, one execution for the server instead of n.
+var insertMessagesSQL = func() []string {
+	out := make([]string, maxInsertRows)
+	var rows []string
+	for n := 1; n <= maxInsertRows; n++ {
+		ph := make([]string, len(msgCols))
+		for i := range ph {
+			ph[i] = fmt.Sprintf("$%d", (n-1)*len(msgCols)+i+1)
+		}
+		rows = append(rows, "("+strings.Join(ph, ", ")+")")
+		out[n-1] = `INSERT INTO messages (` + strings.Join(msgCols, ", ") + `) VALUES ` + strings.Join(rows, ", ")
 	}
-	return `INSERT INTO messages (` + strings.Join(msgCols, ", ") + `) VALUES (` + strings.Join(ph, ", ") + `)`
+	return out
 }()
+
+// queueMessages queues the inserts of msgs into batch, maxInsertRows rows per statement.
+func queueMessages(batch *pgx.Batch, msgs []Message) {
+	for len(msgs) > 0 {
+		n := min(len(msgs), maxInsertRows)
+		args := make([]any, 0, n*len(msgCols))
+		for i := range n {
+			args = append(args, msgs[i].values()...)
+		}
+		batch.Queue(insertMessagesSQL[n-1], args...)
+		msgs = msgs[n:]
+	}
+}
 
 // msgSelectAs is msgSelect with every column qualified by alias.
 func msgSelectAs(alias string) string {
@@ -177,32 +201,28 @@ const (
 // its own after the lock, so its snapshot is taken once the lock is granted.
 func LockAndLookup(ctx context.Context, tx pgx.Tx, sums [][32]byte) (map[[32]byte]Message, error) {
 	var b pgx.Batch
+	out := make(map[[32]byte]Message)
+	QueueLockAndLookup(&b, sums, out)
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+		return nil, fmt.Errorf("catalog: writer lock and lookup: %w", err)
+	}
+	return out, nil
+}
+
+// QueueLockAndLookup queues [LockAndLookup] into b, a batch sent inside the writer's transaction
+// (for instance the one that begins it, see pgx.Batch.BeginTx), so that a caller can send its own
+// statements in the same round trip. The stored messages among sums are added to into when b's
+// results are read (BatchResults.Close), which fails if the lock or the look-up does.
+func QueueLockAndLookup(b *pgx.Batch, sums [][32]byte, into map[[32]byte]Message) {
 	b.Queue(noSeqScanSQL)
 	b.Queue(writerLockSQL)
 	keys := make([][]byte, len(sums))
 	for i := range sums {
 		keys[i] = sums[i][:]
 	}
-	b.Queue(lookupSQL, keys)
-	br := tx.SendBatch(ctx, &b)
-	var out map[[32]byte]Message
-	_, err := br.Exec()
-	if err == nil {
-		_, err = br.Exec()
-	}
-	if err != nil {
-		err = fmt.Errorf("catalog: writer lock: %w", err)
-	} else {
-		rows, _ := br.Query()
-		out, err = scanLookup(rows)
-	}
-	if cerr := br.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("catalog: writer lock and lookup: %w", cerr)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	b.Queue(lookupSQL, keys).Query(func(rows pgx.Rows) error {
+		return scanLookupInto(rows, into)
+	})
 }
 
 // Lookup returns the stored messages among sums.
@@ -223,18 +243,25 @@ func Lookup(ctx context.Context, db DB, sums [][32]byte) (map[[32]byte]Message, 
 
 func scanLookup(rows pgx.Rows) (map[[32]byte]Message, error) {
 	out := make(map[[32]byte]Message)
+	if err := scanLookupInto(rows, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func scanLookupInto(rows pgx.Rows, out map[[32]byte]Message) error {
 	defer rows.Close()
 	for rows.Next() {
 		m, err := scanMessage(rows)
 		if err != nil {
-			return nil, fmt.Errorf("catalog: lookup: %w", err)
+			return fmt.Errorf("catalog: lookup: %w", err)
 		}
 		out[m.SHA256] = m
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("catalog: lookup: %w", err)
+		return fmt.Errorf("catalog: lookup: %w", err)
 	}
-	return out, nil
+	return nil
 }
 
 // Batch is what one commit writes.
@@ -250,6 +277,14 @@ type Batch struct {
 	Anchors []CertSet
 	// Now stamps derived rows (deliveries.updated_at, sources first_seen when zero).
 	Now time.Time
+	// Before and After are statements of the caller's own that ride on Write's round trips, so
+	// that a commit costs fewer of them: Before are sent ahead of Write's statements in its first
+	// round trip, After behind its statements in its last one (when Write needs a single round
+	// trip, both share it). A caller puts its own writes in Before (the log's leaves, say) and
+	// COMMIT in After. Their results are read through their callbacks (pgx.QueuedQuery.Exec,
+	// Query, QueryRow), or discarded; an error in any of them fails Write, and the transaction
+	// must then be rolled back.
+	Before, After []*pgx.QueuedQuery
 }
 
 // Write writes b inside tx (which should hold [LockWriter]): certificate sets, messages, sources,
@@ -272,15 +307,14 @@ func Write(ctx context.Context, tx pgx.Tx, b *Batch) error {
 			msgs[i].ReceivedAt = now
 		}
 	}
-	// One pipeline, one round trip: certificate sets, messages rows (one INSERT each: the rows
-	// are few and a COPY would cost two round trips of its own), recipients, sources and, when
-	// there are new messages, the correlation look-ups (see correlate). Statements of a pipeline
-	// run in order, so each sees the rows written before it.
+	// Two round trips at most. The first: the caller's Before, certificate sets, messages rows,
+	// recipients, sources and, when there are new messages, the correlation look-ups (see
+	// correlate). Statements of a pipeline run in order, so each sees the rows written before
+	// it. The second: links, delivery events, deliveries, then the caller's After.
 	var batch pgx.Batch
+	batch.QueuedQueries = append(batch.QueuedQueries, b.Before...)
 	queueCertSets(&batch, b.Chains, b.Anchors)
-	for i := range msgs {
-		batch.Queue(insertMessageSQL, msgs[i].values()...)
-	}
+	queueMessages(&batch, msgs)
 	var rcptSum [][]byte
 	var rcptName []string
 	var rcptTime []time.Time
@@ -300,14 +334,27 @@ func Write(ctx context.Context, tx pgx.Tx, b *Batch) error {
 			SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::bytea[])`, rcptName, rcptTime, rcptSum)
 	}
 	queueSources(&batch, b.Sources, now)
+	var c *correlation
 	if len(msgs) > 0 {
-		return correlate(ctx, tx, msgs, now, &batch)
+		c = queueCorrelation(&batch, msgs)
+	} else {
+		batch.QueuedQueries = append(batch.QueuedQueries, b.After...)
 	}
-	if batch.Len() == 0 {
+	if batch.Len() > 0 {
+		if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
+			return fmt.Errorf("catalog: insert: %w", err)
+		}
+	}
+	if c == nil {
 		return nil
 	}
-	if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
-		return fmt.Errorf("catalog: insert: %w", err)
+	var last pgx.Batch
+	c.queueWrites(&last, msgs, now)
+	last.QueuedQueries = append(last.QueuedQueries, b.After...)
+	if last.Len() > 0 {
+		if err := tx.SendBatch(ctx, &last).Close(); err != nil {
+			return fmt.Errorf("catalog: insert links, delivery events and deliveries: %w", err)
+		}
 	}
 	return nil
 }

@@ -220,49 +220,105 @@ const lockClass = 0x6d6c6f67
 // Append appends leaves to the log inside tx, which must be a transaction on the log's database
 // (usually carrying the caller's catalog rows too), and returns the index of the first leaf; the
 // others follow in order. Nothing is visible to readers until tx commits, and nothing remains if
-// it rolls back. See the package documentation for the locking.
+// it rolls back. See the package documentation for the locking. It costs two round trips; a
+// caller that has round trips of its own can share them with [Log.QueueLock] and
+// [Appender.QueueAppend] instead.
 //
 // Unless Config.RawLeaves is set, every leaf must be a valid tlog.Leaf encoding.
 func (l *Log) Append(ctx context.Context, tx pgx.Tx, leaves [][]byte) (first uint64, err error) {
 	if tx == nil {
 		return 0, fmt.Errorf("%w: nil transaction", ErrInvalid)
 	}
-	if len(leaves) == 0 || len(leaves) > MaxBatch {
-		return 0, fmt.Errorf("%w: batch of %d leaves (1 to %d)", ErrInvalid, len(leaves), MaxBatch)
+	if err := l.checkLeaves(leaves); err != nil {
+		return 0, err
 	}
-	hashes := make([][]byte, len(leaves))
+	b := &pgx.Batch{}
+	ap := l.QueueLock(b)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		if errors.Is(err, ErrSchema) {
+			return 0, err
+		}
+		return 0, l.dbErr("append: lock and read state", err)
+	}
+	b = &pgx.Batch{}
+	if first, err = ap.QueueAppend(b, leaves); err != nil {
+		return 0, err
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		if errors.Is(err, ErrCorrupt) {
+			return 0, err
+		}
+		return 0, l.dbErr("append", err)
+	}
+	return first, nil
+}
+
+// checkLeaves validates a batch of leaves.
+func (l *Log) checkLeaves(leaves [][]byte) error {
+	if len(leaves) == 0 || len(leaves) > MaxBatch {
+		return fmt.Errorf("%w: batch of %d leaves (1 to %d)", ErrInvalid, len(leaves), MaxBatch)
+	}
 	for i, d := range leaves {
 		if len(d) == 0 || len(d) > MaxLeafSize {
-			return 0, fmt.Errorf("%w: leaf %d is %d bytes (1 to %d)", ErrInvalid, i, len(d), MaxLeafSize)
+			return fmt.Errorf("%w: leaf %d is %d bytes (1 to %d)", ErrInvalid, i, len(d), MaxLeafSize)
 		}
 		if !l.cfg.RawLeaves {
 			if _, err := tlog.ParseLeaf(d); err != nil {
-				return 0, fmt.Errorf("%w: leaf %d: %w", ErrInvalid, i, err)
+				return fmt.Errorf("%w: leaf %d: %w", ErrInvalid, i, err)
 			}
 		}
-		h := tlog.LeafHash(d)
-		hashes[i] = h[:]
 	}
+	return nil
+}
 
-	// One round trip: take the sequencer lock, then read the state it protects. The state read
-	// is a separate statement so its snapshot is taken after the lock is granted.
-	b := &pgx.Batch{}
+// Appender appends to the log inside a caller's transaction through the caller's own pipelined
+// round trips (pgx.Batch): [Log.QueueLock] queues the sequencer lock and the state read, and once
+// that batch has been sent and its results read (BatchResults.Close), [Appender.QueueAppend]
+// queues the writes of the new leaves into a later batch of the same transaction. Results are
+// read through the queued statements' callbacks, so the batches may carry other statements too.
+// An Appender is not safe for concurrent use.
+type Appender struct {
+	l      *Log
+	ready  bool
+	size   int64
+	packed []byte
+}
+
+// QueueLock queues into b, which must be sent inside a transaction (for instance one begun by
+// b.BeginTx), the statements that take the sequencer lock for the rest of that transaction and
+// read the state it protects. The state read is a statement of its own after the lock, so its
+// snapshot is taken once the lock is granted. An error in either fails b's Close.
+func (l *Log) QueueLock(b *pgx.Batch) *Appender {
+	ap := &Appender{l: l}
 	b.Queue(`SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))`, int32(lockClass))
-	b.Queue(`SELECT size, compact FROM merklelog_state WHERE id FOR UPDATE`)
-	br := tx.SendBatch(ctx, b)
-	_, err = br.Exec()
-	var size int64
-	var packed []byte
-	if err == nil {
-		err = br.QueryRow().Scan(&size, &packed)
+	b.Queue(`SELECT size, compact FROM merklelog_state WHERE id FOR UPDATE`).QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(&ap.size, &ap.packed); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("%w: state row missing", ErrSchema)
+			}
+			return err
+		}
+		ap.ready = true
+		return nil
+	})
+	return ap
+}
+
+// QueueAppend computes the tree over leaves and queues their writes (leaves, completed subtrees,
+// new state) into b, to be sent in the same transaction as the batch of [Log.QueueLock]. It
+// returns the index of the first leaf; the others follow in order. A failed write (or a state
+// changed under the lock, reported as ErrCorrupt) fails b's Close, and the transaction must
+// then be rolled back. Unless Config.RawLeaves is set, every leaf must be a valid tlog.Leaf
+// encoding. Successive calls append after each other.
+func (ap *Appender) QueueAppend(b *pgx.Batch, leaves [][]byte) (first uint64, err error) {
+	l := ap.l
+	if !ap.ready {
+		return 0, fmt.Errorf("%w: QueueAppend before the lock batch was read", ErrInvalid)
 	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
+	if err := l.checkLeaves(leaves); err != nil {
+		return 0, err
 	}
-	if err != nil {
-		return 0, l.dbErr("append: lock and read state", err)
-	}
-	st, err := l.parseState(size, packed)
+	st, err := l.parseState(ap.size, ap.packed)
 	if err != nil {
 		return 0, err
 	}
@@ -273,6 +329,7 @@ func (l *Log) Append(ctx context.Context, tx pgx.Tx, leaves [][]byte) (first uin
 
 	// Extend the compact range, collecting every subtree completed on the way.
 	idx := make([]int64, len(leaves))
+	hashes := make([][]byte, len(leaves))
 	var nLevel []int16
 	var nIdx []int64
 	var nHash [][]byte
@@ -284,50 +341,35 @@ func (l *Log) Append(ctx context.Context, tx pgx.Tx, leaves [][]byte) (first uin
 		nIdx = append(nIdx, int64(id.Index))
 		nHash = append(nHash, hash)
 	}
-	for i, h := range hashes {
+	for i, d := range leaves {
+		h := tlog.LeafHash(d)
+		hashes[i] = h[:]
 		idx[i] = int64(first) + int64(i)
-		if err := st.rng.Append(h, visit); err != nil {
+		if err := st.rng.Append(hashes[i], visit); err != nil {
 			return 0, fmt.Errorf("%w: %v", ErrCorrupt, err)
 		}
 	}
 
-	// One more round trip for all the writes.
-	b = &pgx.Batch{}
+	want := int64(len(leaves))
 	b.Queue(`INSERT INTO merklelog_leaf (idx, data, hash)
-		SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[])`, idx, leaves, hashes)
+		SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[])`, idx, leaves, hashes).Exec(func(tag pgconn.CommandTag) error {
+		if tag.RowsAffected() != want {
+			return fmt.Errorf("%w: inserted %d leaves, want %d", ErrCorrupt, tag.RowsAffected(), want)
+		}
+		return nil
+	})
 	if len(nLevel) > 0 {
 		b.Queue(`INSERT INTO merklelog_node (level, idx, hash)
 			SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])`, nLevel, nIdx, nHash)
 	}
+	packed := packRange(st.rng)
 	b.Queue(`UPDATE merklelog_state SET size = $1, compact = $2, updated_at = now() WHERE id AND size = $3`,
-		int64(st.rng.End()), packRange(st.rng), size)
-	br = tx.SendBatch(ctx, b)
-	err = func() error {
-		tag, err := br.Exec()
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() != int64(len(leaves)) {
-			return fmt.Errorf("inserted %d leaves, want %d", tag.RowsAffected(), len(leaves))
-		}
-		if len(nLevel) > 0 {
-			if _, err := br.Exec(); err != nil {
-				return err
-			}
-		}
-		if tag, err = br.Exec(); err != nil {
-			return err
-		}
+		int64(st.rng.End()), packed, ap.size).Exec(func(tag pgconn.CommandTag) error {
 		if tag.RowsAffected() != 1 {
 			return fmt.Errorf("%w: state changed under the sequencer lock", ErrCorrupt)
 		}
 		return nil
-	}()
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return 0, l.dbErr("append", err)
-	}
+	})
+	ap.size, ap.packed = int64(st.rng.End()), packed
 	return first, nil
 }
