@@ -148,14 +148,14 @@ func runArchiveBench(ctx context.Context, cfg archiveBenchConfig, out io.Writer)
 	// Floor: plain PUTs of the same objects, same headers, same concurrency, each run in a bucket
 	// of its own. It is measured before and after the pipeline and averaged, so that drift of the
 	// server or the machine during the run weighs on both sides alike.
-	cpu0, self0 := procCPU(cfg.serverPID), procCPU(os.Getpid())
+	cpu0, self0, pg0 := procCPU(cfg.serverPID), procCPU(os.Getpid()), pgCPU()
 	floorBefore, err := benchFloor(ctx, cfg, "bench-floor-a-"+stamp, msgs)
 	if err != nil {
 		return fmt.Errorf("floor: %w", err)
 	}
 	fmt.Fprintf(out, "floor (before the pipeline): %.0f PUTs/s (%d objects, concurrency %d, SHA-256 checksum + COMPLIANCE retention, conditional)\n",
 		floorBefore, len(msgs), cfg.Concurrency)
-	cpu1, self1 := procCPU(cfg.serverPID), procCPU(os.Getpid())
+	cpu1, self1, pg1 := procCPU(cfg.serverPID), procCPU(os.Getpid()), pgCPU()
 
 	// Pipeline: gRPC Store -> archive (parse, verify, S3 put, PostgreSQL catalog + log leaf).
 	rate, l, err := benchPipeline(ctx, cfg, s, pool, "bench-archive-"+stamp, msgs, out)
@@ -163,11 +163,11 @@ func runArchiveBench(ctx context.Context, cfg archiveBenchConfig, out io.Writer)
 		return fmt.Errorf("pipeline: %w", err)
 	}
 	fmt.Fprintf(out, "pipeline: %.0f receipts/s through gRPC Store into S3 + PostgreSQL (concurrency %d; target ≥1000/s)\n", rate, cfg.Concurrency)
-	cpu2, self2 := procCPU(cfg.serverPID), procCPU(os.Getpid())
+	cpu2, self2, pg2 := procCPU(cfg.serverPID), procCPU(os.Getpid()), pgCPU()
 	if cfg.serverPID > 0 {
 		per := func(d time.Duration) string { return (d / time.Duration(len(msgs))).Round(time.Microsecond).String() }
-		fmt.Fprintf(out, "cpu per message: floor: S3 server %s, client %s; pipeline: S3 server %s, pecarchive %s (PostgreSQL not counted)\n",
-			per(cpu1-cpu0), per(self1-self0), per(cpu2-cpu1), per(self2-self1))
+		fmt.Fprintf(out, "cpu per message: floor: S3 server %s, client %s, PostgreSQL %s; pipeline: S3 server %s, pecarchive %s, PostgreSQL %s (all postgres processes of this machine)\n",
+			per(cpu1-cpu0), per(self1-self0), per(pg1-pg0), per(cpu2-cpu1), per(self2-self1), per(pg2-pg1))
 	}
 
 	floorAfter, err := benchFloor(ctx, cfg, "bench-floor-b-"+stamp, msgs)
@@ -503,6 +503,13 @@ func findScript(name string) (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// pgCPU returns the CPU time used so far by the PostgreSQL server processes running on this
+// machine (0 where none can be read, for example a remote server).
+func pgCPU() time.Duration {
+	d, _ := procstat.CPUByName("postgres")
+	return d
 }
 
 // procCPU returns the CPU time process pid used so far, or 0 where it cannot be read.

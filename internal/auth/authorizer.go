@@ -83,8 +83,8 @@ func (a *Authorizer) SetCredentials(c *Credentials) error {
 func (a *Authorizer) Authenticate(ctx context.Context) (Principal, error) {
 	creds := a.creds.Load()
 	pr, _ := peer.FromContext(ctx)
-	md, _ := metadata.FromIncomingContext(ctx)
-	if vals := md.Get("authorization"); len(vals) > 0 {
+	// One key, not a copy of all the metadata (FromIncomingContext copies every key).
+	if vals := metadata.ValueFromIncomingContext(ctx, "authorization"); len(vals) > 0 {
 		if len(vals) > 1 {
 			return Principal{}, fmt.Errorf("%w: more than one authorization value", ErrUnauthenticated)
 		}

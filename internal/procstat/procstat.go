@@ -36,6 +36,39 @@ func Read(pid int) (Stat, error) {
 	if err != nil {
 		return Stat{}, err
 	}
+	return parse(b)
+}
+
+// CPUByName returns the CPU time used so far by every running process whose command name (the
+// comm field, at most 15 bytes) is name, for example all of PostgreSQL's server processes.
+// Processes that end between the listing and the read are skipped.
+func CPUByName(name string) (time.Duration, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	want := []byte("(" + name + ")")
+	var total time.Duration
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i, j := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+		if i < 0 || j < i || !bytes.Equal(b[i:j+1], want) {
+			continue
+		}
+		if st, err := parse(b); err == nil {
+			total += st.CPU
+		}
+	}
+	return total, nil
+}
+
+func parse(b []byte) (Stat, error) {
 	// The fields after the parenthesized command name (which may hold spaces and parentheses):
 	// state first, utime and stime 12th and 13th.
 	i := bytes.LastIndexByte(b, ')')

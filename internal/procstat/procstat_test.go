@@ -3,6 +3,7 @@ package procstat
 import (
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -22,5 +23,29 @@ func TestReadSelf(t *testing.T) {
 	}
 	if _, err := Read(-1); err == nil {
 		t.Error("Read(-1) succeeded")
+	}
+}
+
+func TestCPUByName(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("needs /proc")
+	}
+	self, err := Read(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	total, err := CPUByName(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total < self.CPU {
+		t.Fatalf("CPUByName(%q) = %v, less than this process alone (%v)", strings.TrimSpace(string(b)), total, self.CPU)
+	}
+	if n, err := CPUByName("no-such-command-name"); err != nil || n != 0 {
+		t.Fatalf("CPUByName(unknown) = %v, %v", n, err)
 	}
 }

@@ -167,8 +167,9 @@ type Archive struct {
 	closed   bool
 	inflight sync.WaitGroup
 
-	sinceCheckpoint int           // committer only
-	conn            *pgxpool.Conn // committer only: its connection
+	sinceCheckpoint int               // committer only
+	knownSets       map[[32]byte]bool // committer only: certificate sets known to be committed
+	conn            *pgxpool.Conn     // committer only: its connection
 	connSince       time.Time
 	stats           struct{ stored, duplicates, batches, failed, published atomic.Uint64 }
 	hooks           hooks
@@ -228,6 +229,7 @@ func New(ctx context.Context, cfg Config) (*Archive, error) {
 	}
 	a := &Archive{
 		cfg:       cfg,
+		knownSets: make(map[[32]byte]bool),
 		pool:      cfg.Pool,
 		blobs:     cfg.Blobs,
 		log:       cfg.Log,

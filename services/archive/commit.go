@@ -101,6 +101,9 @@ func (a *Archive) commitBatch(batch []*request) {
 	}
 }
 
+// maxKnownSets bounds the certificate sets the committer remembers as committed.
+const maxKnownSets = 4096
+
 // connLifetime is how long the committer keeps its connection before returning it to the pool
 // (so pool settings such as MaxConnLifetime still apply).
 const connLifetime = time.Minute
@@ -137,6 +140,7 @@ func (a *Archive) commit(batch []*request) (recs []Record, err error) {
 	defer func() {
 		if err != nil {
 			a.stats.failed.Add(1)
+			clear(a.knownSets)
 		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.CommitTimeout)
@@ -204,7 +208,7 @@ func (a *Archive) commit(batch []*request) (recs []Record, err error) {
 			inserted[it.sum] = len(msgs)
 			msgs = append(msgs, m)
 			leaves = append(leaves, data)
-			if it.chain.SHA256 != ([32]byte{}) {
+			if it.chain.SHA256 != ([32]byte{}) && !a.knownSets[it.chain.SHA256] {
 				b.Chains = append(b.Chains, it.chain)
 			}
 			if m.AnchorsSHA256 == a.anchors.SHA256 {
@@ -212,7 +216,7 @@ func (a *Archive) commit(batch []*request) (recs []Record, err error) {
 			}
 		}
 	}
-	if anchorsUsed {
+	if anchorsUsed && !a.knownSets[a.anchors.SHA256] {
 		b.Anchors = append(b.Anchors, a.anchors)
 	}
 	// Anchor sets the verifier did not report as its own (changed anchors) are not stored:
@@ -265,6 +269,18 @@ func (a *Archive) commit(batch []*request) (recs []Record, err error) {
 		if err := a.hooks.afterCommit(); err != nil {
 			return nil, err
 		}
+	}
+	// Certificate sets now committed need not be sent again (each is a few KB, and most batches
+	// carry the same few provider chains). The set is forgotten when it grows large and after
+	// any failed commit, so a set missing for whatever reason is written again.
+	if len(a.knownSets) > maxKnownSets {
+		clear(a.knownSets)
+	}
+	for _, c := range b.Chains {
+		a.knownSets[c.SHA256] = true
+	}
+	for _, c := range b.Anchors {
+		a.knownSets[c.SHA256] = true
 	}
 	a.stats.stored.Add(uint64(len(msgs)))
 	a.sinceCheckpoint += len(msgs)

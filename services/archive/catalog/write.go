@@ -184,7 +184,7 @@ func fixedZone(off int) *time.Location {
 // plan made when they were empty) the planner otherwise scans the whole table on every batch,
 // which made commits grow linearly with the catalog until autovacuum caught up.
 func LockWriter(ctx context.Context, tx pgx.Tx) error {
-	_, err := tx.Exec(ctx, noSeqScanSQL+"; "+writerLockSQL)
+	_, err := tx.Exec(ctx, writerLockSQL)
 	if err != nil {
 		return fmt.Errorf("catalog: writer lock: %w", err)
 	}
@@ -192,8 +192,10 @@ func LockWriter(ctx context.Context, tx pgx.Tx) error {
 }
 
 const (
-	noSeqScanSQL  = `SET LOCAL enable_seqscan = off`
-	writerLockSQL = `SELECT pg_advisory_xact_lock(hashtextextended('pecarchive.catalog.writer:' || coalesce(current_schema(), ''), 0))`
+	// writerLockSQL turns sequential scans off for the rest of the transaction (set_config with
+	// is_local, as SET LOCAL) and takes the writer lock, in one statement.
+	writerLockSQL = `SELECT set_config('enable_seqscan', 'off', true),
+		pg_advisory_xact_lock(hashtextextended('pecarchive.catalog.writer:' || coalesce(current_schema(), ''), 0))`
 	lookupSQL     = `SELECT ` + msgSelect + ` FROM messages WHERE sha256 = ANY($1)`
 )
 
@@ -214,7 +216,6 @@ func LockAndLookup(ctx context.Context, tx pgx.Tx, sums [][32]byte) (map[[32]byt
 // statements in the same round trip. The stored messages among sums are added to into when b's
 // results are read (BatchResults.Close), which fails if the lock or the look-up does.
 func QueueLockAndLookup(b *pgx.Batch, sums [][32]byte, into map[[32]byte]Message) {
-	b.Queue(noSeqScanSQL)
 	b.Queue(writerLockSQL)
 	keys := make([][]byte, len(sums))
 	for i := range sums {
