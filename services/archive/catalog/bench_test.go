@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pecarchive/pecarchive/internal/procstat"
 	"github.com/pecarchive/pecarchive/internal/testenv"
 	"github.com/pecarchive/pecarchive/pec"
 	"github.com/pecarchive/pecarchive/services/archive/catalog"
@@ -26,6 +27,7 @@ func BenchmarkWrite(b *testing.B) {
 	var leaf uint64
 	b.ResetTimer()
 	start := time.Now()
+	pg0, _ := procstat.CPUByName("postgres")
 	for done := 0; done < b.N; done += batch {
 		tx, err := pool.Begin(ctx)
 		if err != nil {
@@ -53,4 +55,8 @@ func BenchmarkWrite(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msg/s")
+	// The server's CPU per message, where its processes run on this machine.
+	if pg1, _ := procstat.CPUByName("postgres"); pg1 > pg0 {
+		b.ReportMetric(float64((pg1-pg0).Microseconds())/float64(b.N), "pg-µs/msg")
+	}
 }

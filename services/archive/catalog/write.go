@@ -196,7 +196,7 @@ const (
 	// is_local, as SET LOCAL) and takes the writer lock, in one statement.
 	writerLockSQL = `SELECT set_config('enable_seqscan', 'off', true),
 		pg_advisory_xact_lock(hashtextextended('pecarchive.catalog.writer:' || coalesce(current_schema(), ''), 0))`
-	lookupSQL     = `SELECT ` + msgSelect + ` FROM messages WHERE sha256 = ANY($1)`
+	lookupSQL = `SELECT ` + msgSelect + ` FROM messages WHERE sha256 = ANY($1)`
 )
 
 // LockAndLookup is [LockWriter] then [Lookup] in one round trip: the look-up is a statement of
