@@ -45,7 +45,9 @@ CREATE TRIGGER trust_anchor_sets_written_once BEFORE DELETE OR UPDATE OF sha256 
 CREATE TRIGGER trust_anchor_sets_no_truncate BEFORE TRUNCATE ON trust_anchor_sets
     FOR EACH STATEMENT EXECUTE FUNCTION catalog_refuse_change();
 
--- The checks. Each raises on the first new row whose reference does not exist.
+-- The checks. Each raises on the first new row whose reference does not exist. OFFSET 0 keeps
+-- each NOT EXISTS a per-row index probe: without it the planner may turn the check into a hash
+-- anti-join over the whole referenced table, and PL/pgSQL keeps that plan as the table grows.
 CREATE FUNCTION catalog_missing_ref(tbl text, col text, sha bytea) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation',
@@ -57,11 +59,11 @@ DECLARE bad bytea;
 BEGIN
     SELECT n.chain_sha256 INTO bad FROM new_rows n
     WHERE n.chain_sha256 IS NOT NULL
-      AND NOT EXISTS (SELECT 1 FROM cert_chains c WHERE c.sha256 = n.chain_sha256) LIMIT 1;
+      AND NOT EXISTS (SELECT 1 FROM cert_chains c WHERE c.sha256 = n.chain_sha256 OFFSET 0) LIMIT 1;
     IF FOUND THEN PERFORM catalog_missing_ref('messages', 'chain_sha256', bad); END IF;
     SELECT n.anchors_sha256 INTO bad FROM new_rows n
     WHERE n.anchors_sha256 IS NOT NULL
-      AND NOT EXISTS (SELECT 1 FROM trust_anchor_sets t WHERE t.sha256 = n.anchors_sha256) LIMIT 1;
+      AND NOT EXISTS (SELECT 1 FROM trust_anchor_sets t WHERE t.sha256 = n.anchors_sha256 OFFSET 0) LIMIT 1;
     IF FOUND THEN PERFORM catalog_missing_ref('messages', 'anchors_sha256', bad); END IF;
     RETURN NULL;
 END $$;
@@ -75,7 +77,7 @@ CREATE FUNCTION message_recipients_refs() RETURNS trigger LANGUAGE plpgsql SET s
 DECLARE bad bytea;
 BEGIN
     SELECT n.sha256 INTO bad FROM new_rows n
-    WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.sha256 = n.sha256) LIMIT 1;
+    WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.sha256 = n.sha256 OFFSET 0) LIMIT 1;
     IF FOUND THEN PERFORM catalog_missing_ref(TG_TABLE_NAME, 'sha256', bad); END IF;
     RETURN NULL;
 END $$;
@@ -92,7 +94,7 @@ CREATE FUNCTION delivery_events_refs() RETURNS trigger LANGUAGE plpgsql SET sear
 DECLARE bad bytea;
 BEGIN
     SELECT n.receipt_sha256 INTO bad FROM new_rows n
-    WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.sha256 = n.receipt_sha256) LIMIT 1;
+    WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.sha256 = n.receipt_sha256 OFFSET 0) LIMIT 1;
     IF FOUND THEN PERFORM catalog_missing_ref('delivery_events', 'receipt_sha256', bad); END IF;
     RETURN NULL;
 END $$;
@@ -105,7 +107,7 @@ CREATE FUNCTION message_links_refs() RETURNS trigger LANGUAGE plpgsql SET search
 DECLARE bad bytea;
 BEGIN
     SELECT s INTO bad FROM new_rows n, LATERAL (VALUES (n.referrer_sha256), (n.original_sha256)) v(s)
-    WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.sha256 = v.s) LIMIT 1;
+    WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.sha256 = v.s OFFSET 0) LIMIT 1;
     IF FOUND THEN PERFORM catalog_missing_ref('message_links', 'referrer_sha256/original_sha256', bad); END IF;
     RETURN NULL;
 END $$;
@@ -120,7 +122,7 @@ BEGIN
     SELECT s INTO bad FROM new_rows n,
         LATERAL (VALUES (n.original_sha256), (n.acceptance_sha256), (n.delivery_sha256),
                         (n.nondelivery_sha256), (n.warning_sha256)) v(s)
-    WHERE v.s IS NOT NULL AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.sha256 = v.s) LIMIT 1;
+    WHERE v.s IS NOT NULL AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.sha256 = v.s OFFSET 0) LIMIT 1;
     IF FOUND THEN PERFORM catalog_missing_ref('deliveries', 'original/acceptance/delivery/nondelivery/warning_sha256', bad); END IF;
     RETURN NULL;
 END $$;
