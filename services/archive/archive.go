@@ -18,8 +18,9 @@
 // # Group commit
 //
 // Concurrent Store calls are committed together: a committer goroutine takes every request
-// waiting (up to Config.MaxBatch, waiting at most Config.BatchDelay for more) and commits them in
-// one transaction, one Append of all their leaves. A failed batch fails every caller in it with
+// waiting (up to Config.MaxBatch; while other Store calls are still parsing, verifying or writing
+// their blob it waits at most Config.BatchDelay for them) and commits them in one transaction of
+// three round trips, one append of all their leaves. A failed batch fails every caller in it with
 // an error wrapping [ErrUnavailable] and leaves nothing behind (the transaction rolls back); a
 // batch that fails for another reason is retried one request at a time, so one bad request
 // cannot fail the others.
@@ -66,7 +67,7 @@ var (
 const (
 	DefaultMaxSize            = 64 << 20
 	DefaultMaxBatch           = 500
-	DefaultBatchDelay         = 2 * time.Millisecond
+	DefaultBatchDelay         = 10 * time.Millisecond
 	DefaultCommitTimeout      = 5 * time.Second
 	DefaultPutTimeout         = 60 * time.Second
 	DefaultCheckpointInterval = time.Minute
@@ -114,8 +115,9 @@ type Config struct {
 	MaxSize int
 	// MaxBatch bounds the requests committed in one transaction (default DefaultMaxBatch).
 	MaxBatch int
-	// BatchDelay is how long the committer waits for more requests once it has one (default
-	// DefaultBatchDelay; negative: do not wait).
+	// BatchDelay is how long the committer waits for more requests once it has one, as long as
+	// other Store calls are on their way (parsing, verifying, writing their blob); with none, it
+	// commits at once (default DefaultBatchDelay; negative: never wait).
 	BatchDelay time.Duration
 	// CommitTimeout bounds one commit transaction (default DefaultCommitTimeout).
 	CommitTimeout time.Duration
@@ -166,6 +168,7 @@ type Archive struct {
 	mu       sync.RWMutex // guards closed against in-flight Store calls
 	closed   bool
 	inflight sync.WaitGroup
+	coming   atomic.Int64 // Store calls started and not yet queued for the committer
 
 	sinceCheckpoint int               // committer only
 	knownSets       map[[32]byte]bool // committer only: certificate sets known to be committed
@@ -375,6 +378,13 @@ func (a *Archive) Store(ctx context.Context, raw []byte, src Source) (Record, er
 	a.inflight.Add(1)
 	a.mu.RUnlock()
 	defer a.inflight.Done()
+	a.coming.Add(1)
+	queued := false
+	defer func() {
+		if !queued {
+			a.coming.Add(-1)
+		}
+	}()
 
 	sum := sha256.Sum256(raw)
 	csrc := catalog.Source{Mailbox: src.Mailbox, Folder: src.Folder, UIDValidity: src.UIDValidity, UID: src.UID,
@@ -423,14 +433,18 @@ func (a *Archive) Store(ctx context.Context, raw []byte, src Source) (Record, er
 	for i := range req.items {
 		req.items[i].raw = nil
 	}
+	queued = true
 	return a.submit(ctx, req)
 }
 
-// submit hands req to the committer and waits for its result.
+// submit hands req to the committer and waits for its result. The caller counted req in
+// a.coming; submit uncounts it once it is queued (or given up).
 func (a *Archive) submit(ctx context.Context, req *request) (Record, error) {
 	select {
 	case a.queue <- req:
+		a.coming.Add(-1)
 	case <-ctx.Done():
+		a.coming.Add(-1)
 		return Record{}, fmt.Errorf("archive: waiting to commit: %w", ctx.Err())
 	}
 	select {

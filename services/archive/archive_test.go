@@ -658,3 +658,18 @@ func TestContainedPostacertIntegrity(t *testing.T) {
 		t.Errorf("receipt blob removed: %v, want ErrNotFound", err)
 	}
 }
+
+// A lone caller is not held back by the batch delay: the committer waits for more only while
+// other Store calls are on their way.
+func TestLoneCallerNotDelayed(t *testing.T) {
+	const delay = 2 * time.Second
+	f := newFixture(t, func(c *archive.Config) { c.BatchDelay = delay })
+	c := newConversation(t, f, "Da solo")
+	for i, raw := range [][]byte{c.acc.Bytes, c.nonDel.Bytes, c.warn.Bytes} {
+		start := time.Now()
+		f.store(raw, archive.Source{Mailbox: "m", Folder: "INBOX", UIDValidity: 1, UID: uint32(i + 1)})
+		if d := time.Since(start); d >= delay {
+			t.Fatalf("store %d took %v: the committer waited the batch delay for callers that were not coming", i, d)
+		}
+	}
+}

@@ -57,7 +57,9 @@ func (a *Archive) committer() {
 				batch = append(batch, r)
 				n += len(r.items)
 			default:
-				if deadline == nil {
+				// Nothing queued: wait for more only while other Store calls are on their
+				// way, so a lone caller is not delayed and a busy archive commits big batches.
+				if deadline == nil || a.coming.Load() == 0 {
 					break collect
 				}
 				select {
