@@ -61,20 +61,21 @@ func benchArchive(args []string, stdout, stderr io.Writer) int {
 	retention := fs.Duration("retention", 24*time.Hour, "COMPLIANCE retention of the benchmark's objects (kept short: they cannot be deleted before it ends)")
 	proofs := fs.Int("proofs", 2000, "inclusion proofs to time at the final tree size")
 	keep := fs.Bool("keep", false, "keep the PostgreSQL schema and the S3 server's data")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the pipeline phase to this file")
+	rounds := fs.Int("rounds", 4, "rounds of floor and pipeline, taking turns on slices of the workload, so that drift of the machine weighs on both alike")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the pipeline's first round to this file")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
 	if *unique == 0 {
 		*unique = *n
 	}
-	if *n <= 0 || *conc <= 0 || *unique <= 0 {
-		fmt.Fprintln(stderr, "pecarchive bench archive: -n and -concurrency must be positive, -unique not negative")
+	if *n <= 0 || *conc <= 0 || *unique <= 0 || *rounds <= 0 || *rounds > *n {
+		fmt.Fprintln(stderr, "pecarchive bench archive: -n, -concurrency and -rounds (at most -n) must be positive, -unique not negative")
 		return exitUsage
 	}
 	if err := runArchiveBench(context.Background(), archiveBenchConfig{
 		N: *n, Concurrency: *conc, Unique: *unique, Endpoint: *endpoint, Server: *server,
-		Retention: *retention, Proofs: *proofs, Keep: *keep, CPUProfile: *cpuprofile,
+		Retention: *retention, Proofs: *proofs, Keep: *keep, CPUProfile: *cpuprofile, Rounds: *rounds,
 	}, stdout); err != nil {
 		fmt.Fprintf(stderr, "pecarchive bench archive: %v\n", err)
 		return exitNotValid
@@ -91,6 +92,7 @@ type archiveBenchConfig struct {
 	Keep                   bool
 	PGDSN                  string
 	CPUProfile             string
+	Rounds                 int
 	serverPID              int
 }
 
@@ -145,37 +147,67 @@ func runArchiveBench(ctx context.Context, cfg archiveBenchConfig, out io.Writer)
 	fmt.Fprintf(out, "workload: %d receipts (%d distinct signed ones), %d-%d bytes, mean %d, generated in %s\n",
 		len(msgs), cfg.Unique, minSize, maxSize, total/len(msgs), time.Since(t0).Round(time.Millisecond))
 
-	// Floor: plain PUTs of the same objects, same headers, same concurrency, each run in a bucket
-	// of its own. It is measured before and after the pipeline and averaged, so that drift of the
-	// server or the machine during the run weighs on both sides alike.
-	cpu0, self0, pg0 := procCPU(cfg.serverPID), procCPU(os.Getpid()), pgCPU()
-	floorBefore, err := benchFloor(ctx, cfg, "bench-floor-a-"+stamp, msgs)
+	// Floor: plain PUTs of the same objects, same headers, same concurrency, into a bucket of
+	// their own. Pipeline: gRPC Store -> archive (parse, verify, S3 put, PostgreSQL catalog + log
+	// leaf). The two take turns on slices of the workload (floor first in even rounds, pipeline
+	// first in odd ones), so that drift of the server or the machine during the run weighs on
+	// both sides alike.
+	floor, err := newFloor(ctx, cfg, "bench-floor-"+stamp)
 	if err != nil {
 		return fmt.Errorf("floor: %w", err)
 	}
-	fmt.Fprintf(out, "floor (before the pipeline): %.0f PUTs/s (%d objects, concurrency %d, SHA-256 checksum + COMPLIANCE retention, conditional)\n",
-		floorBefore, len(msgs), cfg.Concurrency)
-	cpu1, self1, pg1 := procCPU(cfg.serverPID), procCPU(os.Getpid()), pgCPU()
-
-	// Pipeline: gRPC Store -> archive (parse, verify, S3 put, PostgreSQL catalog + log leaf).
-	rate, l, err := benchPipeline(ctx, cfg, s, pool, "bench-archive-"+stamp, msgs, out)
+	pipe, err := newPipeline(ctx, cfg, s, pool, "bench-archive-"+stamp)
 	if err != nil {
 		return fmt.Errorf("pipeline: %w", err)
 	}
+	defer pipe.close()
+	type side struct {
+		elapsed, server, self, pg time.Duration
+	}
+	var fl, pl side
+	measure := func(sd *side, fn func() (time.Duration, error)) (time.Duration, error) {
+		cpu0, self0, pg0 := procCPU(cfg.serverPID), procCPU(os.Getpid()), pgCPU()
+		d, err := fn()
+		sd.elapsed += d
+		sd.server += procCPU(cfg.serverPID) - cpu0
+		sd.self += procCPU(os.Getpid()) - self0
+		sd.pg += pgCPU() - pg0
+		return d, err
+	}
+	for r := range cfg.Rounds {
+		lo, hi := r*len(msgs)/cfg.Rounds, (r+1)*len(msgs)/cfg.Rounds
+		slice := msgs[lo:hi]
+		runFloor := func() (time.Duration, error) {
+			return measure(&fl, func() (time.Duration, error) { return floor.put(ctx, slice) })
+		}
+		runPipe := func() (time.Duration, error) {
+			return measure(&pl, func() (time.Duration, error) { return pipe.store(ctx, slice, lo, r == 0) })
+		}
+		first, second := runFloor, runPipe
+		if r%2 == 1 {
+			first, second = runPipe, runFloor
+		}
+		if _, err := first(); err != nil {
+			return fmt.Errorf("round %d: %w", r+1, err)
+		}
+		if _, err := second(); err != nil {
+			return fmt.Errorf("round %d: %w", r+1, err)
+		}
+	}
+	l, err := pipe.finish(ctx, len(msgs), out)
+	if err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	floorRate := float64(len(msgs)) / fl.elapsed.Seconds()
+	rate := float64(len(msgs)) / pl.elapsed.Seconds()
+	fmt.Fprintf(out, "floor: %.0f PUTs/s (%d objects in %d rounds, concurrency %d, SHA-256 checksum + COMPLIANCE retention, conditional)\n",
+		floorRate, len(msgs), cfg.Rounds, cfg.Concurrency)
 	fmt.Fprintf(out, "pipeline: %.0f receipts/s through gRPC Store into S3 + PostgreSQL (concurrency %d; target ≥1000/s)\n", rate, cfg.Concurrency)
-	cpu2, self2, pg2 := procCPU(cfg.serverPID), procCPU(os.Getpid()), pgCPU()
 	if cfg.serverPID > 0 {
 		per := func(d time.Duration) string { return (d / time.Duration(len(msgs))).Round(time.Microsecond).String() }
 		fmt.Fprintf(out, "cpu per message: floor: S3 server %s, client %s, PostgreSQL %s; pipeline: S3 server %s, pecarchive %s, PostgreSQL %s (all postgres processes of this machine)\n",
-			per(cpu1-cpu0), per(self1-self0), per(pg1-pg0), per(cpu2-cpu1), per(self2-self1), per(pg2-pg1))
+			per(fl.server), per(fl.self), per(fl.pg), per(pl.server), per(pl.self), per(pl.pg))
 	}
-
-	floorAfter, err := benchFloor(ctx, cfg, "bench-floor-b-"+stamp, msgs)
-	if err != nil {
-		return fmt.Errorf("floor: %w", err)
-	}
-	floorRate := (floorBefore + floorAfter) / 2
-	fmt.Fprintf(out, "floor (after the pipeline): %.0f PUTs/s; mean floor %.0f PUTs/s\n", floorAfter, floorRate)
 
 	if cfg.Proofs > 0 {
 		p50, p99, size, err := benchProofs(ctx, l, cfg.Proofs)
@@ -273,139 +305,181 @@ func parallel(n, conc int, fn func(i int) error) error {
 	return <-errc
 }
 
-func benchFloor(ctx context.Context, cfg archiveBenchConfig, bucket string, msgs [][]byte) (float64, error) {
+// floorRunner PUTs objects into a bucket of its own with plain minio-go calls.
+type floorRunner struct {
+	c           *minio.Core
+	bucket      string
+	concurrency int
+	retention   time.Duration
+}
+
+func newFloor(ctx context.Context, cfg archiveBenchConfig, bucket string) (*floorRunner, error) {
 	c, err := minio.NewCore(cfg.Endpoint, &minio.Options{
 		Creds: credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""), Region: "us-east-1",
 	})
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	if err := c.MakeBucket(ctx, bucket, minio.MakeBucketOptions{Region: "us-east-1", ObjectLocking: true}); err != nil {
-		return 0, err
+		return nil, err
 	}
-	mode := minio.Compliance
+	return &floorRunner{c: c, bucket: bucket, concurrency: cfg.Concurrency, retention: cfg.Retention}, nil
+}
+
+// put PUTs msgs and returns how long it took.
+func (f *floorRunner) put(ctx context.Context, msgs [][]byte) (time.Duration, error) {
 	start := time.Now()
-	err = parallel(len(msgs), cfg.Concurrency, func(i int) error {
+	err := parallel(len(msgs), f.concurrency, func(i int) error {
 		sum := sha256.Sum256(msgs[i])
 		h := hex.EncodeToString(sum[:])
 		opts := minio.PutObjectOptions{
 			ContentType: "application/octet-stream", DisableContentSha256: true,
 			UserMetadata:    map[string]string{"x-amz-checksum-sha256": base64.StdEncoding.EncodeToString(sum[:])},
-			Mode:            mode,
-			RetainUntilDate: time.Now().Add(cfg.Retention).UTC().Truncate(time.Second).Add(time.Second),
+			Mode:            minio.Compliance,
+			RetainUntilDate: time.Now().Add(f.retention).UTC().Truncate(time.Second).Add(time.Second),
 		}
 		opts.SetMatchETagExcept("*")
-		_, err := c.PutObject(ctx, bucket, "sha256/"+h[:2]+"/"+h, bytes.NewReader(msgs[i]), int64(len(msgs[i])), "", h, opts)
+		_, err := f.c.PutObject(ctx, f.bucket, "sha256/"+h[:2]+"/"+h, bytes.NewReader(msgs[i]), int64(len(msgs[i])), "", h, opts)
 		return err
 	})
-	if err != nil {
-		return 0, err
-	}
-	return float64(len(msgs)) / time.Since(start).Seconds(), nil
+	return time.Since(start), err
 }
 
-func benchPipeline(ctx context.Context, cfg archiveBenchConfig, s settings, pool *pgxpool.Pool, bucket string, msgs [][]byte, out io.Writer) (float64, *merklelog.Log, error) {
+// pipelineRunner stores receipts through the archive's gRPC Store.
+type pipelineRunner struct {
+	cfg              archiveBenchConfig
+	a                *archive.Archive
+	l                *merklelog.Log
+	client           archivev1.ArchiveServiceClient
+	closers          []func()
+	trusted, created atomic.Int64
+}
+
+func newPipeline(ctx context.Context, cfg archiveBenchConfig, s settings, pool *pgxpool.Pool, bucket string) (p *pipelineRunner, err error) {
+	p = &pipelineRunner{cfg: cfg}
+	defer func() {
+		if err != nil {
+			p.close()
+		}
+	}()
 	blobs, err := s3store.New(ctx, s3store.Config{
 		Endpoint: cfg.Endpoint, AccessKey: cfg.AccessKey, SecretKey: cfg.SecretKey, Bucket: bucket,
 		Retention: cfg.Retention, CreateBucket: true,
 	})
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	skey, _, err := tlog.GenerateKey("bench.pecarchive.local/log")
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	if err := archive.Migrate(ctx, pool); err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	l, _, err := openLogWithKey(ctx, pool, skey)
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
+	p.l = l
 	ca, err := pectest.NewCA(7, nil)
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	v, err := smime.New(smime.Config{Anchors: smime.NewTrustStore(ca.Root)})
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	a, err := archive.New(ctx, archive.Config{Pool: pool, Blobs: blobs, Log: l, Verifier: v, NoMigrate: true})
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
-	defer a.Close(context.Background())
+	p.a = a
+	p.closers = append(p.closers, func() { a.Close(context.Background()) })
 
 	token, hash, err := auth.GenerateToken()
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	creds, err := auth.ParseCredentials([]byte("token " + hash + " bench ingest\n"))
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	authz, err := auth.NewAuthorizer(creds, grpcserver.DefaultPolicy(), nil)
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	srv, err := grpcserver.New(grpcserver.Config{Archive: a, Log: l, Authorizer: authz})
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	go srv.Serve(lis)
-	defer srv.Stop()
+	p.closers = append(p.closers, srv.Stop)
 	conn, client, err := archiveclient.Dial(lis.Addr().String(), archiveclient.DialOptions{Token: token})
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
-	defer conn.Close()
+	p.closers = append(p.closers, func() { conn.Close() })
+	p.client = client
+	return p, nil
+}
 
-	var trusted, created atomic.Int64
-	if cfg.CPUProfile != "" {
-		f, err := os.Create(cfg.CPUProfile)
+// close stops the client, the server and the archive, in that order.
+func (p *pipelineRunner) close() {
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		p.closers[i]()
+	}
+	p.closers = nil
+}
+
+// store stores msgs (UIDs from offset+1) through gRPC Store and returns how long it took; with
+// profile set, under the CPU profiler when one was asked for.
+func (p *pipelineRunner) store(ctx context.Context, msgs [][]byte, offset int, profile bool) (time.Duration, error) {
+	if profile && p.cfg.CPUProfile != "" {
+		f, err := os.Create(p.cfg.CPUProfile)
 		if err != nil {
-			return 0, nil, err
+			return 0, err
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			return 0, nil, err
+			return 0, err
 		}
 		defer pprof.StopCPUProfile()
 	}
 	start := time.Now()
-	err = parallel(len(msgs), cfg.Concurrency, func(i int) error {
-		src := &archivev1.Source{Mailbox: "protocollo@pec.ordine.example.it", Folder: "INBOX", UidValidity: 1, Uid: uint32(i + 1)}
-		rec, err := archiveclient.StoreBytes(ctx, client, msgs[i], src, nil)
+	err := parallel(len(msgs), p.cfg.Concurrency, func(i int) error {
+		src := &archivev1.Source{Mailbox: "protocollo@pec.ordine.example.it", Folder: "INBOX", UidValidity: 1, Uid: uint32(offset + i + 1)}
+		rec, err := archiveclient.StoreBytes(ctx, p.client, msgs[i], src, nil)
 		if err != nil {
 			return err
 		}
 		if rec.GetVerdict().GetTrusted() {
-			trusted.Add(1)
+			p.trusted.Add(1)
 		}
 		if rec.GetNew() {
-			created.Add(1)
+			p.created.Add(1)
 		}
 		return nil
 	})
-	if err != nil {
-		return 0, nil, err
+	return time.Since(start), err
+}
+
+// finish publishes a checkpoint, prints the archive's figures and checks that all n receipts
+// were stored valid and trusted.
+func (p *pipelineRunner) finish(ctx context.Context, n int, out io.Writer) (*merklelog.Log, error) {
+	if _, err := p.a.Publish(ctx); err != nil {
+		return nil, err
 	}
-	elapsed := time.Since(start)
-	if _, err := a.Publish(ctx); err != nil {
-		return 0, nil, err
+	st := p.a.Stats()
+	fmt.Fprintf(out, "pipeline: %d stored (%d new, %d valid+trusted); archive stats %+v\n",
+		n, p.created.Load(), p.trusted.Load(), st)
+	if int(p.trusted.Load()) != n {
+		return nil, fmt.Errorf("%d of %d receipts were not valid+trusted", n-int(p.trusted.Load()), n)
 	}
-	st := a.Stats()
-	fmt.Fprintf(out, "pipeline: %d stored (%d new, %d valid+trusted) in %s; archive stats %+v\n",
-		len(msgs), created.Load(), trusted.Load(), elapsed.Round(time.Millisecond), st)
-	if int(trusted.Load()) != len(msgs) {
-		return 0, nil, fmt.Errorf("%d of %d receipts were not valid+trusted", len(msgs)-int(trusted.Load()), len(msgs))
-	}
-	return float64(len(msgs)) / elapsed.Seconds(), l, nil
+	return p.l, nil
 }
 
 // benchProofs times InclusionProof for random leaves at the final tree size.
