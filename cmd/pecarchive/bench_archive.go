@@ -61,6 +61,7 @@ func benchArchive(args []string, stdout, stderr io.Writer) int {
 	retention := fs.Duration("retention", 24*time.Hour, "COMPLIANCE retention of the benchmark's objects (kept short: they cannot be deleted before it ends)")
 	proofs := fs.Int("proofs", 2000, "inclusion proofs to time at the final tree size")
 	keep := fs.Bool("keep", false, "keep the PostgreSQL schema and the S3 server's data")
+	batchDelay := fs.Duration("batch-delay", 0, "the archive's group-commit delay (0: its default; negative: never wait)")
 	rounds := fs.Int("rounds", 4, "rounds of floor and pipeline, taking turns on slices of the workload, so that drift of the machine weighs on both alike")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the pipeline's first round to this file")
 	if err := fs.Parse(args); err != nil {
@@ -75,7 +76,7 @@ func benchArchive(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := runArchiveBench(context.Background(), archiveBenchConfig{
 		N: *n, Concurrency: *conc, Unique: *unique, Endpoint: *endpoint, Server: *server,
-		Retention: *retention, Proofs: *proofs, Keep: *keep, CPUProfile: *cpuprofile, Rounds: *rounds,
+		Retention: *retention, Proofs: *proofs, Keep: *keep, CPUProfile: *cpuprofile, Rounds: *rounds, BatchDelay: *batchDelay,
 	}, stdout); err != nil {
 		fmt.Fprintf(stderr, "pecarchive bench archive: %v\n", err)
 		return exitNotValid
@@ -93,6 +94,7 @@ type archiveBenchConfig struct {
 	PGDSN                  string
 	CPUProfile             string
 	Rounds                 int
+	BatchDelay             time.Duration
 	serverPID              int
 }
 
@@ -389,7 +391,7 @@ func newPipeline(ctx context.Context, cfg archiveBenchConfig, s settings, pool *
 	if err != nil {
 		return nil, err
 	}
-	a, err := archive.New(ctx, archive.Config{Pool: pool, Blobs: blobs, Log: l, Verifier: v, NoMigrate: true})
+	a, err := archive.New(ctx, archive.Config{Pool: pool, Blobs: blobs, Log: l, Verifier: v, NoMigrate: true, BatchDelay: cfg.BatchDelay})
 	if err != nil {
 		return nil, err
 	}
