@@ -21,7 +21,9 @@
 // the current schema) and locks the state row, so any number of replicas may append: they are
 // serialized, each sees the previous one's committed state, and a rolled-back transaction leaves
 // no trace. The lock is held until the caller's transaction ends, so callers should batch many
-// leaves per transaction, call Append last, and commit promptly. Use READ COMMITTED (the default)
+// leaves per transaction, call Append last, and commit promptly. A caller that sends its own
+// statements in pipelined batches can take the lock and append in those batches instead
+// ([Log.QueueLock], [Appender.QueueAppend]), saving Append's two round trips. Use READ COMMITTED (the default)
 // for the caller's transaction; under REPEATABLE READ or SERIALIZABLE a concurrent append makes
 // Append fail with a serialization error.
 package merklelog
