@@ -45,7 +45,9 @@ CREATE TRIGGER trust_anchor_sets_written_once BEFORE DELETE OR UPDATE OF sha256 
 CREATE TRIGGER trust_anchor_sets_no_truncate BEFORE TRUNCATE ON trust_anchor_sets
     FOR EACH STATEMENT EXECUTE FUNCTION catalog_refuse_change();
 
--- The checks. Each raises on the first new row whose reference does not exist. OFFSET 0 keeps
+-- The checks. Each raises on the first new row whose reference does not exist. One function per
+-- referencing column set, written out: a generic one would need dynamic SQL (EXECUTE), planned
+-- again on every statement. OFFSET 0 keeps
 -- each NOT EXISTS a per-row index probe: without it the planner may turn the check into a hash
 -- anti-join over the whole referenced table, and PL/pgSQL keeps that plan as the table grows.
 CREATE FUNCTION catalog_missing_ref(tbl text, col text, sha bytea) RETURNS void LANGUAGE plpgsql AS $$
