@@ -158,7 +158,10 @@ type DialOptions struct {
 // Dial returns a connection to the archive at target (host:port) and its client. The connection
 // is made lazily; close it when done.
 func Dial(target string, opts DialOptions) (*grpc.ClientConn, archivev1.ArchiveServiceClient, error) {
-	dopts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	dopts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// Fixed flow-control windows: with the default dynamic ones every call also costs a
+		// bandwidth-estimation ping and its ack.
+		grpc.WithInitialWindowSize(1 << 20), grpc.WithInitialConnWindowSize(4 << 20)}
 	if opts.TLS != nil {
 		dopts[0] = grpc.WithTransportCredentials(credentials.NewTLS(opts.TLS))
 	}

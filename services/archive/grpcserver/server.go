@@ -132,6 +132,12 @@ func (s *Service) Register(r grpc.ServiceRegistrar) {
 // in flight from a busy ingest.
 const streamWorkers = 64
 
+// HTTP/2 flow-control windows of a stream and of a connection.
+const (
+	streamWindow = 1 << 20
+	connWindow   = 4 << 20
+)
+
 // ServerOptions returns the options the service needs on its grpc.Server: a receive limit that
 // fits one chunk, and keepalive settings that drop dead peers (freeing their buffers).
 func ServerOptions() []grpc.ServerOption {
@@ -141,6 +147,12 @@ func ServerOptions() []grpc.ServerOption {
 		// (copies) its stack on every call, which cost about a tenth of the service's CPU.
 		// Streams beyond the workers get a goroutine of their own.
 		grpc.NumStreamWorkers(streamWorkers),
+		// Fixed flow-control windows: with the default dynamic ones every call also costs a
+		// bandwidth-estimation ping and its ack.
+		// The windows also bound what a client can make the transport buffer before the
+		// handler reads it: a stream window per stream, a connection window per connection.
+		grpc.InitialWindowSize(streamWindow),
+		grpc.InitialConnWindowSize(connWindow),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 30 * time.Second, PermitWithoutStream: true}),
 	}
