@@ -12,17 +12,22 @@ import (
 	"github.com/pecarchive/pecarchive/services/archive/catalog"
 )
 
-// BenchmarkWrite measures catalog.Write of batches of 200 receipts (acceptance, delivery,
+// BenchmarkWrite measures catalog.Write of batches of 20 and 200 receipts (acceptance, delivery,
 // non-delivery, warning per original), each batch in its own committed transaction.
 //
 //	go test -run '^$' -bench BenchmarkWrite -benchtime 20000x ./services/archive/catalog
 func BenchmarkWrite(b *testing.B) {
+	for _, batch := range []int{20, 200} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) { benchmarkWrite(b, batch) })
+	}
+}
+
+func benchmarkWrite(b *testing.B, batch int) {
 	ctx := context.Background()
 	pool := testenv.PG(b)
 	if err := catalog.Migrate(ctx, pool); err != nil {
 		b.Fatal(err)
 	}
-	const batch = 200
 	kinds := []pec.Kind{pec.KindAccettazione, pec.KindAvvenutaConsegna, pec.KindErroreConsegna, pec.KindPreavvisoErroreConsegna}
 	var leaf uint64
 	b.ResetTimer()
