@@ -252,7 +252,6 @@ type correlation struct {
 	byID, byRef, env, rcpts map[string][][32]byte // keyed look-ups, see queueCorrelation
 	have                    map[[32]byte]bool     // carried postacert.eml stored as messages
 	carried                 [][2][32]byte         // (stored carrier, new carried message)
-	affected                []string              // msgids whose deliveries are re-derived
 	newEvs                  []event               // delivery events of the new receipts
 	evs                     map[string][]event    // stored delivery events of affected msgids
 	origs                   map[string]*original  // originals of affected msgids
@@ -361,18 +360,19 @@ func queueCorrelation(batch *pgx.Batch, msgs []Message) *correlation {
 			c.newEvs = append(c.newEvs, e)
 		}
 	}
+	keys := make([]string, 0, len(affected))
 	for k := range affected {
-		c.affected = append(c.affected, k)
+		keys = append(keys, k)
 	}
-	sort.Strings(c.affected)
-	if len(c.affected) > 0 {
+	sort.Strings(keys)
+	if len(keys) > 0 {
 		batch.Queue(`SELECT msgid, recipient, receipt_sha256, kind, ok, problem, pec_id, sender,
-			receipt_type, errore, errore_esteso, event_time FROM delivery_events WHERE msgid = ANY($1)`, c.affected).Query(c.readEvents)
+			receipt_type, errore, errore_esteso, event_time FROM delivery_events WHERE msgid = ANY($1)`, keys).Query(c.readEvents)
 		// The original of each msgid: the original as sent (own Message-ID = msgid) if stored,
 		// else the first stored provider copy of it.
 		batch.Queue(`SELECT DISTINCT ON (ref_msgid) ref_msgid, sha256, recipients FROM messages
 			WHERE kind = 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($1)
-			ORDER BY ref_msgid, message_id <> ref_msgid, received_at, sha256`, c.affected).Query(c.readOriginals)
+			ORDER BY ref_msgid, message_id <> ref_msgid, received_at, sha256`, keys).Query(c.readOriginals)
 	}
 	return c
 }
