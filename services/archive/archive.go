@@ -168,7 +168,7 @@ type Archive struct {
 	mu       sync.RWMutex // guards closed against in-flight Store calls
 	closed   bool
 	inflight sync.WaitGroup
-	coming   atomic.Int64 // Store calls started and not yet queued for the committer
+	coming   atomic.Int64 // Store calls started and not yet taken from the queue by the committer
 
 	sinceCheckpoint int               // committer only
 	knownSets       map[[32]byte]bool // committer only: certificate sets known to be committed
@@ -378,6 +378,8 @@ func (a *Archive) Store(ctx context.Context, raw []byte, src Source) (Record, er
 	a.inflight.Add(1)
 	a.mu.RUnlock()
 	defer a.inflight.Done()
+	// Counted until the committer takes the request from the queue (it uncounts it there), or
+	// until this call gives up before queuing it.
 	a.coming.Add(1)
 	queued := false
 	defer func() {
@@ -433,18 +435,10 @@ func (a *Archive) Store(ctx context.Context, raw []byte, src Source) (Record, er
 	for i := range req.items {
 		req.items[i].raw = nil
 	}
-	queued = true
-	return a.submit(ctx, req)
-}
-
-// submit hands req to the committer and waits for its result. The caller counted req in
-// a.coming; submit uncounts it once it is queued (or given up).
-func (a *Archive) submit(ctx context.Context, req *request) (Record, error) {
 	select {
 	case a.queue <- req:
-		a.coming.Add(-1)
+		queued = true // the committer uncounts it when it takes it
 	case <-ctx.Done():
-		a.coming.Add(-1)
 		return Record{}, fmt.Errorf("archive: waiting to commit: %w", ctx.Err())
 	}
 	select {

@@ -39,6 +39,7 @@ func (a *Archive) committer() {
 		if !ok {
 			return
 		}
+		a.coming.Add(-1)
 		batch := []*request{first}
 		n := len(first.items)
 		var timer *time.Timer
@@ -54,11 +55,14 @@ func (a *Archive) committer() {
 				if !ok {
 					break collect
 				}
+				a.coming.Add(-1)
 				batch = append(batch, r)
 				n += len(r.items)
 			default:
 				// Nothing queued: wait for more only while other Store calls are on their
 				// way, so a lone caller is not delayed and a busy archive commits big batches.
+				// A request counts in a.coming until it is taken here, so a lone caller's own
+				// request never makes the committer wait for it.
 				if deadline == nil || a.coming.Load() == 0 {
 					break collect
 				}
@@ -67,6 +71,7 @@ func (a *Archive) committer() {
 					if !ok {
 						break collect
 					}
+					a.coming.Add(-1)
 					batch = append(batch, r)
 					n += len(r.items)
 				case <-deadline:
