@@ -165,15 +165,22 @@ func runArchiveBench(ctx context.Context, cfg archiveBenchConfig, out io.Writer)
 	defer pipe.close()
 	type side struct {
 		elapsed, server, self, pg time.Duration
+		machine                   procstat.Machine
 	}
 	var fl, pl side
 	measure := func(sd *side, fn func() (time.Duration, error)) (time.Duration, error) {
 		cpu0, self0, pg0 := procCPU(cfg.serverPID), procCPU(os.Getpid()), pgCPU()
+		m0, _ := procstat.ReadMachine()
 		d, err := fn()
+		m1, _ := procstat.ReadMachine()
 		sd.elapsed += d
 		sd.server += procCPU(cfg.serverPID) - cpu0
 		sd.self += procCPU(os.Getpid()) - self0
 		sd.pg += pgCPU() - pg0
+		m := m1.Sub(m0)
+		sd.machine.Busy += m.Busy
+		sd.machine.Idle += m.Idle
+		sd.machine.Steal += m.Steal
 		return d, err
 	}
 	for r := range cfg.Rounds {
@@ -209,6 +216,17 @@ func runArchiveBench(ctx context.Context, cfg archiveBenchConfig, out io.Writer)
 		per := func(d time.Duration) string { return (d / time.Duration(len(msgs))).Round(time.Microsecond).String() }
 		fmt.Fprintf(out, "cpu per message: floor: S3 server %s, client %s, PostgreSQL %s; pipeline: S3 server %s, pecarchive %s, PostgreSQL %s (all postgres processes of this machine)\n",
 			per(fl.server), per(fl.self), per(fl.pg), per(pl.server), per(pl.self), per(pl.pg))
+	}
+	// How busy the machine was: a side that kept every CPU busy is bound by CPU, and then the
+	// ratio is the ratio of the machine's CPU time per message; one that left CPUs idle waited
+	// on something else (latency, locks, the disk).
+	if total := func(m procstat.Machine) time.Duration { return m.Busy + m.Idle + m.Steal }; total(fl.machine) > 0 && total(pl.machine) > 0 {
+		pct := func(d, of time.Duration) float64 { return 100 * float64(d) / float64(of) }
+		fmt.Fprintf(out, "machine (%d CPUs): busy %.0f%% during the floor, %.0f%% during the pipeline (steal %.0f%%, %.0f%%); busy CPU per message %s vs %s: ratio if both were CPU-bound %.2f\n",
+			runtime.NumCPU(), pct(fl.machine.Busy, total(fl.machine)), pct(pl.machine.Busy, total(pl.machine)),
+			pct(fl.machine.Steal, total(fl.machine)), pct(pl.machine.Steal, total(pl.machine)),
+			(fl.machine.Busy / time.Duration(len(msgs))).Round(time.Microsecond), (pl.machine.Busy / time.Duration(len(msgs))).Round(time.Microsecond),
+			float64(fl.machine.Busy)/float64(pl.machine.Busy))
 	}
 
 	if cfg.Proofs > 0 {

@@ -1,6 +1,7 @@
-// Package procstat reads a process's state and CPU time from /proc/PID/stat (Linux), for the
-// benchmarks that report a server's CPU cost per operation and the tests that freeze a server.
-// Where /proc does not exist, Read fails.
+// Package procstat reads a process's state and CPU time from /proc/PID/stat and the machine's
+// CPU time from /proc/stat (Linux), for the benchmarks that report a server's CPU cost per
+// operation and how busy the machine was, and the tests that freeze a server. Where /proc does
+// not exist, Read and ReadMachine fail.
 package procstat
 
 import (
@@ -85,4 +86,53 @@ func parse(b []byte) (Stat, error) {
 		return Stat{}, ErrFormat
 	}
 	return Stat{State: f[0][0], CPU: time.Duration(ut+st) * time.Second / userHZ}, nil
+}
+
+// Machine is the CPU time of the whole machine so far, summed over its CPUs, from the first line
+// of /proc/stat.
+type Machine struct {
+	// Busy is the time the CPUs ran anything: user, nice, system, irq and softirq time.
+	Busy time.Duration
+	// Idle is the time they were idle or waiting for I/O.
+	Idle time.Duration
+	// Steal is the time a hypervisor gave them to other guests.
+	Steal time.Duration
+}
+
+// Sub returns the CPU time spent between earlier and m.
+func (m Machine) Sub(earlier Machine) Machine {
+	return Machine{Busy: m.Busy - earlier.Busy, Idle: m.Idle - earlier.Idle, Steal: m.Steal - earlier.Steal}
+}
+
+// ReadMachine reads the machine's CPU time so far.
+func ReadMachine() (Machine, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return Machine{}, err
+	}
+	return parseMachine(b)
+}
+
+func parseMachine(b []byte) (Machine, error) {
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line))
+	// cpu user nice system idle iowait irq softirq steal [guest guest_nice]; guest time is
+	// already counted in user and nice.
+	if len(f) < 9 || f[0] != "cpu" {
+		return Machine{}, ErrFormat
+	}
+	var v [8]uint64
+	for i := range v {
+		n, err := strconv.ParseUint(f[i+1], 10, 64)
+		if err != nil {
+			return Machine{}, ErrFormat
+		}
+		v[i] = n
+	}
+	tick := func(n uint64) time.Duration { return time.Duration(n) * time.Second / userHZ }
+	return Machine{
+		Busy:  tick(v[0] + v[1] + v[2] + v[5] + v[6]),
+		Idle:  tick(v[3] + v[4]),
+		Steal: tick(v[7]),
+	}, nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pecarchive/pecarchive/internal/procstat"
 	"github.com/pecarchive/pecarchive/internal/testenv"
 	"github.com/pecarchive/pecarchive/pec"
 	"github.com/pecarchive/pecarchive/pec/pectest"
@@ -63,6 +64,7 @@ func benchStore(b *testing.B, f *fixture) {
 	before := f.a.Stats()
 	b.ResetTimer()
 	start := time.Now()
+	pg0, _ := procstat.CPUByName("postgres")
 	for range 256 {
 		wg.Add(1)
 		go func() {
@@ -90,6 +92,9 @@ func benchStore(b *testing.B, f *fixture) {
 	b.ReportMetric(float64(b.N)/d.Seconds(), "msg/s")
 	if n := st.Batches - before.Batches; n > 0 {
 		b.ReportMetric(float64(b.N)/float64(n), "msg/tx")
+	}
+	if pg1, _ := procstat.CPUByName("postgres"); pg1 > pg0 {
+		b.ReportMetric(float64((pg1-pg0).Microseconds())/float64(b.N), "pg-µs/msg")
 	}
 }
 
