@@ -177,10 +177,7 @@ func runArchiveBench(ctx context.Context, cfg archiveBenchConfig, out io.Writer)
 		sd.server += procCPU(cfg.serverPID) - cpu0
 		sd.self += procCPU(os.Getpid()) - self0
 		sd.pg += pgCPU() - pg0
-		m := m1.Sub(m0)
-		sd.machine.Busy += m.Busy
-		sd.machine.Idle += m.Idle
-		sd.machine.Steal += m.Steal
+		sd.machine = sd.machine.Add(m1.Sub(m0))
 		return d, err
 	}
 	for r := range cfg.Rounds {
@@ -220,11 +217,11 @@ func runArchiveBench(ctx context.Context, cfg archiveBenchConfig, out io.Writer)
 	// How busy the machine was: a side that kept every CPU busy is bound by CPU, and then the
 	// ratio is the ratio of the machine's CPU time per message; one that left CPUs idle waited
 	// on something else (latency, locks, the disk).
-	if total := func(m procstat.Machine) time.Duration { return m.Busy + m.Idle + m.Steal }; total(fl.machine) > 0 && total(pl.machine) > 0 {
-		pct := func(d, of time.Duration) float64 { return 100 * float64(d) / float64(of) }
+	if fl.machine.Total() > 0 && pl.machine.Total() > 0 {
+		pct := func(d time.Duration, m procstat.Machine) float64 { return 100 * float64(d) / float64(m.Total()) }
 		fmt.Fprintf(out, "machine (%d CPUs): busy %.0f%% during the floor, %.0f%% during the pipeline (steal %.0f%%, %.0f%%); busy CPU per message %s vs %s: ratio if both were CPU-bound %.2f\n",
-			runtime.NumCPU(), pct(fl.machine.Busy, total(fl.machine)), pct(pl.machine.Busy, total(pl.machine)),
-			pct(fl.machine.Steal, total(fl.machine)), pct(pl.machine.Steal, total(pl.machine)),
+			runtime.NumCPU(), pct(fl.machine.Busy, fl.machine), pct(pl.machine.Busy, pl.machine),
+			pct(fl.machine.Steal, fl.machine), pct(pl.machine.Steal, pl.machine),
 			(fl.machine.Busy / time.Duration(len(msgs))).Round(time.Microsecond), (pl.machine.Busy / time.Duration(len(msgs))).Round(time.Microsecond),
 			float64(fl.machine.Busy)/float64(pl.machine.Busy))
 	}

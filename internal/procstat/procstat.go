@@ -104,6 +104,14 @@ func (m Machine) Sub(earlier Machine) Machine {
 	return Machine{Busy: m.Busy - earlier.Busy, Idle: m.Idle - earlier.Idle, Steal: m.Steal - earlier.Steal}
 }
 
+// Add returns the sum of the CPU times of m and o.
+func (m Machine) Add(o Machine) Machine {
+	return Machine{Busy: m.Busy + o.Busy, Idle: m.Idle + o.Idle, Steal: m.Steal + o.Steal}
+}
+
+// Total returns the CPU time of every kind.
+func (m Machine) Total() time.Duration { return m.Busy + m.Idle + m.Steal }
+
 // ReadMachine reads the machine's CPU time so far.
 func ReadMachine() (Machine, error) {
 	b, err := os.ReadFile("/proc/stat")
