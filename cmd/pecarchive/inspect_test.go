@@ -2,16 +2,11 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/pecarchive/pecarchive/internal/samples"
 	"github.com/pecarchive/pecarchive/pec/pectest"
@@ -223,19 +218,7 @@ func TestDemo(t *testing.T) {
 }
 
 func TestDemoArchive(t *testing.T) {
-	dsn := os.Getenv("PECARCHIVE_TEST_PG_DSN")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	schema := fmt.Sprintf("demo_test_%d", time.Now().UnixNano())
-	t.Setenv("PECARCHIVE_PG_DSN", dsn)
-	t.Setenv("PECARCHIVE_PG_SCHEMA", schema)
-	t.Cleanup(func() {
-		if conn, err := pgx.Connect(context.Background(), dsn); err == nil {
-			conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-			conn.Close(context.Background())
-		}
-	})
+	pgEnv(t)
 	code, out, errOut := runCLI(t, "demo", "--archive", "--out", t.TempDir())
 	if code != exitOK {
 		t.Fatalf("demo --archive exit %d\n%s\n%s", code, out, errOut)

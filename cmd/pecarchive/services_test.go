@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -11,28 +10,25 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/pecarchive/pecarchive/internal/testenv"
 )
+
+// pgEnv points the services' PostgreSQL settings at a fresh schema of the test server, dropped
+// on cleanup.
+func pgEnv(t *testing.T) {
+	t.Helper()
+	schema, _ := testenv.PGSchema(t)
+	t.Setenv("PECARCHIVE_PG_DSN", testenv.PGBaseDSN())
+	t.Setenv("PECARCHIVE_PG_SCHEMA", schema)
+}
 
 // serviceEnv points the services' settings at a fresh schema of the test PostgreSQL and a
 // temporary data folder with a new log key.
 func serviceEnv(t *testing.T) {
 	t.Helper()
-	dsn := os.Getenv("PECARCHIVE_TEST_PG_DSN")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	schema := fmt.Sprintf("cmd_test_%d", time.Now().UnixNano())
+	pgEnv(t)
 	dir := t.TempDir()
-	t.Setenv("PECARCHIVE_PG_DSN", dsn)
-	t.Setenv("PECARCHIVE_PG_SCHEMA", schema)
 	t.Setenv("PECARCHIVE_DATA_DIR", dir)
-	t.Cleanup(func() {
-		if conn, err := pgx.Connect(context.Background(), dsn); err == nil {
-			conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-			conn.Close(context.Background())
-		}
-	})
 	key := filepath.Join(dir, "log.key")
 	if code, _, errOut := runCLI(t, "logkey", "generate", "--origin", "test.pecarchive.local/log", "--out", key); code != exitOK {
 		t.Fatalf("logkey generate: %s", errOut)
