@@ -396,4 +396,36 @@ func TestSourcesAndSearch(t *testing.T) {
 	if err := e.cat.Scan(ctx, func(m catalog.Message) error { n++; return nil }); err != nil || n != 5 {
 		t.Errorf("scan %d %v", n, err)
 	}
+	// A new message's sources are inserted without a conflict check: the same source twice in
+	// one batch is one row, and a stored message's sources in the same batch are still checked.
+	fresh := receipt(pec.KindAccettazione, "s-new@x", "id-new", []string{"a@pec.example.it", "a@pec.example.it", "b@pec.example.it"}, "", trusted, "")
+	fresh.LeafIndex, fresh.ReceivedAt = e.leaf, e.now
+	e.leaf++
+	tx, _ = e.pool.Begin(ctx)
+	defer tx.Rollback(ctx) // after a failure, so that dropping the schema does not wait for it
+	err = catalog.Write(ctx, tx, &catalog.Batch{Messages: []catalog.Message{fresh}, Sources: []catalog.SourceRow{
+		{SHA256: fresh.SHA256, Source: catalog.Source{Path: "/import/new.eml"}},
+		{SHA256: fresh.SHA256, Source: catalog.Source{Path: "/import/new.eml", InternalDate: e.now}},
+		{SHA256: fresh.SHA256, Source: catalog.Source{Mailbox: "m", Folder: "INBOX", UIDValidity: 1, UID: 99}},
+		{SHA256: ms[0].SHA256, Source: src},
+		{SHA256: ms[1].SHA256, Source: catalog.Source{Path: "/import/y.eml"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		sum  [32]byte
+		want int
+	}{{fresh.SHA256, 2}, {ms[0].SHA256, 2}, {ms[1].SHA256, 2}} {
+		if srcs, err := e.cat.Sources(ctx, c.sum); err != nil || len(srcs) != c.want {
+			t.Errorf("sources of %x: %+v (%v), want %d", c.sum[:4], srcs, err, c.want)
+		}
+	}
+	var events int
+	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM delivery_events WHERE receipt_sha256 = $1`, fresh.SHA256[:]).Scan(&events); err != nil || events != 2 {
+		t.Errorf("%d delivery events of an acceptance for a@ twice and b@ (%v), want 2", events, err)
+	}
 }

@@ -431,9 +431,8 @@ func (c *correlation) queueWrites(batch *pgx.Batch, msgs []Message, now time.Tim
 	if len(c.newEvs) > 0 {
 		queueEvents(batch, c.newEvs)
 	}
-	// Every event of the affected msgids: stored ones, then the new ones not stored yet (a row
-	// already stored for the same msgid, recipient and receipt wins, as the insert's ON CONFLICT
-	// DO NOTHING keeps it).
+	// Every event of the affected msgids: stored ones, then the new ones (the first of a key
+	// wins, as in queueEvents).
 	type key struct {
 		msgid, rcpt string
 		receipt     [32]byte
@@ -453,8 +452,22 @@ func (c *correlation) queueWrites(batch *pgx.Batch, msgs []Message, now time.Tim
 	queueDeliveries(batch, c.evs, c.origs, now)
 }
 
-// queueEvents queues the insert of delivery_events rows.
-func queueEvents(batch *pgx.Batch, newEvs []event) {
+// queueEvents queues the insert of delivery_events rows. They are events of receipts inserted in
+// this transaction, so no stored row can have their key: they are deduplicated here (the first
+// wins) and inserted plainly, which costs the server less than a speculative insertion.
+func queueEvents(batch *pgx.Batch, evs []event) {
+	type key struct {
+		msgid, rcpt string
+		receipt     [32]byte
+	}
+	seen := make(map[key]bool, len(evs))
+	newEvs := make([]event, 0, len(evs))
+	for _, e := range evs {
+		if k := (key{e.MsgID, e.Recipient, e.Receipt}); !seen[k] {
+			seen[k] = true
+			newEvs = append(newEvs, e)
+		}
+	}
 	var (
 		msgids, rcpts, kinds, problems, pecIDs, senders = make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs))
 		rtypes, errores, estesi                         = make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs))
@@ -473,8 +486,7 @@ func queueEvents(batch *pgx.Batch, newEvs []event) {
 	batch.Queue(`INSERT INTO delivery_events (msgid, recipient, receipt_sha256, kind, ok, problem, pec_id,
 		sender, receipt_type, errore, errore_esteso, event_time)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::bool[], $6::text[], $7::text[],
-			$8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])
-		ON CONFLICT DO NOTHING`,
+			$8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])`,
 		msgids, rcpts, receipts, kinds, oks, problems, pecIDs, senders, rtypes, errores, estesi, times)
 }
 

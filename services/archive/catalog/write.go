@@ -334,7 +334,11 @@ func Write(ctx context.Context, tx pgx.Tx, b *Batch) error {
 		batch.Queue(`INSERT INTO message_recipients (recipient, received_at, sha256)
 			SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::bytea[])`, rcptName, rcptTime, rcptSum)
 	}
-	queueSources(&batch, b.Sources, now)
+	newSums := make(map[[32]byte]bool, len(msgs))
+	for i := range msgs {
+		newSums[msgs[i].SHA256] = true
+	}
+	queueSources(&batch, b.Sources, now, newSums)
 	var c *correlation
 	if len(msgs) > 0 {
 		c = queueCorrelation(&batch, msgs)
@@ -381,40 +385,74 @@ func queueCertSets(batch *pgx.Batch, chains, anchors []CertSet) {
 	}
 }
 
-// queueSources queues the insert of srcs into batch: one statement.
-func queueSources(batch *pgx.Batch, srcs []SourceRow, now time.Time) {
-	if len(srcs) == 0 {
-		return
+// queueSources queues the insert of srcs into batch. Rows of messages inserted in this
+// transaction (newSums) cannot exist yet: they are deduplicated here and inserted plainly, which
+// costs the server less than a speculative insertion. Rows of messages already stored go through
+// ON CONFLICT DO NOTHING, so storing bytes again from the same place adds nothing.
+func queueSources(batch *pgx.Batch, srcs []SourceRow, now time.Time, newSums map[[32]byte]bool) {
+	type key struct {
+		sum, parent      [32]byte
+		mailbox, folder  string
+		path             string
+		uidvalidity, uid int64
 	}
-	var (
-		sums, parents         = make([][]byte, len(srcs)), make([][]byte, len(srcs))
-		mailboxes, folders    = make([]string, len(srcs)), make([]string, len(srcs))
-		paths                 = make([]string, len(srcs))
-		uidvalidities, uids   = make([]int64, len(srcs)), make([]int64, len(srcs))
-		internaldates, firsts = make([]*time.Time, len(srcs)), make([]time.Time, len(srcs))
-	)
-	for i, s := range srcs {
+	seen := make(map[key]bool, len(srcs))
+	var fresh, again sourceRows
+	for _, s := range srcs {
 		src := s.Source
-		fs := normTime(src.FirstSeen)
-		if fs.IsZero() {
-			fs = now
+		k := key{sum: s.SHA256, parent: src.Parent, mailbox: clean(src.Mailbox, MaxText), folder: clean(src.Folder, MaxText),
+			path: clean(src.Path, MaxText), uidvalidity: int64(src.UIDValidity), uid: int64(src.UID)}
+		if !newSums[s.SHA256] {
+			again.add(k.sum, k.parent, k.mailbox, k.folder, k.path, k.uidvalidity, k.uid, src, now)
+			continue
 		}
-		parent := []byte{}
-		if src.Parent != ([32]byte{}) {
-			parent = src.Parent[:]
+		if seen[k] {
+			continue
 		}
-		sums[i], parents[i] = s.SHA256[:], parent
-		mailboxes[i], folders[i], paths[i] = clean(src.Mailbox, MaxText), clean(src.Folder, MaxText), clean(src.Path, MaxText)
-		uidvalidities[i], uids[i] = int64(src.UIDValidity), int64(src.UID)
-		if t := normTime(src.InternalDate); !t.IsZero() {
-			internaldates[i] = &t
-		}
-		firsts[i] = fs
+		seen[k] = true
+		fresh.add(k.sum, k.parent, k.mailbox, k.folder, k.path, k.uidvalidity, k.uid, src, now)
+	}
+	fresh.queue(batch, "")
+	again.queue(batch, " ON CONFLICT DO NOTHING")
+}
+
+// sourceRows are message_sources rows as the columns of one unnest insert.
+type sourceRows struct {
+	sums, parents       [][]byte
+	mailboxes, folders  []string
+	paths               []string
+	uidvalidities, uids []int64
+	internaldates       []*time.Time
+	firsts              []time.Time
+}
+
+func (r *sourceRows) add(sum, parent [32]byte, mailbox, folder, path string, uidvalidity, uid int64, src Source, now time.Time) {
+	fs := normTime(src.FirstSeen)
+	if fs.IsZero() {
+		fs = now
+	}
+	p := []byte{}
+	if parent != ([32]byte{}) {
+		p = parent[:]
+	}
+	var internal *time.Time
+	if t := normTime(src.InternalDate); !t.IsZero() {
+		internal = &t
+	}
+	r.sums = append(r.sums, sum[:])
+	r.parents = append(r.parents, p)
+	r.mailboxes, r.folders, r.paths = append(r.mailboxes, mailbox), append(r.folders, folder), append(r.paths, path)
+	r.uidvalidities, r.uids = append(r.uidvalidities, uidvalidity), append(r.uids, uid)
+	r.internaldates, r.firsts = append(r.internaldates, internal), append(r.firsts, fs)
+}
+
+func (r *sourceRows) queue(batch *pgx.Batch, onConflict string) {
+	if len(r.sums) == 0 {
+		return
 	}
 	batch.Queue(`INSERT INTO message_sources
 		(sha256, mailbox, folder, uidvalidity, uid, internaldate, path, parent_sha256, first_seen)
 		SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::timestamptz[],
-			$7::text[], $8::bytea[], $9::timestamptz[])
-		ON CONFLICT DO NOTHING`,
-		sums, mailboxes, folders, uidvalidities, uids, internaldates, paths, parents, firsts)
+			$7::text[], $8::bytea[], $9::timestamptz[])`+onConflict,
+		r.sums, r.mailboxes, r.folders, r.uidvalidities, r.uids, r.internaldates, r.paths, r.parents, r.firsts)
 }
