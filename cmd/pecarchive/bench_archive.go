@@ -499,8 +499,16 @@ func (p *pipelineRunner) finish(ctx context.Context, n int, out io.Writer) (*mer
 		return nil, err
 	}
 	st := p.a.Stats()
-	fmt.Fprintf(out, "pipeline: %d stored (%d new, %d valid+trusted); archive stats %+v\n",
-		n, p.created.Load(), p.trusted.Load(), st)
+	fmt.Fprintf(out, "pipeline: %d stored (%d new, %d valid+trusted); archive: %d messages (postacert.eml included), %d duplicates, %d transactions (%d failed), %d checkpoints\n",
+		n, p.created.Load(), p.trusted.Load(), st.Stored, st.Duplicates, st.Batches, st.Failed, st.Published)
+	// Where a Store call's time went: with every call waiting for a group commit, and one
+	// transaction at a time, the commit is what a fixed concurrency spends its time on.
+	if st.Calls > 0 && st.Batches > 0 {
+		perCall := func(d time.Duration) time.Duration { return (d / time.Duration(st.Calls)).Round(10 * time.Microsecond) }
+		perBatch := func(d time.Duration) time.Duration { return (d / time.Duration(st.Batches)).Round(10 * time.Microsecond) }
+		fmt.Fprintf(out, "store call, mean: parse+verify %s, blob put %s, waiting for the commit %s; transactions: %.1f calls each, collected in %s, committed in %s\n",
+			perCall(st.Prepare), perCall(st.Put), perCall(st.Commit), float64(st.Batched)/float64(st.Batches), perBatch(st.Collect), perBatch(st.Transact))
+	}
 	if int(p.trusted.Load()) != n {
 		return nil, fmt.Errorf("%d of %d receipts were not valid+trusted", n-int(p.trusted.Load()), n)
 	}

@@ -147,6 +147,15 @@ type Stats struct {
 	Batches    uint64 // commit transactions
 	Failed     uint64 // failed commit transactions
 	Published  uint64 // checkpoints published
+	// Where the time of Store calls went, summed over the calls that reached the committer:
+	// parsing and verifying, making the blob durable, and waiting for the commit (in the queue,
+	// then in the transaction).
+	Calls                uint64
+	Prepare, Put, Commit time.Duration
+	// The committer's time, summed over batches: collecting a batch (from taking its first
+	// request), then committing it. Batched is the number of requests committed in them.
+	Batched           uint64
+	Collect, Transact time.Duration
 }
 
 // Archive is the archive core. It is safe for concurrent use.
@@ -174,8 +183,11 @@ type Archive struct {
 	knownSets       map[[32]byte]bool // committer only: certificate sets known to be committed
 	conn            *pgxpool.Conn     // committer only: its connection
 	connSince       time.Time
-	stats           struct{ stored, duplicates, batches, failed, published atomic.Uint64 }
-	hooks           hooks
+	stats           struct {
+		stored, duplicates, batches, failed, published, calls, batched atomic.Uint64
+		prepare, put, commit, collect, transact                        atomic.Int64 // nanoseconds
+	}
+	hooks hooks
 }
 
 // hooks let in-package tests inject failures at each step of Store.
@@ -302,6 +314,13 @@ func (a *Archive) Stats() Stats {
 		Batches:    a.stats.batches.Load(),
 		Failed:     a.stats.failed.Load(),
 		Published:  a.stats.published.Load(),
+		Calls:      a.stats.calls.Load(),
+		Prepare:    time.Duration(a.stats.prepare.Load()),
+		Put:        time.Duration(a.stats.put.Load()),
+		Commit:     time.Duration(a.stats.commit.Load()),
+		Batched:    a.stats.batched.Load(),
+		Collect:    time.Duration(a.stats.collect.Load()),
+		Transact:   time.Duration(a.stats.transact.Load()),
 	}
 }
 
@@ -402,6 +421,7 @@ func (a *Archive) Store(ctx context.Context, raw []byte, src Source) (Record, er
 	if d := src.InternalDate; !d.IsZero() && d.Before(received) {
 		received = d
 	}
+	t0 := time.Now()
 	main := a.prepare(ctx, sum, raw, received)
 	main.src = csrc
 	req.items = []item{main}
@@ -413,6 +433,7 @@ func (a *Archive) Store(ctx context.Context, raw []byte, src Source) (Record, er
 		in.msg.ContainedIn = sum
 		req.items = append(req.items, in)
 	}
+	t1 := time.Now()
 	// The bytes first, durable. A postacert.eml is read back from the receipt's blob, which is
 	// durable before the transaction that commits either row.
 	for i := range req.items {
@@ -435,6 +456,7 @@ func (a *Archive) Store(ctx context.Context, raw []byte, src Source) (Record, er
 	for i := range req.items {
 		req.items[i].raw = nil
 	}
+	t2 := time.Now()
 	select {
 	case a.queue <- req:
 		queued = true // the committer uncounts it when it takes it
@@ -443,6 +465,10 @@ func (a *Archive) Store(ctx context.Context, raw []byte, src Source) (Record, er
 	}
 	select {
 	case r := <-req.done:
+		a.stats.calls.Add(1)
+		a.stats.prepare.Add(int64(t1.Sub(t0)))
+		a.stats.put.Add(int64(t2.Sub(t1)))
+		a.stats.commit.Add(int64(time.Since(t2)))
 		return r.rec, r.err
 	case <-ctx.Done():
 		// The commit may still happen; a retry finds it (idempotent).

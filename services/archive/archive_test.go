@@ -435,7 +435,8 @@ func TestGroupCommit(t *testing.T) {
 		c := newConversation(t, f, fmt.Sprintf("Pratica %d", i))
 		raws = append(raws, c.acc.Bytes, c.nonDel.Bytes, c.warn.Bytes, c.env.Bytes)
 	}
-	before := f.a.Stats().Batches
+	st0 := f.a.Stats()
+	before := st0.Batches
 	var wg sync.WaitGroup
 	errs := make(chan error, len(raws))
 	for i, raw := range raws {
@@ -453,8 +454,15 @@ func TestGroupCommit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	batches := f.a.Stats().Batches - before
+	st := f.a.Stats()
+	batches := st.Batches - before
 	t.Logf("%d messages in %d transactions", len(raws), batches)
+	// The timing counters cover every call and every batch.
+	if calls, batched := st.Calls-st0.Calls, st.Batched-st0.Batched; calls != uint64(len(raws)) || batched != calls ||
+		st.Prepare <= st0.Prepare || st.Put <= st0.Put || st.Commit <= st0.Commit || st.Transact <= st0.Transact {
+		t.Errorf("stats: %d calls, %d batched, prepare %v, put %v, commit %v, transact %v; want %d calls, all batched, times grown",
+			calls, batched, st.Prepare-st0.Prepare, st.Put-st0.Put, st.Commit-st0.Commit, st.Transact-st0.Transact, len(raws))
+	}
 	if batches >= uint64(len(raws)) {
 		t.Errorf("no grouping: %d transactions for %d messages", batches, len(raws))
 	}

@@ -40,6 +40,7 @@ func (a *Archive) committer() {
 			return
 		}
 		a.coming.Add(-1)
+		start := time.Now()
 		batch := []*request{first}
 		n := len(first.items)
 		var timer *time.Timer
@@ -83,7 +84,11 @@ func (a *Archive) committer() {
 		if timer != nil {
 			timer.Stop()
 		}
+		collected := time.Now()
 		a.commitBatch(batch)
+		a.stats.batched.Add(uint64(len(batch)))
+		a.stats.collect.Add(int64(collected.Sub(start)))
+		a.stats.transact.Add(int64(time.Since(collected)))
 	}
 }
 
