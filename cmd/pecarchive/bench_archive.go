@@ -504,10 +504,12 @@ func (p *pipelineRunner) finish(ctx context.Context, n int, out io.Writer) (*mer
 	// Where a Store call's time went: with every call waiting for a group commit, and one
 	// transaction at a time, the commit is what a fixed concurrency spends its time on.
 	if st.Calls > 0 && st.Batches > 0 {
-		perCall := func(d time.Duration) time.Duration { return (d / time.Duration(st.Calls)).Round(10 * time.Microsecond) }
-		perBatch := func(d time.Duration) time.Duration { return (d / time.Duration(st.Batches)).Round(10 * time.Microsecond) }
+		mean := func(d time.Duration, n uint64) time.Duration {
+			return (d / time.Duration(n)).Round(10 * time.Microsecond)
+		}
 		fmt.Fprintf(out, "store call, mean: parse+verify %s, blob put %s, waiting for the commit %s; transactions: %.1f calls each, collected in %s, committed in %s\n",
-			perCall(st.Prepare), perCall(st.Put), perCall(st.Commit), float64(st.Batched)/float64(st.Batches), perBatch(st.Collect), perBatch(st.Transact))
+			mean(st.Prepare, st.Calls), mean(st.Put, st.Calls), mean(st.Commit, st.Calls),
+			float64(st.Batched)/float64(st.Batches), mean(st.Collect, st.Batches), mean(st.Transact, st.Batches))
 	}
 	if int(p.trusted.Load()) != n {
 		return nil, fmt.Errorf("%d of %d receipts were not valid+trusted", n-int(p.trusted.Load()), n)
