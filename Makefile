@@ -27,6 +27,8 @@ test: tools vet proto-check unit fuzz
 
 vet:
 	$(GO) vet ./...
+	@unformatted=$$($$($(GO) env GOROOT)/bin/gofmt -l .); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 
 unit:
 	scripts/test-env.sh scripts/unit.sh
