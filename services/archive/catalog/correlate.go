@@ -428,46 +428,34 @@ func (c *correlation) queueWrites(batch *pgx.Batch, msgs []Message, now time.Tim
 		batch.Queue(`INSERT INTO message_links (referrer_sha256, original_sha256, via)
 			SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::text[]) ON CONFLICT DO NOTHING`, refSums, origSums, vias)
 	}
-	if len(c.newEvs) > 0 {
-		queueEvents(batch, c.newEvs)
-	}
-	// Every event of the affected msgids: stored ones, then the new ones (the first of a key
-	// wins, as in queueEvents).
+	// The new events, the first of a key (delivery_events' primary key) winning. They are events
+	// of receipts inserted in this transaction, so no stored event has their key.
 	type key struct {
 		msgid, rcpt string
 		receipt     [32]byte
 	}
-	seen := map[key]bool{}
-	for _, evs := range c.evs {
-		for _, e := range evs {
-			seen[key{e.MsgID, e.Recipient, e.Receipt}] = true
-		}
-	}
+	seen := make(map[key]bool, len(c.newEvs))
+	newEvs := make([]event, 0, len(c.newEvs))
 	for _, e := range c.newEvs {
-		if k := (key{e.MsgID, e.Recipient, e.Receipt}); !seen[k] {
-			seen[k] = true
-			c.evs[e.MsgID] = append(c.evs[e.MsgID], e)
-		}
-	}
-	queueDeliveries(batch, c.evs, c.origs, now)
-}
-
-// queueEvents queues the insert of delivery_events rows. They are events of receipts inserted in
-// this transaction, so no stored row can have their key: they are deduplicated here (the first
-// wins) and inserted plainly, which costs the server less than a speculative insertion.
-func queueEvents(batch *pgx.Batch, evs []event) {
-	type key struct {
-		msgid, rcpt string
-		receipt     [32]byte
-	}
-	seen := make(map[key]bool, len(evs))
-	newEvs := make([]event, 0, len(evs))
-	for _, e := range evs {
 		if k := (key{e.MsgID, e.Recipient, e.Receipt}); !seen[k] {
 			seen[k] = true
 			newEvs = append(newEvs, e)
 		}
 	}
+	if len(newEvs) > 0 {
+		queueEvents(batch, newEvs)
+	}
+	// Every event of the affected msgids: stored ones, then the new ones.
+	for _, e := range newEvs {
+		c.evs[e.MsgID] = append(c.evs[e.MsgID], e)
+	}
+	queueDeliveries(batch, c.evs, c.origs, now)
+}
+
+// queueEvents queues the insert of delivery_events rows: events of receipts inserted in this
+// transaction, deduplicated by the caller, so they are inserted plainly (a speculative insertion
+// would cost the server more for a conflict that cannot happen).
+func queueEvents(batch *pgx.Batch, newEvs []event) {
 	var (
 		msgids, rcpts, kinds, problems, pecIDs, senders = make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs))
 		rtypes, errores, estesi                         = make([]string, len(newEvs)), make([]string, len(newEvs)), make([]string, len(newEvs))

@@ -390,30 +390,30 @@ func queueCertSets(batch *pgx.Batch, chains, anchors []CertSet) {
 // costs the server less than a speculative insertion. Rows of messages already stored go through
 // ON CONFLICT DO NOTHING, so storing bytes again from the same place adds nothing.
 func queueSources(batch *pgx.Batch, srcs []SourceRow, now time.Time, newSums map[[32]byte]bool) {
-	type key struct {
-		sum, parent      [32]byte
-		mailbox, folder  string
-		path             string
-		uidvalidity, uid int64
-	}
-	seen := make(map[key]bool, len(srcs))
+	seen := make(map[sourceKey]bool, len(srcs))
 	var fresh, again sourceRows
 	for _, s := range srcs {
 		src := s.Source
-		k := key{sum: s.SHA256, parent: src.Parent, mailbox: clean(src.Mailbox, MaxText), folder: clean(src.Folder, MaxText),
+		k := sourceKey{sum: s.SHA256, parent: src.Parent, mailbox: clean(src.Mailbox, MaxText), folder: clean(src.Folder, MaxText),
 			path: clean(src.Path, MaxText), uidvalidity: int64(src.UIDValidity), uid: int64(src.UID)}
-		if !newSums[s.SHA256] {
-			again.add(k.sum, k.parent, k.mailbox, k.folder, k.path, k.uidvalidity, k.uid, src, now)
-			continue
+		switch {
+		case !newSums[s.SHA256]:
+			again.add(k, src, now)
+		case !seen[k]:
+			seen[k] = true
+			fresh.add(k, src, now)
 		}
-		if seen[k] {
-			continue
-		}
-		seen[k] = true
-		fresh.add(k.sum, k.parent, k.mailbox, k.folder, k.path, k.uidvalidity, k.uid, src, now)
 	}
 	fresh.queue(batch, "")
 	again.queue(batch, " ON CONFLICT DO NOTHING")
+}
+
+// sourceKey is the unique key of a message_sources row.
+type sourceKey struct {
+	sum, parent      [32]byte
+	mailbox, folder  string
+	path             string
+	uidvalidity, uid int64
 }
 
 // sourceRows are message_sources rows as the columns of one unnest insert.
@@ -426,23 +426,22 @@ type sourceRows struct {
 	firsts              []time.Time
 }
 
-func (r *sourceRows) add(sum, parent [32]byte, mailbox, folder, path string, uidvalidity, uid int64, src Source, now time.Time) {
+func (r *sourceRows) add(k sourceKey, src Source, now time.Time) {
 	fs := normTime(src.FirstSeen)
 	if fs.IsZero() {
 		fs = now
 	}
-	p := []byte{}
-	if parent != ([32]byte{}) {
-		p = parent[:]
+	parent := []byte{}
+	if k.parent != ([32]byte{}) {
+		parent = k.parent[:]
 	}
 	var internal *time.Time
 	if t := normTime(src.InternalDate); !t.IsZero() {
 		internal = &t
 	}
-	r.sums = append(r.sums, sum[:])
-	r.parents = append(r.parents, p)
-	r.mailboxes, r.folders, r.paths = append(r.mailboxes, mailbox), append(r.folders, folder), append(r.paths, path)
-	r.uidvalidities, r.uids = append(r.uidvalidities, uidvalidity), append(r.uids, uid)
+	r.sums, r.parents = append(r.sums, k.sum[:]), append(r.parents, parent)
+	r.mailboxes, r.folders, r.paths = append(r.mailboxes, k.mailbox), append(r.folders, k.folder), append(r.paths, k.path)
+	r.uidvalidities, r.uids = append(r.uidvalidities, k.uidvalidity), append(r.uids, k.uid)
 	r.internaldates, r.firsts = append(r.internaldates, internal), append(r.firsts, fs)
 }
 
