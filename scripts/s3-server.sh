@@ -16,7 +16,11 @@ usage() {
   exit 2
 }
 
-running() { [ -f "$1/server.pid" ] && kill -0 "$(cat "$1/server.pid")" 2>/dev/null; }
+# alive PID: the process exists and has not exited. A server whose starting shell is gone is
+# reparented to PID 1, which in some containers never reaps it: kill -0 then still succeeds on
+# the zombie, so its state is checked too.
+alive() { kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null || echo R)" != Z ]; }
+running() { [ -f "$1/server.pid" ] && alive "$(cat "$1/server.pid")"; }
 
 cmd=${1:-}
 case "$cmd" in
@@ -26,7 +30,7 @@ stop)
   if running "$dir"; then
     pid=$(cat "$dir/server.pid")
     kill "$pid"
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 100); do alive "$pid" || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
     echo "s3-server: stopped $pid" >&2
   else
@@ -97,7 +101,7 @@ echo "$endpoint" >"$dir/server.endpoint"
 
 deadline=$((SECONDS + 30))
 while [ "$SECONDS" -lt "$deadline" ]; do
-  if ! kill -0 "$pid" 2>/dev/null; then
+  if ! alive "$pid"; then
     echo "s3-server: $kind exited; log $log:" >&2
     tail -n 20 "$log" >&2
     rm -f "$dir/server.pid"

@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -21,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -74,7 +76,11 @@ func benchArchive(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pecarchive bench archive: -n, -concurrency and -rounds (at most -n) must be positive, -unique not negative")
 		return exitUsage
 	}
-	if err := runArchiveBench(context.Background(), archiveBenchConfig{
+	// Interrupted, the run stops where it is and still cleans up: it stops its throw-away S3
+	// server and drops its PostgreSQL schema.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := runArchiveBench(ctx, archiveBenchConfig{
 		N: *n, Concurrency: *conc, Unique: *unique, Endpoint: *endpoint, Server: *server,
 		Retention: *retention, Proofs: *proofs, Keep: *keep, CPUProfile: *cpuprofile, Rounds: *rounds, BatchDelay: *batchDelay,
 	}, stdout); err != nil {
