@@ -505,8 +505,8 @@ func (p *pipelineRunner) finish(ctx context.Context, n int, out io.Writer) (*mer
 		return nil, err
 	}
 	st := p.a.Stats()
-	fmt.Fprintf(out, "pipeline: %d stored (%d new, %d valid+trusted); archive: %d messages (postacert.eml included), %d duplicates, %d transactions (%d failed), %d checkpoints\n",
-		n, p.created.Load(), p.trusted.Load(), st.Stored, st.Duplicates, st.Batches, st.Failed, st.Published)
+	fmt.Fprintf(out, "pipeline: %d stored (%d new, %d valid+trusted); archive: %d messages (postacert.eml included), %d duplicates, %d transactions (%d failed, %d redone after a look-up), %d checkpoints\n",
+		n, p.created.Load(), p.trusted.Load(), st.Stored, st.Duplicates, st.Batches, st.Failed, st.Redone, st.Published)
 	// Where a Store call's time went: with every call waiting for a group commit, and one
 	// transaction at a time, the commit is what a fixed concurrency spends its time on.
 	if st.Calls > 0 && st.Batches > 0 {

@@ -20,10 +20,13 @@
 // Concurrent Store calls are committed together: a committer goroutine takes every request
 // waiting (up to Config.MaxBatch; while other Store calls are still parsing, verifying or writing
 // their blob it waits at most Config.BatchDelay for them) and commits them in one transaction of
-// three round trips, one append of all their leaves. A failed batch fails every caller in it with
-// an error wrapping [ErrUnavailable] and leaves nothing behind (the transaction rolls back); a
-// batch that fails for another reason is retried one request at a time, so one bad request
-// cannot fail the others.
+// two round trips, one append of all their leaves. The two suffice when every message is new and
+// the log is as the committer left it; otherwise (a message stored already, another replica
+// appended) the transaction is rolled back and redone with a third, first round trip that looks
+// up the stored messages and reads the log's state (Stats.Redone). A failed batch fails every
+// caller in it with an error wrapping [ErrUnavailable] and leaves nothing behind (the transaction
+// rolls back); a batch that fails for another reason is retried one request at a time, so one bad
+// request cannot fail the others.
 package archive
 
 import (
@@ -147,6 +150,9 @@ type Stats struct {
 	Batches    uint64 // commit transactions
 	Failed     uint64 // failed commit transactions
 	Published  uint64 // checkpoints published
+	// Redone counts transactions rolled back because a message was already stored or the log
+	// had moved (another replica appended), then committed again after a look-up.
+	Redone uint64
 	// Where the time of Store calls went, summed over the calls that reached the committer:
 	// parsing and verifying, making the blob durable, and waiting for the commit (in the queue,
 	// then in the transaction).
@@ -183,9 +189,12 @@ type Archive struct {
 	knownSets       map[[32]byte]bool // committer only: certificate sets known to be committed
 	conn            *pgxpool.Conn     // committer only: its connection
 	connSince       time.Time
+	logKnown        bool   // committer only: logSize and logPacked are the log as it last left it
+	logSize         int64  // committer only
+	logPacked       []byte // committer only
 	stats           struct {
-		stored, duplicates, batches, failed, published, calls, batched atomic.Uint64
-		prepare, put, commit, collect, transact                        atomic.Int64 // nanoseconds
+		stored, duplicates, batches, failed, published, calls, batched, misses atomic.Uint64
+		prepare, put, commit, collect, transact                                atomic.Int64 // nanoseconds
 	}
 	hooks hooks
 }
@@ -314,6 +323,7 @@ func (a *Archive) Stats() Stats {
 		Batches:    a.stats.batches.Load(),
 		Failed:     a.stats.failed.Load(),
 		Published:  a.stats.published.Load(),
+		Redone:     a.stats.misses.Load(),
 		Calls:      a.stats.calls.Load(),
 		Prepare:    time.Duration(a.stats.prepare.Load()),
 		Put:        time.Duration(a.stats.put.Load()),

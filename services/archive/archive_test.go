@@ -681,3 +681,53 @@ func TestLoneCallerNotDelayed(t *testing.T) {
 		}
 	}
 }
+
+// A commit assumes its messages are new and the log is as it left it (two round trips); when a
+// message is already stored, or another archive on the same schema (a replica) appended, the
+// transaction is rolled back and redone with a look-up: nothing is duplicated, leaves stay
+// contiguous, and the record says the message was stored before.
+func TestCommitAssumptionsRedone(t *testing.T) {
+	f := newFixture(t, nil)
+	replica, err := archive.New(context.Background(), f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer replica.Close(context.Background())
+	c := newConversation(t, f, "Assunzioni")
+	first := f.store(c.acc.Bytes, archive.Source{Path: "acc"})  // looks up: nothing known yet
+	second := f.store(c.env.Bytes, archive.Source{Path: "env"}) // assumes, rightly
+	if !first.New || !second.New || second.LeafIndex != first.LeafIndex+1 {
+		t.Fatalf("first %d new=%v, second %d new=%v", first.LeafIndex, first.New, second.LeafIndex, second.New)
+	}
+	redone := f.a.Stats().Redone
+	if redone != 0 {
+		t.Fatalf("%d transactions redone before any wrong assumption", redone)
+	}
+
+	// Stored already: the insert fails on the primary key, the redo finds the record.
+	again := f.store(c.acc.Bytes, archive.Source{Path: "acc-again"})
+	if again.New || again.LeafIndex != first.LeafIndex {
+		t.Errorf("stored again: leaf %d new=%v, want leaf %d new=false", again.LeafIndex, again.New, first.LeafIndex)
+	}
+	if got := f.a.Stats().Redone; got != redone+1 {
+		t.Errorf("redone %d, want %d", got, redone+1)
+	}
+
+	// The log moved: the replica appends, then this archive's assumed state is stale.
+	if _, err := replica.Store(context.Background(), c.warn.Bytes, archive.Source{Path: "warn"}); err != nil {
+		t.Fatal(err)
+	}
+	moved := f.store(c.nonDel.Bytes, archive.Source{Path: "nonDel"})
+	if !moved.New || moved.LeafIndex != second.LeafIndex+2 {
+		t.Errorf("after the replica appended: leaf %d new=%v, want leaf %d new=true", moved.LeafIndex, moved.New, second.LeafIndex+2)
+	}
+	if got := f.a.Stats().Redone; got != redone+2 {
+		t.Errorf("redone %d, want %d", got, redone+2)
+	}
+	if m, l := f.count("messages"), f.logSize(); m != 4 || l != 4 {
+		t.Errorf("%d messages, %d leaves; want 4 and 4", m, l)
+	}
+	if s := f.count("message_sources"); s != 5 {
+		t.Errorf("%d sources, want 5", s)
+	}
+}

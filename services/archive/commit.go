@@ -144,22 +144,60 @@ func (a *Archive) dropConn() {
 	}
 }
 
-// commit runs one transaction for batch: writer and sequencer locks, which messages are new,
-// their leaves (one append), catalog rows, commit, in three round trips. It returns one record
-// per request.
+// commit runs one transaction for batch and returns one record per request. Normally it takes
+// two round trips: the writer and sequencer locks, the log's leaves and the catalog's rows and
+// correlation look-ups in the first, links, delivery states and COMMIT in the second. That
+// assumes every message is new and the log is as this committer left it; a transaction that
+// finds otherwise (a stored message fails the messages primary key, a moved log fails the
+// state check) is rolled back and the batch is committed again with a round trip of its own
+// first, which looks up the stored messages and reads the log's state.
 func (a *Archive) commit(batch []*request) (recs []Record, err error) {
 	a.stats.batches.Add(1)
 	defer func() {
 		if err != nil {
 			a.stats.failed.Add(1)
 			clear(a.knownSets)
+			a.logKnown = false
 		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.CommitTimeout)
 	defer cancel()
+	if a.logKnown {
+		recs, miss, err := a.commitTx(ctx, batch, true)
+		if !miss {
+			return recs, err
+		}
+		a.stats.misses.Add(1)
+	}
+	recs, _, err = a.commitTx(ctx, batch, false)
+	return recs, err
+}
+
+// beginOnFirst is a catalog.Sender whose first batch begins the transaction.
+type beginOnFirst struct {
+	conn *pgxpool.Conn
+	tx   pgx.Tx
+}
+
+func (s *beginOnFirst) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	if s.tx != nil {
+		return s.tx.SendBatch(ctx, b)
+	}
+	first := &pgx.Batch{}
+	first.BeginTx(pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	first.QueuedQueries = append(first.QueuedQueries, b.QueuedQueries...)
+	br := s.conn.SendBatch(ctx, first)
+	s.tx = br.Tx()
+	return br
+}
+
+// commitTx runs commit's transaction. With known, it assumes that every message is new and that
+// the log is in the state this committer left it in; miss reports a transaction rolled back
+// because that was not so (err then says how).
+func (a *Archive) commitTx(ctx context.Context, batch []*request, known bool) (recs []Record, miss bool, err error) {
 	conn, err := a.commitConn(ctx)
 	if err != nil {
-		return nil, classify("connect", err)
+		return nil, false, classify("connect", err)
 	}
 	var sums [][32]byte
 	for _, r := range batch {
@@ -167,30 +205,35 @@ func (a *Archive) commit(batch []*request) (recs []Record, err error) {
 			sums = append(sums, it.sum)
 		}
 	}
-	// Three round trips in all. The first begins the transaction, takes the catalog's writer lock
-	// and the log's sequencer lock, and reads which messages are stored and the log's state; the
-	// second (catalog.Write's first) writes the rows and leaves and runs the correlation
-	// look-ups; the third writes links and deliveries and commits.
-	lock := &pgx.Batch{}
-	lock.BeginTx(pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
-	stored := make(map[[32]byte]catalog.Message)
-	catalog.QueueLockAndLookup(lock, sums, stored)
-	ap := a.log.QueueLock(lock)
-	br := conn.SendBatch(ctx, lock)
-	tx := br.Tx()
+	tx := &beginOnFirst{conn: conn}
 	committed := false
 	defer func() {
 		if err != nil {
-			if !committed {
+			if !committed && tx.tx != nil {
 				rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
-				tx.Rollback(rctx)
+				tx.tx.Rollback(rctx)
 				rcancel()
 			}
-			a.dropConn()
+			if !miss {
+				a.dropConn()
+			}
 		}
 	}()
-	if err = br.Close(); err != nil {
-		return nil, classify("lock and look up", err)
+	// The locks, and the log's state read (or checked) under them.
+	var pre pgx.Batch
+	stored := make(map[[32]byte]catalog.Message)
+	var ap *merklelog.Appender
+	if known {
+		catalog.QueueLock(&pre)
+		ap = a.log.QueueLockAt(&pre, a.logSize, a.logPacked)
+	} else {
+		// A round trip of its own: which messages are stored decides which are new.
+		catalog.QueueLockAndLookup(&pre, sums, stored)
+		ap = a.log.QueueLock(&pre)
+		if err = tx.SendBatch(ctx, &pre).Close(); err != nil {
+			return nil, false, classify("lock and look up", err)
+		}
+		pre = pgx.Batch{}
 	}
 
 	// New messages in batch order; the first request carrying a message inserts it.
@@ -215,7 +258,7 @@ func (a *Archive) commit(batch []*request) (recs []Record, err error) {
 			leaf := tlog.Leaf{Kind: tlog.KindMessage, SHA256: m.SHA256, Time: received, Extra: m.LeafExtra()}
 			data := leaf.Marshal()
 			if data == nil {
-				return nil, fmt.Errorf("archive: commit: leaf of %x: %w", m.SHA256[:8], leaf.Validate())
+				return nil, false, fmt.Errorf("archive: commit: leaf of %x: %w", m.SHA256[:8], leaf.Validate())
 			}
 			inserted[it.sum] = len(msgs)
 			msgs = append(msgs, m)
@@ -239,16 +282,15 @@ func (a *Archive) commit(batch []*request) (recs []Record, err error) {
 		}
 	}
 	if len(leaves) > 0 {
-		var lb pgx.Batch
-		first, err := ap.QueueAppend(&lb, leaves)
+		first, err := ap.QueueAppend(&pre, leaves)
 		if err != nil {
-			return nil, classify("append to log", err)
+			return nil, false, classify("append to log", err)
 		}
 		for i := range msgs {
 			msgs[i].LeafIndex = first + uint64(i)
 		}
-		b.Before = lb.QueuedQueries
 	}
+	b.Before = pre.QueuedQueries
 	b.Messages = msgs
 	// COMMIT rides on the catalog's last round trip, unless a test hook runs before it.
 	var commitTag pgconn.CommandTag
@@ -261,25 +303,32 @@ func (a *Archive) commit(batch []*request) (recs []Record, err error) {
 		b.After = cb.QueuedQueries
 	}
 	if err = catalog.Write(ctx, tx, b); err != nil {
-		return nil, classify("write catalog", err)
+		// Assuming, a failure that is not the server's unavailability is taken for a wrong
+		// assumption; committed again with the look-up, a real fault fails the same way.
+		if known && !transient(err) {
+			return nil, true, err
+		}
+		return nil, false, classify("write catalog", err)
 	}
 	if a.hooks.beforeCommit != nil {
-		if err = a.hooks.beforeCommit(ctx, tx); err != nil {
-			return nil, classify("commit", err)
+		if err = a.hooks.beforeCommit(ctx, tx.tx); err != nil {
+			return nil, false, classify("commit", err)
 		}
-		if err = tx.Commit(ctx); err != nil {
-			return nil, classify("commit", err)
+		if err = tx.tx.Commit(ctx); err != nil {
+			return nil, false, classify("commit", err)
 		}
 	} else {
 		committed = true // or rolled back: either way the transaction is over
 		if commitTag.String() != "COMMIT" {
 			err = fmt.Errorf("archive: commit: the server answered %q", commitTag.String())
-			return nil, classify("commit", err)
+			return nil, false, classify("commit", err)
 		}
 	}
+	a.logSize, a.logPacked = ap.State()
+	a.logKnown = true
 	if a.hooks.afterCommit != nil {
 		if err := a.hooks.afterCommit(); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	// Certificate sets now committed need not be sent again (each is a few KB, and most batches
@@ -327,7 +376,7 @@ func (a *Archive) commit(batch []*request) (recs []Record, err error) {
 			recs[i].Postacert = &out[1]
 		}
 	}
-	return recs, nil
+	return recs, false, nil
 }
 
 // classify wraps err: unavailability of PostgreSQL or the blob store (network, server shut down,

@@ -211,6 +211,13 @@ func LockAndLookup(ctx context.Context, tx pgx.Tx, sums [][32]byte) (map[[32]byt
 	return out, nil
 }
 
+// QueueLock queues [LockWriter] into b, a batch sent inside the writer's transaction (for instance
+// the one that begins it, see pgx.Batch.BeginTx). A writer that knows its messages are new (an
+// insert of a stored one then fails on the primary key) needs no look-up.
+func QueueLock(b *pgx.Batch) {
+	b.Queue(writerLockSQL)
+}
+
 // QueueLockAndLookup queues [LockAndLookup] into b, a batch sent inside the writer's transaction
 // (for instance the one that begins it, see pgx.Batch.BeginTx), so that a caller can send its own
 // statements in the same round trip. The stored messages among sums are added to into when b's
@@ -288,10 +295,16 @@ type Batch struct {
 	Before, After []*pgx.QueuedQuery
 }
 
+// Sender sends batches of statements inside one transaction: a pgx.Tx, or a caller's own whose
+// first batch begins the transaction (pgx.Batch.BeginTx) so that beginning costs no round trip.
+type Sender interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
 // Write writes b inside tx (which should hold [LockWriter]): certificate sets, messages, sources,
 // then links and delivery states for the new messages, resolved in both directions against
 // everything already stored and everything in b.
-func Write(ctx context.Context, tx pgx.Tx, b *Batch) error {
+func Write(ctx context.Context, tx Sender, b *Batch) error {
 	now := b.Now
 	if now.IsZero() {
 		now = time.Now()

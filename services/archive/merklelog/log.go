@@ -29,6 +29,7 @@
 package merklelog
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"errors"
@@ -81,6 +82,8 @@ var (
 	ErrNoSigner = errors.New("merklelog: no checkpoint signer configured")
 	// ErrSchema: the tables are missing; run the migrations.
 	ErrSchema = errors.New("merklelog: schema not migrated")
+	// ErrStale: the state given to QueueLockAt is not the log's any more.
+	ErrStale = errors.New("merklelog: the log moved since its state was read")
 )
 
 // Config configures a [Log].
@@ -276,7 +279,9 @@ func (l *Log) checkLeaves(leaves [][]byte) error {
 // Appender appends to the log inside a caller's transaction through the caller's own pipelined
 // round trips (pgx.Batch): [Log.QueueLock] queues the sequencer lock and the state read, and once
 // that batch has been sent and its results read (BatchResults.Close), [Appender.QueueAppend]
-// queues the writes of the new leaves into a later batch of the same transaction. Results are
+// queues the writes of the new leaves into a later batch of the same transaction; a caller that
+// knows the state from its previous append ([Appender.State]) uses [Log.QueueLockAt] instead and
+// queues lock, state check and writes in the same batch. Results are
 // read through the queued statements' callbacks, so the batches may carry other statements too.
 // An Appender is not safe for concurrent use.
 type Appender struct {
@@ -304,6 +309,37 @@ func (l *Log) QueueLock(b *pgx.Batch) *Appender {
 		return nil
 	})
 	return ap
+}
+
+// QueueLockAt is [Log.QueueLock] for a caller that already knows the state, size and packed as
+// returned by [Appender.State] after its last append: the returned Appender is ready at once, so
+// the lock, the leaves and the caller's other statements can share one round trip. If the log
+// moved since (another sequencer appended), b's Close fails with ErrStale, and the transaction
+// must be rolled back and the append redone after QueueLock.
+func (l *Log) QueueLockAt(b *pgx.Batch, size int64, packed []byte) *Appender {
+	ap := &Appender{l: l, ready: true, size: size, packed: packed}
+	b.Queue(`SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))`, int32(lockClass))
+	b.Queue(`SELECT size, compact FROM merklelog_state WHERE id FOR UPDATE`).QueryRow(func(row pgx.Row) error {
+		var got int64
+		var gotPacked []byte
+		if err := row.Scan(&got, &gotPacked); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("%w: state row missing", ErrSchema)
+			}
+			return err
+		}
+		if got != size || !bytes.Equal(gotPacked, packed) {
+			return fmt.Errorf("%w: size %d, expected %d", ErrStale, got, size)
+		}
+		return nil
+	})
+	return ap
+}
+
+// State returns the log's size and packed compact range as this Appender last read or appended
+// them, for [Log.QueueLockAt] in the next transaction (once this one has committed).
+func (ap *Appender) State() (size int64, packed []byte) {
+	return ap.size, ap.packed
 }
 
 // QueueAppend computes the tree over leaves and queues their writes (leaves, completed subtrees,
