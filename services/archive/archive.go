@@ -193,7 +193,7 @@ type Archive struct {
 	logSize         int64  // committer only
 	logPacked       []byte // committer only
 	stats           struct {
-		stored, duplicates, batches, failed, published, calls, batched, misses atomic.Uint64
+		stored, duplicates, batches, failed, published, calls, batched, redone atomic.Uint64
 		prepare, put, commit, collect, transact                                atomic.Int64 // nanoseconds
 	}
 	hooks hooks
@@ -323,7 +323,7 @@ func (a *Archive) Stats() Stats {
 		Batches:    a.stats.batches.Load(),
 		Failed:     a.stats.failed.Load(),
 		Published:  a.stats.published.Load(),
-		Redone:     a.stats.misses.Load(),
+		Redone:     a.stats.redone.Load(),
 		Calls:      a.stats.calls.Load(),
 		Prepare:    time.Duration(a.stats.prepare.Load()),
 		Put:        time.Duration(a.stats.put.Load()),

@@ -167,7 +167,7 @@ func (a *Archive) commit(batch []*request) (recs []Record, err error) {
 		if !miss {
 			return recs, err
 		}
-		a.stats.misses.Add(1)
+		a.stats.redone.Add(1)
 	}
 	recs, _, err = a.commitTx(ctx, batch, false)
 	return recs, err
@@ -199,12 +199,6 @@ func (a *Archive) commitTx(ctx context.Context, batch []*request, known bool) (r
 	if err != nil {
 		return nil, false, classify("connect", err)
 	}
-	var sums [][32]byte
-	for _, r := range batch {
-		for _, it := range r.items {
-			sums = append(sums, it.sum)
-		}
-	}
 	tx := &beginOnFirst{conn: conn}
 	committed := false
 	defer func() {
@@ -228,6 +222,12 @@ func (a *Archive) commitTx(ctx context.Context, batch []*request, known bool) (r
 		ap = a.log.QueueLockAt(&pre, a.logSize, a.logPacked)
 	} else {
 		// A round trip of its own: which messages are stored decides which are new.
+		var sums [][32]byte
+		for _, r := range batch {
+			for _, it := range r.items {
+				sums = append(sums, it.sum)
+			}
+		}
 		catalog.QueueLockAndLookup(&pre, sums, stored)
 		ap = a.log.QueueLock(&pre)
 		if err = tx.SendBatch(ctx, &pre).Close(); err != nil {

@@ -297,18 +297,28 @@ type Appender struct {
 // snapshot is taken once the lock is granted. An error in either fails b's Close.
 func (l *Log) QueueLock(b *pgx.Batch) *Appender {
 	ap := &Appender{l: l}
+	queueLockAndRead(b, func(size int64, packed []byte) error {
+		ap.size, ap.packed, ap.ready = size, packed, true
+		return nil
+	})
+	return ap
+}
+
+// queueLockAndRead queues the sequencer lock and the read of the state it protects, whose
+// values are passed to read when b's results are read.
+func queueLockAndRead(b *pgx.Batch, read func(size int64, packed []byte) error) {
 	b.Queue(`SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))`, int32(lockClass))
 	b.Queue(`SELECT size, compact FROM merklelog_state WHERE id FOR UPDATE`).QueryRow(func(row pgx.Row) error {
-		if err := row.Scan(&ap.size, &ap.packed); err != nil {
+		var size int64
+		var packed []byte
+		if err := row.Scan(&size, &packed); err != nil {
 			if errors.Is(err, pgx.ErrNoRows) {
 				return fmt.Errorf("%w: state row missing", ErrSchema)
 			}
 			return err
 		}
-		ap.ready = true
-		return nil
+		return read(size, packed)
 	})
-	return ap
 }
 
 // QueueLockAt is [Log.QueueLock] for a caller that already knows the state, size and packed as
@@ -317,23 +327,13 @@ func (l *Log) QueueLock(b *pgx.Batch) *Appender {
 // moved since (another sequencer appended), b's Close fails with ErrStale, and the transaction
 // must be rolled back and the append redone after QueueLock.
 func (l *Log) QueueLockAt(b *pgx.Batch, size int64, packed []byte) *Appender {
-	ap := &Appender{l: l, ready: true, size: size, packed: packed}
-	b.Queue(`SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))`, int32(lockClass))
-	b.Queue(`SELECT size, compact FROM merklelog_state WHERE id FOR UPDATE`).QueryRow(func(row pgx.Row) error {
-		var got int64
-		var gotPacked []byte
-		if err := row.Scan(&got, &gotPacked); err != nil {
-			if errors.Is(err, pgx.ErrNoRows) {
-				return fmt.Errorf("%w: state row missing", ErrSchema)
-			}
-			return err
-		}
+	queueLockAndRead(b, func(got int64, gotPacked []byte) error {
 		if got != size || !bytes.Equal(gotPacked, packed) {
 			return fmt.Errorf("%w: size %d, expected %d", ErrStale, got, size)
 		}
 		return nil
 	})
-	return ap
+	return &Appender{l: l, ready: true, size: size, packed: packed}
 }
 
 // State returns the log's size and packed compact range as this Appender last read or appended
