@@ -257,6 +257,32 @@ type correlation struct {
 	origs                   map[string]*original  // originals of affected msgids
 }
 
+// The branches of correlateSQL, by their first column.
+const (
+	lookByID     = 1 // new referrers -> stored (or new) originals, by msgid
+	lookByRef    = 2 // new originals <- stored (or new) referrers, by msgid
+	lookEnvelope = 3 // receipts -> transport envelopes, by PEC id
+	lookReceipts = 4 // transport envelopes <- receipts, by PEC id
+	lookCarried  = 5 // carried postacert.eml stored as a message of its own
+	lookCarriers = 6 // new messages carried inside stored ones (the carrier, then the carried)
+)
+
+// correlateSQL is the keyed look-ups of queueCorrelation, one branch per kind of link: each row is
+// (branch, sha256, key, postacert_sha256 for lookCarriers).
+const correlateSQL = `SELECT 1::int2, sha256, ref_msgid, NULL::bytea FROM messages
+	WHERE kind = 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($1::text[])
+UNION ALL SELECT 2::int2, sha256, ref_msgid, NULL FROM messages
+	WHERE kind <> 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($2::text[])
+UNION ALL SELECT 3::int2, sha256, pec_id, NULL FROM messages
+	WHERE kind = 'posta-certificata' AND pec_id <> '' AND pec_id = ANY($3::text[])
+UNION ALL SELECT 4::int2, sha256, pec_id, NULL FROM messages
+	WHERE kind IN ('accettazione', 'non-accettazione', 'presa-in-carico', 'avvenuta-consegna',
+	               'errore-consegna', 'preavviso-errore-consegna', 'rilevazione-virus')
+	  AND pec_id <> '' AND pec_id = ANY($4::text[])
+UNION ALL SELECT 5::int2, sha256, '', NULL FROM messages WHERE sha256 = ANY($5::bytea[])
+UNION ALL SELECT 6::int2, sha256, '', postacert_sha256 FROM messages
+	WHERE postacert_sha256 IS NOT NULL AND postacert_sha256 = ANY($6::bytea[])`
+
 // queueCorrelation queues into batch the look-ups that link the new messages msgs (normalised,
 // queued for insert earlier in batch) with what is stored, in both directions, and the stored
 // delivery events and originals of every msgid they affect.
@@ -284,67 +310,49 @@ func queueCorrelation(batch *pgx.Batch, msgs []Message) *correlation {
 			inner = append(inner, m.PostacertSHA256[:])
 		}
 	}
-	keyed := func(into *map[string][][32]byte) func(pgx.Rows) error {
-		return func(rows pgx.Rows) error {
-			out := map[string][][32]byte{}
-			var b []byte
-			var k string
-			_, err := pgx.ForEachRow(rows, []any{&b, &k}, func() error {
-				var s [32]byte
-				copySum(&s, b)
-				out[k] = append(out[k], s)
-				return nil
-			})
-			*into = out
-			return err
-		}
-	}
-	if len(refs) > 0 { // new referrers -> stored (or new) originals
-		batch.Queue(`SELECT sha256, ref_msgid FROM messages
-			WHERE kind = 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($1)`, dedupe(refs)).Query(keyed(&c.byID))
-	}
-	if len(ids) > 0 { // new originals <- stored (or new) referrers
-		batch.Queue(`SELECT sha256, ref_msgid FROM messages
-			WHERE kind <> 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($1)`, dedupe(ids)).Query(keyed(&c.byRef))
-	}
-	if len(receiptPECIDs) > 0 { // receipts -> transport envelopes by PEC id
-		batch.Queue(`SELECT sha256, pec_id FROM messages
-			WHERE kind = 'posta-certificata' AND pec_id <> '' AND pec_id = ANY($1)`, dedupe(receiptPECIDs)).Query(keyed(&c.env))
-	}
-	if len(envelopePECIDs) > 0 { // transport envelopes <- receipts by PEC id
-		batch.Queue(`SELECT sha256, pec_id FROM messages
-			WHERE kind IN ('accettazione', 'non-accettazione', 'presa-in-carico', 'avvenuta-consegna',
-			               'errore-consegna', 'preavviso-errore-consegna', 'rilevazione-virus')
-			  AND pec_id <> '' AND pec_id = ANY($1)`, dedupe(envelopePECIDs)).Query(keyed(&c.rcpts))
-	}
-	if len(inner) > 0 { // carried postacert.eml stored as a message of its own
-		batch.Queue(`SELECT sha256 FROM messages WHERE sha256 = ANY($1)`, inner).Query(func(rows pgx.Rows) error {
-			var b []byte
-			_, err := pgx.ForEachRow(rows, []any{&b}, func() error {
-				var s [32]byte
-				copySum(&s, b)
-				c.have[s] = true
-				return nil
-			})
-			return err
-		})
-	}
 	sums := make([][]byte, len(msgs))
 	for i := range msgs {
 		sums[i] = msgs[i].SHA256[:]
 	}
-	// New messages carried inside stored ones.
-	batch.Queue(`SELECT sha256, postacert_sha256 FROM messages
-		WHERE postacert_sha256 IS NOT NULL AND postacert_sha256 = ANY($1)`, sums).Query(func(rows pgx.Rows) error {
-		var r, o []byte
-		_, err := pgx.ForEachRow(rows, []any{&r, &o}, func() error {
-			var p [2][32]byte
-			copySum(&p[0], r)
-			copySum(&p[1], o)
-			c.carried = append(c.carried, p)
+	if inner == nil {
+		inner = [][]byte{}
+	}
+	// One statement for the six keyed look-ups (each branch an index scan, or nothing for an
+	// empty key list): a statement costs the server an executor start-up and an end whatever
+	// it finds, and most of a commit's statements were these.
+	c.byID, c.byRef, c.env, c.rcpts = map[string][][32]byte{}, map[string][][32]byte{}, map[string][][32]byte{}, map[string][][32]byte{}
+	batch.Queue(correlateSQL, dedupe(refs), dedupe(ids), dedupe(receiptPECIDs), dedupe(envelopePECIDs), inner, sums).Query(func(rows pgx.Rows) error {
+		var (
+			tag    int16
+			sha, o []byte
+			key    string
+		)
+		_, err := pgx.ForEachRow(rows, []any{&tag, &sha, &key, &o}, func() error {
+			var s [32]byte
+			copySum(&s, sha)
+			switch tag {
+			case lookByID:
+				c.byID[key] = append(c.byID[key], s)
+			case lookByRef:
+				c.byRef[key] = append(c.byRef[key], s)
+			case lookEnvelope:
+				c.env[key] = append(c.env[key], s)
+			case lookReceipts:
+				c.rcpts[key] = append(c.rcpts[key], s)
+			case lookCarried:
+				c.have[s] = true
+			case lookCarriers:
+				var p [2][32]byte
+				p[0] = s
+				copySum(&p[1], o)
+				c.carried = append(c.carried, p)
+			}
 			return nil
 		})
-		return err
+		if err != nil {
+			return fmt.Errorf("catalog: correlation look-up: %w", err)
+		}
+		return nil
 	})
 
 	// The msgids whose deliveries change: those of the new receipts' events and of the new

@@ -17,10 +17,10 @@
 // # Sequencing
 //
 // [Log.Append] runs inside the caller's transaction, so leaves commit or roll back together with
-// the caller's rows. It takes a transaction-scoped advisory lock (pg_advisory_xact_lock, keyed by
-// the current schema) and locks the state row, so any number of replicas may append: they are
-// serialized, each sees the previous one's committed state, and a rolled-back transaction leaves
-// no trace. The lock is held until the caller's transaction ends, so callers should batch many
+// the caller's rows. It locks the single state row (SELECT ... FOR UPDATE), so any number of
+// replicas may append: they are serialized on that row, each sees the previous one's committed
+// state (under READ COMMITTED a row lock that had to wait returns the row as its holder committed
+// it), and a rolled-back transaction leaves no trace. The lock is held until the caller's transaction ends, so callers should batch many
 // leaves per transaction, call Append last, and commit promptly. A caller that sends its own
 // statements in pipelined batches can take the lock and append in those batches instead
 // ([Log.QueueLock], [Appender.QueueAppend]), saving Append's two round trips. Use READ COMMITTED (the default)
@@ -218,8 +218,8 @@ func (l *Log) Size(ctx context.Context) (uint64, error) {
 	return uint64(size), nil
 }
 
-// lockClass is the first key of the sequencer's advisory lock ("mlog"); the second is a hash of
-// the current schema, so logs in different schemas do not contend.
+// lockClass ("mlog") + 1 is the first key of the checkpoint publishers' advisory lock; the
+// second is a hash of the current schema, so logs in different schemas do not contend.
 const lockClass = 0x6d6c6f67
 
 // Append appends leaves to the log inside tx, which must be a transaction on the log's database
@@ -292,9 +292,8 @@ type Appender struct {
 }
 
 // QueueLock queues into b, which must be sent inside a transaction (for instance one begun by
-// b.BeginTx), the statements that take the sequencer lock for the rest of that transaction and
-// read the state it protects. The state read is a statement of its own after the lock, so its
-// snapshot is taken once the lock is granted. An error in either fails b's Close.
+// b.BeginTx), the statement that takes the sequencer lock (the state row's) for the rest of that
+// transaction and reads the state it protects. An error fails b's Close.
 func (l *Log) QueueLock(b *pgx.Batch) *Appender {
 	ap := &Appender{l: l}
 	queueLockAndRead(b, func(size int64, packed []byte) error {
@@ -304,10 +303,11 @@ func (l *Log) QueueLock(b *pgx.Batch) *Appender {
 	return ap
 }
 
-// queueLockAndRead queues the sequencer lock and the read of the state it protects, whose
-// values are passed to read when b's results are read.
+// queueLockAndRead queues the sequencer lock and the read of the state it protects, one
+// statement: the state row locked FOR UPDATE, whose values are passed to read when b's results
+// are read. The row lock is the sequencer lock: a second appender waits for it and then reads
+// the row as the first one committed it.
 func queueLockAndRead(b *pgx.Batch, read func(size int64, packed []byte) error) {
-	b.Queue(`SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))`, int32(lockClass))
 	b.Queue(`SELECT size, compact FROM merklelog_state WHERE id FOR UPDATE`).QueryRow(func(row pgx.Row) error {
 		var size int64
 		var packed []byte
