@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -306,6 +307,26 @@ func TestCorrelationOutOfOrder(t *testing.T) {
 	sd, err := e.cat.SearchDeliveries(ctx, catalog.DeliveryQuery{Sender: "SENDER@pec.example.it", Recipient: "c@pec.example.it"})
 	if err != nil || len(sd) != 1 || sd[0].State != catalog.StateNotDelivered {
 		t.Errorf("search deliveries: %+v %v", sd, err)
+	}
+	// Receipts that arrive after what they refer to link to it: dB2 to the stored envelope by PEC
+	// id, and a second complete delivery receipt to the stored original it carries.
+	dA2 := receipt(pec.KindAvvenutaConsegna, msgid, pecID, rcpts, "a@pec.example.it", trusted, "second")
+	dA2.ReceiptType = pec.ReceiptCompleta
+	dA2.PostacertSHA256 = orig.SHA256
+	e.store(dA2)
+	for _, w := range []catalog.Link{
+		{Referrer: dB2.SHA256, Original: env.SHA256, Via: catalog.LinkPECID},
+		{Referrer: dA2.SHA256, Original: orig.SHA256, Via: catalog.LinkPostacert},
+		{Referrer: dA2.SHA256, Original: orig.SHA256, Via: catalog.LinkMsgID},
+		{Referrer: dA2.SHA256, Original: env.SHA256, Via: catalog.LinkPECID},
+	} {
+		ls, err := e.cat.Links(ctx, w.Referrer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(ls, w) {
+			t.Errorf("missing link %x -> %x via %s (%d links from or to %x)", w.Referrer[:4], w.Original[:4], w.Via, len(ls), w.Referrer[:4])
+		}
 	}
 }
 
