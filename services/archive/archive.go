@@ -20,10 +20,11 @@
 // Concurrent Store calls are committed together: a committer goroutine takes every request
 // waiting (up to Config.MaxBatch; while other Store calls are still parsing, verifying or writing
 // their blob it waits at most Config.BatchDelay for them) and commits them in one transaction of
-// two round trips, one append of all their leaves. The two suffice when every message is new and
-// the log is as the committer left it; otherwise (a message stored already, another replica
-// appended) the transaction is rolled back and redone with a third, first round trip that looks
-// up the stored messages and reads the log's state (Stats.Redone). A failed batch fails every
+// one round trip (BEGIN, locks, leaves, catalog rows, derived links and deliveries, COMMIT, all
+// pipelined), one append of all their leaves. One suffices when every message is new and the log
+// is as the committer left it; otherwise (a message stored already, another replica appended)
+// the transaction is rolled back and redone with a second, first round trip that looks up the
+// stored messages and reads the log's state (Stats.Redone). A failed batch fails every
 // caller in it with an error wrapping [ErrUnavailable] and leaves nothing behind (the transaction
 // rolls back); a batch that fails for another reason is retried one request at a time, so one bad
 // request cannot fail the others.

@@ -145,9 +145,8 @@ func (a *Archive) dropConn() {
 }
 
 // commit runs one transaction for batch and returns one record per request. Normally it takes
-// two round trips: the writer and sequencer locks, the log's leaves and the catalog's rows and
-// correlation look-ups in the first, links, delivery states and COMMIT in the second. That
-// assumes every message is new and the log is as this committer left it; a transaction that
+// one round trip: BEGIN, the writer and sequencer locks, the log's leaves, the catalog's rows
+// with the links and delivery states the server derives, and COMMIT. That assumes every message is new and the log is as this committer left it; a transaction that
 // finds otherwise (a stored message fails the messages primary key, a moved log fails the
 // state check) is rolled back and the batch is committed again with a round trip of its own
 // first, which looks up the stored messages and reads the log's state.
@@ -292,7 +291,7 @@ func (a *Archive) commitTx(ctx context.Context, batch []*request, known bool) (r
 	}
 	b.Before = pre.QueuedQueries
 	b.Messages = msgs
-	// COMMIT rides on the catalog's last round trip, unless a test hook runs before it.
+	// COMMIT rides on the catalog's round trip, unless a test hook runs before it.
 	var commitTag pgconn.CommandTag
 	if a.hooks.beforeCommit == nil {
 		var cb pgx.Batch

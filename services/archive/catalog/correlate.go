@@ -1,9 +1,6 @@
 package catalog
 
 import (
-	"bytes"
-	"encoding/hex"
-	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -52,15 +49,6 @@ func classOf(k pec.Kind) class {
 		return classDelivery
 	}
 	return classNone
-}
-
-// stateOf is the state a trusted receipt of class c establishes; classes are ordered by strength.
-var stateOf = map[class]DeliveryState{
-	classNone:        StatePending,
-	classAcceptance:  StateAccepted,
-	classWarning:     StateWarned,
-	classNonDelivery: StateNotDelivered,
-	classDelivery:    StateDelivered,
 }
 
 // verdictProblem says why a message's signature cannot support a delivery state, "" if it can.
@@ -129,336 +117,190 @@ func eventsOf(m *Message) []event {
 	return out
 }
 
-// better reports whether a is better evidence than b: trusted first, then earlier, then by hash.
-func better(a, b *event) bool {
-	if a.OK != b.OK {
-		return a.OK
-	}
-	if !a.Time.Equal(b.Time) {
-		if a.Time.IsZero() || b.Time.IsZero() {
-			return b.Time.IsZero()
-		}
-		return a.Time.Before(b.Time)
-	}
-	return bytes.Compare(a.Receipt[:], b.Receipt[:]) < 0
-}
-
-// original is a stored original (non-PEC message) of a msgid, or a provider's copy of it.
-type original struct {
-	SHA256     [32]byte
-	Recipients []string
-}
-
-// derive computes the deliveries of one msgid from its events and its original (nil if not
-// stored). Recipients of the original that no event mentions are pending; with no events at
-// all there are no deliveries.
-func derive(msgid string, evs []event, orig *original, now time.Time) []Delivery {
-	if len(evs) == 0 {
-		return nil
-	}
-	by := map[string][]*event{}
-	var order []string
-	for i := range evs {
-		e := &evs[i]
-		if _, ok := by[e.Recipient]; !ok {
-			order = append(order, e.Recipient)
-		}
-		by[e.Recipient] = append(by[e.Recipient], e)
-	}
-	// PEC id and sender: from the best receipt that has them (trusted first, then earliest).
-	sorted := make([]*event, len(evs))
-	for i := range evs {
-		sorted[i] = &evs[i]
-	}
-	sort.SliceStable(sorted, func(i, j int) bool { return better(sorted[i], sorted[j]) })
-	var pecID, sender string
-	for _, e := range sorted {
-		if pecID == "" {
-			pecID = e.PECID
-		}
-		if sender == "" {
-			sender = e.Sender
-		}
-	}
-	if orig != nil {
-		for _, r := range orig.Recipients {
-			if _, ok := by[r]; !ok && r != "" {
-				by[r] = nil
-				order = append(order, r)
-			}
-		}
-	}
-	sort.Strings(order)
-	out := make([]Delivery, 0, len(order))
-	for _, r := range order {
-		d := Delivery{MsgID: msgid, Recipient: r, PECID: pecID, Sender: sender, State: StatePending, UpdatedAt: now}
-		if orig != nil {
-			d.Original = orig.SHA256
-		}
-		var best [classDelivery + 1]*event
-		for _, e := range by[r] {
-			c := classOf(e.Kind)
-			if c == classNone {
-				continue
-			}
-			if best[c] == nil || better(e, best[c]) {
-				best[c] = e
-			}
-		}
-		state := classNone
-		for c := classDelivery; c > classNone; c-- {
-			if best[c] != nil && best[c].OK {
-				state = c
-				break
-			}
-		}
-		d.State = stateOf[state]
-		if state != classNone {
-			d.StateAt = best[state].Time
-		}
-		if e := best[classAcceptance]; e != nil {
-			d.Acceptance = e.Receipt
-			d.AcceptedAt = e.Time
-		}
-		if e := best[classDelivery]; e != nil {
-			d.Delivery = e.Receipt
-			d.ReceiptType = pec.ReceiptType(e.ReceiptType)
-		}
-		if e := best[classWarning]; e != nil {
-			d.Warning = e.Receipt
-			d.ErroreEsteso = e.ErroreEsteso
-		}
-		if e := best[classNonDelivery]; e != nil {
-			d.NonDelivery = e.Receipt
-			d.Errore = pec.ErrorCode(e.Errore)
-			d.ErroreEsteso = e.ErroreEsteso
-		}
-		var problems []string
-		for c := classDelivery; c > state; c-- {
-			if e := best[c]; e != nil && !e.OK {
-				problems = append(problems, fmt.Sprintf("%s receipt %s: %s", e.Kind, hex.EncodeToString(e.Receipt[:6]), e.Problem))
-			}
-		}
-		d.Problem = clean(strings.Join(problems, "; "), MaxText)
-		out = append(out, d)
-	}
-	return out
-}
-
-// correlation holds what the correlation look-ups of a batch of new messages found: queued by
-// queueCorrelation in Write's first round trip (after the messages rows, so it sees them),
-// filled when that round trip's results are read, turned into writes by queueWrites.
-type correlation struct {
-	byID, byRef, env, rcpts map[string][][32]byte // keyed look-ups, see queueCorrelation
-	have                    map[[32]byte]bool     // carried postacert.eml stored as messages
-	carried                 [][2][32]byte         // (stored carrier, new carried message)
-	newEvs                  []event               // delivery events of the new receipts
-	evs                     map[string][]event    // stored delivery events of affected msgids
-	origs                   map[string]*original  // originals of affected msgids
-}
-
-// The branches of correlateSQL, by their first column.
-const (
-	lookByID     = 1 // new referrers -> stored (or new) originals, by msgid
-	lookByRef    = 2 // new originals <- stored (or new) referrers, by msgid
-	lookEnvelope = 3 // receipts -> transport envelopes, by PEC id
-	lookReceipts = 4 // transport envelopes <- receipts, by PEC id
-	lookCarried  = 5 // carried postacert.eml stored as a message of its own
-	lookCarriers = 6 // new messages carried inside stored ones (the carrier, then the carried)
-)
-
-// correlateSQL is the keyed look-ups of queueCorrelation, one branch per kind of link: each row is
-// (branch, sha256, key, postacert_sha256 for lookCarriers).
-const correlateSQL = `SELECT 1::int2, sha256, ref_msgid, NULL::bytea FROM messages
-	WHERE kind = 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($1::text[])
-UNION ALL SELECT 2::int2, sha256, ref_msgid, NULL FROM messages
-	WHERE kind <> 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($2::text[])
-UNION ALL SELECT 3::int2, sha256, pec_id, NULL FROM messages
-	WHERE kind = 'posta-certificata' AND pec_id <> '' AND pec_id = ANY($3::text[])
-UNION ALL SELECT 4::int2, sha256, pec_id, NULL FROM messages
-	WHERE kind IN ('accettazione', 'non-accettazione', 'presa-in-carico', 'avvenuta-consegna',
-	               'errore-consegna', 'preavviso-errore-consegna', 'rilevazione-virus')
-	  AND pec_id <> '' AND pec_id = ANY($4::text[])
-UNION ALL SELECT 5::int2, sha256, '', NULL FROM messages WHERE sha256 = ANY($5::bytea[])
-UNION ALL SELECT 6::int2, sha256, '', postacert_sha256 FROM messages
-	WHERE postacert_sha256 IS NOT NULL AND postacert_sha256 = ANY($6::bytea[])`
-
-// queueCorrelation queues into batch the look-ups that link the new messages msgs (normalised,
-// queued for insert earlier in batch) with what is stored, in both directions, and the stored
-// delivery events and originals of every msgid they affect.
-func queueCorrelation(batch *pgx.Batch, msgs []Message) *correlation {
-	c := &correlation{have: map[[32]byte]bool{}, evs: map[string][]event{}, origs: map[string]*original{}}
-	var refs, ids, receiptPECIDs, envelopePECIDs []string
-	var inner [][]byte
-	for i := range msgs {
-		m := &msgs[i]
-		switch {
-		case m.RefMsgID == "":
-		case m.Kind == pec.KindNotPEC:
-			ids = append(ids, m.RefMsgID)
-		default:
-			refs = append(refs, m.RefMsgID)
-		}
-		if m.PECID != "" {
-			if m.Kind.IsReceipt() {
-				receiptPECIDs = append(receiptPECIDs, m.PECID)
-			} else if m.Kind == pec.KindPostaCertificata {
-				envelopePECIDs = append(envelopePECIDs, m.PECID)
-			}
-		}
-		if m.PostacertSHA256 != ([32]byte{}) {
-			inner = append(inner, m.PostacertSHA256[:])
-		}
-	}
+// queueCorrelation queues into batch, after the messages rows of msgs (normalised, new), the
+// statements that correlate them with what is stored, in both directions: the delivery events of
+// the new receipts, the links, and the deliveries of every msgid they affect, derived by the
+// server from all the events of that msgid (see deliveriesSQL). Nothing is read back, so a
+// commit needs no round trip between its inserts and its derived rows.
+func queueCorrelation(batch *pgx.Batch, msgs []Message, now time.Time) {
 	sums := make([][]byte, len(msgs))
-	for i := range msgs {
-		sums[i] = msgs[i].SHA256[:]
-	}
-	if inner == nil {
-		inner = [][]byte{}
-	}
-	// One statement for the six keyed look-ups (each branch an index scan, or nothing for an
-	// empty key list): a statement costs the server an executor start-up and an end whatever
-	// it finds, and most of a commit's statements were these.
-	c.byID, c.byRef, c.env, c.rcpts = map[string][][32]byte{}, map[string][][32]byte{}, map[string][][32]byte{}, map[string][][32]byte{}
-	batch.Queue(correlateSQL, dedupe(refs), dedupe(ids), dedupe(receiptPECIDs), dedupe(envelopePECIDs), inner, sums).Query(func(rows pgx.Rows) error {
-		var (
-			tag    int16
-			sha, o []byte
-			key    string
-		)
-		_, err := pgx.ForEachRow(rows, []any{&tag, &sha, &key, &o}, func() error {
-			var s [32]byte
-			copySum(&s, sha)
-			switch tag {
-			case lookByID:
-				c.byID[key] = append(c.byID[key], s)
-			case lookByRef:
-				c.byRef[key] = append(c.byRef[key], s)
-			case lookEnvelope:
-				c.env[key] = append(c.env[key], s)
-			case lookReceipts:
-				c.rcpts[key] = append(c.rcpts[key], s)
-			case lookCarried:
-				c.have[s] = true
-			case lookCarriers:
-				var p [2][32]byte
-				p[0] = s
-				copySum(&p[1], o)
-				c.carried = append(c.carried, p)
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("catalog: correlation look-up: %w", err)
-		}
-		return nil
-	})
-
-	// The msgids whose deliveries change: those of the new receipts' events and of the new
-	// originals. Their stored events (the new ones are not inserted yet) and originals (new ones
-	// included: they were inserted earlier in batch).
+	var links linkKeys
 	affected := map[string]bool{}
-	for _, id := range ids {
-		affected[id] = true
-	}
-	for i := range msgs {
-		for _, e := range eventsOf(&msgs[i]) {
-			affected[e.MsgID] = true
-			c.newEvs = append(c.newEvs, e)
-		}
-	}
-	keys := make([]string, 0, len(affected))
-	for k := range affected {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	if len(keys) > 0 {
-		batch.Queue(`SELECT msgid, recipient, receipt_sha256, kind, ok, problem, pec_id, sender,
-			receipt_type, errore, errore_esteso, event_time FROM delivery_events WHERE msgid = ANY($1)`, keys).Query(c.readEvents)
-		// The original of each msgid: the original as sent (own Message-ID = msgid) if stored,
-		// else the first stored provider copy of it.
-		batch.Queue(`SELECT DISTINCT ON (ref_msgid) ref_msgid, sha256, recipients FROM messages
-			WHERE kind = 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($1)
-			ORDER BY ref_msgid, message_id <> ref_msgid, received_at, sha256`, keys).Query(c.readOriginals)
-	}
-	return c
-}
-
-// queueWrites queues into batch the writes the look-ups call for: links, the new delivery
-// events, and the deliveries of every affected msgid derived from its events, stored and new.
-func (c *correlation) queueWrites(batch *pgx.Batch, msgs []Message, now time.Time) {
-	links := map[Link]bool{}
-	add := func(r, o [32]byte, via string) {
-		if r != o {
-			links[Link{Referrer: r, Original: o, Via: via}] = true
-		}
-	}
-	for i := range msgs {
-		m := &msgs[i]
-		switch {
-		case m.RefMsgID == "":
-		case m.Kind != pec.KindNotPEC:
-			for _, o := range c.byID[m.RefMsgID] {
-				add(m.SHA256, o, LinkMsgID)
-			}
-		default:
-			for _, r := range c.byRef[m.RefMsgID] {
-				add(r, m.SHA256, LinkMsgID)
-			}
-		}
-		if m.PECID != "" {
-			if m.Kind.IsReceipt() {
-				for _, e := range c.env[m.PECID] {
-					add(m.SHA256, e, LinkPECID)
-				}
-			} else if m.Kind == pec.KindPostaCertificata {
-				for _, r := range c.rcpts[m.PECID] {
-					add(r, m.SHA256, LinkPECID)
-				}
-			}
-		}
-		if c.have[m.PostacertSHA256] {
-			add(m.SHA256, m.PostacertSHA256, LinkPostacert)
-		}
-	}
-	for _, p := range c.carried {
-		add(p[0], p[1], LinkPostacert)
-	}
-	if len(links) > 0 {
-		var refSums, origSums [][]byte
-		var vias []string
-		for l := range links {
-			refSums = append(refSums, l.Referrer[:])
-			origSums = append(origSums, l.Original[:])
-			vias = append(vias, l.Via)
-		}
-		batch.Queue(`INSERT INTO message_links (referrer_sha256, original_sha256, via)
-			SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::text[]) ON CONFLICT DO NOTHING`, refSums, origSums, vias)
-	}
 	// The new events, the first of a key (delivery_events' primary key) winning. They are events
 	// of receipts inserted in this transaction, so no stored event has their key.
 	type key struct {
 		msgid, rcpt string
 		receipt     [32]byte
 	}
-	seen := make(map[key]bool, len(c.newEvs))
-	newEvs := make([]event, 0, len(c.newEvs))
-	for _, e := range c.newEvs {
-		if k := (key{e.MsgID, e.Recipient, e.Receipt}); !seen[k] {
-			seen[k] = true
-			newEvs = append(newEvs, e)
+	seen := map[key]bool{}
+	var newEvs []event
+	for i := range msgs {
+		m := &msgs[i]
+		sums[i] = m.SHA256[:]
+		links.add(m)
+		if m.Kind == pec.KindNotPEC && m.RefMsgID != "" {
+			affected[m.RefMsgID] = true // a new original: its deliveries gain it and its recipients
+		}
+		for _, e := range eventsOf(m) {
+			affected[e.MsgID] = true
+			if k := (key{e.MsgID, e.Recipient, e.Receipt}); !seen[k] {
+				seen[k] = true
+				newEvs = append(newEvs, e)
+			}
 		}
 	}
 	if len(newEvs) > 0 {
 		queueEvents(batch, newEvs)
 	}
-	// Every event of the affected msgids: stored ones, then the new ones.
-	for _, e := range newEvs {
-		c.evs[e.MsgID] = append(c.evs[e.MsgID], e)
+	batch.Queue(linksSQL, links.args(sums)...)
+	if len(affected) == 0 {
+		return
 	}
-	queueDeliveries(batch, c.evs, c.origs, now)
+	keys := make([]string, 0, len(affected))
+	for k := range affected {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	batch.Queue(deliveriesSQL, keys, now, MaxText)
 }
+
+// receiptKinds are the kinds of pec.Kind.IsReceipt, as an SQL list.
+const receiptKinds = `('accettazione', 'non-accettazione', 'presa-in-carico', 'avvenuta-consegna',
+	'errore-consegna', 'preavviso-errore-consegna', 'rilevazione-virus')`
+
+// linksSQL inserts the links of new messages, in both directions, against every stored message,
+// new ones included. Each branch takes its parameter arrays, pairs of (new message, key): the
+// keys are an index condition on messages (= ANY of the array, so each is an index probe
+// whatever the planner believes of the table's size: a join condition alone let stale
+// statistics of a young table scan the whole index), and the pairs say which new message each
+// match belongs to (see linkKeys).
+const linksSQL = `INSERT INTO message_links (referrer_sha256, original_sha256, via)
+SELECT DISTINCT r, o, via FROM (
+	-- new referrers -> originals, by msgid
+	SELECT n.sha AS r, m.sha256 AS o, 'msgid' AS via
+	FROM unnest($1::bytea[], $2::text[]) AS n(sha, k) JOIN messages m ON m.ref_msgid = n.k
+	WHERE m.ref_msgid = ANY($2::text[]) AND m.kind = 'not-pec' AND m.ref_msgid <> ''
+	UNION ALL -- new originals <- referrers, by msgid
+	SELECT m.sha256, n.sha, 'msgid'
+	FROM unnest($3::bytea[], $4::text[]) AS n(sha, k) JOIN messages m ON m.ref_msgid = n.k
+	WHERE m.ref_msgid = ANY($4::text[]) AND m.kind <> 'not-pec' AND m.ref_msgid <> ''
+	UNION ALL -- new receipts -> transport envelopes, by PEC id
+	SELECT n.sha, m.sha256, 'pec-id'
+	FROM unnest($5::bytea[], $6::text[]) AS n(sha, k) JOIN messages m ON m.pec_id = n.k
+	WHERE m.pec_id = ANY($6::text[]) AND m.kind = 'posta-certificata' AND m.pec_id <> ''
+	UNION ALL -- new transport envelopes <- receipts, by PEC id
+	SELECT m.sha256, n.sha, 'pec-id'
+	FROM unnest($7::bytea[], $8::text[]) AS n(sha, k) JOIN messages m ON m.pec_id = n.k
+	WHERE m.pec_id = ANY($8::text[]) AND m.kind IN ` + receiptKinds + ` AND m.pec_id <> ''
+	UNION ALL -- new messages -> the postacert.eml they carry, stored as a message of its own
+	SELECT n.sha, m.sha256, 'postacert'
+	FROM unnest($9::bytea[], $10::bytea[]) AS n(sha, k) JOIN messages m ON m.sha256 = n.k
+	WHERE m.sha256 = ANY($10::bytea[])
+	UNION ALL -- new messages <- the stored messages that carry them
+	SELECT m.sha256, n.sha, 'postacert'
+	FROM unnest($11::bytea[]) AS n(sha) JOIN messages m ON m.postacert_sha256 = n.sha
+	WHERE m.postacert_sha256 = ANY($11::bytea[]) AND m.postacert_sha256 IS NOT NULL
+) l WHERE r <> o
+ON CONFLICT DO NOTHING`
+
+// linkKeys are the parameters of linksSQL: per branch, the new messages and their keys.
+type linkKeys struct {
+	refSums, origSums, rcptSums, envSums, carrierSums [][]byte
+	refs, origs, rcptIDs, envIDs                      []string
+	carried                                           [][]byte
+}
+
+func (k *linkKeys) add(m *Message) {
+	switch {
+	case m.RefMsgID == "":
+	case m.Kind == pec.KindNotPEC:
+		k.origSums, k.origs = append(k.origSums, m.SHA256[:]), append(k.origs, m.RefMsgID)
+	default:
+		k.refSums, k.refs = append(k.refSums, m.SHA256[:]), append(k.refs, m.RefMsgID)
+	}
+	if m.PECID != "" {
+		if m.Kind.IsReceipt() {
+			k.rcptSums, k.rcptIDs = append(k.rcptSums, m.SHA256[:]), append(k.rcptIDs, m.PECID)
+		} else if m.Kind == pec.KindPostaCertificata {
+			k.envSums, k.envIDs = append(k.envSums, m.SHA256[:]), append(k.envIDs, m.PECID)
+		}
+	}
+	if m.PostacertSHA256 != ([32]byte{}) {
+		k.carrierSums, k.carried = append(k.carrierSums, m.SHA256[:]), append(k.carried, m.PostacertSHA256[:])
+	}
+}
+
+func (k *linkKeys) args(sums [][]byte) []any {
+	return []any{k.refSums, k.refs, k.origSums, k.origs, k.rcptSums, k.rcptIDs, k.envSums, k.envIDs,
+		k.carrierSums, k.carried, sums}
+}
+
+// deliveriesSQL derives the deliveries of the msgids $1 from all their delivery events and
+// their original, and writes them (updated_at $2, problem cut to $3 bytes). A msgid without events gets none. Per
+// (msgid, recipient), recipients being those of the events and of the original:
+//   - for each class of receipt (acceptance 1, warning 2, non-delivery 3, delivery 4) the best
+//     event: valid and trusted first, then the earliest (unknown time last), then by hash;
+//   - the state is that of the highest class whose best event is trusted, else pending;
+//   - the problem names the untrusted best events of the classes above the state;
+//   - PEC id and sender are the first non-empty ones among all the msgid's events in the same
+//     order; the original is the original as sent if stored, else the first provider copy.
+//
+// The reference model of this rule is the Go derive function of the package's tests, which
+// compares the two on random histories.
+const deliveriesSQL = `WITH ev AS (
+	SELECT e.*, CASE e.kind WHEN 'accettazione' THEN 1 WHEN 'preavviso-errore-consegna' THEN 2
+		WHEN 'errore-consegna' THEN 3 WHEN 'non-accettazione' THEN 3 WHEN 'avvenuta-consegna' THEN 4
+		ELSE 0 END AS cls
+	FROM delivery_events e WHERE e.msgid = ANY($1::text[])
+), head AS (
+	SELECT msgid,
+		(array_agg(pec_id ORDER BY ok DESC, event_time ASC NULLS LAST, receipt_sha256) FILTER (WHERE pec_id <> ''))[1] AS pec_id,
+		(array_agg(sender ORDER BY ok DESC, event_time ASC NULLS LAST, receipt_sha256) FILTER (WHERE sender <> ''))[1] AS sender
+	FROM ev GROUP BY msgid
+), orig AS (
+	SELECT DISTINCT ON (ref_msgid) ref_msgid AS msgid, sha256, recipients FROM messages
+	WHERE kind = 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($1::text[])
+	ORDER BY ref_msgid, message_id <> ref_msgid, received_at, sha256
+), best AS (
+	SELECT DISTINCT ON (msgid, recipient, cls) * FROM ev WHERE cls > 0
+	ORDER BY msgid, recipient, cls, ok DESC, event_time ASC NULLS LAST, receipt_sha256
+), rcpt AS (
+	SELECT msgid, recipient FROM ev
+	UNION
+	SELECT o.msgid, x.r FROM orig o CROSS JOIN LATERAL unnest(o.recipients) AS x(r) WHERE x.r <> ''
+)
+INSERT INTO deliveries (msgid, recipient, pec_id, sender, state, receipt_type, errore,
+	errore_esteso, original_sha256, acceptance_sha256, delivery_sha256, nondelivery_sha256,
+	warning_sha256, accepted_at, state_at, problem, updated_at)
+SELECT r.msgid, r.recipient, coalesce(h.pec_id, ''), coalesce(h.sender, ''),
+	(ARRAY['pending', 'accepted', 'warned', 'not-delivered', 'delivered'])[s.cls + 1],
+	coalesce(d.receipt_type, ''), coalesce(n.errore, ''), coalesce(n.errore_esteso, w.errore_esteso, ''),
+	o.sha256, a.receipt_sha256, d.receipt_sha256, n.receipt_sha256, w.receipt_sha256,
+	a.event_time,
+	CASE s.cls WHEN 4 THEN d.event_time WHEN 3 THEN n.event_time WHEN 2 THEN w.event_time WHEN 1 THEN a.event_time END,
+	CASE WHEN octet_length(p.problem) <= $3::int THEN p.problem ELSE catalog_clip(p.problem, $3::int) END,
+	$2::timestamptz
+FROM rcpt r
+JOIN head h ON h.msgid = r.msgid
+LEFT JOIN orig o ON o.msgid = r.msgid
+LEFT JOIN best a ON a.msgid = r.msgid AND a.recipient = r.recipient AND a.cls = 1
+LEFT JOIN best w ON w.msgid = r.msgid AND w.recipient = r.recipient AND w.cls = 2
+LEFT JOIN best n ON n.msgid = r.msgid AND n.recipient = r.recipient AND n.cls = 3
+LEFT JOIN best d ON d.msgid = r.msgid AND d.recipient = r.recipient AND d.cls = 4
+CROSS JOIN LATERAL (SELECT CASE WHEN d.ok THEN 4 WHEN n.ok THEN 3 WHEN w.ok THEN 2 WHEN a.ok THEN 1 ELSE 0 END AS cls) s
+CROSS JOIN LATERAL (SELECT concat_ws('; ',
+	CASE WHEN s.cls < 4 AND NOT d.ok THEN format('%s receipt %s: %s', d.kind, encode(substr(d.receipt_sha256, 1, 6), 'hex'), d.problem) END,
+	CASE WHEN s.cls < 3 AND NOT n.ok THEN format('%s receipt %s: %s', n.kind, encode(substr(n.receipt_sha256, 1, 6), 'hex'), n.problem) END,
+	CASE WHEN s.cls < 2 AND NOT w.ok THEN format('%s receipt %s: %s', w.kind, encode(substr(w.receipt_sha256, 1, 6), 'hex'), w.problem) END,
+	CASE WHEN s.cls < 1 AND NOT a.ok THEN format('%s receipt %s: %s', a.kind, encode(substr(a.receipt_sha256, 1, 6), 'hex'), a.problem) END
+) AS problem) p
+ON CONFLICT (msgid, recipient) DO UPDATE SET pec_id = EXCLUDED.pec_id, sender = EXCLUDED.sender,
+	state = EXCLUDED.state, receipt_type = EXCLUDED.receipt_type, errore = EXCLUDED.errore,
+	errore_esteso = EXCLUDED.errore_esteso, original_sha256 = EXCLUDED.original_sha256,
+	acceptance_sha256 = EXCLUDED.acceptance_sha256, delivery_sha256 = EXCLUDED.delivery_sha256,
+	nondelivery_sha256 = EXCLUDED.nondelivery_sha256, warning_sha256 = EXCLUDED.warning_sha256,
+	accepted_at = EXCLUDED.accepted_at, state_at = EXCLUDED.state_at, problem = EXCLUDED.problem,
+	updated_at = EXCLUDED.updated_at`
 
 // queueEvents queues the insert of delivery_events rows: events of receipts inserted in this
 // transaction, deduplicated by the caller, so they are inserted plainly (a speculative insertion
@@ -484,126 +326,4 @@ func queueEvents(batch *pgx.Batch, newEvs []event) {
 		SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::bool[], $6::text[], $7::text[],
 			$8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])`,
 		msgids, rcpts, receipts, kinds, oks, problems, pecIDs, senders, rtypes, errores, estesi, times)
-}
-
-func dedupe(l []string) []string {
-	seen := make(map[string]bool, len(l))
-	out := l[:0:0]
-	for _, s := range l {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// readEvents reads delivery_events rows into c.evs.
-func (c *correlation) readEvents(rows pgx.Rows) error {
-	var (
-		e    event
-		sha  []byte
-		kind string
-		t    *time.Time
-	)
-	_, err := pgx.ForEachRow(rows, []any{&e.MsgID, &e.Recipient, &sha, &kind, &e.OK, &e.Problem, &e.PECID, &e.Sender,
-		&e.ReceiptType, &e.Errore, &e.ErroreEsteso, &t}, func() error {
-		x := e
-		copySum(&x.Receipt, sha)
-		x.Kind = pec.Kind(kind)
-		if t != nil {
-			x.Time = *t
-		} else {
-			x.Time = time.Time{}
-		}
-		c.evs[x.MsgID] = append(c.evs[x.MsgID], x)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("catalog: delivery events: %w", err)
-	}
-	return nil
-}
-
-// readOriginals reads (msgid, sha256, recipients) rows into c.origs.
-func (c *correlation) readOriginals(rows pgx.Rows) error {
-	var (
-		id  string
-		sha []byte
-		rcp []string
-	)
-	_, err := pgx.ForEachRow(rows, []any{&id, &sha, &rcp}, func() error {
-		o := &original{Recipients: append([]string(nil), rcp...)}
-		copySum(&o.SHA256, sha)
-		c.origs[id] = o
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("catalog: originals: %w", err)
-	}
-	return nil
-}
-
-// queueDeliveries queues the upsert of the deliveries derived for every msgid of evs.
-func queueDeliveries(batch *pgx.Batch, evs map[string][]event, origs map[string]*original, now time.Time) {
-	withEvents := make([]string, 0, len(evs))
-	for k := range evs {
-		withEvents = append(withEvents, k)
-	}
-	if len(withEvents) == 0 {
-		return
-	}
-	sort.Strings(withEvents)
-	var ds []Delivery
-	for _, id := range withEvents {
-		ds = append(ds, derive(id, evs[id], origs[id], now)...)
-	}
-	if len(ds) == 0 {
-		return
-	}
-	// One statement: (msgid, recipient) is unique within ds (one msgid each, one row per
-	// recipient), as ON CONFLICT DO UPDATE requires.
-	n := len(ds)
-	var (
-		msgids, rcpts, pecIDs, senders, states = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		rtypes, errores, estesi, problems      = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		origSums, accs, dels, nondels, warns   = make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n)
-		acceptedAt, stateAt                    = make([]*time.Time, n), make([]*time.Time, n)
-		updatedAt                              = make([]time.Time, n)
-	)
-	sumOrNull := func(s [32]byte) []byte {
-		if s == ([32]byte{}) {
-			return nil
-		}
-		return s[:]
-	}
-	for i := range ds {
-		d := &ds[i]
-		msgids[i], rcpts[i], pecIDs[i], senders[i], states[i] = d.MsgID, d.Recipient, d.PECID, d.Sender, string(d.State)
-		rtypes[i], errores[i], estesi[i], problems[i] = string(d.ReceiptType), string(d.Errore), d.ErroreEsteso, d.Problem
-		origSums[i], accs[i], dels[i] = sumOrNull(d.Original), sumOrNull(d.Acceptance), sumOrNull(d.Delivery)
-		nondels[i], warns[i] = sumOrNull(d.NonDelivery), sumOrNull(d.Warning)
-		if !d.AcceptedAt.IsZero() {
-			acceptedAt[i] = &d.AcceptedAt
-		}
-		if !d.StateAt.IsZero() {
-			stateAt[i] = &d.StateAt
-		}
-		updatedAt[i] = d.UpdatedAt
-	}
-	batch.Queue(`INSERT INTO deliveries (msgid, recipient, pec_id, sender, state, receipt_type, errore,
-		errore_esteso, original_sha256, acceptance_sha256, delivery_sha256, nondelivery_sha256,
-		warning_sha256, accepted_at, state_at, problem, updated_at)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-			$8::text[], $9::bytea[], $10::bytea[], $11::bytea[], $12::bytea[], $13::bytea[], $14::timestamptz[],
-			$15::timestamptz[], $16::text[], $17::timestamptz[])
-		ON CONFLICT (msgid, recipient) DO UPDATE SET pec_id = EXCLUDED.pec_id, sender = EXCLUDED.sender,
-		state = EXCLUDED.state, receipt_type = EXCLUDED.receipt_type, errore = EXCLUDED.errore,
-		errore_esteso = EXCLUDED.errore_esteso, original_sha256 = EXCLUDED.original_sha256,
-		acceptance_sha256 = EXCLUDED.acceptance_sha256, delivery_sha256 = EXCLUDED.delivery_sha256,
-		nondelivery_sha256 = EXCLUDED.nondelivery_sha256, warning_sha256 = EXCLUDED.warning_sha256,
-		accepted_at = EXCLUDED.accepted_at, state_at = EXCLUDED.state_at, problem = EXCLUDED.problem,
-		updated_at = EXCLUDED.updated_at`,
-		msgids, rcpts, pecIDs, senders, states, rtypes, errores, estesi, origSums, accs, dels, nondels, warns,
-		acceptedAt, stateAt, problems, updatedAt)
 }

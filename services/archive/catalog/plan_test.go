@@ -18,7 +18,7 @@ import (
 	"github.com/pecarchive/pecarchive/services/archive/catalog"
 )
 
-// recorder is a pgx tracer keeping the statements run through a pool.
+// recorder is a pgx tracer keeping the statements run through a pool, alone or in batches.
 type recorder struct {
 	mu   sync.Mutex
 	on   bool
@@ -41,6 +41,20 @@ func (r *recorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.Trace
 }
 
 func (r *recorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (r *recorder) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+
+func (r *recorder) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.on {
+		r.qs = append(r.qs, traced{d.SQL, d.Args})
+	}
+}
+
+func (r *recorder) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
 func (r *recorder) take() []traced {
 	r.mu.Lock()
@@ -260,8 +274,11 @@ func TestIndexPlans(t *testing.T) {
 	rec.mu.Lock()
 	rec.on = false
 	rec.mu.Unlock()
+	explained := 0
 	for _, q := range rec.take() {
-		if !strings.HasPrefix(strings.TrimSpace(q.sql), "SELECT") {
+		// The look-ups, and the inserts that read the catalog (links, deliveries).
+		if sql := strings.TrimSpace(q.sql); !strings.HasPrefix(sql, "SELECT") && !strings.HasPrefix(sql, "WITH") &&
+			!strings.HasPrefix(sql, "INSERT") {
 			continue
 		}
 		var plan string
@@ -273,5 +290,10 @@ func TestIndexPlans(t *testing.T) {
 		if s := bigEnough(t, ctx, tx, seqScans(v)); len(s) > 0 {
 			t.Errorf("write: sequential scan of %v in\n%s", s, q.sql)
 		}
+		explained++
+	}
+	// Messages, recipients, sources, delivery events, links, deliveries.
+	if explained < 6 {
+		t.Errorf("write: %d statements explained, want the 6 of a commit with correlation", explained)
 	}
 }

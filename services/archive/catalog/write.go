@@ -285,10 +285,9 @@ type Batch struct {
 	Anchors []CertSet
 	// Now stamps derived rows (deliveries.updated_at, sources first_seen when zero).
 	Now time.Time
-	// Before and After are statements of the caller's own that ride on Write's round trips, so
-	// that a commit costs fewer of them: Before are sent ahead of Write's statements in its first
-	// round trip, After behind its statements in its last one (when Write needs a single round
-	// trip, both share it). A caller puts its own writes in Before (the log's leaves, say) and
+	// Before and After are statements of the caller's own that ride on Write's round trip, so
+	// that a commit costs fewer of them: Before are sent ahead of Write's statements, After
+	// behind them. A caller puts its own writes in Before (the log's leaves, say) and
 	// COMMIT in After. Their results are read through their callbacks (pgx.QueuedQuery.Exec,
 	// Query, QueryRow), or discarded; an error in any of them fails Write, and the transaction
 	// must then be rolled back.
@@ -321,10 +320,10 @@ func Write(ctx context.Context, tx Sender, b *Batch) error {
 			msgs[i].ReceivedAt = now
 		}
 	}
-	// Two round trips at most. The first: the caller's Before, certificate sets, messages rows,
-	// recipients, sources and, when there are new messages, the correlation look-ups (see
-	// correlate). Statements of a pipeline run in order, so each sees the rows written before
-	// it. The second: links, delivery events, deliveries, then the caller's After.
+	// One round trip: the caller's Before, certificate sets, messages rows, recipients, sources
+	// and, for new messages, their delivery events, links and deliveries (see queueCorrelation),
+	// then the caller's After. Statements of a pipeline run in order, so each sees the rows
+	// written before it.
 	var batch pgx.Batch
 	batch.QueuedQueries = append(batch.QueuedQueries, b.Before...)
 	queueCertSets(&batch, b.Chains, b.Anchors)
@@ -352,26 +351,13 @@ func Write(ctx context.Context, tx Sender, b *Batch) error {
 		newSums[msgs[i].SHA256] = true
 	}
 	queueSources(&batch, b.Sources, now, newSums)
-	var c *correlation
 	if len(msgs) > 0 {
-		c = queueCorrelation(&batch, msgs)
-	} else {
-		batch.QueuedQueries = append(batch.QueuedQueries, b.After...)
+		queueCorrelation(&batch, msgs, now)
 	}
+	batch.QueuedQueries = append(batch.QueuedQueries, b.After...)
 	if batch.Len() > 0 {
 		if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
-			return fmt.Errorf("catalog: insert: %w", err)
-		}
-	}
-	if c == nil {
-		return nil
-	}
-	var last pgx.Batch
-	c.queueWrites(&last, msgs, now)
-	last.QueuedQueries = append(last.QueuedQueries, b.After...)
-	if last.Len() > 0 {
-		if err := tx.SendBatch(ctx, &last).Close(); err != nil {
-			return fmt.Errorf("catalog: insert links, delivery events and deliveries: %w", err)
+			return fmt.Errorf("catalog: write: %w", err)
 		}
 	}
 	return nil
