@@ -146,10 +146,11 @@ func (a *Archive) dropConn() {
 
 // commit runs one transaction for batch and returns one record per request. Normally it takes
 // one round trip: BEGIN, the writer and sequencer locks, the log's leaves, the catalog's rows
-// with the links and delivery states the server derives, and COMMIT. That assumes every message is new and the log is as this committer left it; a transaction that
-// finds otherwise (a stored message fails the messages primary key, a moved log fails the
-// state check) is rolled back and the batch is committed again with a round trip of its own
-// first, which looks up the stored messages and reads the log's state.
+// with the links and delivery states the server derives, and COMMIT. That assumes every message
+// is new and the log is as this committer left it; a transaction that finds otherwise (a stored
+// message fails the messages primary key, a moved log fails the state check) is rolled back and
+// the batch is committed again with a round trip of its own first, which looks up the stored
+// messages and reads the log's state.
 func (a *Archive) commit(batch []*request) (recs []Record, err error) {
 	a.stats.batches.Add(1)
 	defer func() {

@@ -20,12 +20,13 @@
 // the caller's rows. It locks the single state row (SELECT ... FOR UPDATE), so any number of
 // replicas may append: they are serialized on that row, each sees the previous one's committed
 // state (under READ COMMITTED a row lock that had to wait returns the row as its holder committed
-// it), and a rolled-back transaction leaves no trace. The lock is held until the caller's transaction ends, so callers should batch many
-// leaves per transaction, call Append last, and commit promptly. A caller that sends its own
-// statements in pipelined batches can take the lock and append in those batches instead
-// ([Log.QueueLock], [Appender.QueueAppend]), saving Append's two round trips. Use READ COMMITTED (the default)
-// for the caller's transaction; under REPEATABLE READ or SERIALIZABLE a concurrent append makes
-// Append fail with a serialization error.
+// it), and a rolled-back transaction leaves no trace. The lock is held until the caller's
+// transaction ends, so callers should batch many leaves per transaction, call Append last, and
+// commit promptly. A caller that sends its own statements in pipelined batches can take the lock
+// and append in those batches instead ([Log.QueueLock], [Appender.QueueAppend]), saving Append's
+// two round trips. Use READ COMMITTED (the default) for the caller's transaction; under
+// REPEATABLE READ or SERIALIZABLE a concurrent append makes Append fail with a serialization
+// error.
 package merklelog
 
 import (
