@@ -65,3 +65,73 @@ func benchmarkWrite(b *testing.B, batch int) {
 		b.ReportMetric(float64((pg1-pg0).Microseconds())/float64(b.N), "pg-µs/msg")
 	}
 }
+
+// BenchmarkManyRecipients measures the delivery receipts of one message sent to 500 recipients:
+// the acceptance first, then one delivery receipt per recipient, 20 per committed transaction,
+// as the archive's group commit writes them. Each receipt re-derives the message's deliveries;
+// it reports the server's CPU and WAL per receipt.
+//
+//	go test -run '^$' -bench BenchmarkManyRecipients -benchtime 4x ./services/archive/catalog
+func BenchmarkManyRecipients(b *testing.B) {
+	ctx := context.Background()
+	pool := testenv.PG(b)
+	if err := catalog.Migrate(ctx, pool); err != nil {
+		b.Fatal(err)
+	}
+	const n, batch = 500, 20
+	var leaf uint64
+	write := func(msgs []catalog.Message) {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		if err := catalog.LockWriter(ctx, tx); err != nil {
+			b.Fatal(err)
+		}
+		bt := &catalog.Batch{Now: time.Now()}
+		for _, m := range msgs {
+			m.LeafIndex, m.ReceivedAt = leaf, time.Now()
+			leaf++
+			bt.Messages = append(bt.Messages, m)
+		}
+		if err := catalog.Write(ctx, tx, bt); err != nil {
+			b.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var receipts int
+	var cpu time.Duration
+	var wal int64
+	for i := range b.N {
+		msgid := fmt.Sprintf("circolare-%d@pec.ordine.example.it", i)
+		rcpts := make([]string, n)
+		for j := range rcpts {
+			rcpts[j] = fmt.Sprintf("iscritto%d@pec.example.it", j)
+		}
+		write([]catalog.Message{receipt(pec.KindAccettazione, msgid, "opec."+msgid, rcpts, "", trusted, "")})
+		var lsn0, lsn1 int64
+		pg0, _ := procstat.CPUByName("postgres")
+		if err := pool.QueryRow(ctx, `SELECT pg_current_wal_lsn() - '0/0'`).Scan(&lsn0); err != nil {
+			b.Fatal(err)
+		}
+		for j := 0; j < n; j += batch {
+			var msgs []catalog.Message
+			for _, r := range rcpts[j:min(j+batch, n)] {
+				msgs = append(msgs, receipt(pec.KindAvvenutaConsegna, msgid, "opec."+msgid, rcpts, r, trusted, r))
+			}
+			write(msgs)
+		}
+		if err := pool.QueryRow(ctx, `SELECT pg_current_wal_lsn() - '0/0'`).Scan(&lsn1); err != nil {
+			b.Fatal(err)
+		}
+		pg1, _ := procstat.CPUByName("postgres")
+		receipts += n
+		cpu += pg1 - pg0
+		wal += lsn1 - lsn0
+	}
+	b.ReportMetric(float64(cpu.Microseconds())/float64(receipts), "pg-µs/receipt")
+	b.ReportMetric(float64(wal)/float64(receipts), "WAL-B/receipt")
+}

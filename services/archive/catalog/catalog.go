@@ -210,7 +210,8 @@ type Delivery struct {
 	StateAt     time.Time // daticert time of the receipt that set the state
 	// Problem is non-empty when a receipt that would have moved the state could not be used
 	// (signature not valid or not trusted); it names the receipt and the reasons.
-	Problem   string
+	Problem string
+	// UpdatedAt is when the row last changed (the commit that derived it as it is).
 	UpdatedAt time.Time
 }
 

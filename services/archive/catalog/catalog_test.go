@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pecarchive/pecarchive/internal/testenv"
@@ -448,5 +449,54 @@ func TestSourcesAndSearch(t *testing.T) {
 	var events int
 	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM delivery_events WHERE receipt_sha256 = $1`, fresh.SHA256[:]).Scan(&events); err != nil || events != 2 {
 		t.Errorf("%d delivery events of an acceptance for a@ twice and b@ (%v), want 2", events, err)
+	}
+}
+
+// A receipt about one recipient of a message rewrites that recipient's delivery row only: the
+// rows of the others, derived again to the same values, keep their row version and updated_at
+// (a message to many recipients would otherwise rewrite every row for every receipt).
+func TestDeliveriesRewrittenOnlyWhenChanged(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const msgid = "many@client.example.it"
+	const pecID = "opec.many@pec.example.it"
+	rcpts := []string{"a@pec.example.it", "b@pec.example.it", "c@pec.example.it"}
+	e.store(original(msgid, rcpts...), receipt(pec.KindAccettazione, msgid, pecID, rcpts, "", trusted, ""))
+	type version struct {
+		xmin      uint32
+		updatedAt time.Time
+		state     string
+	}
+	versions := func() map[string]version {
+		rows, err := e.pool.Query(ctx, `SELECT recipient, xmin::text::bigint, updated_at, state FROM deliveries WHERE msgid = $1`, msgid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]version{}
+		var r, st string
+		var x int64
+		var u time.Time
+		if _, err := pgx.ForEachRow(rows, []any{&r, &x, &u, &st}, func() error {
+			out[r] = version{uint32(x), u, st}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	before := versions()
+	if len(before) != 3 || before["b@pec.example.it"].state != string(catalog.StateAccepted) {
+		t.Fatalf("after the acceptance: %+v", before)
+	}
+	e.store(receipt(pec.KindAvvenutaConsegna, msgid, pecID, rcpts, "a@pec.example.it", trusted, ""))
+	after := versions()
+	if a := after["a@pec.example.it"]; a.state != string(catalog.StateDelivered) || a.xmin == before["a@pec.example.it"].xmin ||
+		!a.updatedAt.After(before["a@pec.example.it"].updatedAt) {
+		t.Errorf("a: %+v, before %+v: want delivered, rewritten, updated later", a, before["a@pec.example.it"])
+	}
+	for _, r := range rcpts[1:] {
+		if after[r] != before[r] {
+			t.Errorf("%s: %+v, before %+v: an unchanged row was rewritten", r, after[r], before[r])
+		}
 	}
 }

@@ -236,8 +236,10 @@ func (k *linkKeys) args(sums [][]byte) []any {
 }
 
 // deliveriesSQL derives the deliveries of the msgids $1 from all their delivery events and
-// their original, and writes them (updated_at $2, problem cut to $3 bytes). A msgid without events gets none. Per
-// (msgid, recipient), recipients being those of the events and of the original:
+// their original, and writes those that are new or changed (updated_at $2, problem cut to $3
+// bytes); a row the derivation leaves as it was is not touched, so a receipt about one of a
+// message's many recipients does not rewrite (or lock) the rows of all the others. A msgid without events
+// gets none. Per (msgid, recipient), recipients being those of the events and of the original:
 //   - for each class of receipt (acceptance 1, warning 2, non-delivery 3, delivery 4) the best
 //     event: valid and trusted first, then the earliest (unknown time last), then by hash;
 //   - the state is that of the highest class whose best event is trusted, else pending;
@@ -268,18 +270,16 @@ const deliveriesSQL = `WITH ev AS (
 	SELECT msgid, recipient FROM ev
 	UNION
 	SELECT o.msgid, x.r FROM orig o CROSS JOIN LATERAL unnest(o.recipients) AS x(r) WHERE x.r <> ''
-)
-INSERT INTO deliveries (msgid, recipient, pec_id, sender, state, receipt_type, errore,
-	errore_esteso, original_sha256, acceptance_sha256, delivery_sha256, nondelivery_sha256,
-	warning_sha256, accepted_at, state_at, problem, updated_at)
+), derived (msgid, recipient, pec_id, sender, state, receipt_type, errore, errore_esteso,
+	original_sha256, acceptance_sha256, delivery_sha256, nondelivery_sha256, warning_sha256,
+	accepted_at, state_at, problem) AS (
 SELECT r.msgid, r.recipient, coalesce(h.pec_id, ''), coalesce(h.sender, ''),
 	(ARRAY['pending', 'accepted', 'warned', 'not-delivered', 'delivered'])[s.cls + 1],
 	coalesce(d.receipt_type, ''), coalesce(n.errore, ''), coalesce(n.errore_esteso, w.errore_esteso, ''),
 	o.sha256, a.receipt_sha256, d.receipt_sha256, n.receipt_sha256, w.receipt_sha256,
 	a.event_time,
 	CASE s.cls WHEN 4 THEN d.event_time WHEN 3 THEN n.event_time WHEN 2 THEN w.event_time WHEN 1 THEN a.event_time END,
-	CASE WHEN octet_length(p.problem) <= $3::int THEN p.problem ELSE catalog_clip(p.problem, $3::int) END,
-	$2::timestamptz
+	CASE WHEN octet_length(p.problem) <= $3::int THEN p.problem ELSE catalog_clip(p.problem, $3::int) END
 FROM rcpt r
 JOIN head h ON h.msgid = r.msgid
 LEFT JOIN orig o ON o.msgid = r.msgid
@@ -294,6 +294,21 @@ CROSS JOIN LATERAL (SELECT concat_ws('; ',
 	CASE WHEN s.cls < 2 AND NOT w.ok THEN format('%s receipt %s: %s', w.kind, encode(substr(w.receipt_sha256, 1, 6), 'hex'), w.problem) END,
 	CASE WHEN s.cls < 1 AND NOT a.ok THEN format('%s receipt %s: %s', a.kind, encode(substr(a.receipt_sha256, 1, 6), 'hex'), a.problem) END
 ) AS problem) p
+)
+-- Only rows that are new or differ from the stored ones: an upsert would lock (and log) every
+-- row it leaves unchanged.
+INSERT INTO deliveries (msgid, recipient, pec_id, sender, state, receipt_type, errore,
+	errore_esteso, original_sha256, acceptance_sha256, delivery_sha256, nondelivery_sha256,
+	warning_sha256, accepted_at, state_at, problem, updated_at)
+SELECT v.*, $2::timestamptz FROM derived v
+LEFT JOIN deliveries x ON x.msgid = v.msgid AND x.recipient = v.recipient
+WHERE x.msgid IS NULL
+   OR (x.pec_id, x.sender, x.state, x.receipt_type, x.errore, x.errore_esteso, x.original_sha256,
+	x.acceptance_sha256, x.delivery_sha256, x.nondelivery_sha256, x.warning_sha256, x.accepted_at,
+	x.state_at, x.problem)
+	IS DISTINCT FROM (v.pec_id, v.sender, v.state, v.receipt_type, v.errore, v.errore_esteso,
+	v.original_sha256, v.acceptance_sha256, v.delivery_sha256, v.nondelivery_sha256,
+	v.warning_sha256, v.accepted_at, v.state_at, v.problem)
 ON CONFLICT (msgid, recipient) DO UPDATE SET pec_id = EXCLUDED.pec_id, sender = EXCLUDED.sender,
 	state = EXCLUDED.state, receipt_type = EXCLUDED.receipt_type, errore = EXCLUDED.errore,
 	errore_esteso = EXCLUDED.errore_esteso, original_sha256 = EXCLUDED.original_sha256,
