@@ -1,6 +1,7 @@
 package catalog_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"reflect"
@@ -497,6 +498,41 @@ func TestDeliveriesRewrittenOnlyWhenChanged(t *testing.T) {
 	for _, r := range rcpts[1:] {
 		if after[r] != before[r] {
 			t.Errorf("%s: %+v, before %+v: an unchanged row was rewritten", r, after[r], before[r])
+		}
+	}
+}
+
+// A search by recipient finds the messages sent to that recipient and the receipts about it: a
+// receipt about one recipient (consegna) is found under that recipient only, although its
+// daticert lists every recipient of the original.
+func TestSearchByRecipientOfReceipts(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const msgid = "search@client.example.it"
+	const pecID = "opec.search@pec.example.it"
+	rcpts := []string{"a@pec.example.it", "b@pec.example.it", "c@pec.example.it"}
+	orig := original(msgid, rcpts...)
+	acc := receipt(pec.KindAccettazione, msgid, pecID, rcpts, "", trusted, "")
+	dA := receipt(pec.KindAvvenutaConsegna, msgid, pecID, rcpts, "a@pec.example.it", trusted, "")
+	nB := receipt(pec.KindErroreConsegna, msgid, pecID, rcpts, "b@pec.example.it", trusted, "")
+	e.store(orig, acc, dA, nB)
+	for r, want := range map[string][][32]byte{
+		"a@pec.example.it": {orig.SHA256, acc.SHA256, dA.SHA256},
+		"B@pec.example.it": {orig.SHA256, acc.SHA256, nB.SHA256},
+		"c@pec.example.it": {orig.SHA256, acc.SHA256},
+	} {
+		ms, err := e.cat.Search(ctx, catalog.Query{Recipient: r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got [][32]byte
+		for _, m := range ms {
+			got = append(got, m.SHA256)
+		}
+		slices.SortFunc(got, func(x, y [32]byte) int { return bytes.Compare(x[:], y[:]) })
+		slices.SortFunc(want, func(x, y [32]byte) int { return bytes.Compare(x[:], y[:]) })
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("recipient %s: %d messages, want %d", r, len(got), len(want))
 		}
 	}
 }

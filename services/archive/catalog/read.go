@@ -269,7 +269,7 @@ func ConversationKey(m *Message) string {
 // Query selects messages for [Catalog.Search]. Every set field must match.
 type Query struct {
 	Sender    string     // messages.sender (daticert mittente, else From)
-	Recipient string     // one of the recipients
+	Recipient string     // one of the recipients; for a receipt about one recipient (consegna), that one
 	Kinds     []pec.Kind // any of these kinds
 	Since     time.Time  // received_at >= Since
 	Until     time.Time  // received_at < Until

@@ -333,7 +333,7 @@ func Write(ctx context.Context, tx Sender, b *Batch) error {
 	var rcptTime []time.Time
 	for i := range msgs {
 		seen := map[string]bool{}
-		for _, r := range msgs[i].Recipients {
+		for _, r := range indexedRecipients(&msgs[i]) {
 			if r != "" && !seen[r] {
 				seen[r] = true
 				rcptName = append(rcptName, r)
@@ -361,6 +361,18 @@ func Write(ctx context.Context, tx Sender, b *Batch) error {
 		}
 	}
 	return nil
+}
+
+// indexedRecipients are the recipients a message is found under in message_recipients (lookups
+// by recipient): all of them, except for a receipt about one recipient (daticert consegna: a
+// delivery, non-delivery or warning receipt), found under that one only. Its daticert lists
+// every recipient of the original, so a message sent to 500 would otherwise add 500 rows for
+// each of its 500 receipts, and a search by recipient would list receipts about the others.
+func indexedRecipients(m *Message) []string {
+	if m.Kind.IsReceipt() && m.Consegna != "" {
+		return []string{m.Consegna}
+	}
+	return m.Recipients
 }
 
 // queueCertSets queues the inserts of the certificate sets into batch.
