@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"io/fs"
 	"reflect"
 	"slices"
 	"strings"
@@ -534,5 +535,36 @@ func TestSearchByRecipientOfReceipts(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("recipient %s: %d messages, want %d", r, len(got), len(want))
 		}
+	}
+}
+
+// Migration 0005 drops the rows of catalogs written before receipts were listed under their
+// consegna only, and keeps the others.
+func TestMigrationReceiptRecipients(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const msgid = "old@client.example.it"
+	rcpts := []string{"a@pec.example.it", "b@pec.example.it"}
+	acc := receipt(pec.KindAccettazione, msgid, "opec.old", rcpts, "", trusted, "")
+	dA := receipt(pec.KindAvvenutaConsegna, msgid, "opec.old", rcpts, "a@pec.example.it", trusted, "")
+	e.store(acc, dA)
+	// As an older catalog had it: the delivery receipt listed under b too.
+	if _, err := e.pool.Exec(ctx, `INSERT INTO message_recipients (recipient, received_at, sha256)
+		SELECT 'b@pec.example.it', received_at, sha256 FROM messages WHERE sha256 = $1`, dA.SHA256[:]); err != nil {
+		t.Fatal(err)
+	}
+	sql, err := fs.ReadFile(catalog.Migrations, "migrations/0005_receipt_recipients.up.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.pool.Exec(ctx, string(sql)); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM message_recipients`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 { // the acceptance under a and b, the delivery receipt under a
+		t.Errorf("%d message_recipients rows after the migration, want 3", n)
 	}
 }
