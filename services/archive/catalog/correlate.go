@@ -134,18 +134,22 @@ func queueCorrelation(batch *pgx.Batch, msgs []Message, now time.Time) {
 	}
 	seen := map[key]bool{}
 	var newEvs []event
+	var origIDs, evIDs, evRcpts []string
 	for i := range msgs {
 		m := &msgs[i]
 		sums[i] = m.SHA256[:]
 		links.add(m)
 		if m.Kind == pec.KindNotPEC && m.RefMsgID != "" {
-			affected[m.RefMsgID] = true // a new original: its deliveries gain it and its recipients
+			// A new original: every delivery of its msgid gains it, and its recipients.
+			affected[m.RefMsgID] = true
+			origIDs = append(origIDs, m.RefMsgID)
 		}
 		for _, e := range eventsOf(m) {
 			affected[e.MsgID] = true
 			if k := (key{e.MsgID, e.Recipient, e.Receipt}); !seen[k] {
 				seen[k] = true
 				newEvs = append(newEvs, e)
+				evIDs, evRcpts = append(evIDs, e.MsgID), append(evRcpts, e.Recipient)
 			}
 		}
 	}
@@ -161,7 +165,7 @@ func queueCorrelation(batch *pgx.Batch, msgs []Message, now time.Time) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	batch.Queue(deliveriesSQL, keys, now, MaxText)
+	batch.Queue(deliveriesSQL, keys, now, MaxText, origIDs, evIDs, evRcpts)
 }
 
 // receiptKinds are the kinds of pec.Kind.IsReceipt, as an SQL list.
@@ -237,9 +241,12 @@ func (k *linkKeys) args(sums [][]byte) []any {
 
 // deliveriesSQL derives the deliveries of the msgids $1 from all their delivery events and
 // their original, and writes those that are new or changed (updated_at $2, problem cut to $3
-// bytes); a row the derivation leaves as it was is not touched, so a receipt about one of a
-// message's many recipients does not rewrite (or lock) the rows of all the others. A msgid without events
-// gets none. Per (msgid, recipient), recipients being those of the events and of the original:
+// bytes). Of a msgid that has rows, it derives again only the rows of the recipients of the new
+// events ($5, $6), unless a new original ($4) or a new PEC id or sender concerns them all; a row
+// the derivation leaves as it was is not touched; and a row whose recipient a new original took
+// away is deleted. So a receipt about one of a message's many recipients costs one row, not one
+// per recipient. A msgid without events gets none. Per (msgid, recipient), recipients being
+// those of the events and of the original:
 //   - for each class of receipt (acceptance 1, warning 2, non-delivery 3, delivery 4) the best
 //     event: valid and trusted first, then the earliest (unknown time last), then by hash;
 //   - the state is that of the highest class whose best event is trusted, else pending;
@@ -263,13 +270,30 @@ const deliveriesSQL = `WITH ev AS (
 	SELECT DISTINCT ON (ref_msgid) ref_msgid AS msgid, sha256, recipients FROM messages
 	WHERE kind = 'not-pec' AND ref_msgid <> '' AND ref_msgid = ANY($1::text[])
 	ORDER BY ref_msgid, message_id <> ref_msgid, received_at, sha256
-), best AS (
-	SELECT DISTINCT ON (msgid, recipient, cls) * FROM ev WHERE cls > 0
-	ORDER BY msgid, recipient, cls, ok DESC, event_time ASC NULLS LAST, receipt_sha256
+), cur AS (
+	-- The stored rows of those msgids, read by the primary key (an index condition on the
+	-- array, so no other index is chosen from a young table's stale statistics).
+	SELECT * FROM deliveries WHERE msgid = ANY($1::text[])
+), whole AS (
+	-- The msgids whose every row is derived again: a new original ($4; it is every row's
+	-- original, and its recipients may add pending rows), no rows yet, or a PEC id or sender that
+	-- is not the rows' (all rows of a msgid share them: each change of them rewrites all).
+	SELECT h.msgid FROM head h
+	WHERE h.msgid = ANY($4::text[])
+	   OR NOT EXISTS (SELECT 1 FROM cur x WHERE x.msgid = h.msgid
+	                  AND x.pec_id = coalesce(h.pec_id, '') AND x.sender = coalesce(h.sender, ''))
 ), rcpt AS (
-	SELECT msgid, recipient FROM ev
+	-- The rows to derive: every recipient of those msgids, and of the others the recipients of
+	-- the new events ($5, $6), whose rows alone those events can change.
+	SELECT msgid, recipient FROM ev WHERE msgid IN (SELECT msgid FROM whole)
 	UNION
-	SELECT o.msgid, x.r FROM orig o CROSS JOIN LATERAL unnest(o.recipients) AS x(r) WHERE x.r <> ''
+	SELECT o.msgid, x.r FROM orig o CROSS JOIN LATERAL unnest(o.recipients) AS x(r)
+	WHERE x.r <> '' AND o.msgid IN (SELECT msgid FROM whole)
+	UNION
+	SELECT t.msgid, t.recipient FROM unnest($5::text[], $6::text[]) AS t(msgid, recipient)
+), best AS (
+	SELECT DISTINCT ON (msgid, recipient, cls) ev.* FROM ev JOIN rcpt USING (msgid, recipient) WHERE cls > 0
+	ORDER BY msgid, recipient, cls, ok DESC, event_time ASC NULLS LAST, receipt_sha256
 ), derived (msgid, recipient, pec_id, sender, state, receipt_type, errore, errore_esteso,
 	original_sha256, acceptance_sha256, delivery_sha256, nondelivery_sha256, warning_sha256,
 	accepted_at, state_at, problem) AS (
@@ -294,6 +318,11 @@ CROSS JOIN LATERAL (SELECT concat_ws('; ',
 	CASE WHEN s.cls < 2 AND NOT w.ok THEN format('%s receipt %s: %s', w.kind, encode(substr(w.receipt_sha256, 1, 6), 'hex'), w.problem) END,
 	CASE WHEN s.cls < 1 AND NOT a.ok THEN format('%s receipt %s: %s', a.kind, encode(substr(a.receipt_sha256, 1, 6), 'hex'), a.problem) END
 ) AS problem) p
+), gone AS (
+	-- Rows whose recipient is no longer among its msgid's recipients: one of a provider copy
+	-- that a new original ($4), the original as sent, replaced as the msgid's original.
+	DELETE FROM deliveries x WHERE x.msgid = ANY($4::text[])
+	  AND NOT EXISTS (SELECT 1 FROM rcpt r WHERE r.msgid = x.msgid AND r.recipient = x.recipient)
 )
 -- Only rows that are new or differ from the stored ones: an upsert would lock (and log) every
 -- row it leaves unchanged.
@@ -301,7 +330,7 @@ INSERT INTO deliveries (msgid, recipient, pec_id, sender, state, receipt_type, e
 	errore_esteso, original_sha256, acceptance_sha256, delivery_sha256, nondelivery_sha256,
 	warning_sha256, accepted_at, state_at, problem, updated_at)
 SELECT v.*, $2::timestamptz FROM derived v
-LEFT JOIN deliveries x ON x.msgid = v.msgid AND x.recipient = v.recipient
+LEFT JOIN cur x ON x.msgid = v.msgid AND x.recipient = v.recipient
 WHERE x.msgid IS NULL
    OR (x.pec_id, x.sender, x.state, x.receipt_type, x.errore, x.errore_esteso, x.original_sha256,
 	x.acceptance_sha256, x.delivery_sha256, x.nondelivery_sha256, x.warning_sha256, x.accepted_at,

@@ -150,7 +150,8 @@ func derive(msgid string, evs []event, orig *original, now time.Time) []Delivery
 // one msgid each: events of every class, trusted or not, with equal, earlier, later and unknown
 // times, receipts naming several recipients, PEC ids and senders present or not, problems long
 // and multi-byte enough that their join must be cut to MaxText, and zero to three originals (the
-// original as sent, provider copies, received at the same or different times).
+// original as sent, provider copies, received at the same or different times), arriving in one
+// to three commits, so that the server derives some rows again and leaves others as they are.
 func TestDeliveriesMatchModel(t *testing.T) {
 	ctx := context.Background()
 	pool := testenv.PG(t)
@@ -184,7 +185,6 @@ func TestDeliveriesMatchModel(t *testing.T) {
 	}
 	for iter := range 400 {
 		msgid := fmt.Sprintf("m%d@client.example.it", iter)
-		var b pgx.Batch
 		var msgs []Message
 		var evs []event
 		type key struct {
@@ -237,59 +237,116 @@ func TestDeliveriesMatchModel(t *testing.T) {
 			origs = append(origs, m)
 			msgs = append(msgs, m)
 		}
-		for i := range msgs {
-			msgs[i].LeafIndex = leaf
-			leaf++
+		// The history arrives in one to three commits, each receipt (with all its events) and each
+		// original in one of them. After each, the stored deliveries are the model's for what has
+		// arrived so far, and a row's updated_at moved exactly when the row changed.
+		steps := 1 + rng.IntN(3)
+		stepOf := map[[32]byte]int{}
+		for _, m := range msgs {
+			stepOf[m.SHA256] = rng.IntN(steps)
 		}
-		if len(msgs) > 0 {
-			queueMessages(&b, msgs)
-		}
-		if len(evs) > 0 {
-			queueEvents(&b, evs)
-		}
-		b.Queue(deliveriesSQL, []string{msgid}, now, MaxText)
-		tx, err := pool.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-			tx.Rollback(ctx)
-			t.Fatalf("history %d: %v", iter, err)
-		}
-		if err := tx.Commit(ctx); err != nil {
-			t.Fatal(err)
-		}
+		var sofarEvs []event
+		var sofarOrigs []Message
+		prev := map[string]Delivery{}
+		for step := range steps {
+			var b pgx.Batch
+			var stepMsgs []Message
+			for _, m := range msgs {
+				if stepOf[m.SHA256] == step {
+					m.LeafIndex = leaf
+					leaf++
+					stepMsgs = append(stepMsgs, m)
+				}
+			}
+			if len(stepMsgs) == 0 {
+				continue
+			}
+			var stepEvs []event
+			var origIDs, evIDs, evRcpts []string
+			for _, e := range evs {
+				if stepOf[e.Receipt] == step {
+					stepEvs = append(stepEvs, e)
+					evIDs, evRcpts = append(evIDs, e.MsgID), append(evRcpts, e.Recipient)
+				}
+			}
+			for _, o := range origs {
+				if stepOf[o.SHA256] == step {
+					sofarOrigs = append(sofarOrigs, o)
+					origIDs = []string{msgid}
+				}
+			}
+			queueMessages(&b, stepMsgs)
+			if len(stepEvs) > 0 {
+				queueEvents(&b, stepEvs)
+			}
+			stepNow := now.Add(time.Duration(step) * time.Hour)
+			b.Queue(deliveriesSQL, []string{msgid}, stepNow, MaxText, origIDs, evIDs, evRcpts)
+			tx, err := pool.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+				tx.Rollback(ctx)
+				t.Fatalf("history %d: %v", iter, err)
+			}
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			sofarEvs = append(sofarEvs, stepEvs...)
 
-		// The model: the original as sent first, then the earliest copy, then by hash.
-		var orig *original
-		sort.Slice(origs, func(i, j int) bool {
-			a, b := origs[i], origs[j]
-			if (a.MessageID != msgid) != (b.MessageID != msgid) {
-				return a.MessageID == msgid
+			want := derive(msgid, sofarEvs, modelOriginal(msgid, sofarOrigs), stepNow)
+			got, err := cat.Deliveries(ctx, msgid)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if !a.ReceivedAt.Equal(b.ReceivedAt) {
-				return a.ReceivedAt.Before(b.ReceivedAt)
+			for i := range got {
+				d := &got[i]
+				d.AcceptedAt, d.StateAt, d.UpdatedAt = utc(d.AcceptedAt), utc(d.StateAt), utc(d.UpdatedAt)
+				old, had := prev[d.Recipient]
+				content, oldContent := *d, old
+				content.UpdatedAt, oldContent.UpdatedAt = time.Time{}, time.Time{}
+				switch {
+				case had && content == oldContent && !d.UpdatedAt.Equal(old.UpdatedAt):
+					t.Fatalf("history %d step %d: %s unchanged but rewritten", iter, step, d.Recipient)
+				case (!had || content != oldContent) && !d.UpdatedAt.Equal(stepNow):
+					t.Fatalf("history %d step %d: %s changed, updated_at %v, want %v", iter, step, d.Recipient, d.UpdatedAt, stepNow)
+				}
+				prev[d.Recipient] = *d
+				d.UpdatedAt = stepNow // derive stamps every row; the check above covers updated_at
 			}
-			return bytes.Compare(a.SHA256[:], b.SHA256[:]) < 0
-		})
-		if len(origs) > 0 {
-			orig = &original{SHA256: origs[0].SHA256, Recipients: origs[0].Recipients}
-		}
-		want := derive(msgid, evs, orig, now)
-		got, err := cat.Deliveries(ctx, msgid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range got {
-			got[i].AcceptedAt, got[i].StateAt, got[i].UpdatedAt = utc(got[i].AcceptedAt), utc(got[i].StateAt), utc(got[i].UpdatedAt)
-		}
-		if len(want) == 0 && len(got) == 0 {
-			continue
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("history %d (%d events, %d originals):\n got  %+v\n want %+v", iter, len(evs), len(origs), got, want)
+			if len(want) == 0 && len(got) == 0 {
+				continue
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("history %d step %d of %d (%d events, %d originals so far):\n got  %+v\n want %+v",
+					iter, step+1, steps, len(sofarEvs), len(sofarOrigs), got, want)
+			}
 		}
 	}
+}
+
+// modelOriginal is the original of msgid among origs: the original as sent first, then the
+// earliest copy, then by hash; nil when there is none.
+func modelOriginal(msgid string, origs []Message) *original {
+	if len(origs) == 0 {
+		return nil
+	}
+	best := origs[0]
+	for _, o := range origs[1:] {
+		switch {
+		case (o.MessageID == msgid) != (best.MessageID == msgid):
+			if o.MessageID == msgid {
+				best = o
+			}
+		case !o.ReceivedAt.Equal(best.ReceivedAt):
+			if o.ReceivedAt.Before(best.ReceivedAt) {
+				best = o
+			}
+		case bytes.Compare(o.SHA256[:], best.SHA256[:]) < 0:
+			best = o
+		}
+	}
+	return &original{SHA256: best.SHA256, Recipients: best.Recipients}
 }
 
 func utc(t time.Time) time.Time {
