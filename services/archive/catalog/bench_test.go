@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/pecarchive/pecarchive/internal/procstat"
 	"github.com/pecarchive/pecarchive/internal/testenv"
 	"github.com/pecarchive/pecarchive/pec"
@@ -34,13 +36,6 @@ func benchmarkWrite(b *testing.B, batch int) {
 	start := time.Now()
 	pg0, _ := procstat.CPUByName("postgres")
 	for done := 0; done < b.N; done += batch {
-		tx, err := pool.Begin(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := catalog.LockWriter(ctx, tx); err != nil {
-			b.Fatal(err)
-		}
 		bt := &catalog.Batch{Now: time.Now()}
 		for i := 0; i < batch && done+i < b.N; i++ {
 			n := done + i
@@ -52,12 +47,7 @@ func benchmarkWrite(b *testing.B, batch int) {
 			bt.Messages = append(bt.Messages, m)
 			bt.Sources = append(bt.Sources, catalog.SourceRow{SHA256: m.SHA256, Source: catalog.Source{Mailbox: "m", Folder: "INBOX", UIDValidity: 1, UID: uint32(n + 1)}})
 		}
-		if err := catalog.Write(ctx, tx, bt); err != nil {
-			b.Fatal(err)
-		}
-		if err := tx.Commit(ctx); err != nil {
-			b.Fatal(err)
-		}
+		commitBatch(b, pool, bt)
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msg/s")
 	// The server's CPU per message, where its processes run on this machine.
@@ -81,26 +71,13 @@ func BenchmarkManyRecipients(b *testing.B) {
 	const n, batch = 500, 20
 	var leaf uint64
 	write := func(msgs []catalog.Message) {
-		tx, err := pool.Begin(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer tx.Rollback(ctx)
-		if err := catalog.LockWriter(ctx, tx); err != nil {
-			b.Fatal(err)
-		}
 		bt := &catalog.Batch{Now: time.Now()}
 		for _, m := range msgs {
 			m.LeafIndex, m.ReceivedAt = leaf, time.Now()
 			leaf++
 			bt.Messages = append(bt.Messages, m)
 		}
-		if err := catalog.Write(ctx, tx, bt); err != nil {
-			b.Fatal(err)
-		}
-		if err := tx.Commit(ctx); err != nil {
-			b.Fatal(err)
-		}
+		commitBatch(b, pool, bt)
 	}
 	var receipts int
 	var cpu time.Duration
@@ -134,4 +111,25 @@ func BenchmarkManyRecipients(b *testing.B) {
 	}
 	b.ReportMetric(float64(cpu.Microseconds())/float64(receipts), "pg-µs/receipt")
 	b.ReportMetric(float64(wal)/float64(receipts), "WAL-B/receipt")
+}
+
+// commitBatch writes b in a transaction of its own under the writer lock, as the archive's
+// committer does, and commits it.
+func commitBatch(tb testing.TB, pool *pgxpool.Pool, b *catalog.Batch) {
+	tb.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if err := catalog.LockWriter(ctx, tx); err != nil {
+		tb.Fatal(err)
+	}
+	if err := catalog.Write(ctx, tx, b); err != nil {
+		tb.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		tb.Fatal(err)
+	}
 }

@@ -29,13 +29,6 @@ func TestWriteReadsDoNotGrow(t *testing.T) {
 	var n int
 	write := func(batches int) {
 		for range batches {
-			tx, err := pool.Begin(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := catalog.LockWriter(ctx, tx); err != nil {
-				t.Fatal(err)
-			}
 			b := &catalog.Batch{Now: time.Now()}
 			for range 20 {
 				msgid := fmt.Sprintf("cost-%d@pec.example.it", n/4)
@@ -44,12 +37,7 @@ func TestWriteReadsDoNotGrow(t *testing.T) {
 				b.Messages = append(b.Messages, m)
 				n++
 			}
-			if err := catalog.Write(ctx, tx, b); err != nil {
-				t.Fatal(err)
-			}
-			if err := tx.Commit(ctx); err != nil {
-				t.Fatal(err)
-			}
+			commitBatch(t, pool, b)
 		}
 	}
 	// Index tuples read so far by this session, its pending counts flushed first.
