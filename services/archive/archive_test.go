@@ -682,7 +682,7 @@ func TestLoneCallerNotDelayed(t *testing.T) {
 	}
 }
 
-// A commit assumes its messages are new and the log is as it left it (two round trips); when a
+// A commit assumes its messages are new and the log is as it left it (one round trip); when a
 // message is already stored, or another archive on the same schema (a replica) appended, the
 // transaction is rolled back and redone with a look-up: nothing is duplicated, leaves stay
 // contiguous, and the record says the message was stored before.
