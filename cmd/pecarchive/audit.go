@@ -57,9 +57,9 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	fmt.Fprintf(stdout, "audit: blobs in %s\n", where)
-	fmt.Fprintf(stdout, "audit: %d log leaves (%d messages, %d accesses), %d catalog rows, %d blobs (%d bytes re-hashed), %d checkpoints, in %s\n",
+	fmt.Fprintf(stdout, "audit: %d log leaves (%d messages, %d accesses), %d catalog rows, %d blobs (%d bytes re-hashed), %d checkpoints, deliveries of %d message ids derived again, in %s\n",
 		rep.LogSize, rep.MessageLeaves, rep.AccessLeaves, rep.Rows, rep.Blobs, rep.BlobBytes, rep.Checkpoints,
-		rep.Finished.Sub(rep.Started).Round(1e6))
+		rep.DeliveryMsgIDs, rep.Finished.Sub(rep.Started).Round(1e6))
 	for _, f := range rep.Findings {
 		sev := "PROBLEM"
 		if audit.Warning(f.Kind) {

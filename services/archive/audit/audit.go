@@ -15,7 +15,10 @@
 //     (root at its size, consistency with the previous one, signature when a key is given), via
 //     merklelog.Log.Verify;
 //   - blobs no catalog row refers to (orphans: a crash between the blob write and the commit
-//     leaves one until the message is stored again; reported as warnings).
+//     leaves one until the message is stored again; reported as warnings);
+//   - every deliveries row: derived again from its msgid's delivery events and original, as a
+//     commit derives it (catalog.CheckDeliveries), so a delivery state altered, deleted or added
+//     outside a commit is named.
 //
 // The log size is read first and the audit covers leaves and rows below it, so an archive that
 // keeps writing during the audit does not cause false findings.
@@ -50,6 +53,7 @@ const (
 	LeafMalformed     = "leaf-malformed"      // a leaf that does not parse
 	LogInconsistent   = "log-inconsistent"    // tree, node, leaf hash or state problem found by merklelog.Verify
 	CheckpointInvalid = "checkpoint-invalid"  // a checkpoint inconsistent with the tree or with its predecessor, or badly signed
+	DeliveryAltered   = "delivery-altered"    // a deliveries row that its msgid's delivery events and original do not make (Detail names it)
 )
 
 // Warning reports whether a finding kind is informative only.
@@ -91,6 +95,7 @@ type Report struct {
 	Blobs             uint64 // blobs in the store
 	BlobBytes         uint64 // bytes re-hashed
 	Checkpoints       uint64
+	DeliveryMsgIDs    uint64 // message ids whose deliveries were derived again
 	Findings          []Finding
 	Truncated         bool // more findings than Config.MaxFindings
 }
@@ -186,7 +191,37 @@ func (a *auditor) run(ctx context.Context) error {
 	if err := a.blobsOfRows(ctx, size); err != nil {
 		return err
 	}
-	return a.orphans(ctx)
+	if err := a.orphans(ctx); err != nil {
+		return err
+	}
+	return a.deliveries(ctx)
+}
+
+// deliveryPage is how many msgids one derivation query checks.
+const deliveryPage = 500
+
+// deliveries derives every msgid's deliveries again and reports the rows that differ. Each page
+// is one query, so a commit in between is seen whole or not at all.
+func (a *auditor) deliveries(ctx context.Context) error {
+	for after := ""; ; {
+		ids, err := catalog.DeliveryMsgIDs(ctx, a.cfg.Pool, after, deliveryPage)
+		if err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		bad, err := catalog.CheckDeliveries(ctx, a.cfg.Pool, ids)
+		if err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+		for _, m := range bad {
+			a.add(Finding{Kind: DeliveryAltered, LeafIndex: -1,
+				Detail: fmt.Sprintf("msgid %q recipient %q: %s", m.MsgID, m.Recipient, m.What)})
+		}
+		a.rep.DeliveryMsgIDs += uint64(len(ids))
+		after = ids[len(ids)-1]
+	}
 }
 
 // tree runs merklelog's own audit and checks checkpoint signatures.

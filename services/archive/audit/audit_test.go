@@ -101,7 +101,7 @@ func TestAudit(t *testing.T) {
 			t.Fatalf("postacert %x has a blob of its own", r.Postacert.SHA256[:4])
 		}
 	}
-	if rep.Rows != 9 || rep.MessageLeaves != 9 || rep.Blobs != 6 || rep.LogSize != 9 || rep.Checkpoints != 1 {
+	if rep.Rows != 9 || rep.MessageLeaves != 9 || rep.Blobs != 6 || rep.LogSize != 9 || rep.Checkpoints != 1 || rep.DeliveryMsgIDs == 0 {
 		t.Fatalf("counts: %+v", rep)
 	}
 
@@ -177,6 +177,15 @@ func TestAudit(t *testing.T) {
 	if _, err := fs.Put(ctx, sha256.Sum256(orphan), orphan); err != nil {
 		t.Fatal(err)
 	}
+	// 7b. A delivery state forged: a delivered recipient said not delivered, or the reverse.
+	var forgedMsgID, forgedRcpt string
+	if err := pool.QueryRow(ctx, `SELECT msgid, recipient FROM deliveries ORDER BY msgid, recipient LIMIT 1`).Scan(&forgedMsgID, &forgedRcpt); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE deliveries SET state = CASE state WHEN 'delivered' THEN 'not-delivered' ELSE 'delivered' END
+		WHERE msgid = $1 AND recipient = $2`, forgedMsgID, forgedRcpt); err != nil {
+		t.Fatal(err)
+	}
 	// 8. A checkpoint re-signed by another key.
 	other, _, _ := tlog.GenerateKey(origin)
 	otherSigner, _ := tlog.NewSigner(other)
@@ -231,6 +240,15 @@ func TestAudit(t *testing.T) {
 		if !finds(rep, c.kind, c.sum, c.leaf) {
 			t.Errorf("%s: no %s finding", c.what, c.kind)
 		}
+	}
+	deliveryNamed := false
+	for _, f := range rep.Findings {
+		if f.Kind == audit.DeliveryAltered && strings.Contains(f.Detail, forgedMsgID) && strings.Contains(f.Detail, forgedRcpt) {
+			deliveryNamed = true
+		}
+	}
+	if !deliveryNamed || rep.Count(audit.DeliveryAltered) != 1 {
+		t.Errorf("forged delivery state of %s for %s: named %v, %d delivery findings", forgedMsgID, forgedRcpt, deliveryNamed, rep.Count(audit.DeliveryAltered))
 	}
 	resignedNamed := false
 	for _, f := range rep.Findings {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"io/fs"
 	"reflect"
 	"slices"
@@ -566,5 +567,63 @@ func TestMigrationReceiptRecipients(t *testing.T) {
 	}
 	if n != 3 { // the acceptance under a and b, the delivery receipt under a
 		t.Errorf("%d message_recipients rows after the migration, want 3", n)
+	}
+}
+
+// CheckDeliveries finds nothing in deliveries written by commits, and names a row altered,
+// deleted or added behind the archive's back.
+func TestCheckDeliveries(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	rcpts := []string{"a@pec.example.it", "b@pec.example.it", "c@pec.example.it"}
+	for i := range 3 {
+		msgid := fmt.Sprintf("check%d@client.example.it", i)
+		pecID := fmt.Sprintf("opec.check%d@pec.example.it", i)
+		e.store(receipt(pec.KindAccettazione, msgid, pecID, rcpts, "", trusted, ""))
+		e.store(receipt(pec.KindAvvenutaConsegna, msgid, pecID, rcpts, "a@pec.example.it", trusted, ""),
+			original(msgid, append(rcpts, "d@pec.example.it")...))
+	}
+	var ids []string
+	for after := ""; ; {
+		page, err := catalog.DeliveryMsgIDs(ctx, e.pool, after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		ids = append(ids, page...)
+		after = page[len(page)-1]
+	}
+	if len(ids) != 3 {
+		t.Fatalf("msgids %v, want 3", ids)
+	}
+	if got, err := catalog.CheckDeliveries(ctx, e.pool, ids); err != nil || len(got) != 0 {
+		t.Fatalf("clean catalog: %+v, %v", got, err)
+	}
+	for _, q := range []string{
+		`UPDATE deliveries SET state = 'delivered' WHERE msgid = 'check0@client.example.it' AND recipient = 'b@pec.example.it'`,
+		`DELETE FROM deliveries WHERE msgid = 'check1@client.example.it' AND recipient = 'd@pec.example.it'`,
+		`INSERT INTO deliveries (msgid, recipient, state, updated_at) VALUES ('check2@client.example.it', 'z@pec.example.it', 'delivered', now())`,
+	} {
+		if _, err := e.pool.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := catalog.CheckDeliveries(ctx, e.pool, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"check0@client.example.it b@pec.example.it stored otherwise than derived from the events",
+		"check1@client.example.it d@pec.example.it derived from the events but not stored",
+		"check2@client.example.it z@pec.example.it stored but not derived from the events",
+	}
+	var have []string
+	for _, m := range got {
+		have = append(have, m.MsgID+" "+m.Recipient+" "+m.What)
+	}
+	if !reflect.DeepEqual(have, want) {
+		t.Errorf("mismatches:\n%s\nwant:\n%s", strings.Join(have, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -256,7 +256,37 @@ func (k *linkKeys) args(sums [][]byte) []any {
 //
 // The reference model of this rule is the Go derive function of the package's tests, which
 // compares the two on random histories.
-const deliveriesSQL = `WITH ev AS (
+const deliveriesSQL = deriveDeliveriesSQL + `), gone AS (
+	-- Rows whose recipient is no longer among its msgid's recipients: one of a provider copy
+	-- that a new original ($4), the original as sent, replaced as the msgid's original.
+	DELETE FROM deliveries x WHERE x.msgid = ANY($4::text[])
+	  AND NOT EXISTS (SELECT 1 FROM rcpt r WHERE r.msgid = x.msgid AND r.recipient = x.recipient)
+)
+-- Only rows that are new or differ from the stored ones: an upsert would lock (and log) every
+-- row it leaves unchanged.
+INSERT INTO deliveries (msgid, recipient, pec_id, sender, state, receipt_type, errore,
+	errore_esteso, original_sha256, acceptance_sha256, delivery_sha256, nondelivery_sha256,
+	warning_sha256, accepted_at, state_at, problem, updated_at)
+SELECT v.*, $2::timestamptz FROM derived v
+LEFT JOIN cur x ON x.msgid = v.msgid AND x.recipient = v.recipient
+WHERE x.msgid IS NULL
+   OR (x.pec_id, x.sender, x.state, x.receipt_type, x.errore, x.errore_esteso, x.original_sha256,
+	x.acceptance_sha256, x.delivery_sha256, x.nondelivery_sha256, x.warning_sha256, x.accepted_at,
+	x.state_at, x.problem)
+	IS DISTINCT FROM (v.pec_id, v.sender, v.state, v.receipt_type, v.errore, v.errore_esteso,
+	v.original_sha256, v.acceptance_sha256, v.delivery_sha256, v.nondelivery_sha256,
+	v.warning_sha256, v.accepted_at, v.state_at, v.problem)
+ON CONFLICT (msgid, recipient) DO UPDATE SET pec_id = EXCLUDED.pec_id, sender = EXCLUDED.sender,
+	state = EXCLUDED.state, receipt_type = EXCLUDED.receipt_type, errore = EXCLUDED.errore,
+	errore_esteso = EXCLUDED.errore_esteso, original_sha256 = EXCLUDED.original_sha256,
+	acceptance_sha256 = EXCLUDED.acceptance_sha256, delivery_sha256 = EXCLUDED.delivery_sha256,
+	nondelivery_sha256 = EXCLUDED.nondelivery_sha256, warning_sha256 = EXCLUDED.warning_sha256,
+	accepted_at = EXCLUDED.accepted_at, state_at = EXCLUDED.state_at, problem = EXCLUDED.problem,
+	updated_at = EXCLUDED.updated_at`
+
+// deriveDeliveriesSQL is the derivation of deliveriesSQL up to its result, the CTE derived (the
+// rows as they should be) next to cur (the rows as stored).
+const deriveDeliveriesSQL = `WITH ev AS (
 	SELECT e.*, CASE e.kind WHEN 'accettazione' THEN 1 WHEN 'preavviso-errore-consegna' THEN 2
 		WHEN 'errore-consegna' THEN 3 WHEN 'non-accettazione' THEN 3 WHEN 'avvenuta-consegna' THEN 4
 		ELSE 0 END AS cls
@@ -318,33 +348,25 @@ CROSS JOIN LATERAL (SELECT concat_ws('; ',
 	CASE WHEN s.cls < 2 AND NOT w.ok THEN format('%s receipt %s: %s', w.kind, encode(substr(w.receipt_sha256, 1, 6), 'hex'), w.problem) END,
 	CASE WHEN s.cls < 1 AND NOT a.ok THEN format('%s receipt %s: %s', a.kind, encode(substr(a.receipt_sha256, 1, 6), 'hex'), a.problem) END
 ) AS problem) p
-), gone AS (
-	-- Rows whose recipient is no longer among its msgid's recipients: one of a provider copy
-	-- that a new original ($4), the original as sent, replaced as the msgid's original.
-	DELETE FROM deliveries x WHERE x.msgid = ANY($4::text[])
-	  AND NOT EXISTS (SELECT 1 FROM rcpt r WHERE r.msgid = x.msgid AND r.recipient = x.recipient)
-)
--- Only rows that are new or differ from the stored ones: an upsert would lock (and log) every
--- row it leaves unchanged.
-INSERT INTO deliveries (msgid, recipient, pec_id, sender, state, receipt_type, errore,
-	errore_esteso, original_sha256, acceptance_sha256, delivery_sha256, nondelivery_sha256,
-	warning_sha256, accepted_at, state_at, problem, updated_at)
-SELECT v.*, $2::timestamptz FROM derived v
-LEFT JOIN cur x ON x.msgid = v.msgid AND x.recipient = v.recipient
-WHERE x.msgid IS NULL
+`
+
+// The difference of derived and cur: rows stored but not derived, derived but not stored, and
+// stored otherwise than derived ($2 only types the unused parameter).
+const checkDeliveriesSQL = deriveDeliveriesSQL + `)
+SELECT coalesce(v.msgid, x.msgid), coalesce(v.recipient, x.recipient),
+	CASE WHEN v.msgid IS NULL THEN 'stored but not derived from the events'
+	     WHEN x.msgid IS NULL THEN 'derived from the events but not stored'
+	     ELSE 'stored otherwise than derived from the events' END,
+	$2::timestamptz
+FROM derived v FULL JOIN cur x ON x.msgid = v.msgid AND x.recipient = v.recipient
+WHERE v.msgid IS NULL OR x.msgid IS NULL
    OR (x.pec_id, x.sender, x.state, x.receipt_type, x.errore, x.errore_esteso, x.original_sha256,
 	x.acceptance_sha256, x.delivery_sha256, x.nondelivery_sha256, x.warning_sha256, x.accepted_at,
 	x.state_at, x.problem)
 	IS DISTINCT FROM (v.pec_id, v.sender, v.state, v.receipt_type, v.errore, v.errore_esteso,
 	v.original_sha256, v.acceptance_sha256, v.delivery_sha256, v.nondelivery_sha256,
 	v.warning_sha256, v.accepted_at, v.state_at, v.problem)
-ON CONFLICT (msgid, recipient) DO UPDATE SET pec_id = EXCLUDED.pec_id, sender = EXCLUDED.sender,
-	state = EXCLUDED.state, receipt_type = EXCLUDED.receipt_type, errore = EXCLUDED.errore,
-	errore_esteso = EXCLUDED.errore_esteso, original_sha256 = EXCLUDED.original_sha256,
-	acceptance_sha256 = EXCLUDED.acceptance_sha256, delivery_sha256 = EXCLUDED.delivery_sha256,
-	nondelivery_sha256 = EXCLUDED.nondelivery_sha256, warning_sha256 = EXCLUDED.warning_sha256,
-	accepted_at = EXCLUDED.accepted_at, state_at = EXCLUDED.state_at, problem = EXCLUDED.problem,
-	updated_at = EXCLUDED.updated_at`
+ORDER BY 1, 2`
 
 // queueEvents queues the insert of delivery_events rows: events of receipts inserted in this
 // transaction, deduplicated by the caller, so they are inserted plainly (a speculative insertion
