@@ -269,13 +269,7 @@ INSERT INTO deliveries (msgid, recipient, pec_id, sender, state, receipt_type, e
 	warning_sha256, accepted_at, state_at, problem, updated_at)
 SELECT v.*, $2::timestamptz FROM derived v
 LEFT JOIN cur x ON x.msgid = v.msgid AND x.recipient = v.recipient
-WHERE x.msgid IS NULL
-   OR (x.pec_id, x.sender, x.state, x.receipt_type, x.errore, x.errore_esteso, x.original_sha256,
-	x.acceptance_sha256, x.delivery_sha256, x.nondelivery_sha256, x.warning_sha256, x.accepted_at,
-	x.state_at, x.problem)
-	IS DISTINCT FROM (v.pec_id, v.sender, v.state, v.receipt_type, v.errore, v.errore_esteso,
-	v.original_sha256, v.acceptance_sha256, v.delivery_sha256, v.nondelivery_sha256,
-	v.warning_sha256, v.accepted_at, v.state_at, v.problem)
+WHERE x.msgid IS NULL OR ` + deliveryDiffersSQL + `
 ON CONFLICT (msgid, recipient) DO UPDATE SET pec_id = EXCLUDED.pec_id, sender = EXCLUDED.sender,
 	state = EXCLUDED.state, receipt_type = EXCLUDED.receipt_type, errore = EXCLUDED.errore,
 	errore_esteso = EXCLUDED.errore_esteso, original_sha256 = EXCLUDED.original_sha256,
@@ -350,6 +344,14 @@ CROSS JOIN LATERAL (SELECT concat_ws('; ',
 ) AS problem) p
 `
 
+// deliveryDiffersSQL compares a stored deliveries row x with a derived one v, updated_at aside.
+const deliveryDiffersSQL = `(x.pec_id, x.sender, x.state, x.receipt_type, x.errore, x.errore_esteso, x.original_sha256,
+	x.acceptance_sha256, x.delivery_sha256, x.nondelivery_sha256, x.warning_sha256, x.accepted_at,
+	x.state_at, x.problem)
+	IS DISTINCT FROM (v.pec_id, v.sender, v.state, v.receipt_type, v.errore, v.errore_esteso,
+	v.original_sha256, v.acceptance_sha256, v.delivery_sha256, v.nondelivery_sha256,
+	v.warning_sha256, v.accepted_at, v.state_at, v.problem)`
+
 // The difference of derived and cur: rows stored but not derived, derived but not stored, and
 // stored otherwise than derived ($2 only types the unused parameter).
 const checkDeliveriesSQL = deriveDeliveriesSQL + `)
@@ -359,13 +361,7 @@ SELECT coalesce(v.msgid, x.msgid), coalesce(v.recipient, x.recipient),
 	     ELSE 'stored otherwise than derived from the events' END,
 	$2::timestamptz
 FROM derived v FULL JOIN cur x ON x.msgid = v.msgid AND x.recipient = v.recipient
-WHERE v.msgid IS NULL OR x.msgid IS NULL
-   OR (x.pec_id, x.sender, x.state, x.receipt_type, x.errore, x.errore_esteso, x.original_sha256,
-	x.acceptance_sha256, x.delivery_sha256, x.nondelivery_sha256, x.warning_sha256, x.accepted_at,
-	x.state_at, x.problem)
-	IS DISTINCT FROM (v.pec_id, v.sender, v.state, v.receipt_type, v.errore, v.errore_esteso,
-	v.original_sha256, v.acceptance_sha256, v.delivery_sha256, v.nondelivery_sha256,
-	v.warning_sha256, v.accepted_at, v.state_at, v.problem)
+WHERE v.msgid IS NULL OR x.msgid IS NULL OR ` + deliveryDiffersSQL + `
 ORDER BY 1, 2`
 
 // queueEvents queues the insert of delivery_events rows: events of receipts inserted in this
