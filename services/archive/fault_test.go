@@ -127,7 +127,22 @@ func TestFaultBatchFailsEveryCaller(t *testing.T) {
 		raws = append(raws, c.acc.Bytes, c.nonDel.Bytes, c.env.Bytes)
 	}
 	var fired atomic.Bool
-	archive.SetHooks(f.a, nil, func(ctx context.Context, tx pgx.Tx) error {
+	// Every call waits after its blob put until all have got there, so that they reach the
+	// committer together: otherwise a call that gets there alone (the others not yet started)
+	// is committed alone, and the failing batch holds one call.
+	var arrived atomic.Int32
+	together := make(chan struct{})
+	waitForAll := func([32]byte) error {
+		if arrived.Add(1) == int32(len(raws)) {
+			close(together)
+		}
+		select {
+		case <-together:
+		case <-time.After(10 * time.Second):
+		}
+		return nil
+	}
+	archive.SetHooks(f.a, waitForAll, func(ctx context.Context, tx pgx.Tx) error {
 		if fired.CompareAndSwap(false, true) {
 			_, err := tx.Exec(ctx, "SELECT pg_terminate_backend(pg_backend_pid())")
 			return err
