@@ -134,16 +134,11 @@ func queueCorrelation(batch *pgx.Batch, msgs []Message, now time.Time) {
 	}
 	seen := map[key]bool{}
 	var newEvs []event
-	var origIDs, evIDs, evRcpts []string
+	var evIDs, evRcpts []string
 	for i := range msgs {
 		m := &msgs[i]
 		sums[i] = m.SHA256[:]
 		links.add(m)
-		if m.Kind == pec.KindNotPEC && m.RefMsgID != "" {
-			// A new original: every delivery of its msgid gains it, and its recipients.
-			affected[m.RefMsgID] = true
-			origIDs = append(origIDs, m.RefMsgID)
-		}
 		for _, e := range eventsOf(m) {
 			affected[e.MsgID] = true
 			if k := (key{e.MsgID, e.Recipient, e.Receipt}); !seen[k] {
@@ -152,6 +147,11 @@ func queueCorrelation(batch *pgx.Batch, msgs []Message, now time.Time) {
 				evIDs, evRcpts = append(evIDs, e.MsgID), append(evRcpts, e.Recipient)
 			}
 		}
+	}
+	// The msgids of new originals (linkKeys.origs): every delivery of each gains it, and its
+	// recipients.
+	for _, id := range links.origs {
+		affected[id] = true
 	}
 	if len(newEvs) > 0 {
 		queueEvents(batch, newEvs)
@@ -165,7 +165,7 @@ func queueCorrelation(batch *pgx.Batch, msgs []Message, now time.Time) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	batch.Queue(deliveriesSQL, keys, now, MaxText, origIDs, evIDs, evRcpts)
+	batch.Queue(deliveriesSQL, keys, now, MaxText, links.origs, evIDs, evRcpts)
 }
 
 // receiptKinds are the kinds of pec.Kind.IsReceipt, as an SQL list.
@@ -352,8 +352,9 @@ const deliveryDiffersSQL = `(x.pec_id, x.sender, x.state, x.receipt_type, x.erro
 	v.original_sha256, v.acceptance_sha256, v.delivery_sha256, v.nondelivery_sha256,
 	v.warning_sha256, v.accepted_at, v.state_at, v.problem)`
 
-// The difference of derived and cur: rows stored but not derived, derived but not stored, and
-// stored otherwise than derived ($2 only types the unused parameter).
+// checkDeliveriesSQL is the difference of derived and cur: rows stored but not derived, derived
+// but not stored, and stored otherwise than derived ($2 is selected only so that the server can
+// type it: the derivation does not use it).
 const checkDeliveriesSQL = deriveDeliveriesSQL + `)
 SELECT coalesce(v.msgid, x.msgid), coalesce(v.recipient, x.recipient),
 	CASE WHEN v.msgid IS NULL THEN 'stored but not derived from the events'
