@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/pecarchive/pecarchive/internal/auth"
+	"github.com/pecarchive/pecarchive/services/archive"
+	"github.com/pecarchive/pecarchive/services/archive/archiveclient"
+	"github.com/pecarchive/pecarchive/services/ingest"
+)
+
+// Settings of the client commands that hand messages to the archive (import, ingest):
+//
+//	PECARCHIVE_ARCHIVE_ADDR         host:port of a running archive service; unset: open the archive in-process
+//	PECARCHIVE_ARCHIVE_TOKEN_FILE   bearer token for it (or PECARCHIVE_ARCHIVE_TOKEN)
+//	PECARCHIVE_ARCHIVE_CA_FILE      CA of its server certificate; with it the connection uses TLS
+//	PECARCHIVE_ARCHIVE_CERT_FILE, PECARCHIVE_ARCHIVE_KEY_FILE   client certificate for mTLS
+
+// openArchiver returns the archive as an ingest.Archiver: a client of the service at
+// PECARCHIVE_ARCHIVE_ADDR when it is set, otherwise the archive opened in-process from the same
+// settings (embedded defaults: local PostgreSQL, write-once files). close releases it.
+func (s settings) openArchiver(ctx context.Context) (a ingest.Archiver, close func(), err error) {
+	if addr := s.get("PECARCHIVE_ARCHIVE_ADDR", ""); addr != "" {
+		var opts archiveclient.DialOptions
+		if opts.Token, err = s.secret("PECARCHIVE_ARCHIVE_TOKEN"); err != nil {
+			return nil, nil, err
+		}
+		ct := auth.ClientTLS{CAFile: s.get("PECARCHIVE_ARCHIVE_CA_FILE", ""),
+			CertFile: s.get("PECARCHIVE_ARCHIVE_CERT_FILE", ""), KeyFile: s.get("PECARCHIVE_ARCHIVE_KEY_FILE", "")}
+		if ct != (auth.ClientTLS{}) {
+			if opts.TLS, err = ct.Config(); err != nil {
+				return nil, nil, err
+			}
+		}
+		conn, client, err := archiveclient.Dial(addr, opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		return ingest.NewRemote(client, nil), func() { conn.Close() }, nil
+	}
+	arc, cleanup, err := s.openArchive(ctx, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return localArchiver{arc}, cleanup, nil
+}
+
+// secret returns the value of the setting NAME_FILE (the file's content, trimmed) or NAME, or "".
+func (s settings) secret(name string) (string, error) {
+	if f := s.get(name+"_FILE", ""); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("%s_FILE: %w", name, err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return strings.TrimSpace(s.get(name, "")), nil
+}
+
+// openArchive opens the archive in-process from the settings: pool (migrated), blob store and
+// signed log. cfg, when not nil, supplies further archive settings (its Pool, Blobs, Log and
+// NoMigrate are set here). cleanup closes the archive, then the pool.
+func (s settings) openArchive(ctx context.Context, cfg *archive.Config) (a *archive.Archive, cleanup func(), err error) {
+	pool, err := s.openPool(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			pool.Close()
+		}
+	}()
+	if err := archive.Migrate(ctx, pool); err != nil {
+		return nil, nil, err
+	}
+	blobs, _, err := s.openBlobs(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	l, _, err := s.openLog(ctx, pool, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	var c archive.Config
+	if cfg != nil {
+		c = *cfg
+	}
+	c.Pool, c.Blobs, c.Log, c.NoMigrate = pool, blobs, l, true
+	if c.CheckpointInterval == 0 {
+		if c.CheckpointInterval, err = s.duration("PECARCHIVE_CHECKPOINT_INTERVAL", time.Minute); err != nil {
+			return nil, nil, err
+		}
+	}
+	if a, err = archive.New(ctx, c); err != nil {
+		return nil, nil, err
+	}
+	return a, func() {
+		a.Close(context.Background())
+		pool.Close()
+	}, nil
+}
+
+// localArchiver is an ingest.Archiver on an archive opened in-process.
+type localArchiver struct{ a *archive.Archive }
+
+func (l localArchiver) Store(ctx context.Context, raw []byte, src ingest.Source) (ingest.Stored, error) {
+	r, err := l.a.Store(ctx, raw, archive.Source{Mailbox: src.Mailbox, Folder: src.Folder,
+		UIDValidity: src.UIDValidity, UID: src.UID, InternalDate: src.InternalDate, Path: src.Path})
+	if err != nil {
+		return ingest.Stored{}, localErr("store", err)
+	}
+	return storedOf(r), nil
+}
+
+func (l localArchiver) Lookup(ctx context.Context, sum [32]byte) (ingest.Stored, error) {
+	r, err := l.a.GetRecord(ctx, sum)
+	if err != nil {
+		return ingest.Stored{}, localErr("look up", err)
+	}
+	return storedOf(r), nil
+}
+
+func localErr(op string, err error) error {
+	switch {
+	case errors.Is(err, archive.ErrInvalid):
+		return fmt.Errorf("%w: %s: %w", ingest.ErrRefused, op, err)
+	case errors.Is(err, archive.ErrNotFound):
+		return fmt.Errorf("%w: %s: %w", ingest.ErrNotArchived, op, err)
+	case errors.Is(err, archive.ErrUnavailable), errors.Is(err, archive.ErrClosed),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return fmt.Errorf("%w: %s: %w", ingest.ErrUnavailable, op, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+func storedOf(r archive.Record) ingest.Stored {
+	return ingest.Stored{SHA256: r.SHA256, Size: r.Size, New: r.New, LeafIndex: r.LeafIndex,
+		Kind: string(r.Kind), Valid: r.Verdict.Valid, Trusted: r.Verdict.Trusted, Problems: r.Problems}
+}
