@@ -4,15 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pecarchive/pecarchive/internal/pgerr"
 	"github.com/pecarchive/pecarchive/services/archive/blob"
 	"github.com/pecarchive/pecarchive/services/archive/catalog"
 	"github.com/pecarchive/pecarchive/services/archive/merklelog"
@@ -395,39 +393,12 @@ func classify(op string, err error) error {
 		return fmt.Errorf("%w: %s: %w", ErrInvalid, op, err)
 	case errors.Is(err, blob.ErrIntegrity):
 		return fmt.Errorf("%w: %s: %w", ErrIntegrity, op, err)
-	case errors.Is(err, blob.ErrUnavailable), errors.Is(err, blob.ErrReadOnly), transient(err):
+	case errors.Is(err, blob.ErrUnavailable), errors.Is(err, blob.ErrReadOnly), errors.Is(err, merklelog.ErrUnavailable), transient(err):
 		return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 	}
 	return fmt.Errorf("archive: %s: %w", op, err)
 }
 
-// transient reports whether a PostgreSQL error means the server (or the path to it) is not
-// usable right now, as opposed to a bad statement.
-func transient(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, net.ErrClosed) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) {
-		return true
-	}
-	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) {
-		return true
-	}
-	var ne net.Error
-	if errors.As(err, &ne) {
-		return true
-	}
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		switch {
-		case len(pe.Code) == 5 && (pe.Code[:2] == "08" || pe.Code[:2] == "53" || pe.Code[:2] == "58"):
-			return true // connection exception, insufficient resources, system error
-		case pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03", pe.Code == "57014":
-			return true // admin/crash shutdown, cannot connect now, query canceled (statement timeout)
-		case pe.Code == "40001", pe.Code == "40P01", pe.Code == "55P03", pe.Code == "25P03":
-			return true // serialization failure, deadlock, lock not available, idle tx timeout
-		}
-		return false
-	}
-	// A connection that broke mid-transaction, or a pool closed under us.
-	return errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, pgx.ErrTxClosed) || strings.Contains(err.Error(), "closed pool")
-}
+// transient reports whether a PostgreSQL error means the server (or the path to it) is not usable
+// right now, as opposed to a bad statement (see internal/pgerr).
+func transient(err error) bool { return pgerr.Transient(err) }

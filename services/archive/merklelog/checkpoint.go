@@ -21,7 +21,7 @@ func (l *Log) Publish(ctx context.Context) (signed []byte, err error) {
 	}
 	tx, err := l.pool.Begin(ctx)
 	if err != nil {
-		return nil, l.dbErr("publish: begin", err)
+		return nil, dbErr("publish: begin", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
 
@@ -46,7 +46,7 @@ func (l *Log) Publish(ctx context.Context) (signed []byte, err error) {
 		err = cerr
 	}
 	if err != nil {
-		return nil, l.dbErr("read state", err)
+		return nil, dbErr("read state", err)
 	}
 	st, err := l.parseState(size, packed)
 	if err != nil {
@@ -73,10 +73,10 @@ func (l *Log) Publish(ctx context.Context) (signed []byte, err error) {
 	// clock_timestamp, not now(): the transaction may have started before the lock was granted.
 	if _, err := tx.Exec(ctx, `INSERT INTO merklelog_checkpoint (size, root, signed, created_at)
 		VALUES ($1, $2, $3, clock_timestamp())`, size, root, signed); err != nil {
-		return nil, l.dbErr("store checkpoint", err)
+		return nil, dbErr("store checkpoint", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, l.dbErr("store checkpoint", err)
+		return nil, dbErr("store checkpoint", err)
 	}
 	return signed, nil
 }
@@ -88,7 +88,7 @@ func (l *Log) Checkpoint(ctx context.Context) (signed []byte, err error) {
 		return nil, fmt.Errorf("%w: no checkpoint published", ErrNotFound)
 	}
 	if err != nil {
-		return nil, l.dbErr("read checkpoint", err)
+		return nil, dbErr("read checkpoint", err)
 	}
 	return signed, nil
 }
@@ -103,7 +103,7 @@ func (l *Log) CheckpointAt(ctx context.Context, size uint64) (signed []byte, err
 		return nil, fmt.Errorf("%w: no checkpoint of size %d", ErrNotFound, size)
 	}
 	if err != nil {
-		return nil, l.dbErr("read checkpoint", err)
+		return nil, dbErr("read checkpoint", err)
 	}
 	return signed, nil
 }
@@ -131,7 +131,7 @@ func (l *Log) checkpoints(ctx context.Context, q querier, fn func(storedCheckpoi
 		rows, err := q.Query(ctx, `SELECT size, root, signed, (extract(epoch FROM created_at) * 1000000)::bigint
 			FROM merklelog_checkpoint WHERE size > $1 ORDER BY size LIMIT $2`, after, pageSize)
 		if err != nil {
-			return l.dbErr("read checkpoints", err)
+			return dbErr("read checkpoints", err)
 		}
 		var page []storedCheckpoint
 		for rows.Next() {
@@ -139,14 +139,14 @@ func (l *Log) checkpoints(ctx context.Context, q querier, fn func(storedCheckpoi
 			var size int64
 			if err := rows.Scan(&size, &c.root, &c.signed, &c.unix); err != nil {
 				rows.Close()
-				return l.dbErr("read checkpoints", err)
+				return dbErr("read checkpoints", err)
 			}
 			c.size = uint64(size)
 			after = size
 			page = append(page, c)
 		}
 		if err := rows.Err(); err != nil {
-			return l.dbErr("read checkpoints", err)
+			return dbErr("read checkpoints", err)
 		}
 		for _, c := range page {
 			if err := fn(c); err != nil {
@@ -170,7 +170,7 @@ func (l *Log) LeafData(ctx context.Context, index uint64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: leaf %d", ErrNotFound, index)
 	}
 	if err != nil {
-		return nil, l.dbErr("read leaf", err)
+		return nil, dbErr("read leaf", err)
 	}
 	return data, nil
 }
@@ -194,7 +194,7 @@ func (l *Log) leaves(ctx context.Context, q querier, start uint64, fn func(index
 	for {
 		rows, err := q.Query(ctx, `SELECT idx, data, hash FROM merklelog_leaf WHERE idx >= $1 ORDER BY idx LIMIT $2`, next, pageSize)
 		if err != nil {
-			return l.dbErr("read leaves", err)
+			return dbErr("read leaves", err)
 		}
 		type leaf struct {
 			idx        int64
@@ -205,13 +205,13 @@ func (l *Log) leaves(ctx context.Context, q querier, start uint64, fn func(index
 			var lf leaf
 			if err := rows.Scan(&lf.idx, &lf.data, &lf.hash); err != nil {
 				rows.Close()
-				return l.dbErr("read leaves", err)
+				return dbErr("read leaves", err)
 			}
 			next = lf.idx + 1
 			page = append(page, lf)
 		}
 		if err := rows.Err(); err != nil {
-			return l.dbErr("read leaves", err)
+			return dbErr("read leaves", err)
 		}
 		for _, lf := range page {
 			if err := fn(uint64(lf.idx), lf.data, lf.hash); err != nil {

@@ -39,6 +39,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pecarchive/pecarchive/internal/pgerr"
 	"github.com/pecarchive/pecarchive/internal/pgmigrate"
 	"github.com/pecarchive/pecarchive/tlog"
 	"github.com/transparency-dev/merkle/compact"
@@ -68,8 +69,12 @@ const (
 	MaxLeafSize = 64 << 10
 )
 
-// Errors; use errors.Is. Database errors are wrapped as they come from pgx.
+// Errors; use errors.Is. A database error that means PostgreSQL is unusable right now wraps
+// ErrUnavailable (and the pgx error); any other is wrapped as it comes from pgx.
 var (
+	// ErrUnavailable: PostgreSQL is down, unreachable, shutting down or timed out (see
+	// internal/pgerr); the same call may succeed later.
+	ErrUnavailable = errors.New("merklelog: unavailable")
 	// ErrInvalid: bad argument (empty or oversized batch, malformed leaf, index >= size, from > to).
 	ErrInvalid = errors.New("merklelog: invalid argument")
 	// ErrOutOfRange: the requested size or index is beyond the current tree.
@@ -190,19 +195,24 @@ func (l *Log) readState(ctx context.Context, q querier) (state, error) {
 	var size int64
 	var packed []byte
 	if err := q.QueryRow(ctx, `SELECT size, compact FROM merklelog_state WHERE id`).Scan(&size, &packed); err != nil {
-		return state{}, l.dbErr("read state", err)
+		return state{}, dbErr("read state", err)
 	}
 	return l.parseState(size, packed)
 }
 
-// dbErr wraps a database error, mapping a missing table or state row to ErrSchema.
-func (l *Log) dbErr(op string, err error) error {
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "42P01" { // undefined_table
+// dbErr wraps a database error: a missing table or state row as ErrSchema, unavailability as
+// ErrUnavailable, anything else as it is. Errors of this package pass through unchanged.
+func dbErr(op string, err error) error {
+	switch {
+	case errors.Is(err, ErrSchema), errors.Is(err, ErrCorrupt), errors.Is(err, ErrInvalid), errors.Is(err, ErrStale),
+		errors.Is(err, ErrUnavailable), errors.Is(err, ErrNotFound), errors.Is(err, ErrOutOfRange):
+		return err
+	case pgerr.UndefinedTable(err):
 		return fmt.Errorf("%w: %s: %v", ErrSchema, op, err)
-	}
-	if errors.Is(err, pgx.ErrNoRows) && op == "read state" {
+	case errors.Is(err, pgx.ErrNoRows) && op == "read state":
 		return fmt.Errorf("%w: state row missing", ErrSchema)
+	case pgerr.Transient(err):
+		return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 	}
 	return fmt.Errorf("merklelog: %s: %w", op, err)
 }
@@ -211,7 +221,7 @@ func (l *Log) dbErr(op string, err error) error {
 func (l *Log) Size(ctx context.Context) (uint64, error) {
 	var size int64
 	if err := l.pool.QueryRow(ctx, `SELECT size FROM merklelog_state WHERE id`).Scan(&size); err != nil {
-		return 0, l.dbErr("read state", err)
+		return 0, dbErr("read state", err)
 	}
 	if size < 0 {
 		return 0, fmt.Errorf("%w: negative size", ErrCorrupt)
@@ -244,7 +254,7 @@ func (l *Log) Append(ctx context.Context, tx pgx.Tx, leaves [][]byte) (first uin
 		if errors.Is(err, ErrSchema) {
 			return 0, err
 		}
-		return 0, l.dbErr("append: lock and read state", err)
+		return 0, dbErr("append: lock and read state", err)
 	}
 	b = &pgx.Batch{}
 	if first, err = ap.QueueAppend(b, leaves); err != nil {
@@ -254,7 +264,7 @@ func (l *Log) Append(ctx context.Context, tx pgx.Tx, leaves [][]byte) (first uin
 		if errors.Is(err, ErrCorrupt) {
 			return 0, err
 		}
-		return 0, l.dbErr("append", err)
+		return 0, dbErr("append", err)
 	}
 	return first, nil
 }

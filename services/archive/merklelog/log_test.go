@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pecarchive/pecarchive/services/archive/merklelog"
 	"github.com/pecarchive/pecarchive/tlog"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -466,5 +468,44 @@ func TestNew(t *testing.T) {
 	}
 	if _, err := merklelog.New(ctx, merklelog.Config{}); !errors.Is(err, merklelog.ErrInvalid) {
 		t.Fatalf("nil pool: %v", err)
+	}
+}
+
+// A database that cannot be reached, or goes away, fails every call with ErrUnavailable, so that
+// callers sort errors by kind without knowing pgx's.
+func TestUnavailable(t *testing.T) {
+	ctx := context.Background()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	closed, err := pgxpool.New(ctx, "postgres://postgres@"+addr+"/test?sslmode=disable&connect_timeout=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closed.Close()
+	if _, err := merklelog.New(ctx, merklelog.Config{Pool: closed}); !errors.Is(err, merklelog.ErrUnavailable) {
+		t.Errorf("New on a closed port: %v, want ErrUnavailable", err)
+	}
+
+	e := newEnv(t, merklelog.Config{})
+	e.appendTx(t, [][]byte{leaf(1), leaf(2)})
+	if _, err := e.log.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.pool.Close()
+	for name, call := range map[string]func() error{
+		"Size":             func() error { _, err := e.log.Size(ctx); return err },
+		"Checkpoint":       func() error { _, err := e.log.Checkpoint(ctx); return err },
+		"InclusionProof":   func() error { _, err := e.log.InclusionProof(ctx, 0, 2); return err },
+		"ConsistencyProof": func() error { _, err := e.log.ConsistencyProof(ctx, 1, 2); return err },
+		"LeafData":         func() error { _, err := e.log.LeafData(ctx, 0); return err },
+		"Publish":          func() error { _, err := e.log.Publish(ctx); return err },
+	} {
+		if err := call(); !errors.Is(err, merklelog.ErrUnavailable) {
+			t.Errorf("%s on a closed pool: %v, want ErrUnavailable", name, err)
+		}
 	}
 }

@@ -41,7 +41,7 @@ func fetchNodes(ctx context.Context, q querier, ids []compact.NodeID) ([][]byte,
 			JOIN unnest($2::smallint[], $3::bigint[]) AS q(level, idx)
 			ON n.level = q.level AND n.idx = q.idx`, leafIdx, lvl, idx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("merklelog: read nodes: %w", err)
+		return nil, nil, dbErr("read nodes", err)
 	}
 	got := make(map[compact.NodeID][]byte, len(ids))
 	for rows.Next() {
@@ -50,7 +50,7 @@ func fetchNodes(ctx context.Context, q querier, ids []compact.NodeID) ([][]byte,
 		var hash []byte
 		if err := rows.Scan(&level, &index, &hash); err != nil {
 			rows.Close()
-			return nil, nil, fmt.Errorf("merklelog: read nodes: %w", err)
+			return nil, nil, dbErr("read nodes", err)
 		}
 		if len(hash) != 32 || level < 0 || index < 0 {
 			rows.Close()
@@ -59,7 +59,7 @@ func fetchNodes(ctx context.Context, q querier, ids []compact.NodeID) ([][]byte,
 		got[compact.NewNodeID(uint(level), uint64(index))] = hash
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("merklelog: read nodes: %w", err)
+		return nil, nil, dbErr("read nodes", err)
 	}
 	var missing []compact.NodeID
 	for i, id := range ids {

@@ -59,7 +59,7 @@ func (p Problem) String() string {
 func (l *Log) Verify(ctx context.Context) (problems []Problem, err error) {
 	tx, err := l.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return nil, l.dbErr("verify: begin", err)
+		return nil, dbErr("verify: begin", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
 	a := &auditor{l: l, tx: tx}
@@ -98,7 +98,7 @@ func (a *auditor) run(ctx context.Context) error {
 	stOK := false
 	if err := tx.QueryRow(ctx, `SELECT size, compact FROM merklelog_state WHERE id`).Scan(&stSize, &packed); err != nil {
 		if !errors.Is(err, pgx.ErrNoRows) {
-			return l.dbErr("verify: read state", err)
+			return dbErr("verify: read state", err)
 		}
 		a.add(Problem{Object: ObjectState, Detail: "state row missing"})
 	} else if st, err = l.parseState(stSize, packed); err != nil {
@@ -111,18 +111,18 @@ func (a *auditor) run(ctx context.Context) error {
 	roots := map[uint64][]byte{}
 	rows, err := tx.Query(ctx, `SELECT size FROM merklelog_checkpoint`)
 	if err != nil {
-		return l.dbErr("verify: read checkpoints", err)
+		return dbErr("verify: read checkpoints", err)
 	}
 	for rows.Next() {
 		var s int64
 		if err := rows.Scan(&s); err != nil {
 			rows.Close()
-			return l.dbErr("verify: read checkpoints", err)
+			return dbErr("verify: read checkpoints", err)
 		}
 		roots[uint64(s)] = nil
 	}
 	if err := rows.Err(); err != nil {
-		return l.dbErr("verify: read checkpoints", err)
+		return dbErr("verify: read checkpoints", err)
 	}
 	if _, ok := roots[0]; ok {
 		e := tlog.EmptyRoot()
@@ -192,19 +192,19 @@ func (a *auditor) run(ctx context.Context) error {
 	rows, err = tx.Query(ctx, `SELECT level, idx FROM merklelog_node
 		WHERE (idx + 1)::numeric * (2::numeric ^ level) > $1 ORDER BY level, idx LIMIT 10`, int64(count))
 	if err != nil {
-		return l.dbErr("verify: read nodes", err)
+		return dbErr("verify: read nodes", err)
 	}
 	for rows.Next() {
 		var lv int16
 		var ix int64
 		if err := rows.Scan(&lv, &ix); err != nil {
 			rows.Close()
-			return l.dbErr("verify: read nodes", err)
+			return dbErr("verify: read nodes", err)
 		}
 		a.add(Problem{Object: ObjectNode, Level: int(lv), Index: uint64(ix), Detail: fmt.Sprintf("stored but covers leaves beyond the %d leaves present", count)})
 	}
 	if err := rows.Err(); err != nil {
-		return l.dbErr("verify: read nodes", err)
+		return dbErr("verify: read nodes", err)
 	}
 
 	// State against the recomputed tree.
@@ -300,7 +300,7 @@ func (a *auditor) checkNodes(ctx context.Context, from, to uint64, want map[comp
 			JOIN unnest($1::smallint[], $2::bigint[], $3::bigint[]) AS q(level, lo, hi)
 			ON n.level = q.level AND n.idx >= q.lo AND n.idx < q.hi`, lv, lo, hi)
 		if err != nil {
-			return a.l.dbErr("verify: read nodes", err)
+			return dbErr("verify: read nodes", err)
 		}
 		for rows.Next() {
 			var l int16
@@ -308,12 +308,12 @@ func (a *auditor) checkNodes(ctx context.Context, from, to uint64, want map[comp
 			var h []byte
 			if err := rows.Scan(&l, &i, &h); err != nil {
 				rows.Close()
-				return a.l.dbErr("verify: read nodes", err)
+				return dbErr("verify: read nodes", err)
 			}
 			got[compact.NewNodeID(uint(l), uint64(i))] = h
 		}
 		if err := rows.Err(); err != nil {
-			return a.l.dbErr("verify: read nodes", err)
+			return dbErr("verify: read nodes", err)
 		}
 	}
 	ids := make([]compact.NodeID, 0, len(want))
