@@ -24,6 +24,7 @@ import (
 	"github.com/pecarchive/pecarchive/services/archive/blob/fsstore"
 	"github.com/pecarchive/pecarchive/services/archive/catalog"
 	"github.com/pecarchive/pecarchive/services/archive/merklelog"
+	"github.com/pecarchive/pecarchive/services/archive/reader"
 	"github.com/pecarchive/pecarchive/tlog"
 )
 
@@ -45,6 +46,7 @@ type fixture struct {
 	log   *merklelog.Log
 	vkey  string
 	a     *archive.Archive
+	rd    *reader.Reader // reads back what a stored
 	prov  *pectest.Provider // the sender's provider (ProviderA)
 	peer  *pectest.Provider // the recipients' provider (ProviderB)
 	cfg   archive.Config
@@ -114,6 +116,10 @@ func newFixture(t testing.TB, mod func(*archive.Config)) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.a.Close(context.Background()) })
+	f.rd, err = reader.New(ctx, reader.Config{Pool: f.cfg.Pool, Blobs: f.cfg.Blobs, Log: f.log})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return f
 }
 
@@ -226,7 +232,7 @@ func TestStoreConversation(t *testing.T) {
 			t.Errorf("%s: new=%v verdict=%+v reasons=%v", r.Kind, r.New, r.Verdict, r.Reasons)
 		}
 	}
-	ds, err := f.a.Deliveries(ctx, orig.SHA256)
+	ds, err := f.rd.Deliveries(ctx, reader.Selector{SHA256: orig.SHA256})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,20 +250,20 @@ func TestStoreConversation(t *testing.T) {
 	}
 	// Same answer from a receipt, by msgid and by PEC id.
 	for _, get := range []func() ([]catalog.Delivery, error){
-		func() ([]catalog.Delivery, error) { return f.a.Deliveries(ctx, nd.SHA256) },
-		func() ([]catalog.Delivery, error) { return f.a.DeliveriesByMsgID(ctx, "<"+c.orig.MessageID+">") },
-		func() ([]catalog.Delivery, error) { return f.a.DeliveriesByPECID(ctx, c.orig.ID) },
+		func() ([]catalog.Delivery, error) { return f.rd.Deliveries(ctx, reader.Selector{SHA256: nd.SHA256}) },
+		func() ([]catalog.Delivery, error) { return f.rd.Deliveries(ctx, reader.Selector{MsgID: "<" + c.orig.MessageID + ">"}) },
+		func() ([]catalog.Delivery, error) { return f.rd.Deliveries(ctx, reader.Selector{PECID: c.orig.ID}) },
 	} {
 		ds, err := get()
 		if err != nil || len(ds) != 2 {
 			t.Errorf("deliveries: %d, %v", len(ds), err)
 		}
 	}
-	recs, err := f.a.ByMsgID(ctx, c.orig.MessageID, 0)
+	recs, err := f.rd.Messages(ctx, reader.Selector{MsgID: c.orig.MessageID}, 0)
 	if err != nil || len(recs) != 6 { // orig, postacert copy, acc, del, non-del, envelope
 		t.Errorf("by msgid: %d records, %v", len(recs), err)
 	}
-	recs, err = f.a.ByPECID(ctx, c.orig.ID, 0)
+	recs, err = f.rd.Messages(ctx, reader.Selector{PECID: c.orig.ID}, 0)
 	if err != nil || len(recs) != 5 { // acc, del, non-del, envelope, postacert copy (Message-ID = PEC id)
 		t.Errorf("by PEC id: %d records, %v", len(recs), err)
 	}
@@ -267,14 +273,14 @@ func TestStoreConversation(t *testing.T) {
 	if again.New || again.LeafIndex != del.LeafIndex || again.SHA256 != del.SHA256 {
 		t.Errorf("second store: new=%v leaf %d (first %d)", again.New, again.LeafIndex, del.LeafIndex)
 	}
-	got, err := f.a.Get(ctx, del.SHA256)
+	got, err := f.rd.Get(ctx, del.SHA256)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got.Sources) != 2 || got.Sources[0].Folder != "INBOX" || got.Sources[1].Folder != "Archivio" {
 		t.Errorf("sources: %+v", got.Sources)
 	}
-	if got.EvidenceDigest() != del.EvidenceDigest() || got.New {
+	if got.EvidenceDigest() != del.EvidenceDigest() {
 		t.Error("Get differs from what Store returned")
 	}
 	// Store returned exactly what the log leaf commits to.
@@ -292,7 +298,7 @@ func TestStoreConversation(t *testing.T) {
 	if n := f.count("messages"); n != 6 || f.logSize() != 6 {
 		t.Errorf("%d messages, %d leaves; want 6 and 6", n, f.logSize())
 	}
-	rc, err := f.a.OpenBlob(ctx, del.SHA256)
+	rc, err := f.rd.Open(ctx, del.SHA256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,8 +308,8 @@ func TestStoreConversation(t *testing.T) {
 		t.Errorf("blob differs: %v", err)
 	}
 	// The postacert.eml has its catalog row but no blob of its own: Get names the receipt
-	// carrying it, OpenBlob extracts it from the receipt's blob, byte-exact.
-	pc, err := f.a.Get(ctx, del.Postacert.SHA256)
+	// carrying it, the reader extracts it from the receipt's blob, byte-exact.
+	pc, err := f.rd.Get(ctx, del.Postacert.SHA256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +323,7 @@ func TestStoreConversation(t *testing.T) {
 		t.Errorf("postacert has a blob of its own: %v", err)
 	}
 	pm, _ := pec.Parse(c.delA.Bytes, nil)
-	rc, err = f.a.OpenBlob(ctx, del.Postacert.SHA256)
+	rc, err = f.rd.Open(ctx, del.Postacert.SHA256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,10 +332,10 @@ func TestStoreConversation(t *testing.T) {
 	if err != nil || !bytes.Equal(b, pm.Postacert) || sha256.Sum256(b) != del.Postacert.SHA256 {
 		t.Errorf("postacert bytes differ: %v", err)
 	}
-	if _, err := f.a.Get(ctx, sha256.Sum256([]byte("absent"))); !errors.Is(err, archive.ErrNotFound) {
+	if _, err := f.rd.Get(ctx, sha256.Sum256([]byte("absent"))); !errors.Is(err, reader.ErrNotFound) {
 		t.Errorf("absent: %v", err)
 	}
-	if _, err := f.a.OpenBlob(ctx, sha256.Sum256([]byte("absent"))); !errors.Is(err, archive.ErrNotFound) {
+	if _, err := f.rd.Open(ctx, sha256.Sum256([]byte("absent"))); !errors.Is(err, reader.ErrNotFound) {
 		t.Errorf("absent blob: %v", err)
 	}
 }
@@ -353,7 +359,7 @@ func TestStoreFlagged(t *testing.T) {
 	if !bad.Verdict.Valid || bad.Verdict.Trusted || !containsStr(bad.Reasons, smime.ReasonExpired) {
 		t.Errorf("expired signer: %+v", bad.Verdict)
 	}
-	ds, _ := f.a.DeliveriesByMsgID(ctx, c.orig.MessageID)
+	ds, _ := f.rd.Deliveries(ctx, reader.Selector{MsgID: c.orig.MessageID})
 	for _, d := range ds {
 		if d.Recipient == "a@pec.esempio.it" {
 			if d.State != catalog.StateAccepted || d.Delivery != bad.SHA256 || d.Problem == "" {
@@ -538,11 +544,11 @@ func TestRealSample(t *testing.T) {
 	if rec.Verdict.VerifiedAt.Year() != 2023 {
 		t.Errorf("verified at %v, want its 2023 signing time", rec.Verdict.VerifiedAt)
 	}
-	chain, err := f.a.Catalog().Chain(context.Background(), rec.ChainSHA256)
+	chain, err := f.rd.Chain(context.Background(), rec.ChainSHA256)
 	if err != nil || len(chain.Certs) < 2 {
 		t.Errorf("chain snapshot: %d certs, %v", len(chain.Certs), err)
 	}
-	anchors, err := f.a.Catalog().Anchors(context.Background(), rec.AnchorsSHA256)
+	anchors, err := f.rd.Anchors(context.Background(), rec.AnchorsSHA256)
 	if err != nil || len(anchors.Certs) == 0 {
 		t.Errorf("anchor snapshot: %v", err)
 	}
@@ -583,11 +589,11 @@ func TestAllKinds(t *testing.T) {
 			t.Errorf("%s: only complete delivery receipts have their postacert.eml stored", m.Name)
 		}
 	}
-	ds, err := f.a.DeliveriesByMsgID(ctx, o.MessageID)
+	ds, err := f.rd.Deliveries(ctx, reader.Selector{MsgID: o.MessageID})
 	if err != nil || len(ds) != 1 || ds[0].State != catalog.StateDelivered || ds[0].ReceiptType != pec.ReceiptBreve {
 		t.Errorf("deliveries of the original: %+v %v", ds, err)
 	}
-	ds, err = f.a.DeliveriesByMsgID(ctx, refused.MessageID)
+	ds, err = f.rd.Deliveries(ctx, reader.Selector{MsgID: refused.MessageID})
 	if err != nil || len(ds) != 1 || ds[0].State != catalog.StateNotDelivered || ds[0].NonDelivery == ([32]byte{}) {
 		t.Errorf("deliveries of the refused original: %+v %v", ds, err)
 	}
@@ -610,60 +616,6 @@ func TestAnonymisedSamples(t *testing.T) {
 			t.Errorf("%s: kind %s, verdict %+v", p, rec.Kind, rec.Verdict)
 		}
 		t.Logf("%s: %s, reasons %v, problems %v", p, rec.Kind, rec.Reasons, rec.Problems)
-	}
-}
-
-// A postacert.eml is read from its receipt's blob: a receipt blob altered, or a row pointing at a
-// message that does not carry it, fails with ErrIntegrity rather than returning other bytes.
-func TestContainedPostacertIntegrity(t *testing.T) {
-	f := newFixture(t, nil)
-	ctx := context.Background()
-	c := newConversation(t, f, "Postacert integrity")
-	del := f.store(c.delA.Bytes, archive.Source{Path: "del.eml"})
-	acc := f.store(c.acc.Bytes, archive.Source{Path: "acc.eml"})
-	if del.Postacert == nil || del.Postacert.ContainedIn != del.SHA256 {
-		t.Fatalf("postacert: %+v", del.Postacert)
-	}
-	open := func() error {
-		rc, err := f.a.OpenBlob(ctx, del.Postacert.SHA256)
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
-		_, err = io.ReadAll(rc)
-		return err
-	}
-	if err := open(); err != nil {
-		t.Fatal(err)
-	}
-	// Pointed at the acceptance, which carries no postacert.eml.
-	if _, err := f.pool.Exec(ctx, `UPDATE messages SET contained_in = $1 WHERE sha256 = $2`, acc.SHA256[:], del.Postacert.SHA256[:]); err != nil {
-		t.Fatal(err)
-	}
-	if err := open(); !errors.Is(err, archive.ErrIntegrity) {
-		t.Errorf("postacert said to be in the acceptance: %v, want ErrIntegrity", err)
-	}
-	if _, err := f.pool.Exec(ctx, `UPDATE messages SET contained_in = $1 WHERE sha256 = $2`, del.SHA256[:], del.Postacert.SHA256[:]); err != nil {
-		t.Fatal(err)
-	}
-	// The receipt's blob rewritten on disk.
-	path := f.fs.Path(del.SHA256)
-	if err := os.Chmod(path, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	orig, _ := os.ReadFile(path)
-	if err := os.WriteFile(path, bytes.Replace(orig, []byte("Postacert integrity"), []byte("Postacert integritX"), -1), 0o444); err != nil {
-		t.Fatal(err)
-	}
-	if err := open(); !errors.Is(err, archive.ErrIntegrity) {
-		t.Errorf("receipt blob rewritten: %v, want ErrIntegrity", err)
-	}
-	// The receipt's blob gone: not found.
-	if err := os.Remove(path); err != nil {
-		t.Fatal(err)
-	}
-	if err := open(); !errors.Is(err, archive.ErrNotFound) {
-		t.Errorf("receipt blob removed: %v, want ErrNotFound", err)
 	}
 }
 

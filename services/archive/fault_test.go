@@ -20,6 +20,7 @@ import (
 	"github.com/pecarchive/pecarchive/services/archive/blob"
 	"github.com/pecarchive/pecarchive/services/archive/blob/s3store"
 	"github.com/pecarchive/pecarchive/services/archive/merklelog"
+	"github.com/pecarchive/pecarchive/services/archive/reader"
 )
 
 var errCrash = errors.New("test: simulated crash")
@@ -295,7 +296,7 @@ func TestPostgresUnavailable(t *testing.T) {
 		}
 		t.Logf("failed after %v: %v", time.Since(start).Round(time.Millisecond), err)
 	}
-	if _, err := f.a.Get(ctx, sha256.Sum256(conv.acc.Bytes)); !errors.Is(err, archive.ErrUnavailable) {
+	if _, err := f.rd.Get(ctx, sha256.Sum256(conv.acc.Bytes)); !errors.Is(err, reader.ErrUnavailable) {
 		t.Errorf("get with PostgreSQL down: %v", err)
 	}
 

@@ -106,33 +106,31 @@ func (c *Catalog) messages(ctx context.Context, sql string, args ...any) ([]Mess
 // ByMsgID returns the messages whose own Message-ID is msgid (the original, or its copies) or
 // that refer to it (receipts, envelopes), oldest first, at most limit (0: DefaultLimit).
 func (c *Catalog) ByMsgID(ctx context.Context, msgid string, n int) ([]Message, error) {
-	msgid = MsgID(msgid)
-	if msgid == "" {
-		return nil, fmt.Errorf("%w: empty msgid", ErrInvalid)
-	}
-	ms, err := c.messages(ctx, `SELECT `+msgSelect+` FROM messages WHERE sha256 IN (
-			SELECT sha256 FROM messages WHERE message_id <> '' AND message_id = $1
-			UNION SELECT sha256 FROM messages WHERE ref_msgid <> '' AND ref_msgid = $1)
-		ORDER BY received_at, sha256 LIMIT $2`, msgid, limit(n))
-	if err != nil {
-		return nil, fmt.Errorf("catalog: by msgid: %w", err)
-	}
-	return ms, nil
+	return c.byKey(ctx, "msgid", "ref_msgid", msgid, n)
 }
 
 // ByPECID returns the messages carrying the PEC id (daticert identificativo, or as Message-ID:
 // an envelope and the provider copies of the original), oldest first, at most limit (0: DefaultLimit).
 func (c *Catalog) ByPECID(ctx context.Context, pecID string, n int) ([]Message, error) {
-	pecID = MsgID(pecID)
-	if pecID == "" {
-		return nil, fmt.Errorf("%w: empty PEC id", ErrInvalid)
+	return c.byKey(ctx, "PEC id", "pec_id", pecID, n)
+}
+
+// byKeySQL selects, for ByMsgID and ByPECID, the messages whose message_id or the other key
+// column (%s, twice) is the key; each branch is a scan of its partial index.
+const byKeySQL = `SELECT ` + msgSelect + ` FROM messages WHERE sha256 IN (
+		SELECT sha256 FROM messages WHERE message_id <> '' AND message_id = $1
+		UNION SELECT sha256 FROM messages WHERE %s <> '' AND %s = $1)
+	ORDER BY received_at, sha256 LIMIT $2`
+
+// byKey is the body of ByMsgID and ByPECID: the messages whose message_id or column col is key.
+func (c *Catalog) byKey(ctx context.Context, what, col, key string, n int) ([]Message, error) {
+	key = MsgID(key)
+	if key == "" {
+		return nil, fmt.Errorf("%w: empty %s", ErrInvalid, what)
 	}
-	ms, err := c.messages(ctx, `SELECT `+msgSelect+` FROM messages WHERE sha256 IN (
-			SELECT sha256 FROM messages WHERE pec_id <> '' AND pec_id = $1
-			UNION SELECT sha256 FROM messages WHERE message_id <> '' AND message_id = $1)
-		ORDER BY received_at, sha256 LIMIT $2`, pecID, limit(n))
+	ms, err := c.messages(ctx, fmt.Sprintf(byKeySQL, col, col), key, limit(n))
 	if err != nil {
-		return nil, fmt.Errorf("catalog: by PEC id: %w", err)
+		return nil, fmt.Errorf("catalog: by %s: %w", what, err)
 	}
 	return ms, nil
 }
@@ -207,22 +205,22 @@ func (c *Catalog) deliveries(ctx context.Context, sql string, args ...any) ([]De
 
 // Deliveries returns the deliveries of the original with Message-ID msgid, by recipient.
 func (c *Catalog) Deliveries(ctx context.Context, msgid string) ([]Delivery, error) {
-	msgid = MsgID(msgid)
-	if msgid == "" {
-		return nil, fmt.Errorf("%w: empty msgid", ErrInvalid)
-	}
-	return c.deliveries(ctx, `SELECT `+deliverySelect+` FROM deliveries WHERE msgid = $1 ORDER BY recipient LIMIT $2`,
-		msgid, MaxLimit)
+	return c.deliveriesBy(ctx, "msgid", "msgid", msgid)
 }
 
 // DeliveriesByPECID returns the deliveries of the message with PEC id pecID.
 func (c *Catalog) DeliveriesByPECID(ctx context.Context, pecID string) ([]Delivery, error) {
-	pecID = MsgID(pecID)
-	if pecID == "" {
-		return nil, fmt.Errorf("%w: empty PEC id", ErrInvalid)
+	return c.deliveriesBy(ctx, "PEC id", "pec_id", pecID)
+}
+
+// deliveriesBy is the body of Deliveries and DeliveriesByPECID: the rows whose column col is key.
+func (c *Catalog) deliveriesBy(ctx context.Context, what, col, key string) ([]Delivery, error) {
+	key = MsgID(key)
+	if key == "" {
+		return nil, fmt.Errorf("%w: empty %s", ErrInvalid, what)
 	}
-	return c.deliveries(ctx, `SELECT `+deliverySelect+` FROM deliveries WHERE pec_id <> '' AND pec_id = $1
-		ORDER BY msgid, recipient LIMIT $2`, pecID, MaxLimit)
+	return c.deliveries(ctx, `SELECT `+deliverySelect+` FROM deliveries WHERE `+col+` <> '' AND `+col+` = $1
+		ORDER BY msgid, recipient LIMIT $2`, key, MaxLimit)
 }
 
 // DeliveryQuery selects deliveries by sender and/or recipient and the acceptance time.
