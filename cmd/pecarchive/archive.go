@@ -17,6 +17,7 @@ import (
 	"github.com/pecarchive/pecarchive/internal/auth"
 	"github.com/pecarchive/pecarchive/services/archive"
 	"github.com/pecarchive/pecarchive/services/archive/grpcserver"
+	"github.com/pecarchive/pecarchive/services/archive/reader"
 )
 
 func init() {
@@ -79,6 +80,10 @@ func serveArchive(ctx context.Context, s settings, listen string, log *slog.Logg
 	}
 	defer a.Close(context.Background())
 
+	rd, err := reader.New(ctx, reader.Config{Pool: pool, Blobs: blobs, Log: l})
+	if err != nil {
+		return err
+	}
 	creds := auth.NewCredentials()
 	if f := s.get("PECARCHIVE_CREDENTIALS_FILE", ""); f != "" {
 		if creds, err = auth.LoadCredentials(f); err != nil {
@@ -89,7 +94,7 @@ func serveArchive(ctx context.Context, s settings, listen string, log *slog.Logg
 	if err != nil {
 		return err
 	}
-	cfg := grpcserver.Config{Archive: a, Log: l, Authorizer: authz}
+	cfg := grpcserver.Config{Archive: a, Reader: rd, Authorizer: authz}
 	if dir := s.get("PECARCHIVE_TLS_DIR", ""); dir != "" {
 		st := auth.ServerTLS{CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key")}
 		if _, err := os.Stat(filepath.Join(dir, "client-ca.crt")); err == nil {

@@ -439,7 +439,7 @@ func newPipeline(ctx context.Context, cfg archiveBenchConfig, s settings, pool *
 	if err != nil {
 		return nil, err
 	}
-	srv, err := grpcserver.New(grpcserver.Config{Archive: a, Log: l, Authorizer: authz})
+	srv, err := grpcserver.New(grpcserver.Config{Archive: a, Authorizer: authz})
 	if err != nil {
 		return nil, err
 	}

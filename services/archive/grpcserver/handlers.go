@@ -5,10 +5,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"net"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -16,9 +14,8 @@ import (
 	archivev1 "github.com/pecarchive/pecarchive/gen/pecarchive/archive/v1"
 	"github.com/pecarchive/pecarchive/internal/auth"
 	"github.com/pecarchive/pecarchive/services/archive"
-	"github.com/pecarchive/pecarchive/services/archive/blob"
 	"github.com/pecarchive/pecarchive/services/archive/catalog"
-	"github.com/pecarchive/pecarchive/services/archive/merklelog"
+	"github.com/pecarchive/pecarchive/services/archive/reader"
 )
 
 // GetRecord returns the record of one message.
@@ -26,20 +23,22 @@ func (s *Service) GetRecord(ctx context.Context, req *archivev1.GetRecordRequest
 	if len(req.GetSha256()) != sha256.Size {
 		return nil, status.Errorf(codes.InvalidArgument, "grpcserver: sha256 has %d bytes, want %d", len(req.GetSha256()), sha256.Size)
 	}
-	rec, err := s.archive.Get(ctx, [sha256.Size]byte(req.GetSha256()))
+	if s.reader == nil {
+		return nil, errNoReader
+	}
+	rec, err := s.reader.Get(ctx, [sha256.Size]byte(req.GetSha256()))
 	if err != nil {
 		return nil, statusError(ctx, "get record", err)
 	}
-	rec.New = false
-	return &archivev1.GetRecordResponse{Record: recordToProto(rec)}, nil
+	return &archivev1.GetRecordResponse{Record: recordToProto(archive.Record{Message: rec.Message, Reasons: rec.Verdict.Reasons, Sources: rec.Sources})}, nil
 }
 
 // GetCheckpoint returns the latest signed checkpoint.
 func (s *Service) GetCheckpoint(ctx context.Context, _ *archivev1.GetCheckpointRequest) (*archivev1.GetCheckpointResponse, error) {
-	if s.log == nil {
-		return nil, errNoLog
+	if s.reader == nil {
+		return nil, errNoReader
 	}
-	signed, err := s.log.Checkpoint(ctx)
+	signed, err := s.reader.Checkpoint(ctx)
 	if err != nil {
 		return nil, statusError(ctx, "checkpoint", err)
 	}
@@ -48,18 +47,18 @@ func (s *Service) GetCheckpoint(ctx context.Context, _ *archivev1.GetCheckpointR
 
 // GetInclusionProof returns an inclusion proof and the leaf it is for.
 func (s *Service) GetInclusionProof(ctx context.Context, req *archivev1.GetInclusionProofRequest) (*archivev1.GetInclusionProofResponse, error) {
-	if s.log == nil {
-		return nil, errNoLog
+	if s.reader == nil {
+		return nil, errNoReader
 	}
 	index, size := req.GetLeafIndex(), req.GetTreeSize()
 	if index >= size {
 		return nil, status.Errorf(codes.InvalidArgument, "grpcserver: leaf_index %d is not below tree_size %d", index, size)
 	}
-	proof, err := s.log.InclusionProof(ctx, index, size)
+	proof, err := s.reader.InclusionProof(ctx, index, size)
 	if err != nil {
 		return nil, statusError(ctx, "inclusion proof", err)
 	}
-	leaf, err := s.log.LeafData(ctx, index)
+	leaf, err := s.reader.LeafData(ctx, index)
 	if err != nil {
 		return nil, statusError(ctx, "leaf data", err)
 	}
@@ -68,42 +67,44 @@ func (s *Service) GetInclusionProof(ctx context.Context, req *archivev1.GetInclu
 
 // GetConsistencyProof returns a consistency proof between two tree sizes.
 func (s *Service) GetConsistencyProof(ctx context.Context, req *archivev1.GetConsistencyProofRequest) (*archivev1.GetConsistencyProofResponse, error) {
-	if s.log == nil {
-		return nil, errNoLog
+	if s.reader == nil {
+		return nil, errNoReader
 	}
 	from, to := req.GetFromSize(), req.GetToSize()
 	if from > to {
 		return nil, status.Errorf(codes.InvalidArgument, "grpcserver: from_size %d is over to_size %d", from, to)
 	}
-	proof, err := s.log.ConsistencyProof(ctx, from, to)
+	proof, err := s.reader.ConsistencyProof(ctx, from, to)
 	if err != nil {
 		return nil, statusError(ctx, "consistency proof", err)
 	}
 	return &archivev1.GetConsistencyProofResponse{FromSize: from, ToSize: to, Hashes: proof}, nil
 }
 
-var errNoLog = status.Error(codes.Unimplemented, "grpcserver: this server does not expose the transparency log")
+var errNoReader = status.Error(codes.Unimplemented, "grpcserver: this server does not serve records or the transparency log")
 
-// statusError is the one place where errors of the archive, its stores and the log become gRPC
-// status codes. When the RPC's own context is done the code says so (Canceled,
-// DeadlineExceeded); otherwise the archive's classification decides, and any other timeout (one
-// of a backing store, not the caller's) is Unavailable: retry. Unknown errors are Internal.
+// statusError is the one place where errors of the archive and the reader, sorted into kinds
+// where they arose, become gRPC status codes. When the RPC's own context is done the code says
+// so (Canceled, DeadlineExceeded); otherwise the kind decides, and any other timeout (one of a
+// backing store, not the caller's) is Unavailable: retry. Unknown errors are Internal.
 func statusError(ctx context.Context, op string, err error) error {
 	code := codes.Internal
+	var timeout interface{ Timeout() bool }
 	switch {
 	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
 		code = status.FromContextError(ctx.Err()).Code()
-	case errors.Is(err, archive.ErrInvalid), errors.Is(err, merklelog.ErrInvalid):
+	case errors.Is(err, archive.ErrInvalid), errors.Is(err, reader.ErrInvalid):
 		code = codes.InvalidArgument
-	case errors.Is(err, archive.ErrNotFound), errors.Is(err, blob.ErrNotFound), errors.Is(err, merklelog.ErrNotFound):
+	case errors.Is(err, archive.ErrNotFound), errors.Is(err, reader.ErrNotFound):
 		code = codes.NotFound
-	case errors.Is(err, merklelog.ErrOutOfRange):
+	case errors.Is(err, reader.ErrOutOfRange):
 		code = codes.OutOfRange
-	case errors.Is(err, archive.ErrUnavailable), errors.Is(err, archive.ErrClosed), errors.Is(err, blob.ErrUnavailable), unreachable(err):
+	case errors.Is(err, archive.ErrUnavailable), errors.Is(err, archive.ErrClosed), errors.Is(err, reader.ErrUnavailable),
+		errors.As(err, &timeout) && timeout.Timeout():
 		code = codes.Unavailable
-	case errors.Is(err, archive.ErrIntegrity), errors.Is(err, blob.ErrIntegrity), errors.Is(err, merklelog.ErrCorrupt):
+	case errors.Is(err, archive.ErrIntegrity), errors.Is(err, reader.ErrIntegrity):
 		code = codes.DataLoss
-	case errors.Is(err, merklelog.ErrSchema), errors.Is(err, merklelog.ErrNoSigner):
+	case errors.Is(err, reader.ErrSchema):
 		code = codes.FailedPrecondition
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
@@ -115,15 +116,6 @@ func statusError(ctx context.Context, op string, err error) error {
 		code = codes.PermissionDenied
 	}
 	return status.Error(code, fmt.Sprintf("grpcserver: %s: %v", op, err))
-}
-
-// unreachable reports whether err says PostgreSQL could not be reached (connection refused or
-// lost before the statement was sent, or a network timeout), for errors passed on as they came
-// from pgx (the log does so).
-func unreachable(err error) bool {
-	var ce *pgconn.ConnectError
-	var ne net.Error
-	return errors.As(err, &ce) || pgconn.SafeToRetry(err) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // recordToProto converts a record (and its postacert record, one level: a postacert carries

@@ -20,6 +20,7 @@ import (
 	"github.com/pecarchive/pecarchive/services/archive/blob/fsstore"
 	"github.com/pecarchive/pecarchive/services/archive/grpcserver"
 	"github.com/pecarchive/pecarchive/services/archive/merklelog"
+	"github.com/pecarchive/pecarchive/services/archive/reader"
 	"github.com/pecarchive/pecarchive/tlog"
 )
 
@@ -68,7 +69,11 @@ func TestRealArchive(t *testing.T) {
 	}
 	t.Cleanup(func() { a.Close(context.Background()) })
 
-	e := newEnv(t, envOptions{cfg: grpcserver.Config{Archive: a, Log: a.Log()}})
+	rd, err := reader.New(ctx, reader.Config{Pool: pool, Blobs: blobs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, envOptions{cfg: grpcserver.Config{Archive: a, Reader: rd}})
 	ingest, reader := e.client(t, ingestToken), e.client(t, readerToken)
 
 	o, err := prov.Original(&pectest.Original{To: []string{"a@pec.esempio.it"}, Subject: "Diffida", MessageID: "diffida-1@pec.example.it"})

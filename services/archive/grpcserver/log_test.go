@@ -9,8 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	archivev1 "github.com/pecarchive/pecarchive/gen/pecarchive/archive/v1"
-	"github.com/pecarchive/pecarchive/services/archive/grpcserver"
-	"github.com/pecarchive/pecarchive/services/archive/merklelog"
+	"github.com/pecarchive/pecarchive/services/archive/reader"
 )
 
 // fakeLog is a log of a fixed size whose proofs are recognisable strings.
@@ -31,7 +30,7 @@ func (l *fakeLog) InclusionProof(_ context.Context, index, size uint64) ([][]byt
 		return nil, l.err
 	}
 	if size > l.size {
-		return nil, fmt.Errorf("%w: size %d", merklelog.ErrOutOfRange, size)
+		return nil, fmt.Errorf("%w: size %d", reader.ErrOutOfRange, size)
 	}
 	return [][]byte{fmt.Appendf(nil, "incl %d %d", index, size)}, nil
 }
@@ -41,7 +40,7 @@ func (l *fakeLog) ConsistencyProof(_ context.Context, from, to uint64) ([][]byte
 		return nil, l.err
 	}
 	if to > l.size {
-		return nil, fmt.Errorf("%w: size %d", merklelog.ErrOutOfRange, to)
+		return nil, fmt.Errorf("%w: size %d", reader.ErrOutOfRange, to)
 	}
 	return [][]byte{fmt.Appendf(nil, "cons %d %d", from, to)}, nil
 }
@@ -52,7 +51,7 @@ func (l *fakeLog) LeafData(_ context.Context, index uint64) ([]byte, error) {
 
 func TestLogRPCs(t *testing.T) {
 	log := &fakeLog{size: 10}
-	e := newEnv(t, envOptions{cfg: grpcserver.Config{Log: log}})
+	e := newEnv(t, envOptions{log: log})
 	c := e.client(t, readerToken)
 	ctx := ctxT(t)
 
@@ -103,10 +102,11 @@ func TestLogRPCs(t *testing.T) {
 		err  error
 		want codes.Code
 	}{
-		{fmt.Errorf("%w: no checkpoint published", merklelog.ErrNotFound), codes.NotFound},
-		{fmt.Errorf("%w: node missing", merklelog.ErrCorrupt), codes.DataLoss},
-		{fmt.Errorf("%w: run migrations", merklelog.ErrSchema), codes.FailedPrecondition},
-		{fmt.Errorf("%w: bad", merklelog.ErrInvalid), codes.InvalidArgument},
+		{fmt.Errorf("%w: no checkpoint published", reader.ErrNotFound), codes.NotFound},
+		{fmt.Errorf("%w: node missing", reader.ErrIntegrity), codes.DataLoss},
+		{fmt.Errorf("%w: run migrations", reader.ErrSchema), codes.FailedPrecondition},
+		{fmt.Errorf("%w: bad", reader.ErrInvalid), codes.InvalidArgument},
+		{fmt.Errorf("%w: down", reader.ErrUnavailable), codes.Unavailable},
 	} {
 		log.err = tc.err
 		if _, err := c.GetCheckpoint(ctx, &archivev1.GetCheckpointRequest{}); status.Code(err) != tc.want {
@@ -115,16 +115,18 @@ func TestLogRPCs(t *testing.T) {
 	}
 }
 
-func TestNoLog(t *testing.T) {
-	e := newEnv(t, envOptions{})
+func TestNoReader(t *testing.T) {
+	e := newEnv(t, envOptions{noReader: true})
 	c := e.client(t, readerToken)
 	ctx := ctxT(t)
+	sum := make([]byte, 32)
+	_, err0 := c.GetRecord(ctx, &archivev1.GetRecordRequest{Sha256: sum})
 	_, err1 := c.GetCheckpoint(ctx, &archivev1.GetCheckpointRequest{})
 	_, err2 := c.GetInclusionProof(ctx, &archivev1.GetInclusionProofRequest{LeafIndex: 0, TreeSize: 1})
 	_, err3 := c.GetConsistencyProof(ctx, &archivev1.GetConsistencyProofRequest{FromSize: 0, ToSize: 1})
-	for _, err := range []error{err1, err2, err3} {
+	for _, err := range []error{err0, err1, err2, err3} {
 		if status.Code(err) != codes.Unimplemented {
-			t.Errorf("without a log: %v, want Unimplemented", err)
+			t.Errorf("without a reader: %v, want Unimplemented", err)
 		}
 	}
 }

@@ -1,13 +1,13 @@
 // Package grpcserver owns the archive's internal gRPC API (pecarchive.archive.v1.ArchiveService):
 // it receives raw messages over the client-streaming Store RPC within strict size and memory
 // limits, checks the bytes against what the client declared, hands them to the archive core, and
-// serves records and transparency-log proofs. Its handlers are the only place where errors of the
-// archive, the log and the stores become gRPC status codes. Every RPC is authenticated and
+// serves records and transparency-log proofs through the read-only evidence reader
+// (services/archive/reader). Its handlers are the only place where the errors of the archive and
+// of the reader, already sorted into kinds, become gRPC status codes. Every RPC is authenticated and
 // authorised by internal/auth (see [DefaultPolicy]).
 package grpcserver
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -20,7 +20,6 @@ import (
 
 	archivev1 "github.com/pecarchive/pecarchive/gen/pecarchive/archive/v1"
 	"github.com/pecarchive/pecarchive/internal/auth"
-	"github.com/pecarchive/pecarchive/services/archive/merklelog"
 )
 
 // Limits.
@@ -38,24 +37,12 @@ const (
 	maxRecvMsgSize = MaxChunkSize + 64<<10
 )
 
-// Log is what the server needs of the transparency log (*merklelog.Log). Errors wrapping the
-// merklelog sentinels map to codes: ErrInvalid InvalidArgument, ErrOutOfRange OutOfRange,
-// ErrNotFound NotFound, ErrCorrupt DataLoss.
-type Log interface {
-	Checkpoint(ctx context.Context) (signed []byte, err error)
-	InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error)
-	ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error)
-	LeafData(ctx context.Context, index uint64) ([]byte, error)
-}
-
-var _ Log = (*merklelog.Log)(nil)
-
 // Config configures a [Service] or a [Server].
 type Config struct {
-	// Archive stores and looks up messages. Required.
+	// Archive stores messages. Required.
 	Archive Archive
-	// Log serves checkpoints and proofs; nil makes those RPCs answer Unimplemented.
-	Log Log
+	// Reader serves records, checkpoints and proofs; nil makes those RPCs answer Unimplemented.
+	Reader Reader
 	// Authorizer authenticates and authorises every RPC; required by [New]. Its policy must
 	// cover the archive's methods (see [DefaultPolicy]): a method it does not list is refused.
 	Authorizer *auth.Authorizer
@@ -94,7 +81,7 @@ func DefaultPolicy() auth.Policy {
 type Service struct {
 	archivev1.UnimplementedArchiveServiceServer
 	archive       Archive
-	log           Log
+	reader        Reader
 	maxSize       int64
 	maxUploadTime time.Duration
 	budget        *budget
@@ -108,7 +95,7 @@ func NewService(cfg Config) (*Service, error) {
 	if cfg.MaxMessageSize < 0 || cfg.MaxBufferedBytes < 0 || cfg.MaxUploadTime < 0 {
 		return nil, errors.New("grpcserver: negative limit")
 	}
-	s := &Service{archive: cfg.Archive, log: cfg.Log, maxSize: cfg.MaxMessageSize, maxUploadTime: cfg.MaxUploadTime}
+	s := &Service{archive: cfg.Archive, reader: cfg.Reader, maxSize: cfg.MaxMessageSize, maxUploadTime: cfg.MaxUploadTime}
 	if s.maxUploadTime == 0 {
 		s.maxUploadTime = DefaultMaxUploadTime
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/pecarchive/pecarchive/services/archive/blob"
 	"github.com/pecarchive/pecarchive/services/archive/catalog"
 	"github.com/pecarchive/pecarchive/services/archive/grpcserver"
+	"github.com/pecarchive/pecarchive/services/archive/reader"
 )
 
 // fakeArchive stores records in memory. Store fails with the queued errors first.
@@ -86,18 +87,25 @@ func (f *fakeArchive) Store(ctx context.Context, raw []byte, src archive.Source)
 	return rec, nil
 }
 
-func (f *fakeArchive) Get(ctx context.Context, sum [32]byte) (archive.Record, error) {
+// Get is the reader's Get over the same records (see fakeReader).
+func (f *fakeArchive) Get(ctx context.Context, sum [32]byte) (reader.Record, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.always != nil {
-		return archive.Record{}, f.always
+		return reader.Record{}, f.always
 	}
 	rec, ok := f.records[sum]
 	if !ok {
-		return rec, fmt.Errorf("fake: %x: %w", sum[:4], archive.ErrNotFound)
+		return reader.Record{}, fmt.Errorf("fake: %x: %w", sum[:4], reader.ErrNotFound)
 	}
-	rec.Sources = []catalog.Source{{Mailbox: "m", Folder: "INBOX", UID: 1, FirstSeen: time.Unix(1e9, 0)}, {Path: "postacert.eml", Parent: sum}}
-	return rec, nil
+	return reader.Record{Message: rec.Message,
+		Sources: []catalog.Source{{Mailbox: "m", Folder: "INBOX", UID: 1, FirstSeen: time.Unix(1e9, 0)}, {Path: "postacert.eml", Parent: sum}}}, nil
+}
+
+// fakeReader reads the fake archive's records and a fake log.
+type fakeReader struct {
+	*fakeArchive
+	*fakeLog
 }
 
 func (f *fakeArchive) set(fn func(f *fakeArchive)) {
@@ -127,9 +135,11 @@ type env struct {
 }
 
 type envOptions struct {
-	cfg    grpcserver.Config // Authorizer, TLS and (when nil) Archive filled in by newEnv
-	policy auth.Policy       // default grpcserver.DefaultPolicy()
-	mtls   bool
+	cfg      grpcserver.Config // Authorizer, TLS and (when nil) Archive and Reader filled in by newEnv
+	policy   auth.Policy       // default grpcserver.DefaultPolicy()
+	mtls     bool
+	log      *fakeLog // the log of the default reader (default: an empty one)
+	noReader bool     // serve without a Reader
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -155,6 +165,12 @@ cert dns:ingest.pecarchive.test ingest-mtls ingest
 	cfg := o.cfg
 	if cfg.Archive == nil {
 		cfg.Archive = e.archive
+	}
+	if cfg.Reader == nil && !o.noReader {
+		if o.log == nil {
+			o.log = &fakeLog{}
+		}
+		cfg.Reader = fakeReader{e.archive, o.log}
 	}
 	cfg.Authorizer = authz
 	if o.mtls {
@@ -421,9 +437,16 @@ func TestErrorMapping(t *testing.T) {
 	}{
 		{fmt.Errorf("archive: empty: %w", archive.ErrInvalid), codes.InvalidArgument},
 		{fmt.Errorf("archive: pg: %w", archive.ErrUnavailable), codes.Unavailable},
-		{fmt.Errorf("archive: %w", blob.ErrUnavailable), codes.Unavailable},
-		{fmt.Errorf("archive: %w", blob.ErrIntegrity), codes.DataLoss},
+		{fmt.Errorf("%w: s3: %w", archive.ErrUnavailable, blob.ErrUnavailable), codes.Unavailable},
+		{fmt.Errorf("%w: %w", archive.ErrIntegrity, blob.ErrIntegrity), codes.DataLoss},
 		{fmt.Errorf("archive: %w", archive.ErrNotFound), codes.NotFound},
+		// The reader's kinds.
+		{fmt.Errorf("reader: %w", reader.ErrInvalid), codes.InvalidArgument},
+		{fmt.Errorf("reader: %w", reader.ErrNotFound), codes.NotFound},
+		{fmt.Errorf("reader: %w", reader.ErrOutOfRange), codes.OutOfRange},
+		{fmt.Errorf("reader: %w", reader.ErrIntegrity), codes.DataLoss},
+		{fmt.Errorf("reader: %w", reader.ErrSchema), codes.FailedPrecondition},
+		{fmt.Errorf("reader: %w", reader.ErrUnavailable), codes.Unavailable},
 		// A timeout that is not the RPC's own is a backing store's: retry.
 		{context.DeadlineExceeded, codes.Unavailable},
 		{context.Canceled, codes.Canceled},
@@ -449,7 +472,7 @@ func TestStoreBytesRetries(t *testing.T) {
 	raw := []byte("Subject: retry\r\n\r\nbody\r\n")
 
 	e.archive.set(func(f *fakeArchive) {
-		f.fail = []error{archive.ErrUnavailable, fmt.Errorf("s3: %w", blob.ErrUnavailable)}
+		f.fail = []error{archive.ErrUnavailable, fmt.Errorf("%w: s3: %w", archive.ErrUnavailable, blob.ErrUnavailable)}
 	})
 	rec, err := archiveclient.StoreBytes(ctxT(t), c, raw, src, fast)
 	if err != nil || !rec.GetNew() {
