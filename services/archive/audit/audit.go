@@ -1,7 +1,8 @@
 // Package audit owns the archive's self-audit: it walks the blob store, the catalog and the
 // transparency log and reports every object that is missing, altered, or present in one but not
 // the others, and every inconsistent checkpoint. It has no state and no I/O of its own beyond
-// reading the three stores; the `pecarchive audit` command prints its Report.
+// reading the three stores (messages' bytes through the read-only evidence reader,
+// services/archive/reader); the `pecarchive audit` command prints its Report.
 //
 // What Run checks:
 //   - every blob: its bytes hash to its key (re-computed in full), its size matches the catalog;
@@ -37,6 +38,7 @@ import (
 	"github.com/pecarchive/pecarchive/services/archive/blob"
 	"github.com/pecarchive/pecarchive/services/archive/catalog"
 	"github.com/pecarchive/pecarchive/services/archive/merklelog"
+	"github.com/pecarchive/pecarchive/services/archive/reader"
 	"github.com/pecarchive/pecarchive/tlog"
 )
 
@@ -153,8 +155,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.MaxFindings <= 0 {
 		cfg.MaxFindings = DefaultMaxFindings
 	}
-	a := &auditor{cfg: cfg, cat: catalog.New(cfg.Pool), rep: Report{Started: time.Now().UTC()}}
-	err := a.run(ctx)
+	rd, err := reader.New(ctx, reader.Config{Pool: cfg.Pool, Blobs: cfg.Blobs, Log: cfg.Log})
+	if err != nil {
+		return Report{}, fmt.Errorf("audit: %w", err)
+	}
+	a := &auditor{cfg: cfg, cat: catalog.New(cfg.Pool), rd: rd, rep: Report{Started: time.Now().UTC()}}
+	err = a.run(ctx)
 	a.rep.Finished = time.Now().UTC()
 	return a.rep, err
 }
@@ -162,6 +168,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 type auditor struct {
 	cfg Config
 	cat *catalog.Catalog
+	rd  *reader.Reader
 	mu  sync.Mutex
 	rep Report
 }
@@ -383,21 +390,18 @@ func (a *auditor) blobsOfRows(ctx context.Context, size uint64) error {
 		go func() {
 			defer wg.Done()
 			for m := range work {
-				n, err := a.readBlob(ctx, m.SHA256)
-				if errors.Is(err, blob.ErrNotFound) && m.ContainedIn != ([32]byte{}) {
-					n, err = a.readContained(ctx, m)
-				}
+				n, err := a.readMessage(ctx, &m)
 				switch {
 				case err == nil:
 					if int64(n) != m.Size {
 						a.add(Finding{Kind: BlobAltered, SHA256: m.SHA256, LeafIndex: int64(m.LeafIndex),
 							Detail: fmt.Sprintf("blob has %d bytes, the catalog says %d", n, m.Size)})
 					}
-				case errors.Is(err, blob.ErrNotFound):
+				case errors.Is(err, reader.ErrNotFound):
 					a.add(Finding{Kind: BlobMissing, SHA256: m.SHA256, LeafIndex: int64(m.LeafIndex), Detail: err.Error()})
-				case errors.Is(err, blob.ErrIntegrity):
+				case errors.Is(err, reader.ErrIntegrity):
 					a.add(Finding{Kind: BlobAltered, SHA256: m.SHA256, LeafIndex: int64(m.LeafIndex), Detail: err.Error()})
-				case errors.Is(err, blob.ErrUnavailable), ctx.Err() != nil:
+				case errors.Is(err, reader.ErrUnavailable), ctx.Err() != nil:
 					fail(fmt.Errorf("audit: blob store: %w", err))
 				default:
 					a.add(Finding{Kind: BlobUnreadable, SHA256: m.SHA256, LeafIndex: int64(m.LeafIndex), Detail: err.Error()})
@@ -441,27 +445,22 @@ func (a *auditor) readBlob(ctx context.Context, sum [32]byte) (uint64, error) {
 	return uint64(n), err
 }
 
-// readContained re-extracts the bytes of m from the blob of the message carrying them
-// (m.ContainedIn, itself verified against its key) and re-hashes them. A parent blob that is
-// missing or altered, or that does not carry m, is reported against m as well.
-func (a *auditor) readContained(ctx context.Context, m catalog.Message) (uint64, error) {
-	rc, err := a.cfg.Blobs.Get(ctx, m.ContainedIn)
+// readMessage reads the whole of m's bytes through the reader, which verifies them against
+// m's SHA-256: from its blob, or, for a message without a blob of its own
+// (catalog.Message.ContainedIn), re-extracted from the blob of the message carrying it, itself
+// verified; a carrying blob that is missing or altered, or that does not carry m, is reported
+// against m as well.
+func (a *auditor) readMessage(ctx context.Context, m *catalog.Message) (uint64, error) {
+	rc, err := a.rd.OpenMessage(ctx, m)
 	if err != nil {
-		return 0, fmt.Errorf("blob of %x, which carries this message: %w", m.ContainedIn, err)
+		return 0, err
 	}
-	parent, err := io.ReadAll(rc)
-	rc.Close()
+	defer rc.Close()
+	n, err := io.Copy(io.Discard, rc)
 	a.mu.Lock()
-	a.rep.BlobBytes += uint64(len(parent))
+	a.rep.BlobBytes += uint64(n)
 	a.mu.Unlock()
-	if err != nil {
-		return 0, fmt.Errorf("blob of %x, which carries this message: %w", m.ContainedIn, err)
-	}
-	raw, err := catalog.ExtractContained(parent, m.SHA256, nil)
-	if err != nil {
-		return 0, fmt.Errorf("%w: %w", blob.ErrIntegrity, err)
-	}
-	return uint64(len(raw)), nil
+	return uint64(n), err
 }
 
 // orphans walks the blob store for blobs the catalog does not know, checking their hashes too.
