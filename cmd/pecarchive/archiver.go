@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/pecarchive/pecarchive/internal/auth"
 	"github.com/pecarchive/pecarchive/services/archive"
 	"github.com/pecarchive/pecarchive/services/archive/archiveclient"
+	"github.com/pecarchive/pecarchive/services/archive/reader"
 	"github.com/pecarchive/pecarchive/services/ingest"
 )
 
@@ -43,11 +43,11 @@ func (s settings) openArchiver(ctx context.Context) (a ingest.Archiver, close fu
 		}
 		return ingest.NewRemote(client, nil), func() { conn.Close() }, nil
 	}
-	arc, cleanup, err := s.openArchive(ctx, nil)
+	loc, cleanup, err := s.openLocal(ctx, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	return localArchiver{arc}, cleanup, nil
+	return localArchiver{loc.Archive, loc.Reader}, cleanup, nil
 }
 
 // secret returns the value of the setting NAME_FILE (the file's content, trimmed) or NAME, or "".
@@ -62,51 +62,22 @@ func (s settings) secret(name string) (string, error) {
 	return strings.TrimSpace(s.get(name, "")), nil
 }
 
-// openArchive opens the archive in-process from the settings: pool (migrated), blob store and
-// signed log. cfg, when not nil, supplies further archive settings (its Pool, Blobs, Log and
-// NoMigrate are set here). cleanup closes the archive, then the pool.
+// openArchive opens the archive in-process from the settings (see openLocal). cleanup closes the
+// archive, then the pool.
 func (s settings) openArchive(ctx context.Context, cfg *archive.Config) (a *archive.Archive, cleanup func(), err error) {
-	pool, err := s.openPool(ctx)
+	loc, cleanup, err := s.openLocal(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer func() {
-		if err != nil {
-			pool.Close()
-		}
-	}()
-	if err := archive.Migrate(ctx, pool); err != nil {
-		return nil, nil, err
-	}
-	blobs, _, err := s.openBlobs(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	l, _, err := s.openLog(ctx, pool, true)
-	if err != nil {
-		return nil, nil, err
-	}
-	var c archive.Config
-	if cfg != nil {
-		c = *cfg
-	}
-	c.Pool, c.Blobs, c.Log, c.NoMigrate = pool, blobs, l, true
-	if c.CheckpointInterval == 0 {
-		if c.CheckpointInterval, err = s.duration("PECARCHIVE_CHECKPOINT_INTERVAL", time.Minute); err != nil {
-			return nil, nil, err
-		}
-	}
-	if a, err = archive.New(ctx, c); err != nil {
-		return nil, nil, err
-	}
-	return a, func() {
-		a.Close(context.Background())
-		pool.Close()
-	}, nil
+	return loc.Archive, cleanup, nil
 }
 
-// localArchiver is an ingest.Archiver on an archive opened in-process.
-type localArchiver struct{ a *archive.Archive }
+// localArchiver is an ingest.Archiver on an archive opened in-process, looking records up
+// through its reader.
+type localArchiver struct {
+	a  *archive.Archive
+	rd *reader.Reader
+}
 
 func (l localArchiver) Store(ctx context.Context, raw []byte, src ingest.Source) (ingest.Stored, error) {
 	r, err := l.a.Store(ctx, raw, archive.Source{Mailbox: src.Mailbox, Folder: src.Folder,
@@ -118,20 +89,20 @@ func (l localArchiver) Store(ctx context.Context, raw []byte, src ingest.Source)
 }
 
 func (l localArchiver) Lookup(ctx context.Context, sum [32]byte) (ingest.Stored, error) {
-	r, err := l.a.GetRecord(ctx, sum)
+	r, err := l.rd.Get(ctx, sum)
 	if err != nil {
 		return ingest.Stored{}, localErr("look up", err)
 	}
-	return storedOf(r), nil
+	return storedOf(archive.Record{Message: r.Message}), nil
 }
 
 func localErr(op string, err error) error {
 	switch {
 	case errors.Is(err, archive.ErrInvalid):
 		return fmt.Errorf("%w: %s: %w", ingest.ErrRefused, op, err)
-	case errors.Is(err, archive.ErrNotFound):
+	case errors.Is(err, archive.ErrNotFound), errors.Is(err, reader.ErrNotFound):
 		return fmt.Errorf("%w: %s: %w", ingest.ErrNotArchived, op, err)
-	case errors.Is(err, archive.ErrUnavailable), errors.Is(err, archive.ErrClosed),
+	case errors.Is(err, archive.ErrUnavailable), errors.Is(err, archive.ErrClosed), errors.Is(err, reader.ErrUnavailable),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return fmt.Errorf("%w: %s: %w", ingest.ErrUnavailable, op, err)
 	}

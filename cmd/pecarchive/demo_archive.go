@@ -19,6 +19,7 @@ import (
 	"github.com/pecarchive/pecarchive/services/archive"
 	"github.com/pecarchive/pecarchive/services/archive/audit"
 	"github.com/pecarchive/pecarchive/services/archive/blob/fsstore"
+	"github.com/pecarchive/pecarchive/services/archive/reader"
 	"github.com/pecarchive/pecarchive/tlog"
 )
 
@@ -121,7 +122,11 @@ func demoArchive(ctx context.Context, s settings, seed int64, dir string, out io
 	}
 	tw.Flush()
 
-	dels, err := a.DeliveriesByMsgID(ctx, conv.Original.MessageID)
+	rd, err := reader.New(ctx, reader.Config{Pool: pool, Blobs: blobs, Log: l})
+	if err != nil {
+		return err
+	}
+	dels, err := rd.Deliveries(ctx, reader.Selector{MsgID: conv.Original.MessageID})
 	if err != nil {
 		return err
 	}
@@ -147,11 +152,11 @@ func demoArchive(ctx context.Context, s settings, seed int64, dir string, out io
 	if err != nil {
 		return err
 	}
-	proof, err := l.InclusionProof(ctx, receipt.LeafIndex, cp.Size)
+	proof, err := rd.InclusionProof(ctx, receipt.LeafIndex, cp.Size)
 	if err != nil {
 		return err
 	}
-	leaf, err := l.LeafData(ctx, receipt.LeafIndex)
+	leaf, err := rd.LeafData(ctx, receipt.LeafIndex)
 	if err != nil {
 		return err
 	}

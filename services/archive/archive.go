@@ -2,9 +2,9 @@
 // takes raw messages, re-computes their SHA-256, parses and verifies them itself (package pec and
 // pec/smime, as of signing time, bounded by the time received), makes the bytes durable in the
 // blob store, and commits the catalog rows and the transparency-log leaf in one PostgreSQL
-// transaction before it acknowledges. It also answers the read-side questions of the query and
-// gRPC layers (records, blobs, lookups by msgid and PEC id, delivery states) and publishes signed
-// checkpoints.
+// transaction before it acknowledges, and publishes signed checkpoints. It writes and never
+// answers questions: everything it wrote is read back through the read-only evidence reader
+// (services/archive/reader), by the audit, the gRPC GetRecord and the query service alike.
 //
 // # Durability order
 //
@@ -31,12 +31,10 @@
 package archive
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,11 +93,12 @@ type Record struct {
 	New bool
 	// Reasons are the verification reasons (the same slice as Verdict.Reasons).
 	Reasons []string
-	// Sources are where the message was found; filled by Get, not by Store.
+	// Sources are where the message was found; never filled by Store (reader.Reader.Get reads
+	// them).
 	Sources []catalog.Source
 	// Postacert is the record of the postacert.eml carried by a complete delivery receipt, which
 	// the archive catalogues as a message of its own (its bytes stay in the receipt's blob, see
-	// catalog.Message.ContainedIn and OpenBlob); nil otherwise (and in Get results).
+	// catalog.Message.ContainedIn and reader.Reader.Open); nil otherwise.
 	Postacert *Record
 }
 
@@ -335,18 +334,6 @@ func (a *Archive) Stats() Stats {
 	}
 }
 
-// Catalog returns the catalog reader.
-func (a *Archive) Catalog() *catalog.Catalog { return a.cat }
-
-// Log returns the transparency log.
-func (a *Archive) Log() *merklelog.Log { return a.log }
-
-// Blobs returns the blob store.
-func (a *Archive) Blobs() blob.Store { return a.blobs }
-
-// Verifier returns the signature verifier.
-func (a *Archive) Verifier() *smime.Verifier { return a.verifier }
-
 // Publish signs and stores a checkpoint of the current log (a no-op returning the latest when the
 // log did not grow).
 func (a *Archive) Publish(ctx context.Context) ([]byte, error) {
@@ -485,148 +472,4 @@ func (a *Archive) Store(ctx context.Context, raw []byte, src Source) (Record, er
 		// The commit may still happen; a retry finds it (idempotent).
 		return Record{}, fmt.Errorf("archive: waiting for commit: %w", ctx.Err())
 	}
-}
-
-// Get returns the record of the message sum with its sources, or an error wrapping ErrNotFound.
-func (a *Archive) Get(ctx context.Context, sum [32]byte) (Record, error) {
-	m, err := a.cat.Get(ctx, sum)
-	if err != nil {
-		return Record{}, classify("get", err)
-	}
-	srcs, err := a.cat.Sources(ctx, sum)
-	if err != nil {
-		return Record{}, classify("get sources", err)
-	}
-	return Record{Message: m, Reasons: m.Verdict.Reasons, Sources: srcs}, nil
-}
-
-// GetRecord is Get.
-func (a *Archive) GetRecord(ctx context.Context, sum [32]byte) (Record, error) {
-	return a.Get(ctx, sum)
-}
-
-// OpenBlob returns the exact stored bytes of the message sum. The reader verifies the SHA-256
-// and fails at EOF with an error wrapping ErrIntegrity (and blob.ErrIntegrity) on a mismatch.
-// A message without a blob of its own (catalog.Message.ContainedIn: a postacert.eml) is
-// extracted from the blob of the message carrying it and re-hashed before it is returned.
-func (a *Archive) OpenBlob(ctx context.Context, sum [32]byte) (io.ReadCloser, error) {
-	rc, err := a.blobs.Get(ctx, sum)
-	if errors.Is(err, blob.ErrNotFound) {
-		return a.openContained(ctx, sum, err)
-	}
-	if err != nil {
-		return nil, classify("open blob", err)
-	}
-	return &integrityReader{rc}, nil
-}
-
-// openContained returns the bytes of sum extracted from the blob of the message that carries
-// them, or notFound when the catalog says no message does.
-func (a *Archive) openContained(ctx context.Context, sum [32]byte, notFound error) (io.ReadCloser, error) {
-	m, err := a.cat.Get(ctx, sum)
-	if errors.Is(err, catalog.ErrNotFound) || (err == nil && m.ContainedIn == ([32]byte{})) {
-		return nil, classify("open blob", notFound)
-	}
-	if err != nil {
-		return nil, classify("open blob", err)
-	}
-	rc, err := a.blobs.Get(ctx, m.ContainedIn)
-	if err != nil {
-		return nil, classify(fmt.Sprintf("open blob of %x, which carries %x", m.ContainedIn[:8], sum[:8]), err)
-	}
-	parent, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		return nil, classify(fmt.Sprintf("read blob of %x, which carries %x", m.ContainedIn[:8], sum[:8]), err)
-	}
-	raw, err := catalog.ExtractContained(parent, sum, &a.parse)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrIntegrity, err)
-	}
-	if int64(len(raw)) != m.Size {
-		return nil, fmt.Errorf("%w: %x: %d bytes extracted, the catalog says %d", ErrIntegrity, sum[:8], len(raw), m.Size)
-	}
-	return io.NopCloser(bytes.NewReader(raw)), nil
-}
-
-type integrityReader struct{ io.ReadCloser }
-
-func (r *integrityReader) Read(p []byte) (int, error) {
-	n, err := r.ReadCloser.Read(p)
-	if err != nil && err != io.EOF && errors.Is(err, blob.ErrIntegrity) {
-		err = fmt.Errorf("%w: %w", ErrIntegrity, err)
-	}
-	return n, err
-}
-
-func (a *Archive) records(ms []catalog.Message) []Record {
-	out := make([]Record, len(ms))
-	for i, m := range ms {
-		out[i] = Record{Message: m, Reasons: m.Verdict.Reasons}
-	}
-	return out
-}
-
-// ByMsgID returns the messages with Message-ID msgid and those referring to it (receipts,
-// envelopes), oldest first, at most limit (0: catalog.DefaultLimit).
-func (a *Archive) ByMsgID(ctx context.Context, msgid string, limit int) ([]Record, error) {
-	ms, err := a.cat.ByMsgID(ctx, msgid, limit)
-	if err != nil {
-		return nil, classify("by msgid", err)
-	}
-	return a.records(ms), nil
-}
-
-// ByPECID returns the messages carrying the PEC id, oldest first.
-func (a *Archive) ByPECID(ctx context.Context, pecID string, limit int) ([]Record, error) {
-	ms, err := a.cat.ByPECID(ctx, pecID, limit)
-	if err != nil {
-		return nil, classify("by PEC id", err)
-	}
-	return a.records(ms), nil
-}
-
-// Search returns messages matching q (see catalog.Query).
-func (a *Archive) Search(ctx context.Context, q catalog.Query) ([]Record, error) {
-	ms, err := a.cat.Search(ctx, q)
-	if err != nil {
-		return nil, classify("search", err)
-	}
-	return a.records(ms), nil
-}
-
-// Deliveries returns the per-recipient delivery states of the conversation the message sum
-// belongs to: sum may be the original, its envelope or any of its receipts.
-func (a *Archive) Deliveries(ctx context.Context, sum [32]byte) ([]catalog.Delivery, error) {
-	m, err := a.cat.Get(ctx, sum)
-	if err != nil {
-		return nil, classify("deliveries", err)
-	}
-	if key := catalog.ConversationKey(&m); key != "" {
-		ds, err := a.cat.Deliveries(ctx, key)
-		return ds, classify("deliveries", err)
-	}
-	if m.PECID != "" {
-		ds, err := a.cat.DeliveriesByPECID(ctx, m.PECID)
-		return ds, classify("deliveries", err)
-	}
-	return nil, nil
-}
-
-// DeliveriesByMsgID returns the delivery states of the original with Message-ID msgid.
-func (a *Archive) DeliveriesByMsgID(ctx context.Context, msgid string) ([]catalog.Delivery, error) {
-	ds, err := a.cat.Deliveries(ctx, msgid)
-	return ds, classify("deliveries", err)
-}
-
-// DeliveriesByPECID returns the delivery states of the message with PEC id pecID.
-func (a *Archive) DeliveriesByPECID(ctx context.Context, pecID string) ([]catalog.Delivery, error) {
-	ds, err := a.cat.DeliveriesByPECID(ctx, pecID)
-	return ds, classify("deliveries", err)
-}
-
-// Links returns the links from and to the message sum.
-func (a *Archive) Links(ctx context.Context, sum [32]byte) ([]catalog.Link, error) {
-	ls, err := a.cat.Links(ctx, sum)
-	return ls, classify("links", err)
 }

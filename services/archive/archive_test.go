@@ -46,7 +46,7 @@ type fixture struct {
 	log   *merklelog.Log
 	vkey  string
 	a     *archive.Archive
-	rd    *reader.Reader // reads back what a stored
+	rd    *reader.Reader    // reads back what a stored
 	prov  *pectest.Provider // the sender's provider (ProviderA)
 	peer  *pectest.Provider // the recipients' provider (ProviderB)
 	cfg   archive.Config
@@ -251,7 +251,9 @@ func TestStoreConversation(t *testing.T) {
 	// Same answer from a receipt, by msgid and by PEC id.
 	for _, get := range []func() ([]catalog.Delivery, error){
 		func() ([]catalog.Delivery, error) { return f.rd.Deliveries(ctx, reader.Selector{SHA256: nd.SHA256}) },
-		func() ([]catalog.Delivery, error) { return f.rd.Deliveries(ctx, reader.Selector{MsgID: "<" + c.orig.MessageID + ">"}) },
+		func() ([]catalog.Delivery, error) {
+			return f.rd.Deliveries(ctx, reader.Selector{MsgID: "<" + c.orig.MessageID + ">"})
+		},
 		func() ([]catalog.Delivery, error) { return f.rd.Deliveries(ctx, reader.Selector{PECID: c.orig.ID}) },
 	} {
 		ds, err := get()
