@@ -10,7 +10,7 @@
 //
 // [Archive.Store] returns only after, in this order: the blob store confirmed the object durable
 // (server-checked checksum, or fsync); one transaction committed the message row, its sources,
-// its links and delivery states (package catalog) and its log leaf (merklelog.Log.Append in the
+// its links and delivery states (package catalog) and its log leaf (merklelog's appender, in the
 // same transaction). A crash at any point leaves either nothing (retry stores it), an orphan
 // blob (retry finds it and commits), or a committed record (retry returns it with New=false):
 // storing is idempotent by SHA-256.

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pecarchive/pecarchive/internal/testenv"
 	"github.com/pecarchive/pecarchive/pec/pectest"
 	"github.com/pecarchive/pecarchive/pec/smime"
@@ -161,8 +163,16 @@ func TestAudit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, err := log.Append(ctx, tx, [][]byte{tlog.Leaf{Kind: tlog.KindMessage, SHA256: ghost, Time: time.Now()}.Marshal()})
+	var lock, writes pgx.Batch
+	ap := log.QueueLock(&lock)
+	if err := tx.SendBatch(ctx, &lock).Close(); err != nil {
+		t.Fatal(err)
+	}
+	first, err := ap.QueueAppend(&writes, [][]byte{tlog.Leaf{Kind: tlog.KindMessage, SHA256: ghost, Time: time.Now()}.Marshal()})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.SendBatch(ctx, &writes).Close(); err != nil {
 		t.Fatal(err)
 	}
 	phantom := catalog.Message{SHA256: sha256.Sum256([]byte("phantom")), Size: 10, Kind: "not-pec", LeafIndex: 1000, ReceivedAt: time.Now()}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pecarchive/pecarchive/internal/procstat"
@@ -123,7 +124,9 @@ func commitBatch(tb testing.TB, pool *pgxpool.Pool, b *catalog.Batch) {
 		tb.Fatal(err)
 	}
 	defer tx.Rollback(ctx)
-	if err := catalog.LockWriter(ctx, tx); err != nil {
+	var lock pgx.Batch
+	catalog.QueueLock(&lock)
+	if err := tx.SendBatch(ctx, &lock).Close(); err != nil {
 		tb.Fatal(err)
 	}
 	if err := catalog.Write(ctx, tx, b); err != nil {

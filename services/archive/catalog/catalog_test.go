@@ -51,12 +51,14 @@ func (e *env) store(msgs ...catalog.Message) []catalog.Message {
 	for i := range msgs {
 		sums[i] = msgs[i].SHA256
 	}
-	stored, err := catalog.LockAndLookup(ctx, tx, sums)
-	if err != nil {
+	stored := map[[32]byte]catalog.Message{}
+	var lock pgx.Batch
+	catalog.QueueLockAndLookup(&lock, sums, stored)
+	if err := tx.SendBatch(ctx, &lock).Close(); err != nil {
 		e.t.Fatal(err)
 	}
 	if again, err := catalog.Lookup(ctx, tx, sums); err != nil || len(again) != len(stored) {
-		e.t.Fatalf("LockAndLookup found %d, Lookup %d (%v)", len(stored), len(again), err)
+		e.t.Fatalf("QueueLockAndLookup found %d, Lookup %d (%v)", len(stored), len(again), err)
 	}
 	b := &catalog.Batch{Now: e.now}
 	for i := range msgs {

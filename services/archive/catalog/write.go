@@ -174,23 +174,6 @@ func fixedZone(off int) *time.Location {
 	return time.FixedZone(fmt.Sprintf("%c%02d%02d", sign, o/3600, o%3600/60), off)
 }
 
-// LockWriter takes the catalog's writer lock for the rest of tx (a transaction-level advisory
-// lock keyed by the current schema). Writers that check which messages exist and then insert
-// them hold it, so two replicas never both insert the same message: the second waits, then sees
-// the first one's rows.
-//
-// It also turns sequential scans off for the rest of tx: every read of the write path is a keyed
-// look-up that must use its index, and on young tables (not yet analysed, or a cached generic
-// plan made when they were empty) the planner otherwise scans the whole table on every batch,
-// which made commits grow linearly with the catalog until autovacuum caught up.
-func LockWriter(ctx context.Context, tx pgx.Tx) error {
-	_, err := tx.Exec(ctx, writerLockSQL)
-	if err != nil {
-		return fmt.Errorf("catalog: writer lock: %w", err)
-	}
-	return nil
-}
-
 const (
 	// writerLockSQL turns sequential scans off for the rest of the transaction (set_config with
 	// is_local, as SET LOCAL) and takes the writer lock, in one statement.
@@ -199,29 +182,29 @@ const (
 	lookupSQL = `SELECT ` + msgSelect + ` FROM messages WHERE sha256 = ANY($1)`
 )
 
-// LockAndLookup is [LockWriter] then [Lookup] in one round trip: the look-up is a statement of
-// its own after the lock, so its snapshot is taken once the lock is granted.
-func LockAndLookup(ctx context.Context, tx pgx.Tx, sums [][32]byte) (map[[32]byte]Message, error) {
-	var b pgx.Batch
-	out := make(map[[32]byte]Message)
-	QueueLockAndLookup(&b, sums, out)
-	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-		return nil, fmt.Errorf("catalog: writer lock and lookup: %w", err)
-	}
-	return out, nil
-}
-
-// QueueLock queues [LockWriter] into b, a batch sent inside the writer's transaction (for instance
-// the one that begins it, see pgx.Batch.BeginTx). A writer that knows its messages are new (an
-// insert of a stored one then fails on the primary key) needs no look-up.
+// QueueLock queues into b, a batch sent inside the writer's transaction (for instance the one that
+// begins it, see pgx.Batch.BeginTx), the statement that takes the catalog's writer lock for the
+// rest of the transaction (a transaction-level advisory lock keyed by the current schema).
+// Writers that check which messages exist and then insert them hold it, so two replicas never
+// both insert the same message: the second waits, then sees the first one's rows. A writer that
+// knows its messages are new (an insert of a stored one then fails on the primary key) needs no
+// look-up ([QueueLockAndLookup]).
+//
+// The statement also turns sequential scans off for the rest of the transaction: every read of
+// the write path is a keyed look-up that must use its index, and on young tables (not yet
+// analysed, or a cached generic plan made when they were empty) the planner otherwise scans the
+// whole table on every batch, which made commits grow linearly with the catalog until autovacuum
+// caught up.
 func QueueLock(b *pgx.Batch) {
 	b.Queue(writerLockSQL)
 }
 
-// QueueLockAndLookup queues [LockAndLookup] into b, a batch sent inside the writer's transaction
-// (for instance the one that begins it, see pgx.Batch.BeginTx), so that a caller can send its own
-// statements in the same round trip. The stored messages among sums are added to into when b's
-// results are read (BatchResults.Close), which fails if the lock or the look-up does.
+// QueueLockAndLookup queues [QueueLock]'s statement and then the look-up of the stored messages
+// among sums into b, a batch sent inside the writer's transaction (for instance the one that
+// begins it, see pgx.Batch.BeginTx), so that a caller can send its own statements in the same
+// round trip. The look-up is a statement of its own after the lock, so its snapshot is taken once
+// the lock is granted. The stored messages among sums are added to into when b's results are read
+// (BatchResults.Close), which fails if the lock or the look-up does.
 func QueueLockAndLookup(b *pgx.Batch, sums [][32]byte, into map[[32]byte]Message) {
 	b.Queue(writerLockSQL)
 	keys := make([][]byte, len(sums))
@@ -300,7 +283,7 @@ type Sender interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
-// Write writes b inside tx (which should hold [LockWriter]): certificate sets, messages, sources,
+// Write writes b inside tx (which should hold the writer lock, see [QueueLock]): certificate sets, messages, sources,
 // then links and delivery states for the new messages, resolved in both directions against
 // everything already stored and everything in b.
 func Write(ctx context.Context, tx Sender, b *Batch) error {

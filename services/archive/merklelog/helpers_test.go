@@ -91,6 +91,22 @@ func leaf(i int) []byte {
 	return tlog.Leaf{Kind: tlog.KindMessage, SHA256: sum, Time: time.Unix(1_700_000_000+int64(i), 0)}.Marshal()
 }
 
+// appendIn appends leaves to l inside tx as a writer does, in two round trips: the sequencer lock
+// and the state, then the leaves.
+func appendIn(ctx context.Context, l *merklelog.Log, tx pgx.Tx, leaves [][]byte) (uint64, error) {
+	var lock pgx.Batch
+	ap := l.QueueLock(&lock)
+	if err := tx.SendBatch(ctx, &lock).Close(); err != nil {
+		return 0, err
+	}
+	var writes pgx.Batch
+	first, err := ap.QueueAppend(&writes, leaves)
+	if err != nil {
+		return 0, err
+	}
+	return first, tx.SendBatch(ctx, &writes).Close()
+}
+
 // appendTx appends leaves in one transaction and commits it.
 func (e *env) appendTx(tb testing.TB, leaves [][]byte) uint64 {
 	tb.Helper()
@@ -100,7 +116,7 @@ func (e *env) appendTx(tb testing.TB, leaves [][]byte) uint64 {
 		tb.Fatal(err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck
-	first, err := e.log.Append(ctx, tx, leaves)
+	first, err := appendIn(ctx, e.log, tx, leaves)
 	if err != nil {
 		tb.Fatal(err)
 	}

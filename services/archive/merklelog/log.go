@@ -16,17 +16,16 @@
 //
 // # Sequencing
 //
-// [Log.Append] runs inside the caller's transaction, so leaves commit or roll back together with
-// the caller's rows. It locks the single state row (SELECT ... FOR UPDATE), so any number of
-// replicas may append: they are serialized on that row, each sees the previous one's committed
-// state (under READ COMMITTED a row lock that had to wait returns the row as its holder committed
-// it), and a rolled-back transaction leaves no trace. The lock is held until the caller's
-// transaction ends, so callers should batch many leaves per transaction, call Append last, and
-// commit promptly. A caller that sends its own statements in pipelined batches can take the lock
-// and append in those batches instead ([Log.QueueLock], [Appender.QueueAppend]), saving Append's
-// two round trips. Use READ COMMITTED (the default) for the caller's transaction; under
-// REPEATABLE READ or SERIALIZABLE a concurrent append makes Append fail with a serialization
-// error.
+// Appending runs inside the caller's transaction, through the caller's own pipelined batches
+// ([Log.QueueLock] or [Log.QueueLockAt], then [Appender.QueueAppend]), so leaves commit or roll
+// back together with the caller's rows. The lock is the single state row's (SELECT ... FOR
+// UPDATE), so any number of replicas may append: they are serialized on that row, each sees the
+// previous one's committed state (under READ COMMITTED a row lock that had to wait returns the
+// row as its holder committed it), and a rolled-back transaction leaves no trace. The lock is
+// held until the caller's transaction ends, so callers should batch many leaves per transaction,
+// append last, and commit promptly. Use READ COMMITTED (the default) for the caller's
+// transaction; under REPEATABLE READ or SERIALIZABLE a concurrent append fails with a
+// serialization error.
 package merklelog
 
 import (
@@ -60,14 +59,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	return pgmigrate.Run(ctx, pool, Migrations, VersionTable)
 }
 
-// Limits.
-const (
-	// MaxBatch is the largest number of leaves one Append accepts.
-	MaxBatch = 100_000
-	// MaxLeafSize is the largest leaf accepted when Config.RawLeaves is set; otherwise leaves are
-	// bounded by tlog.MaxLeafSize.
-	MaxLeafSize = 64 << 10
-)
+// MaxBatch is the largest number of leaves one [Appender.QueueAppend] accepts (each leaf is
+// bounded by tlog.MaxLeafSize).
+const MaxBatch = 100_000
 
 // Errors; use errors.Is. A database error that means PostgreSQL is unusable right now wraps
 // ErrUnavailable (and the pgx error); any other is wrapped as it comes from pgx.
@@ -105,9 +99,6 @@ type Config struct {
 	// Verifier, when set, is used by Verify to check checkpoint signatures (see tlog.NewVerifier
 	// and tlog.VerifierKey). Its name must equal the origin.
 	Verifier note.Verifier
-	// RawLeaves makes Append accept any non-empty leaf data up to MaxLeafSize. By default every
-	// leaf must be a valid tlog.Leaf encoding, which Verify checks too.
-	RawLeaves bool
 }
 
 // Log is the PostgreSQL-backed transparency log. It is safe for concurrent use and keeps no
@@ -233,55 +224,14 @@ func (l *Log) Size(ctx context.Context) (uint64, error) {
 // second is a hash of the current schema, so logs in different schemas do not contend.
 const lockClass = 0x6d6c6f67
 
-// Append appends leaves to the log inside tx, which must be a transaction on the log's database
-// (usually carrying the caller's catalog rows too), and returns the index of the first leaf; the
-// others follow in order. Nothing is visible to readers until tx commits, and nothing remains if
-// it rolls back. See the package documentation for the locking. It costs two round trips; a
-// caller that has round trips of its own can share them with [Log.QueueLock] and
-// [Appender.QueueAppend] instead.
-//
-// Unless Config.RawLeaves is set, every leaf must be a valid tlog.Leaf encoding.
-func (l *Log) Append(ctx context.Context, tx pgx.Tx, leaves [][]byte) (first uint64, err error) {
-	if tx == nil {
-		return 0, fmt.Errorf("%w: nil transaction", ErrInvalid)
-	}
-	if err := l.checkLeaves(leaves); err != nil {
-		return 0, err
-	}
-	b := &pgx.Batch{}
-	ap := l.QueueLock(b)
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		if errors.Is(err, ErrSchema) {
-			return 0, err
-		}
-		return 0, dbErr("append: lock and read state", err)
-	}
-	b = &pgx.Batch{}
-	if first, err = ap.QueueAppend(b, leaves); err != nil {
-		return 0, err
-	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		if errors.Is(err, ErrCorrupt) {
-			return 0, err
-		}
-		return 0, dbErr("append", err)
-	}
-	return first, nil
-}
-
-// checkLeaves validates a batch of leaves.
-func (l *Log) checkLeaves(leaves [][]byte) error {
+// checkLeaves validates a batch of leaves: each must be a valid tlog.Leaf encoding.
+func checkLeaves(leaves [][]byte) error {
 	if len(leaves) == 0 || len(leaves) > MaxBatch {
 		return fmt.Errorf("%w: batch of %d leaves (1 to %d)", ErrInvalid, len(leaves), MaxBatch)
 	}
 	for i, d := range leaves {
-		if len(d) == 0 || len(d) > MaxLeafSize {
-			return fmt.Errorf("%w: leaf %d is %d bytes (1 to %d)", ErrInvalid, i, len(d), MaxLeafSize)
-		}
-		if !l.cfg.RawLeaves {
-			if _, err := tlog.ParseLeaf(d); err != nil {
-				return fmt.Errorf("%w: leaf %d: %w", ErrInvalid, i, err)
-			}
+		if _, err := tlog.ParseLeaf(d); err != nil {
+			return fmt.Errorf("%w: leaf %d: %w", ErrInvalid, i, err)
 		}
 	}
 	return nil
@@ -357,14 +307,14 @@ func (ap *Appender) State() (size int64, packed []byte) {
 // new state) into b, to be sent in the same transaction as the batch of [Log.QueueLock]. It
 // returns the index of the first leaf; the others follow in order. A failed write (or a state
 // changed under the lock, reported as ErrCorrupt) fails b's Close, and the transaction must
-// then be rolled back. Unless Config.RawLeaves is set, every leaf must be a valid tlog.Leaf
-// encoding. Successive calls append after each other.
+// then be rolled back. Every leaf must be a valid tlog.Leaf encoding. Successive calls append
+// after each other.
 func (ap *Appender) QueueAppend(b *pgx.Batch, leaves [][]byte) (first uint64, err error) {
 	l := ap.l
 	if !ap.ready {
 		return 0, fmt.Errorf("%w: QueueAppend before the lock batch was read", ErrInvalid)
 	}
-	if err := l.checkLeaves(leaves); err != nil {
+	if err := checkLeaves(leaves); err != nil {
 		return 0, err
 	}
 	st, err := l.parseState(ap.size, ap.packed)

@@ -200,11 +200,11 @@ func TestReads(t *testing.T) {
 	}
 }
 
-func TestRollbackAndRawLeaves(t *testing.T) {
-	e := newEnv(t, merklelog.Config{RawLeaves: true})
+func TestRollback(t *testing.T) {
+	e := newEnv(t, merklelog.Config{})
 	ctx := context.Background()
 	ref := testonly.New(rfc6962.DefaultHasher)
-	data := [][]byte{[]byte("a"), []byte("b"), []byte("c")}
+	data := [][]byte{leaf(1), leaf(2), leaf(3)}
 	e.appendTx(t, data)
 	ref.AppendData(data...)
 
@@ -212,16 +212,17 @@ func TestRollbackAndRawLeaves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first, err := e.log.Append(ctx, tx, [][]byte{[]byte("lost"), []byte("lost too")}); err != nil || first != 3 {
-		t.Fatalf("Append = %d, %v", first, err)
+	if first, err := appendIn(ctx, e.log, tx, [][]byte{leaf(4), leaf(5)}); err != nil || first != 3 {
+		t.Fatalf("append = %d, %v", first, err)
 	}
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if first := e.appendTx(t, [][]byte{[]byte("d")}); first != 3 {
+	d := leaf(6)
+	if first := e.appendTx(t, [][]byte{d}); first != 3 {
 		t.Fatalf("after rollback, first = %d, want 3", first)
 	}
-	ref.AppendData([]byte("d"))
+	ref.AppendData(d)
 	checkTree(t, e, ref, 0)
 	if p, err := e.log.Verify(ctx); err != nil || len(p) != 0 {
 		t.Fatalf("Verify = %v, %v", p, err)
@@ -232,15 +233,12 @@ func TestRollbackAndRawLeaves(t *testing.T) {
 	defer tx.Rollback(ctx) //nolint:errcheck
 	for name, b := range map[string][][]byte{
 		"empty batch": {},
-		"empty leaf":  {[]byte("x"), {}},
-		"huge leaf":   {make([]byte, merklelog.MaxLeafSize+1)},
+		"empty leaf":  {leaf(7), {}},
+		"huge leaf":   {make([]byte, tlog.MaxLeafSize+1)},
 	} {
-		if _, err := e.log.Append(ctx, tx, b); !errors.Is(err, merklelog.ErrInvalid) {
+		if _, err := appendIn(ctx, e.log, tx, b); !errors.Is(err, merklelog.ErrInvalid) {
 			t.Errorf("%s: %v", name, err)
 		}
-	}
-	if _, err := e.log.Append(ctx, nil, data); !errors.Is(err, merklelog.ErrInvalid) {
-		t.Errorf("nil tx: %v", err)
 	}
 }
 
@@ -252,8 +250,8 @@ func TestLeafFormatEnforced(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck
-	if _, err := e.log.Append(ctx, tx, [][]byte{leaf(1), []byte("not a leaf")}); !errors.Is(err, merklelog.ErrInvalid) || !errors.Is(err, tlog.ErrInvalidLeaf) {
-		t.Fatalf("Append(not a leaf) = %v", err)
+	if _, err := appendIn(ctx, e.log, tx, [][]byte{leaf(1), []byte("not a leaf")}); !errors.Is(err, merklelog.ErrInvalid) || !errors.Is(err, tlog.ErrInvalidLeaf) {
+		t.Fatalf("append(not a leaf) = %v", err)
 	}
 }
 
@@ -295,7 +293,7 @@ func TestConcurrentAppend(t *testing.T) {
 						return err
 					}
 					defer tx.Rollback(ctx) //nolint:errcheck
-					first, err := l.Append(ctx, tx, batch)
+					first, err := appendIn(ctx, l, tx, batch)
 					if err != nil {
 						return err
 					}

@@ -48,7 +48,7 @@ func (p Problem) String() string {
 }
 
 // Verify audits the whole stored log in one consistent snapshot: it recomputes the tree from the
-// leaf data, checks every leaf (stored hash, encoding unless RawLeaves, no gaps), every stored
+// leaf data, checks every leaf (stored hash, encoding, no gaps), every stored
 // node (present, right hash, none beyond the tree), the state row, and every stored checkpoint
 // (signature when Config.Verifier is set, origin, stored size and root, root equal to the
 // recomputed tree at its size, consistency proof from the previous checkpoint built from the
@@ -156,10 +156,8 @@ func (a *auditor) run(ctx context.Context) error {
 		if !bytes.Equal(stored, h[:]) {
 			a.add(Problem{Object: ObjectLeaf, Index: index, Detail: "stored hash does not match the leaf data"})
 		}
-		if !l.cfg.RawLeaves {
-			if _, err := tlog.ParseLeaf(data); err != nil {
-				a.add(Problem{Object: ObjectLeaf, Index: index, Detail: err.Error()})
-			}
+		if _, err := tlog.ParseLeaf(data); err != nil {
+			a.add(Problem{Object: ObjectLeaf, Index: index, Detail: err.Error()})
 		}
 		if stSize >= 0 && index >= uint64(stSize) && beyond < 10 {
 			beyond++
