@@ -30,9 +30,10 @@ func (s settings) openLocal(ctx context.Context, cfg *archive.Config) (l *local,
 	if l.Pool, err = s.openPool(ctx); err != nil {
 		return nil, nil, err
 	}
+	pool := l.Pool // l is nil once an error is returned
 	defer func() {
 		if err != nil {
-			l.Pool.Close()
+			pool.Close()
 		}
 	}()
 	if err := archive.Migrate(ctx, l.Pool); err != nil {
