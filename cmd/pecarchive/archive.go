@@ -71,8 +71,12 @@ func serveArchive(ctx context.Context, s settings, listen string, log *slog.Logg
 	if err != nil {
 		return err
 	}
+	v, err := s.verifier()
+	if err != nil {
+		return err
+	}
 	a, err := archive.New(ctx, archive.Config{
-		Pool: pool, Blobs: blobs, Log: l, CheckpointInterval: interval, NoMigrate: true,
+		Pool: pool, Blobs: blobs, Log: l, Verifier: v, CheckpointInterval: interval, NoMigrate: true,
 		OnError: func(err error) { log.Warn("archive background work", "err", err) },
 	})
 	if err != nil {
@@ -114,7 +118,8 @@ func serveArchive(ctx context.Context, s settings, listen string, log *slog.Logg
 	if err != nil {
 		return err
 	}
-	log.Info("archive serving", "addr", lis.Addr().String(), "blobs", where, "log_key", vkey, "tls", cfg.TLS != nil)
+	log.Info("archive serving", "addr", lis.Addr().String(), "blobs", where, "log_key", vkey, "tls", cfg.TLS != nil,
+		"trust", s.get("PECARCHIVE_TRUST", "built-in anchors only"), "provider_index", s.get("PECARCHIVE_PROVIDER_INDEX", "none"))
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(lis) }()
 	select {

@@ -39,6 +39,7 @@ import (
 //	PECARCHIVE_LISTEN               gRPC address (default 127.0.0.1:7443)
 //	PECARCHIVE_TLS_DIR              tls.crt, tls.key and optional client-ca.crt (mTLS); unset: plaintext, loopback only
 //	PECARCHIVE_CREDENTIALS_FILE     tokens and certificate identities with roles (see internal/auth)
+//	PECARCHIVE_TRUST, PECARCHIVE_PROVIDER_INDEX   the archive's trust anchors and provider index (see verifier.go)
 type settings map[string]string
 
 func loadSettings(file string) (settings, error) {

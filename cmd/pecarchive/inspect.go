@@ -84,28 +84,7 @@ func runInspect(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 	}
-	anchors := smime.DefaultTrustStore()
-	if len(trust) > 0 {
-		extra, err := smime.LoadPEM(trust...)
-		if err != nil {
-			fmt.Fprintf(stderr, "pecarchive inspect: --trust: %v\n", err)
-			return exitUsage
-		}
-		anchors = smime.Merge(anchors, extra)
-	}
-	cfg := smime.Config{Anchors: anchors}
-	if *index != "" {
-		data, err := os.ReadFile(*index)
-		if err != nil {
-			fmt.Fprintf(stderr, "pecarchive inspect: --index: %v\n", err)
-			return exitUsage
-		}
-		if cfg.Index, err = smime.LoadIndex(data, &smime.IndexOptions{Anchors: anchors}); err != nil {
-			fmt.Fprintf(stderr, "pecarchive inspect: --index: %v\n", err)
-			return exitUsage
-		}
-	}
-	v, err := smime.New(cfg)
+	v, err := verifierSources{Trust: trust, TrustName: "--trust", Index: *index, IndexName: "--index"}.verifier()
 	if err != nil {
 		fmt.Fprintf(stderr, "pecarchive inspect: %v\n", err)
 		return exitUsage

@@ -23,7 +23,8 @@ type local struct {
 }
 
 // openLocal opens the archive and a reader in-process from the settings: pool (migrated), blob
-// store and signed log. cfg, when not nil, supplies further archive settings (its Pool, Blobs,
+// store, signed log and the archive's signature verifier (PECARCHIVE_TRUST,
+// PECARCHIVE_PROVIDER_INDEX). cfg, when not nil, supplies further archive settings (its Pool, Blobs,
 // Log and NoMigrate are set here). close closes the archive, then the pool.
 func (s settings) openLocal(ctx context.Context, cfg *archive.Config) (l *local, close func(), err error) {
 	l = &local{}
@@ -50,6 +51,11 @@ func (s settings) openLocal(ctx context.Context, cfg *archive.Config) (l *local,
 		c = *cfg
 	}
 	c.Pool, c.Blobs, c.Log, c.NoMigrate = l.Pool, l.Blobs, l.Log, true
+	if c.Verifier == nil {
+		if c.Verifier, err = s.verifier(); err != nil {
+			return nil, nil, err
+		}
+	}
 	if c.CheckpointInterval == 0 {
 		if c.CheckpointInterval, err = s.duration("PECARCHIVE_CHECKPOINT_INTERVAL", time.Minute); err != nil {
 			return nil, nil, err
