@@ -81,11 +81,30 @@ func Read(ctx context.Context, paths []string, opts *Options) iter.Seq2[Message,
 	}
 }
 
+// Size returns how many files [Read] would open for paths and their total size in bytes, from
+// a walk that reads folders but no file (files in folders that are not mail are counted too): a
+// progress bar's total.
+func Size(ctx context.Context, paths []string, opts *Options) (files int, bytes int64) {
+	w := &walker{ctx: ctx, opts: opts.withDefaults(), seen: map[fileID]bool{},
+		yield: func(Message, error) bool { return ctx.Err() == nil },
+		stat: func(size int64) {
+			files++
+			bytes += size
+		}}
+	for _, p := range paths {
+		if !w.path(p, 0, true) {
+			break
+		}
+	}
+	return files, bytes
+}
+
 type walker struct {
 	ctx   context.Context
 	opts  Options
 	yield func(Message, error) bool
-	seen  map[fileID]bool // folders read
+	seen  map[fileID]bool  // folders read
+	stat  func(size int64) // set by Size: files are counted, not read
 }
 
 // fail yields a problem with path.
@@ -194,6 +213,12 @@ func (w *walker) entries(path string, fn func(name string, e fs.DirEntry) bool) 
 // always one message), else as one message; a file found in a folder (named false) must look
 // like mail.
 func (w *walker) file(path string, format Format, named bool) bool {
+	if w.stat != nil {
+		if fi, err := os.Stat(path); err == nil {
+			w.stat(fi.Size())
+		}
+		return w.ctx.Err() == nil
+	}
 	f, err := openRegular(path)
 	if err != nil {
 		return w.fail(path, err)
@@ -211,7 +236,8 @@ func (w *walker) file(path string, format Format, named bool) bool {
 			return w.mbox(path, br)
 		case named, ext == ".eml", isHeaderLine(head):
 		default:
-			return w.fail(path, &Error{Path: path, Err: ErrNotMail})
+			fi, _ := f.Stat()
+			return w.yield(Message{Path: path, Size: fi.Size()}, &Error{Path: path, Err: ErrNotMail})
 		}
 	}
 	msg := Message{Path: path, Format: format}

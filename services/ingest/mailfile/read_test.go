@@ -123,6 +123,20 @@ func TestReadTree(t *testing.T) {
 	for p, items := range got {
 		t.Errorf("unexpected %s: %v", p, items)
 	}
+	// Every regular file but the Maildir's own, its tmp/ and its dot files (not the FIFO).
+	var want int64
+	counted := []string{"a.eml", "sub/b.EML", "sub/deeper/17", "notes.txt", "box", "empty.mbox", "empty.eml", "big.eml",
+		"Maildir/cur/1:2,S", "Maildir/new/2", "Maildir/.Sent/cur/8:2,", "sub/link.eml"}
+	for _, p := range counted {
+		fi, err := os.Stat(j(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want += fi.Size()
+	}
+	if files, size := mailfile.Size(context.Background(), []string{root}, nil); files != len(counted) || size != want {
+		t.Errorf("Size = %d files, %d bytes; want %d, %d", files, size, len(counted), want)
+	}
 }
 
 // Named files are read whatever their name and content; folders named twice are read once.
