@@ -3,6 +3,8 @@
 # listening on 127.0.0.1 only, with everything (configuration, a throw-away CA and server
 # certificate, the passwd file, the mail) under DIR.
 #   scripts/dovecot.sh start DIR PORT TLSPORT   start (or report the one already running in DIR)
+#   scripts/dovecot.sh run DIR PORT TLSPORT     the same in the foreground (the process becomes
+#                                                Dovecot's master: tests kill it with themselves)
 #   scripts/dovecot.sh user DIR NAME PASSWORD [QUOTA]   add or replace a user (QUOTA: e.g. 10M)
 #   scripts/dovecot.sh stop DIR                  stop it (DIR is kept)
 #   scripts/dovecot.sh install                   install Dovecot where it is missing (apt-get)
@@ -17,7 +19,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 start DIR PORT TLSPORT | $0 user DIR NAME PASSWORD [QUOTA] | $0 stop DIR | $0 install" >&2
+  echo "usage: $0 start|run DIR PORT TLSPORT | $0 user DIR NAME PASSWORD [QUOTA] | $0 stop DIR | $0 install" >&2
   exit 2
 }
 
@@ -85,7 +87,7 @@ user)
   mv "$tmp" "$dir/users"
   exit 0
   ;;
-start) ;;
+start | run) ;;
 *) usage ;;
 esac
 
@@ -100,7 +102,7 @@ dir=$(cd "$dir" && pwd)
 # Dovecot's unprivileged processes (and the mail owner, nobody) must reach the files below.
 chmod 755 "$dir"
 
-if running "$dir"; then
+if [ "$cmd" = start ] && running "$dir"; then
   if [ "$(cat "$dir/port")" != "$port" ] || [ "$(cat "$dir/tlsport")" != "$tlsport" ]; then
     echo "dovecot: $dir already serves ports $(cat "$dir/port") and $(cat "$dir/tlsport"); stop it first" >&2
     exit 1
@@ -189,6 +191,15 @@ service stats {
 }
 CONF
 
+if [ "$cmd" = run ]; then
+  echo "IMAP_HOST=127.0.0.1"
+  echo "IMAP_PORT=$port"
+  echo "IMAPS_PORT=$tlsport"
+  echo "IMAP_CA_FILE=$dir/tls/ca.crt"
+  echo "DOVECOT_CONF=$dir/dovecot.conf"
+  echo "DOVECOT_PID=$$"
+  exec "$dovecot_bin" -F -c "$dir/dovecot.conf"
+fi
 "$dovecot_bin" -c "$dir/dovecot.conf"
 for _ in $(seq 100); do
   if running "$dir" && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then

@@ -101,8 +101,10 @@ func SharedS3(t testing.TB, kind string) *S3Server {
 	return s
 }
 
-// CloseShared stops every server started by [SharedS3] and removes their directories.
+// CloseShared stops every server started by [SharedS3] and [SharedDovecot] and removes their
+// directories.
 func CloseShared() {
+	closeSharedDovecot()
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
 	for k, s := range shared {
