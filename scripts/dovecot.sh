@@ -77,14 +77,15 @@ stop)
 user)
   [ $# -eq 4 ] || [ $# -eq 5 ] || usage
   dir=$2 name=$3 pass=$4 quota=${5:-1G}
-  case "$name$pass" in *:* | *$'\n'*) echo "dovecot: no ':' or newline in a name or password" >&2; exit 2 ;; esac
+  case "$name$pass" in *:* | */* | *$'\n'*) echo "dovecot: no ':', '/' or newline in a name or password" >&2; exit 2 ;; esac
   [ -f "$dir/dovecot.conf" ] || { echo "dovecot: $dir holds no server" >&2; exit 1; }
-  touch "$dir/users"
-  tmp=$(mktemp "$dir/users.XXXXXX")
-  grep -v "^$name:" "$dir/users" >"$tmp" || true
-  echo "$name:{PLAIN}$pass::::::userdb_quota_rule=*:storage=$quota" >>"$tmp"
+  # One passwd file per user: Dovecot re-reads a passwd file at most once a second, so a user
+  # added to a shared file could not log in at once; a file never read before is read.
+  mkdir -p "$dir/users.d"
+  tmp=$(mktemp "$dir/users.d/.new.XXXXXX")
+  echo "$name:{PLAIN}$pass::::::userdb_quota_rule=*:storage=$quota" >"$tmp"
   chmod 644 "$tmp"
-  mv "$tmp" "$dir/users"
+  mv "$tmp" "$dir/users.d/$name"
   exit 0
   ;;
 start | run) ;;
@@ -115,8 +116,8 @@ mkdir -p "$dir/run" "$dir/state" "$dir/log" "$dir/tls" "$dir/home"
 chmod 777 "$dir/home"
 echo "$port" >"$dir/port"
 echo "$tlsport" >"$dir/tlsport"
-touch "$dir/users"
-chmod 644 "$dir/users"
+mkdir -p "$dir/users.d"
+chmod 755 "$dir/users.d"
 
 # A throw-away CA and a server certificate for 127.0.0.1 and localhost, made once per DIR.
 if [ ! -f "$dir/tls/server.crt" ]; then
@@ -156,11 +157,11 @@ mail_plugins = \$mail_plugins quota
 mail_max_userip_connections = 100
 passdb {
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u $dir/users
+  args = scheme=PLAIN username_format=%u $dir/users.d/%u
 }
 userdb {
   driver = passwd-file
-  args = username_format=%u $dir/users
+  args = username_format=%u $dir/users.d/%u
   default_fields = uid=nobody gid=nogroup home=$dir/home/%u
 }
 plugin {

@@ -1,7 +1,35 @@
-// Package ingest will pull PEC mailboxes over IMAP (and import files, mbox and Maildir), keep one
-// cursor per folder (UIDVALIDITY, UID) in PostgreSQL, verify each message with package pec for
-// reporting, and hand the raw bytes to the archive's Store API. It advances a cursor only after the
-// archive has acknowledged a durable commit, and never deletes from a mailbox unless told to.
+// Package ingest owns the pulling of PEC mailboxes over IMAP into the archive: the mailbox file
+// (mailboxes.go), connections with TLS and read deadlines of its own (conn.go), the commands
+// go-imap v1 lacks (commands.go: GETQUOTAROOT, UID EXPUNGE), the per-folder pull (folder.go),
+// the after_archive policies (policy.go), its PostgreSQL state (state.go: cursors, leases, dead
+// letters, UIDVALIDITY events, with migrations of its own) and its Prometheus metrics
+// (metrics.go). It stores only through an [Archiver] (archiver.go): the archive stays the single
+// writer and the trust boundary.
 //
-// Nothing is implemented here yet: this package is a placeholder for the ingest issue.
+// # Exactly once
+//
+// One cursor per (mailbox, folder) holds the folder's UIDVALIDITY and the highest UID below
+// which the archive acknowledged every message (stored, or refused and written to the
+// dead-letter table). Messages are fetched with `UID FETCH last+1:*` (answers at or below last
+// are dropped), stored by several workers at once, and the cursor moves only over the
+// contiguous acknowledged prefix, so a crash at any moment re-fetches at most the messages in
+// flight, which the archive, idempotent by SHA-256, finds already stored. A UIDVALIDITY change
+// starts a new epoch: the folder is fetched again from its start (the archive reconciles by
+// SHA-256, never by Message-ID), and the change is logged, counted and kept
+// (ingest_uidvalidity_events).
+//
+// # Replicas
+//
+// A lease per mailbox in PostgreSQL (expiring, renewed every third of its period) lets one
+// replica pull a mailbox at a time; every cursor and dead-letter write is fenced by the lease's
+// token, and a replica that cannot renew in time stops before the lease expires, so another
+// takes over within one lease period of a replica's death.
+//
+// # Connections
+//
+// One connection per mailbox: a pass over every selected folder (EXAMINE, or SELECT when a
+// policy writes), then IDLE on INBOX (re-issued before 29 minutes) with a STATUS check of every
+// folder each Options.StatusInterval, or polling where IDLE is not offered. Failed connections
+// are retried with exponential backoff and jitter; refused credentials or certificates wait
+// minutes (Options.AuthBackoff). Cancelling the context closes the connection at once.
 package ingest

@@ -1,0 +1,366 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"github.com/emersion/go-imap/client"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// runner pulls one mailbox.
+type runner struct {
+	s   *Service
+	mb  *Mailbox
+	o   *Options
+	log *slog.Logger
+
+	fetched, archived, newMsgs, refused, bytes prometheus.Counter
+	lag                                        prometheus.Gauge
+}
+
+func (s *Service) runner(mb *Mailbox) *runner {
+	l := mb.Name
+	return &runner{s: s, mb: mb, o: s.o, log: s.log.With("mailbox", mb.Name),
+		fetched: s.m.fetched.WithLabelValues(l), archived: s.m.archived.WithLabelValues(l),
+		newMsgs: s.m.newMsgs.WithLabelValues(l), refused: s.m.refused.WithLabelValues(l),
+		bytes: s.m.bytes.WithLabelValues(l), lag: s.m.lag.WithLabelValues(l)}
+}
+
+// holdLease acquires the mailbox's lease (waiting while another replica holds it, up to
+// maxWait; 0 waits until ctx ends), then keeps renewing it. The returned context is cancelled
+// when the lease is lost (or could not be renewed before it would expire) or ctx ends; release
+// gives the lease up.
+func (r *runner) holdLease(ctx context.Context, maxWait time.Duration) (lctx context.Context, l lease, release func(), err error) {
+	ttl := r.o.LeaseTTL
+	start := time.Now()
+	logged := false
+	for {
+		t0 := time.Now()
+		var ok bool
+		var heldBy string
+		l, ok, heldBy, err = r.s.st.acquire(ctx, r.mb.Name, r.s.replica, ttl)
+		if err == nil && ok {
+			lctx, cancel := context.WithCancelCause(ctx)
+			done := make(chan struct{})
+			r.s.m.leaseHeld.WithLabelValues(r.mb.Name).Set(1)
+			r.log.Info("lease acquired", "replica", r.s.replica, "token", l.token)
+			go r.keepLease(lctx, cancel, l, t0, done)
+			return lctx, l, func() {
+				cancel(nil)
+				<-done
+				rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer rcancel()
+				r.s.st.release(rctx, l)
+				r.s.m.leaseHeld.WithLabelValues(r.mb.Name).Set(0)
+			}, nil
+		}
+		if err != nil && ctx.Err() != nil {
+			return nil, lease{}, nil, ctx.Err()
+		}
+		if err == nil && !logged {
+			r.log.Info("lease held by another replica; waiting", "holder", heldBy)
+			logged = true
+		}
+		if maxWait > 0 && time.Since(start) > maxWait {
+			if err != nil {
+				return nil, lease{}, nil, err
+			}
+			return nil, lease{}, nil, fmt.Errorf("lease held by replica %s", heldBy)
+		}
+		if !sleep(ctx, ttl/4+rand.N(ttl/8+1)) {
+			return nil, lease{}, nil, ctx.Err()
+		}
+	}
+}
+
+// keepLease renews l every TTL/3. When a renewal fails and the lease would expire (as of the
+// last renewal sent, less a margin) before the next one could succeed, it cancels the pulling:
+// another replica may take the mailbox over once the lease expired, and by then this one must
+// have stopped.
+func (r *runner) keepLease(ctx context.Context, cancel context.CancelCauseFunc, l lease, lastSent time.Time, done chan struct{}) {
+	defer close(done)
+	ttl := r.o.LeaseTTL
+	valid := lastSent.Add(ttl - ttl/5)
+	t := time.NewTicker(ttl / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		sent := time.Now()
+		rctx, rcancel := context.WithDeadline(ctx, valid)
+		err := r.s.st.renew(rctx, l, ttl)
+		rcancel()
+		switch {
+		case err == nil:
+			valid = sent.Add(ttl - ttl/5)
+		case errors.Is(err, ErrLeaseLost):
+			r.log.Warn("lease lost", "err", err)
+			r.s.m.leaseHeld.WithLabelValues(r.mb.Name).Set(0)
+			cancel(err)
+			return
+		default:
+			if time.Now().Add(ttl / 3).After(valid) {
+				r.log.Warn("lease could not be renewed in time; stopping", "err", err)
+				r.s.m.leaseHeld.WithLabelValues(r.mb.Name).Set(0)
+				cancel(fmt.Errorf("%w: %s: %w", ErrLeaseLost, r.mb.Name, err))
+				return
+			}
+		}
+	}
+}
+
+// connect logs in to the mailbox.
+func (r *runner) connect(ctx context.Context) (*imapConn, error) {
+	pass, err := r.mb.password(r.s.cfg.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	ic, err := dial(ctx, r.mb, pass, r.o)
+	if errors.Is(err, ErrAuth) {
+		r.s.m.authFailures.WithLabelValues(r.mb.Name).Inc()
+	}
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		// go-imap blocks on an unread update; keep the channel drained.
+		for {
+			select {
+			case <-ic.c.LoggedOut():
+				return
+			case u := <-ic.upd:
+				if _, ok := u.(*client.MailboxUpdate); ok {
+					select {
+					case ic.changedCh() <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}
+	}()
+	return ic, nil
+}
+
+// once pulls every folder to its end, reconnecting (at most OnceAttempts connections) when the
+// connection breaks. Authentication and TLS failures end it at once.
+func (r *runner) once(ctx context.Context) ([]FolderReport, error) {
+	lctx, l, release, err := r.holdLease(ctx, 2*r.o.LeaseTTL)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	reports := map[string]*FolderReport{}
+	backoff := r.o.BackoffMin
+	var last error
+	for attempt := 1; attempt <= r.o.OnceAttempts; attempt++ {
+		if attempt > 1 {
+			r.s.m.reconnects.WithLabelValues(r.mb.Name).Inc()
+			r.log.Warn("reconnecting", "attempt", attempt, "err", last)
+			if !sleep(lctx, jitter(backoff)) {
+				break
+			}
+			backoff = min(2*backoff, r.o.BackoffMax)
+		}
+		last = r.pass(lctx, l, reports)
+		if last == nil || errors.Is(last, ErrAuth) || errors.Is(last, ErrTLS) || errors.Is(last, ErrConfig) ||
+			errors.Is(last, ErrLeaseLost) || lctx.Err() != nil {
+			break
+		}
+	}
+	if c := context.Cause(lctx); last == nil && c != nil && ctx.Err() == nil {
+		last = c
+	}
+	out := make([]FolderReport, 0, len(reports))
+	for _, fr := range reports {
+		out = append(out, *fr)
+	}
+	return out, last
+}
+
+// run pulls the mailbox until ctx ends.
+func (r *runner) run(ctx context.Context) {
+	backoff := r.o.BackoffMin
+	for ctx.Err() == nil {
+		lctx, l, release, err := r.holdLease(ctx, 0)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.Error("lease", "err", err)
+				sleep(ctx, jitter(backoff))
+				backoff = min(2*backoff, r.o.BackoffMax)
+			}
+			continue
+		}
+		for lctx.Err() == nil {
+			err := r.serve(lctx, l)
+			if lctx.Err() != nil {
+				break
+			}
+			wait := jitter(backoff)
+			backoff = min(2*backoff, r.o.BackoffMax)
+			if errors.Is(err, ErrAuth) || errors.Is(err, ErrTLS) || errors.Is(err, ErrConfig) {
+				// Providers lock accounts and block addresses that retry logins fast.
+				wait = r.o.AuthBackoff + rand.N(r.o.AuthBackoff/4+1)
+			}
+			r.log.Error("mailbox failed; reconnecting", "err", err, "in", wait.Round(time.Millisecond))
+			r.s.m.reconnects.WithLabelValues(r.mb.Name).Inc()
+			if !sleep(lctx, wait) {
+				break
+			}
+		}
+		release()
+		if c := context.Cause(lctx); ctx.Err() == nil && errors.Is(c, ErrLeaseLost) {
+			sleep(ctx, r.o.LeaseTTL)
+		}
+	}
+}
+
+// serve connects and pulls until the connection fails or ctx ends: a pass over every folder,
+// then IDLE (or a poll interval) until something changes, a pass again.
+func (r *runner) serve(ctx context.Context, l lease) error {
+	ic, err := r.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer ic.close()
+	r.log.Info("connected", "server", r.mb.Addr(), "idle", ic.capable("IDLE"), "move", ic.capable("MOVE"),
+		"uidplus", ic.capable("UIDPLUS"), "quota", ic.capable("QUOTA"))
+	for {
+		reports := map[string]*FolderReport{}
+		if err := r.passOn(ctx, ic, l, reports); err != nil {
+			return err
+		}
+		for _, fr := range reports {
+			if fr.Fetched > 0 {
+				r.log.Info("pulled", "folder", fr.Folder, "fetched", fr.Fetched, "new", fr.New, "already", fr.Already,
+					"refused", fr.Refused, "uidvalidity", fr.UIDValidity, "uid", fr.UID)
+			}
+		}
+		if err := r.wait(ctx, ic); err != nil {
+			return err
+		}
+	}
+}
+
+// pass connects and pulls every folder once (for once).
+func (r *runner) pass(ctx context.Context, l lease, reports map[string]*FolderReport) error {
+	ic, err := r.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer ic.close()
+	return r.passOn(ctx, ic, l, reports)
+}
+
+// passOn pulls every wanted folder to its end on ic, adding to reports, then reads the quota.
+func (r *runner) passOn(ctx context.Context, ic *imapConn, l lease, reports map[string]*FolderReport) error {
+	names, err := ic.listFolders()
+	if err != nil {
+		return err
+	}
+	var folders []string
+	for _, n := range names {
+		if r.mb.wantFolder(n) {
+			folders = append(folders, n)
+		}
+	}
+	sort.Strings(folders)
+	for _, f := range folders {
+		fr := reports[f]
+		if fr == nil {
+			fr = &FolderReport{Mailbox: r.mb.Name, Folder: f}
+			reports[f] = fr
+		}
+		if err := r.pullFolder(ctx, ic, l, f, fr); err != nil {
+			return err
+		}
+	}
+	r.checkQuota(ic)
+	return ctx.Err()
+}
+
+// checkQuota reads the mailbox's quota, exposes it and warns from QuotaWarn of a limit.
+func (r *runner) checkQuota(ic *imapConn) {
+	qs, err := ic.quota()
+	if err != nil {
+		r.log.Warn("quota", "err", err)
+		return
+	}
+	for _, q := range qs {
+		r.s.m.quotaUsage.WithLabelValues(r.mb.Name, q.Resource).Set(float64(q.Usage))
+		r.s.m.quotaLimit.WithLabelValues(r.mb.Name, q.Resource).Set(float64(q.Limit))
+		if q.Limit > 0 && float64(q.Usage) >= r.o.QuotaWarn*float64(q.Limit) {
+			r.log.Warn("mailbox nearly full: a full PEC mailbox refuses mail", "resource", q.Resource,
+				"usage", q.Usage, "limit", q.Limit, "percent", fmt.Sprintf("%.0f", 100*float64(q.Usage)/float64(q.Limit)))
+		}
+	}
+}
+
+// wait returns when a folder may have changed: after an IDLE update on INBOX, after
+// StatusInterval (the next pass STATUS-checks every folder), or after PollInterval on a server
+// without IDLE.
+func (r *runner) wait(ctx context.Context, ic *imapConn) error {
+	if !ic.capable("IDLE") {
+		if !sleep(ctx, r.o.PollInterval) {
+			return ctx.Err()
+		}
+		return nil
+	}
+	ic.g.arm(r.o.CommandTimeout)
+	if _, err := ic.c.Select("INBOX", true); err != nil {
+		return ic.wrap("EXAMINE INBOX", err)
+	}
+	select { // forget updates seen before this IDLE: the pass just ended covered them
+	case <-ic.changedCh():
+	default:
+	}
+	span := min(r.o.StatusInterval, r.o.IdleRestart)
+	ic.g.arm(span + r.o.CommandTimeout)
+	defer ic.g.arm(0)
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- ic.c.Idle(stop, &client.IdleOptions{LogoutTimeout: r.o.IdleRestart}) }()
+	t := time.NewTimer(span)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-ic.changedCh():
+	case <-t.C:
+	case err := <-done:
+		return ic.wrap("IDLE", err)
+	}
+	close(stop)
+	ic.g.arm(r.o.CommandTimeout)
+	if err := <-done; err != nil {
+		return ic.wrap("IDLE", err)
+	}
+	return ctx.Err()
+}
+
+// sleep waits d or until ctx ends; false when ctx ended.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// jitter returns a duration between d/2 and d.
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}
