@@ -278,3 +278,5 @@ func writeOtherCA(t *testing.T) string {
 	}
 	return p
 }
+
+func newEnvPool(t *testing.T) *pgxpool.Pool { return testenv.PG(t) }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -192,8 +193,8 @@ type Service struct {
 	m       *metrics
 	replica string
 
-	mu      sync.Mutex
-	running bool
+	// crashed (tests only) makes a cancelled service keep its leases, as a killed process does.
+	crashed atomic.Bool
 }
 
 // New checks cfg and returns a Service (running ingest's migrations unless cfg.NoMigrate).

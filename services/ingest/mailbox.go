@@ -54,6 +54,9 @@ func (r *runner) holdLease(ctx context.Context, maxWait time.Duration) (lctx con
 			return lctx, l, func() {
 				cancel(nil)
 				<-done
+				if r.s.crashed.Load() {
+					return
+				}
 				rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer rcancel()
 				r.s.st.release(rctx, l)
