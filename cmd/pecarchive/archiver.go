@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -88,10 +89,26 @@ func (l localArchiver) Store(ctx context.Context, raw []byte, src ingest.Source)
 	return storedOf(r), nil
 }
 
+// Lookup confirms the catalog row and that the blob store holds the exact bytes (read back and
+// re-hashed; for a postacert.eml, extracted from the message carrying it): ingest deletes from a
+// mailbox only what it confirms.
 func (l localArchiver) Lookup(ctx context.Context, sum [32]byte) (ingest.Stored, error) {
 	r, err := l.rd.Get(ctx, sum)
 	if err != nil {
 		return ingest.Stored{}, localErr("look up", err)
+	}
+	// Read the bytes back: the reader re-hashes them and fails at EOF on a mismatch.
+	rc, err := l.rd.Open(ctx, sum)
+	if errors.Is(err, reader.ErrNotFound) {
+		return ingest.Stored{}, fmt.Errorf("%w: look up: %x is catalogued but its blob is missing: %w", ingest.ErrNotArchived, sum[:8], err)
+	}
+	if err != nil {
+		return ingest.Stored{}, localErr("look up blob", err)
+	}
+	_, err = io.Copy(io.Discard, rc)
+	rc.Close()
+	if err != nil {
+		return ingest.Stored{}, fmt.Errorf("%w: look up: %x: its bytes cannot be read back: %w", ingest.ErrNotArchived, sum[:8], err)
 	}
 	return storedOf(archive.Record{Message: r.Message}), nil
 }

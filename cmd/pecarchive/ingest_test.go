@@ -187,6 +187,7 @@ func TestIngestDovecot(t *testing.T) {
 	bin := pecarchiveBinary(t)
 	t.Run("ExactlyOnceUnderSIGKILL", func(t *testing.T) { testExactlyOnceUnderKill(t, d, bin) })
 	t.Run("LargeMessage", func(t *testing.T) { testLargeMessage(t, d, bin) })
+	t.Run("AfterArchiveBlobMissing", func(t *testing.T) { testBlobMissing(t, d, bin) })
 }
 
 // testExactlyOnceUnderKill kills `pecarchive ingest --once` with SIGKILL at random moments at
@@ -357,4 +358,42 @@ func largeMessage(size int) []byte {
 	}
 	b.WriteString("--b1--\r\n")
 	return b.Bytes()
+}
+
+// testBlobMissing archives five messages, loses the blob of one, then runs with expunge:0: the
+// four the archive holds leave the mailbox, the one whose blob is missing stays.
+func testBlobMissing(t *testing.T, d *testenv.Dovecot, bin string) {
+	c, file := ingestEnv(t, d, "policy", 1)
+	msgs, err := benchMessages(5, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendAll(t, d, "policy", "INBOX", msgs)
+	sums := folderSums(t, c, "INBOX")
+	runIngestBin(t, bin, os.Environ())
+	var lost [32]byte
+	for s := range sums {
+		lost = s
+		break
+	}
+	hexSum := fmt.Sprintf("%x", lost)
+	p := filepath.Join(os.Getenv("PECARCHIVE_DATA_DIR"), "blobs", "sha256", hexSum[:2], hexSum)
+	if err := os.Remove(p); err != nil {
+		t.Fatalf("removing the blob: %v", err)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, append(b, "    after_archive: expunge:0\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut := runIngestBin(t, bin, os.Environ())
+	left := folderSums(t, c, "INBOX")
+	if len(left) != 1 || !left[lost] {
+		t.Fatalf("%d messages left in INBOX, want only the one whose blob is missing\n%s", len(left), errOut)
+	}
+	if !strings.Contains(errOut, "blob is missing") {
+		t.Errorf("no warning naming the missing blob:\n%s", errOut)
+	}
 }

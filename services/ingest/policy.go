@@ -149,8 +149,12 @@ func (r *runner) confirmArchived(ctx context.Context, ic *imapConn, folder strin
 		case err == nil && rec.SHA256 == c.sum:
 			ok = append(ok, c.uid)
 		case err == nil || errors.Is(err, ErrNotArchived):
+			reason := "a different record"
+			if err != nil {
+				reason = err.Error()
+			}
 			r.log.Warn("after_archive: the archive does not hold this message; it stays in the mailbox",
-				"folder", folder, "uid", c.uid, "sha256", fmt.Sprintf("%x", c.sum))
+				"folder", folder, "uid", c.uid, "sha256", fmt.Sprintf("%x", c.sum), "reason", reason)
 		default:
 			// Unknown: keep everything not yet confirmed, try again next pass.
 			r.log.Warn("after_archive: archive look-up failed; nothing more removed this pass", "folder", folder, "err", err)
