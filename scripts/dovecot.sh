@@ -153,6 +153,8 @@ auth_cache_size = 0
 # Tests log in wrongly on purpose; no delay after a failed login.
 auth_failure_delay = 0
 mail_location = maildir:~/Maildir
+# A throw-away server: no fsync per message (APPEND of thousands of test messages).
+mail_fsync = never
 mail_plugins = \$mail_plugins quota
 mail_max_userip_connections = 100
 passdb {

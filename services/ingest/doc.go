@@ -27,8 +27,9 @@
 //
 // # Connections
 //
-// One connection per mailbox: a pass over every selected folder (EXAMINE, or SELECT when a
-// policy writes), then IDLE on INBOX (re-issued before 29 minutes) with a STATUS check of every
+// At most two connections per mailbox: a pass over every selected folder (EXAMINE, or SELECT
+// when a policy writes; two folders at a time, one per connection, when there are several),
+// then IDLE on INBOX (re-issued before 29 minutes) with a STATUS check of every
 // folder each Options.StatusInterval, or polling where IDLE is not offered. Failed connections
 // are retried with exponential backoff and jitter; refused credentials or certificates wait
 // minutes (Options.AuthBackoff). Cancelling the context closes the connection at once.

@@ -28,7 +28,7 @@ var bodySection = &imap.BodySectionName{Peek: true}
 // UID 0), lists the messages above the cursor, fetches their bodies in batches while the
 // archive stores them, advances the cursor over every acknowledged UID, then applies the
 // policy.
-func (r *runner) pullFolder(ctx context.Context, ic *imapConn, l lease, folder string, fr *FolderReport) error {
+func (r *runner) pullFolder(ctx context.Context, ic *imapConn, l lease, folder string, fr *FolderReport, split int) error {
 	ic.g.arm(r.o.CommandTimeout)
 	st, err := ic.c.Select(folder, !r.mb.policy.Writes())
 	ic.g.arm(0)
@@ -71,7 +71,7 @@ func (r *runner) pullFolder(ctx context.Context, ic *imapConn, l lease, folder s
 			return err
 		}
 		if len(list) > 0 {
-			if err := r.fetchAndStore(ctx, ic, l, folder, uv, cur.UID, list, fr); err != nil {
+			if err := r.fetchAndStore(ctx, ic, l, folder, uv, cur.UID, list, fr, split); err != nil {
 				return err
 			}
 		}
@@ -125,12 +125,13 @@ type job struct {
 // calling the archive; at most WindowBytes wait unacknowledged. The cursor follows the
 // acknowledgements: it moves to the highest UID below which every message was acknowledged
 // (stored, or refused and dead-lettered), written as it moves and once more at the end.
-func (r *runner) fetchAndStore(ctx context.Context, ic *imapConn, l lease, folder string, uv, last uint32, list []msgInfo, fr *FolderReport) error {
+func (r *runner) fetchAndStore(ctx context.Context, ic *imapConn, l lease, folder string, uv, last uint32, list []msgInfo, fr *FolderReport, split int) error {
 	tr := newTracker(last, list)
 	wctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var frMu sync.Mutex
-	window := semaphore.NewWeighted(r.o.WindowBytes)
+	workers, windowBytes := max(1, r.o.Concurrency/split), max(1, r.o.WindowBytes/int64(split))
+	window := &byteWindow{semaphore.NewWeighted(windowBytes), windowBytes}
 
 	// The cursor writer: at most one write in flight; acknowledgements never wait for it.
 	kick := make(chan struct{}, 1)
@@ -149,7 +150,13 @@ func (r *runner) fetchAndStore(ctx context.Context, ic *imapConn, l lease, folde
 	}
 	go func() {
 		defer close(flushed)
+		var last time.Time
 		for range kick {
+			// Coalesced and spaced: PostgreSQL serves the archive's commits meanwhile.
+			if wait := r.o.CursorInterval - time.Since(last); wait > 0 {
+				sleep(wctx, wait)
+			}
+			last = time.Now()
 			if err := flush(wctx); err != nil {
 				if errors.Is(err, ErrLeaseLost) {
 					cancel(err)
@@ -171,7 +178,7 @@ func (r *runner) fetchAndStore(ctx context.Context, ic *imapConn, l lease, folde
 
 	jobs := make(chan *job)
 	var wg sync.WaitGroup
-	for range r.o.Concurrency {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -221,7 +228,7 @@ func (r *runner) fetchAndStore(ctx context.Context, ic *imapConn, l lease, folde
 
 // fetchBodies runs the UID FETCH commands of list in batches and queues each message on jobs.
 func (r *runner) fetchBodies(ctx context.Context, ic *imapConn, l lease, folder string, uv uint32, list []msgInfo,
-	tr *tracker, window *semaphore.Weighted, jobs chan<- *job, ack func(uint32), fr *FolderReport, frMu *sync.Mutex) error {
+	tr *tracker, window *byteWindow, jobs chan<- *job, ack func(uint32), fr *FolderReport, frMu *sync.Mutex) error {
 	for i := 0; i < len(list); {
 		if list[i].size > r.o.MaxMessageSize {
 			if err := r.refuseOversized(ctx, ic, l, folder, uv, list[i], fr, frMu); err != nil {
@@ -249,7 +256,7 @@ func (r *runner) fetchBodies(ctx context.Context, ic *imapConn, l lease, folder 
 // fetchBatch fetches one batch of bodies. Its read deadline is CommandTimeout plus the batch's
 // bytes at MinRate, not counting the time spent waiting for room in the window.
 func (r *runner) fetchBatch(ctx context.Context, ic *imapConn, folder string, batch []msgInfo, n int64,
-	tr *tracker, window *semaphore.Weighted, jobs chan<- *job, ack func(uint32), fr *FolderReport, frMu *sync.Mutex) error {
+	tr *tracker, window *byteWindow, jobs chan<- *job, ack func(uint32), fr *FolderReport, frMu *sync.Mutex) error {
 	set := new(imap.SeqSet)
 	want := make(map[uint32]bool, len(batch))
 	for _, m := range batch {
@@ -294,7 +301,7 @@ func (r *runner) fetchBatch(ctx context.Context, ic *imapConn, folder string, ba
 		// Waiting for room is not transfer time: no deadline meanwhile.
 		left := time.Until(deadline)
 		ic.g.arm(0)
-		w := min(int64(len(raw)), r.o.WindowBytes)
+		w := min(int64(len(raw)), window.size)
 		if err := window.Acquire(ctx, w); err != nil {
 			return abort(err)
 		}
@@ -318,6 +325,12 @@ func (r *runner) fetchBatch(ctx context.Context, ic *imapConn, folder string, ba
 		ack(uid)
 	}
 	return nil
+}
+
+// byteWindow bounds the bytes fetched and not yet acknowledged; one message always fits.
+type byteWindow struct {
+	*semaphore.Weighted
+	size int64
 }
 
 // literalBytes returns a literal's bytes without copying them when go-imap read them into a

@@ -38,6 +38,7 @@ const (
 	DefaultQuotaWarn       = 0.80
 	DefaultOnceAttempts    = 5
 	DefaultStoreBackoffMax = 30 * time.Second
+	DefaultCursorInterval  = 250 * time.Millisecond
 )
 
 // Options tune the service; nil or zero fields mean the defaults.
@@ -61,7 +62,8 @@ type Options struct {
 	// the archive has its own limit.
 	MaxMessageSize int64
 	// Concurrency bounds the Store calls in flight per mailbox; WindowBytes bounds the bytes
-	// fetched and not yet acknowledged (one message always fits).
+	// fetched and not yet acknowledged per mailbox (one message always fits). Two folders
+	// pulled at once share them.
 	Concurrency int
 	WindowBytes int64
 	// BatchMessages and BatchBytes bound one UID FETCH of bodies.
@@ -77,6 +79,12 @@ type Options struct {
 	QuotaWarn float64
 	// OnceAttempts bounds the connections Once makes per mailbox.
 	OnceAttempts int
+	// CursorInterval spaces the cursor writes of a folder being pulled (a crash re-fetches at
+	// most what was acknowledged meanwhile; the archive finds it stored).
+	CursorInterval time.Duration
+	// OneConnection keeps to one connection per mailbox (by default a second one pulls another
+	// folder at the same time).
+	OneConnection bool
 }
 
 func (o *Options) withDefaults() *Options {
@@ -99,6 +107,7 @@ func (o *Options) withDefaults() *Options {
 	def(&r.BackoffMax, DefaultBackoffMax)
 	def(&r.AuthBackoff, DefaultAuthBackoff)
 	def(&r.StoreBackoffMax, DefaultStoreBackoffMax)
+	def(&r.CursorInterval, DefaultCursorInterval)
 	if r.MinRate <= 0 {
 		r.MinRate = DefaultMinRate
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/client"
@@ -22,6 +23,15 @@ type runner struct {
 
 	fetched, archived, newMsgs, refused, bytes prometheus.Counter
 	lag                                        prometheus.Gauge
+
+	second *imapConn // the mailbox's second connection, when one is open
+}
+
+func (r *runner) closeSecond() {
+	if r.second != nil {
+		r.second.close()
+		r.second = nil
+	}
 }
 
 func (s *Service) runner(mb *Mailbox) *runner {
@@ -234,6 +244,7 @@ func (r *runner) serve(ctx context.Context, l lease) error {
 		return err
 	}
 	defer ic.close()
+	defer r.closeSecond()
 	r.log.Info("connected", "server", r.mb.Addr(), "idle", ic.capable("IDLE"), "move", ic.capable("MOVE"),
 		"uidplus", ic.capable("UIDPLUS"), "quota", ic.capable("QUOTA"))
 	for {
@@ -260,10 +271,14 @@ func (r *runner) pass(ctx context.Context, l lease, reports map[string]*FolderRe
 		return err
 	}
 	defer ic.close()
+	defer r.closeSecond()
 	return r.passOn(ctx, ic, l, reports)
 }
 
-// passOn pulls every wanted folder to its end on ic, adding to reports, then reads the quota.
+// passOn pulls every wanted folder to its end, adding to reports, then reads the quota. With
+// several folders it pulls two at a time, on ic and on a second connection (at most two per
+// mailbox), each with half of the mailbox's Store calls and window, so that one folder's
+// pipeline fills while another drains.
 func (r *runner) passOn(ctx context.Context, ic *imapConn, l lease, reports map[string]*FolderReport) error {
 	names, err := ic.listFolders()
 	if err != nil {
@@ -273,18 +288,55 @@ func (r *runner) passOn(ctx context.Context, ic *imapConn, l lease, reports map[
 	for _, n := range names {
 		if r.mb.wantFolder(n) {
 			folders = append(folders, n)
+			if reports[n] == nil {
+				reports[n] = &FolderReport{Mailbox: r.mb.Name, Folder: n}
+			}
 		}
 	}
 	sort.Strings(folders)
+	conns := []*imapConn{ic}
+	if len(folders) > 1 && !r.o.OneConnection {
+		if r.second == nil || isClosed(r.second.c) {
+			if r.second != nil {
+				r.second.close()
+				r.second = nil
+			}
+			if c2, err := r.connect(ctx); err == nil {
+				r.second = c2
+			} else if ctx.Err() == nil {
+				r.log.Warn("second connection refused; pulling one folder at a time", "err", err)
+			}
+		}
+		if r.second != nil {
+			conns = append(conns, r.second)
+		}
+	}
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	queue := make(chan string, len(folders))
 	for _, f := range folders {
-		fr := reports[f]
-		if fr == nil {
-			fr = &FolderReport{Mailbox: r.mb.Name, Folder: f}
-			reports[f] = fr
-		}
-		if err := r.pullFolder(ctx, ic, l, f, fr); err != nil {
-			return err
-		}
+		queue <- f
+	}
+	close(queue)
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range queue {
+				if pctx.Err() != nil {
+					return
+				}
+				if err := r.pullFolder(pctx, c, l, f, reports[f], len(conns)); err != nil {
+					cancel(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := context.Cause(pctx); err != nil && ctx.Err() == nil {
+		return err
 	}
 	r.checkQuota(ic)
 	return ctx.Err()
