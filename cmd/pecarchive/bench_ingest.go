@@ -50,16 +50,17 @@ func benchIngest(args []string, stdout, stderr io.Writer) int {
 	conc := fs.Int("concurrency", ingest.DefaultConcurrency, "Store calls in flight per mailbox")
 	largeMB := fs.Int("large", 50, "size in MB of the large message whose peak RSS is measured (0: skip)")
 	keep := fs.Bool("keep", false, "keep the PostgreSQL schemas and the Dovecot folder")
+	rounds := fs.Int("rounds", 3, "rounds, each on its own folders: the fetch half, then the store half and end to end in turns")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	if *n <= 0 || *mailboxes <= 0 || *folders <= 0 || *conc <= 0 || *largeMB < 0 {
-		fmt.Fprintln(stderr, "pecarchive bench ingest: -n, -mailboxes, -folders and -concurrency must be positive")
+	if *n <= 0 || *mailboxes <= 0 || *folders <= 0 || *conc <= 0 || *largeMB < 0 || *rounds <= 0 || *n < *rounds**mailboxes**folders {
+		fmt.Fprintln(stderr, "pecarchive bench ingest: -n, -mailboxes, -folders, -rounds and -concurrency must be positive, -n at least one message per folder")
 		return exitUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cfg := ingestBenchConfig{N: *n, Mailboxes: *mailboxes, Folders: *folders, Concurrency: *conc, LargeMB: *largeMB, Keep: *keep}
+	cfg := ingestBenchConfig{N: *n, Mailboxes: *mailboxes, Folders: *folders, Concurrency: *conc, LargeMB: *largeMB, Keep: *keep, Rounds: *rounds}
 	if err := runIngestBench(ctx, cfg, stdout); err != nil {
 		fmt.Fprintf(stderr, "pecarchive bench ingest: %v\n", err)
 		return exitNotValid
@@ -68,8 +69,8 @@ func benchIngest(args []string, stdout, stderr io.Writer) int {
 }
 
 type ingestBenchConfig struct {
-	N, Mailboxes, Folders, Concurrency, LargeMB int
-	Keep                                        bool
+	N, Mailboxes, Folders, Concurrency, LargeMB, Rounds int
+	Keep                                                bool
 }
 
 // dovecotServer is a throw-away Dovecot started with scripts/dovecot.sh.
@@ -273,6 +274,7 @@ func runIngestBench(ctx context.Context, cfg ingestBenchConfig, out io.Writer) e
 	defer d.stop()
 	fmt.Fprintf(out, "dovecot: throw-away server on 127.0.0.1:%d (implicit TLS), folder %s\n", d.tlsPort, d.dir)
 	passFile := filepath.Join(work, "pass")
+	fmt.Fprintf(out, "machine: %d CPUs, load average %s\n", runtime.NumCPU(), loadAverage())
 	if err := os.WriteFile(passFile, []byte("bench-password\n"), 0o600); err != nil {
 		return err
 	}
@@ -287,28 +289,40 @@ func runIngestBench(ctx context.Context, cfg ingestBenchConfig, out io.Writer) e
 		total += len(m)
 	}
 	fmt.Fprintf(out, "workload: %d messages (PEC receipts, mean %d bytes), generated in %s\n", len(msgs), total/len(msgs), time.Since(t0).Round(time.Millisecond))
+	// Round r's messages are in folders R<r>F<f> of every mailbox: each round pulls its own.
 	t0 = time.Now()
 	var users []string
-	per := (len(msgs) + cfg.Mailboxes*cfg.Folders - 1) / (cfg.Mailboxes * cfg.Folders)
+	slices := cfg.Rounds * cfg.Mailboxes * cfg.Folders
 	for m := range cfg.Mailboxes {
 		user := fmt.Sprintf("bench%d", m)
 		users = append(users, user)
 		if err := d.addUser(user, "bench-password"); err != nil {
 			return err
 		}
-		for f := range cfg.Folders {
-			lo := min((m*cfg.Folders+f)*per, len(msgs))
-			hi := min(lo+per, len(msgs))
-			folder := "INBOX"
-			if f > 0 {
-				folder = fmt.Sprintf("Ricevute%d", f)
-			}
-			if err := d.fill(user, "bench-password", folder, msgs[lo:hi], 4); err != nil {
-				return fmt.Errorf("loading dovecot: %w", err)
-			}
-		}
 	}
-	fmt.Fprintf(out, "dovecot: loaded by IMAP APPEND into %d mailboxes x %d folders in %s\n", cfg.Mailboxes, cfg.Folders, time.Since(t0).Round(time.Millisecond))
+	var wg sync.WaitGroup
+	var loadErr atomic.Value
+	for m, user := range users {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range cfg.Rounds {
+				for f := range cfg.Folders {
+					k := (r*cfg.Mailboxes+m)*cfg.Folders + f
+					lo, hi := k*len(msgs)/slices, (k+1)*len(msgs)/slices
+					if err := d.fill(user, "bench-password", fmt.Sprintf("R%dF%d", r, f), msgs[lo:hi], 2); err != nil {
+						loadErr.Store(err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := loadErr.Load().(error); err != nil {
+		return fmt.Errorf("loading dovecot: %w", err)
+	}
+	fmt.Fprintf(out, "dovecot: loaded by IMAP APPEND into %d mailboxes x %d folders x %d rounds in %s\n", cfg.Mailboxes, cfg.Folders, cfg.Rounds, time.Since(t0).Round(time.Millisecond))
 	msgs = nil
 
 	statePool, err := openPool(side("state"))
@@ -317,13 +331,14 @@ func runIngestBench(ctx context.Context, cfg ingestBenchConfig, out io.Writer) e
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	opts := &ingest.Options{Concurrency: cfg.Concurrency}
-	pull := func(prefix string, arc ingest.Archiver) (time.Duration, ingest.Report, error) {
+	pull := func(prefix string, r int, arc ingest.Archiver) (time.Duration, ingest.Report, error) {
 		var mbs []ingest.Mailbox
 		for i, u := range users {
-			mb, err := d.mailbox(fmt.Sprintf("%s%d", prefix, i), u, passFile)
+			mb, err := d.mailbox(fmt.Sprintf("%s-r%d-m%d", prefix, r, i), u, passFile)
 			if err != nil {
 				return 0, ingest.Report{}, err
 			}
+			mb.Folders = []string{fmt.Sprintf("R%dF*", r)}
 			mbs = append(mbs, mb)
 		}
 		svc, err := ingest.New(ctx, ingest.Config{Mailboxes: mbs, Archiver: arc, Pool: statePool, Logger: log, Options: opts})
@@ -338,86 +353,102 @@ func runIngestBench(ctx context.Context, cfg ingestBenchConfig, out io.Writer) e
 		}
 		return el, rep, err
 	}
-	fetched := func(rep ingest.Report) (n int) {
+	count := func(rep ingest.Report) (fetched, stored int) {
 		for _, f := range rep.Folders {
-			n += f.Fetched
+			fetched += f.Fetched
+			stored += f.New
 		}
-		return n
+		return
 	}
-
-	// Half 1: IMAP alone.
-	capture := &captureArchiver{}
-	fetchTime, rep, err := pull("fetch", capture)
-	if err != nil {
-		return fmt.Errorf("fetch half: %w", err)
-	}
-	if got := fetched(rep); got != cfg.N {
-		return fmt.Errorf("fetch half fetched %d of %d", got, cfg.N)
-	}
-	fetchRate := float64(cfg.N) / fetchTime.Seconds()
-
-	// Half 2: Store alone, the same bytes, as many callers as ingest has Store calls in flight.
 	storeArc, closeStore, err := side("store").openArchiver(ctx)
 	if err != nil {
 		return err
 	}
-	stored := capture.msgs
-	capture.msgs = nil
-	callers := cfg.Concurrency * cfg.Mailboxes
-	var next atomic.Int64
-	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	t0 = time.Now()
-	for range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(stored) {
-					return
-				}
-				if _, err := storeArc.Store(ctx, stored[i], ingest.Source{Path: fmt.Sprintf("bench/%d.eml", i)}); err != nil {
-					firstErr.Store(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	storeTime := time.Since(t0)
-	closeStore()
-	if err, _ := firstErr.Load().(error); err != nil {
-		return fmt.Errorf("store half: %w", err)
-	}
-	stored = nil
-	storeRate := float64(cfg.N) / storeTime.Seconds()
-
-	// End to end: IMAP -> ingest -> the archive in-process, acknowledged.
+	defer closeStore()
 	e2eArc, closeE2E, err := side("e2e").openArchiver(ctx)
 	if err != nil {
 		return err
 	}
 	defer closeE2E()
-	e2eTime, rep, err := pull("e2e", e2eArc)
-	if err != nil {
-		return fmt.Errorf("end to end: %w", err)
+	callers := cfg.Concurrency * cfg.Mailboxes
+	var fetchTime, storeTime, e2eTime time.Duration
+	var fetchN, storeN, e2eN int
+	for r := range cfg.Rounds {
+		// The fetch half first (it captures the bytes the store half stores), then the store
+		// half and end to end, in turns, so that drift of the machine weighs on both alike.
+		capture := &captureArchiver{}
+		el, rep, err := pull("fetch", r, capture)
+		if err != nil {
+			return fmt.Errorf("round %d, fetch half: %w", r+1, err)
+		}
+		n, _ := count(rep)
+		fetchTime, fetchN = fetchTime+el, fetchN+n
+		storeHalf := func() error {
+			stored := capture.msgs
+			var next atomic.Int64
+			var firstErr atomic.Value
+			var wg sync.WaitGroup
+			t := time.Now()
+			for range callers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := int(next.Add(1)) - 1
+						if i >= len(stored) {
+							return
+						}
+						if _, err := storeArc.Store(ctx, stored[i], ingest.Source{Path: fmt.Sprintf("bench/%d/%d.eml", r, i)}); err != nil {
+							firstErr.Store(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			storeTime += time.Since(t)
+			storeN += len(stored)
+			if err, _ := firstErr.Load().(error); err != nil {
+				return fmt.Errorf("round %d, store half: %w", r+1, err)
+			}
+			return nil
+		}
+		e2e := func() error {
+			el, rep, err := pull("e2e", r, e2eArc)
+			if err != nil {
+				return fmt.Errorf("round %d, end to end: %w", r+1, err)
+			}
+			f, s := count(rep)
+			if f != n || s != n {
+				return fmt.Errorf("round %d, end to end: fetched %d and stored %d new of %d", r+1, f, s, n)
+			}
+			e2eTime, e2eN = e2eTime+el, e2eN+n
+			return nil
+		}
+		first, second := storeHalf, e2e
+		if r%2 == 1 {
+			first, second = e2e, storeHalf
+		}
+		if err := first(); err != nil {
+			return err
+		}
+		if err := second(); err != nil {
+			return err
+		}
 	}
-	newMsgs := 0
-	for _, f := range rep.Folders {
-		newMsgs += f.New
+	if fetchN != cfg.N || storeN != cfg.N || e2eN != cfg.N {
+		return fmt.Errorf("fetched %d, stored %d, end to end %d of %d", fetchN, storeN, e2eN, cfg.N)
 	}
-	if got := fetched(rep); got != cfg.N || newMsgs != cfg.N {
-		return fmt.Errorf("end to end fetched %d and stored %d new of %d", got, newMsgs, cfg.N)
-	}
+	fetchRate := float64(cfg.N) / fetchTime.Seconds()
+	storeRate := float64(cfg.N) / storeTime.Seconds()
 	e2eRate := float64(cfg.N) / e2eTime.Seconds()
 
 	floorName, floorRate := "store only", storeRate
 	if fetchRate < storeRate {
 		floorName, floorRate = "fetch only", fetchRate
 	}
-	fmt.Fprintf(out, "fetch only: %.0f messages/s (IMAP UID FETCH of the bodies, %d mailboxes x %d folders, one connection per mailbox, acknowledged at once; %s)\n",
-		fetchRate, cfg.Mailboxes, cfg.Folders, fetchTime.Round(time.Millisecond))
+	fmt.Fprintf(out, "fetch only: %.0f messages/s (ingest with an archive acknowledging at once: %d mailboxes x %d folders, two connections per mailbox; %s over %d rounds)\n",
+		fetchRate, cfg.Mailboxes, cfg.Folders, fetchTime.Round(time.Millisecond), cfg.Rounds)
 	fmt.Fprintf(out, "store only: %.0f messages/s (the same bytes through the in-process archive's Store, %d callers, write-once files + PostgreSQL; %s)\n",
 		storeRate, callers, storeTime.Round(time.Millisecond))
 	fmt.Fprintf(out, "end to end: %.0f messages/s (IMAP -> ingest -> archive Store acknowledged, cursors written; %s; target >= 500/s)\n",
@@ -431,6 +462,7 @@ func runIngestBench(ctx context.Context, cfg ingestBenchConfig, out io.Writer) e
 		}
 		fmt.Fprintf(out, "peak RSS while a %d MB message passes (IMAP -> ingest -> in-process archive, one process): %d MB (target < 200 MB)\n", cfg.LargeMB, peak>>20)
 	}
+	fmt.Fprintf(out, "machine: load average %s at the end\n", loadAverage())
 	fmt.Fprintf(out, "ratio: %.2f\n", e2eRate/floorRate)
 	return nil
 }
@@ -510,4 +542,17 @@ func largeBenchMessage(size int) []byte {
 	}
 	b.WriteString("--b1--\r\n")
 	return b.Bytes()
+}
+
+// loadAverage returns the first three fields of /proc/loadavg, or "unknown".
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
