@@ -86,7 +86,7 @@ type dovecotServer struct {
 func startDovecot(keep bool) (*dovecotServer, error) {
 	script, err := findScript("dovecot.sh")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("scripts/dovecot.sh not found: run from the repository")
 	}
 	dir, err := os.MkdirTemp("", "pecarchive-dovecot-")
 	if err != nil {

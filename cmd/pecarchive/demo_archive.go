@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -24,8 +23,9 @@ import (
 )
 
 // demoArchive runs the archive on embedded defaults (filesystem blob store in dir, the local
-// PostgreSQL in schema pecarchive_demo, a log key made in dir): it stores a whole PEC
-// conversation as a mailbox would deliver it (receipts in shuffled order), shows the delivery
+// PostgreSQL in schema pecarchive_demo, a log key made in dir): a whole PEC conversation is
+// delivered to a local IMAP mailbox (receipts in shuffled order) and pulled into the archive by
+// ingest (demo_ingest.go), then it shows the delivery
 // state of each recipient, proves one delivery receipt's inclusion in the signed log, stores a
 // receipt again to show idempotency, and audits everything.
 func demoArchive(ctx context.Context, s settings, seed int64, dir string, out io.Writer) error {
@@ -93,31 +93,39 @@ func demoArchive(ctx context.Context, s settings, seed int64, dir string, out io
 	msgs := append([]*pectest.Generated(nil), conv.Messages...)
 	rng := rand.New(rand.NewPCG(uint64(seed), 1))
 	rng.Shuffle(len(msgs), func(i, j int) { msgs[i], msgs[j] = msgs[j], msgs[i] })
-	fmt.Fprintf(out, "\narchive: storing the %d messages of one conversation in shuffled order (receipts may arrive before what they prove)\n", len(msgs))
+	recs, srcs, from, err := demoIngest(ctx, pool, a, msgs, dir, out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\narchive: what it acknowledged, in that order\n")
 	fmt.Fprintf(out, "  blobs: %s (write-once files; S3 Object Lock in production)\n  catalog + log: PostgreSQL schema %s\n\n", filepath.Join(dir, "blobs"), schema)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "LEAF\tSHA-256\tKIND\tFOR\tSIGNATURE")
+	fmt.Fprintln(tw, "LEAF\tSHA-256\tKIND\tFOR\tSIGNATURE\tFROM")
 	var receipt archive.Record
-	for i, g := range msgs {
-		src := archive.Source{Mailbox: g.Mailbox, Folder: "INBOX", UIDValidity: 1, UID: uint32(i + 1), InternalDate: g.Time.Add(time.Second)}
-		rec, err := a.Store(ctx, g.Bytes, src)
+	for i, rec := range recs {
+		g := from[rec.SHA256]
+		if g == nil {
+			return fmt.Errorf("demo: the archive acknowledged %x, which the provider did not send", rec.SHA256[:8])
+		}
+		full, err := a.Get(ctx, rec.SHA256)
 		if err != nil {
 			return err
 		}
 		sig := "unsigned"
-		if rec.Verdict.Present {
+		if full.Verdict.Present {
 			sig = "valid, trusted"
-			if !rec.Verdict.Valid || !rec.Verdict.Trusted {
-				sig = "NOT TRUSTED: " + strings.Join(rec.Verdict.Reasons, ",")
+			if !full.Verdict.Valid || !full.Verdict.Trusted {
+				sig = "NOT TRUSTED: " + strings.Join(full.Verdict.Reasons, ",")
 			}
 		}
 		who := g.Recipient
 		if who == "" {
 			who = g.Mailbox
 		}
-		fmt.Fprintf(tw, "%d\t%s…\t%s\t%s\t%s\n", rec.LeafIndex, hex.EncodeToString(rec.SHA256[:6]), rec.Kind, who, sig)
+		fmt.Fprintf(tw, "%d\t%s…\t%s\t%s\t%s\t%s/%s UID %d\n", rec.LeafIndex, hex.EncodeToString(rec.SHA256[:6]), rec.Kind, who, sig,
+			srcs[i].Mailbox, srcs[i].Folder, srcs[i].UID)
 		if g.Kind == pec.KindAvvenutaConsegna && g.Recipient == "mario.rossi@pec.esempio.it" {
-			receipt = rec
+			receipt = full
 		}
 	}
 	tw.Flush()
@@ -167,7 +175,7 @@ func demoArchive(ctx context.Context, s settings, seed int64, dir string, out io
 		"checked with the log's public key %s and a %d-hash inclusion proof:\n\n%s\n",
 		receipt.LeafIndex, vkey, len(proof), indent(string(cpSigned)))
 
-	again, err := a.Store(ctx, msgs[0].Bytes, archive.Source{Path: "re-import/" + msgs[0].Name + ".eml"})
+	again, err := a.Store(ctx, crlf(msgs[0].Bytes), archive.Source{Path: "re-import/" + msgs[0].Name + ".eml"})
 	if err != nil {
 		return err
 	}
