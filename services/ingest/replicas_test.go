@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -82,6 +83,11 @@ type dropProxy struct {
 	cuts   []int64
 	n      atomic.Int32
 	wg     sync.WaitGroup
+	// stall, when set, makes a cut connection hang (nothing more forwarded, left open) instead
+	// of closing; rate, when positive, forwards at most that many bytes per second.
+	stall bool
+	rate  int64
+	done  chan struct{}
 }
 
 func startDropProxy(t *testing.T, target string, cuts ...int64) *dropProxy {
@@ -90,9 +96,8 @@ func startDropProxy(t *testing.T, target string, cuts ...int64) *dropProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &dropProxy{l: l, target: target, cuts: cuts}
-	go p.serve()
-	t.Cleanup(func() { l.Close(); p.wg.Wait() })
+	p := &dropProxy{l: l, target: target, cuts: cuts, done: make(chan struct{})}
+	t.Cleanup(func() { close(p.done); l.Close(); p.wg.Wait() })
 	return p
 }
 
@@ -121,7 +126,13 @@ func (p *dropProxy) serve() {
 			if limit >= 0 {
 				r = io.LimitReader(s, limit)
 			}
+			if p.rate > 0 {
+				r = &slowReader{r: r, rate: p.rate}
+			}
 			io.Copy(c, r)
+			if limit >= 0 && p.stall {
+				<-p.done // hang: the client must give up by itself
+			}
 		}()
 	}
 }
@@ -133,6 +144,7 @@ func TestConnectionDroppedMidFetch(t *testing.T) {
 	msgs := messages(200, "drop") // about 2.7 MB
 	e.fill(e.client(), "INBOX", msgs)
 	p := startDropProxy(t, e.d.TLSAddr(), 600_000, 1_500_000)
+	go p.serve()
 	mb := e.mailbox("mb")
 	mb.Port = p.l.Addr().(*net.TCPAddr).Port
 	s := e.service(mb)
@@ -233,5 +245,85 @@ func TestLeaseFencing(t *testing.T) {
 	}
 	if c := e.cursorOf("mb", "INBOX"); c.UID != 9 {
 		t.Fatalf("cursor %+v", c)
+	}
+}
+
+// slowReader reads at most rate bytes per second.
+type slowReader struct {
+	r     io.Reader
+	rate  int64
+	start time.Time
+	n     int64
+}
+
+func (s *slowReader) Read(b []byte) (int, error) {
+	if s.start.IsZero() {
+		s.start = time.Now()
+	}
+	if len(b) > int(s.rate/20) {
+		b = b[:s.rate/20]
+	}
+	n, err := s.r.Read(b)
+	s.n += int64(n)
+	if ahead := time.Duration(float64(s.n)/float64(s.rate)*float64(time.Second)) - time.Since(s.start); ahead > 0 {
+		time.Sleep(ahead)
+	}
+	return n, err
+}
+
+// TestReadDeadlines: a connection that stops answering in the middle of a FETCH is given up after
+// the command timeout plus the batch's bytes at the slowest rate tolerated, and the pull resumes
+// on a new one; a slow link carrying a 1.5 MB message, slower than the command timeout but
+// faster than that rate, is not cut.
+func TestReadDeadlines(t *testing.T) {
+	e := newEnv(t)
+	e.fill(e.client(), "INBOX", messages(20, "stall"))
+	big := append([]byte("From: a@pec.esempio.it\r\nSubject: grande\r\n\r\n"), bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab\r\n"), 19_000)...)
+	e.fill(e.client(), "Grandi", [][]byte{big})
+	o := testOptions()
+	o.CommandTimeout = time.Second
+	o.MinRate = 128 << 10
+	o.OneConnection = true
+
+	// A stall after 100 KB, on the first connection only.
+	stall := startDropProxy(t, e.d.TLSAddr(), 100_000)
+	stall.stall = true
+	go stall.serve()
+	mb := e.mailbox("stall")
+	mb.Port = stall.l.Addr().(*net.TCPAddr).Port
+	mb.Folders = []string{"INBOX"}
+	s, err := New(context.Background(), Config{Mailboxes: []Mailbox{mb}, Archiver: e.arc, Pool: e.pool, Options: o,
+		Logger: slog.New(slog.NewTextHandler(e.logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	rep := once(t, s)
+	if fr := folderReport(t, rep, "stall", "INBOX"); len(rep.Failed) != 0 || fr.New != 20 {
+		t.Fatalf("report %+v", rep)
+	}
+	if d := time.Since(t0); d > 20*time.Second {
+		t.Errorf("the stall cost %v", d)
+	}
+
+	// A link of 400 KB/s: the 1.5 MB message takes about 4 s, over the 1 s command timeout;
+	// its budget is 1 s + 1.5 MB at 128 KB/s, about 13 s.
+	slow := startDropProxy(t, e.d.TLSAddr())
+	slow.rate = 400 << 10
+	go slow.serve()
+	mb = e.mailbox("slow")
+	mb.Port = slow.l.Addr().(*net.TCPAddr).Port
+	mb.Folders = []string{"Grandi"}
+	s, err = New(context.Background(), Config{Mailboxes: []Mailbox{mb}, Archiver: e.arc, Pool: e.pool, Options: o,
+		Logger: slog.New(slog.NewTextHandler(e.logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep = once(t, s)
+	if fr := folderReport(t, rep, "slow", "Grandi"); len(rep.Failed) != 0 || fr.New != 1 || fr.Fetched != 1 {
+		t.Fatalf("report %+v", rep)
+	}
+	if slow.n.Load() != 1 {
+		t.Errorf("%d connections: the slow transfer was cut", slow.n.Load())
 	}
 }
