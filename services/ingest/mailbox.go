@@ -213,9 +213,13 @@ func (r *runner) run(ctx context.Context) {
 			continue
 		}
 		for lctx.Err() == nil {
+			t0 := time.Now()
 			err := r.serve(lctx, l)
 			if lctx.Err() != nil {
 				break
+			}
+			if time.Since(t0) > r.o.BackoffMax {
+				backoff = r.o.BackoffMin // it served a while: this is a new failure, not a repeated one
 			}
 			wait := jitter(backoff)
 			backoff = min(2*backoff, r.o.BackoffMax)
