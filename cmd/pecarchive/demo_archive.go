@@ -93,7 +93,11 @@ func demoArchive(ctx context.Context, s settings, seed int64, dir string, out io
 	msgs := append([]*pectest.Generated(nil), conv.Messages...)
 	rng := rand.New(rand.NewPCG(uint64(seed), 1))
 	rng.Shuffle(len(msgs), func(i, j int) { msgs[i], msgs[j] = msgs[j], msgs[i] })
-	recs, srcs, from, err := demoIngest(ctx, pool, a, msgs, dir, out)
+	rd, err := reader.New(ctx, reader.Config{Pool: pool, Blobs: blobs, Log: l})
+	if err != nil {
+		return err
+	}
+	recs, srcs, from, err := demoIngest(ctx, pool, localArchiver{a, rd}, msgs, dir, out)
 	if err != nil {
 		return err
 	}
@@ -107,7 +111,7 @@ func demoArchive(ctx context.Context, s settings, seed int64, dir string, out io
 		if g == nil {
 			return fmt.Errorf("demo: the archive acknowledged %x, which the provider did not send", rec.SHA256[:8])
 		}
-		full, err := a.Get(ctx, rec.SHA256)
+		full, err := rd.Get(ctx, rec.SHA256)
 		if err != nil {
 			return err
 		}
@@ -125,15 +129,11 @@ func demoArchive(ctx context.Context, s settings, seed int64, dir string, out io
 		fmt.Fprintf(tw, "%d\t%s…\t%s\t%s\t%s\t%s/%s UID %d\n", rec.LeafIndex, hex.EncodeToString(rec.SHA256[:6]), rec.Kind, who, sig,
 			srcs[i].Mailbox, srcs[i].Folder, srcs[i].UID)
 		if g.Kind == pec.KindAvvenutaConsegna && g.Recipient == "mario.rossi@pec.esempio.it" {
-			receipt = full
+			receipt = archive.Record{Message: full.Message}
 		}
 	}
 	tw.Flush()
 
-	rd, err := reader.New(ctx, reader.Config{Pool: pool, Blobs: blobs, Log: l})
-	if err != nil {
-		return err
-	}
 	dels, err := rd.Deliveries(ctx, reader.Selector{MsgID: conv.Original.MessageID})
 	if err != nil {
 		return err

@@ -19,7 +19,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pecarchive/pecarchive/pec/pectest"
-	"github.com/pecarchive/pecarchive/services/archive"
 	"github.com/pecarchive/pecarchive/services/ingest"
 )
 
@@ -135,7 +134,7 @@ func (r *recordingArchiver) Store(ctx context.Context, raw []byte, src ingest.So
 // demoIngest puts msgs in a local IMAP mailbox and pulls it into a with `ingest --once`'s code.
 // It returns each message's acknowledgement and source, in the order the archive acknowledged
 // them, and the generated message each came from (by the SHA-256 of the bytes IMAP returned).
-func demoIngest(ctx context.Context, pool *pgxpool.Pool, a *archive.Archive, msgs []*pectest.Generated, dir string, out io.Writer) (
+func demoIngest(ctx context.Context, pool *pgxpool.Pool, la localArchiver, msgs []*pectest.Generated, dir string, out io.Writer) (
 	recs []ingest.Stored, srcs []ingest.Source, from map[[32]byte]*pectest.Generated, err error) {
 	imap, err := startDemoIMAP(dir)
 	if err != nil {
@@ -152,7 +151,7 @@ func demoIngest(ctx context.Context, pool *pgxpool.Pool, a *archive.Archive, msg
 		from[sha256.Sum256(g.Bytes)] = g
 		from[sha256.Sum256(crlf(g.Bytes))] = g // what Dovecot keeps of bare LF
 	}
-	rec := &recordingArchiver{localArchiver: localArchiver{a}}
+	rec := &recordingArchiver{localArchiver: la}
 	svc, err := ingest.New(ctx, ingest.Config{Mailboxes: []ingest.Mailbox{imap.mailbox}, Archiver: rec, Pool: pool,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Options: &ingest.Options{OneConnection: true}})
 	if err != nil {
