@@ -25,6 +25,9 @@ type runner struct {
 	lag                                        prometheus.Gauge
 
 	second *imapConn // the mailbox's second connection, when one is open
+
+	mu     sync.Mutex
+	pulled map[string]uint32 // folder -> the last UID its latest pull reached
 }
 
 func (r *runner) closeSecond() {
@@ -373,13 +376,20 @@ func (r *runner) wait(ctx context.Context, ic *imapConn) error {
 		}
 		return nil
 	}
-	ic.g.arm(r.o.CommandTimeout)
-	if _, err := ic.c.Select("INBOX", true); err != nil {
-		return ic.wrap("EXAMINE INBOX", err)
-	}
-	select { // forget updates seen before this IDLE: the pass just ended covered them
+	select { // forget updates seen before: the pass just ended covered them
 	case <-ic.changedCh():
 	default:
+	}
+	ic.g.arm(r.o.CommandTimeout)
+	st, err := ic.c.Select("INBOX", true)
+	if err != nil {
+		return ic.wrap("EXAMINE INBOX", err)
+	}
+	r.mu.Lock()
+	last, ok := r.pulled["INBOX"]
+	r.mu.Unlock()
+	if ok && st.UidNext > last+1 {
+		return nil // mail arrived after INBOX was listed: pull again at once
 	}
 	span := min(r.o.StatusInterval, r.o.IdleRestart)
 	ic.g.arm(span + r.o.CommandTimeout)
