@@ -188,6 +188,7 @@ func TestIngestDovecot(t *testing.T) {
 	t.Run("ExactlyOnceUnderSIGKILL", func(t *testing.T) { testExactlyOnceUnderKill(t, d, bin) })
 	t.Run("LargeMessage", func(t *testing.T) { testLargeMessage(t, d, bin) })
 	t.Run("AfterArchiveBlobMissing", func(t *testing.T) { testBlobMissing(t, d, bin) })
+	t.Run("ExitStatus", func(t *testing.T) { testIngestExit(t, d) })
 }
 
 // testExactlyOnceUnderKill kills `pecarchive ingest --once` with SIGKILL at random moments at
@@ -394,4 +395,43 @@ func testBlobMissing(t *testing.T, d *testenv.Dovecot, bin string) {
 	if !strings.Contains(errOut, "blob is missing") {
 		t.Errorf("no warning naming the missing blob:\n%s", errOut)
 	}
+}
+
+// testIngestExit: a mailbox that fails makes `ingest --once` exit 1 naming it and the reason on
+// standard error, while the other mailbox's summary line is printed; no mailbox file is a usage
+// error (exit 2).
+func testIngestExit(t *testing.T, d *testenv.Dovecot) {
+	_, file := ingestEnv(t, d, "exit", 2)
+	appendAll(t, d, "exit", "INBOX", smallMessages(3))
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The second mailbox gets a wrong password.
+	wrong := filepath.Join(t.TempDir(), "wrong")
+	os.WriteFile(wrong, []byte("nope\n"), 0o600)
+	doc := string(b)
+	i := strings.LastIndex(doc, "password_file: ")
+	doc = doc[:i] + "password_file: " + wrong + "\n"
+	if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "ingest", "--once")
+	if code != exitNotValid || !strings.Contains(out, "ingest: mb0/INBOX fetched 3, new 3") ||
+		!strings.Contains(errOut, "ingest: mailbox mb1:") || !strings.Contains(errOut, "authentication failed") {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	t.Setenv("PECARCHIVE_MAILBOXES_FILE", "")
+	if code, _, errOut := runCLI(t, "ingest", "--once"); code != exitUsage || !strings.Contains(errOut, "PECARCHIVE_MAILBOXES_FILE") {
+		t.Fatalf("without a mailbox file: exit %d %s", code, errOut)
+	}
+}
+
+// smallMessages returns n small distinct messages.
+func smallMessages(n int) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = []byte(fmt.Sprintf("From: a@pec.esempio.it\r\nSubject: %d\r\nMessage-ID: <m%d@pec.esempio.it>\r\n\r\ntesto %d\r\n", i, i, i))
+	}
+	return out
 }
