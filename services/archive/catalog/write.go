@@ -266,6 +266,8 @@ type Batch struct {
 	// skipped.
 	Chains  []CertSet
 	Anchors []CertSet
+	// Accesses are new access records (see [Access]), normalised, with LeafIndex and At set.
+	Accesses []Access
 	// Now stamps derived rows (deliveries.updated_at, sources first_seen when zero).
 	Now time.Time
 	// Before and After are statements of the caller's own that ride on Write's round trip, so
@@ -337,6 +339,7 @@ func Write(ctx context.Context, tx Sender, b *Batch) error {
 	if len(msgs) > 0 {
 		queueCorrelation(&batch, msgs, now)
 	}
+	queueAccesses(&batch, b.Accesses)
 	batch.QueuedQueries = append(batch.QueuedQueries, b.After...)
 	if batch.Len() > 0 {
 		if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
