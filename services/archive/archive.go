@@ -146,6 +146,7 @@ type Config struct {
 // Stats are counters since New.
 type Stats struct {
 	Stored     uint64 // new messages committed (postacert.eml included)
+	Accesses   uint64 // access records committed (RecordAccess)
 	Duplicates uint64 // Store calls for messages already stored
 	Batches    uint64 // commit transactions
 	Failed     uint64 // failed commit transactions
@@ -193,8 +194,8 @@ type Archive struct {
 	logSize         int64  // committer only
 	logPacked       []byte // committer only
 	stats           struct {
-		stored, duplicates, batches, failed, published, calls, batched, redone atomic.Uint64
-		prepare, put, commit, collect, transact                                atomic.Int64 // nanoseconds
+		stored, duplicates, batches, failed, published, calls, batched, redone, accesses atomic.Uint64
+		prepare, put, commit, collect, transact                                          atomic.Int64 // nanoseconds
 	}
 	hooks hooks
 }
@@ -319,6 +320,7 @@ func (a *Archive) Close(ctx context.Context) error {
 func (a *Archive) Stats() Stats {
 	return Stats{
 		Stored:     a.stats.stored.Load(),
+		Accesses:   a.stats.accesses.Load(),
 		Duplicates: a.stats.duplicates.Load(),
 		Batches:    a.stats.batches.Load(),
 		Failed:     a.stats.failed.Load(),

@@ -20,7 +20,18 @@ import (
 // request is one Store call waiting for the committer.
 type request struct {
 	items []item // the message, then the postacert.eml it carries (if any)
-	done  chan result
+	// access, for a RecordAccess call instead of a Store call (no items): the record to commit,
+	// whose LeafIndex and At the commit fills in.
+	access *catalog.Access
+	done   chan result
+}
+
+// size is how many rows and leaves r adds to a batch.
+func (r *request) size() int {
+	if r.access != nil {
+		return 1
+	}
+	return len(r.items)
 }
 
 type result struct {
@@ -40,7 +51,7 @@ func (a *Archive) committer() {
 		a.coming.Add(-1)
 		start := time.Now()
 		batch := []*request{first}
-		n := len(first.items)
+		n := first.size()
 		var timer *time.Timer
 		var deadline <-chan time.Time
 		if a.cfg.BatchDelay > 0 {
@@ -56,7 +67,7 @@ func (a *Archive) committer() {
 				}
 				a.coming.Add(-1)
 				batch = append(batch, r)
-				n += len(r.items)
+				n += r.size()
 			default:
 				// Nothing queued: wait for more only while other Store calls are on their
 				// way, so a lone caller is not delayed and a busy archive commits big batches.
@@ -72,7 +83,7 @@ func (a *Archive) committer() {
 					}
 					a.coming.Add(-1)
 					batch = append(batch, r)
-					n += len(r.items)
+					n += r.size()
 				case <-deadline:
 					deadline = nil
 					break collect
@@ -279,6 +290,20 @@ func (a *Archive) commitTx(ctx context.Context, batch []*request, known bool) (r
 			msgs[i].AnchorsSHA256 = [32]byte{}
 		}
 	}
+	// Access records after the messages: stamped with the commit's time, their leaves carry
+	// their digests.
+	for _, r := range batch {
+		if acc := r.access; acc != nil {
+			acc.At = received
+			leaf := tlog.Leaf{Kind: tlog.KindAccess, SHA256: acc.ReturnedDigest(), Time: received, Extra: acc.LeafExtra()}
+			data := leaf.Marshal()
+			if data == nil {
+				return nil, false, fmt.Errorf("%w: access record: %w", ErrInvalid, leaf.Validate())
+			}
+			leaves = append(leaves, data)
+			b.Accesses = append(b.Accesses, *acc)
+		}
+	}
 	if len(leaves) > 0 {
 		first, err := ap.QueueAppend(&pre, leaves)
 		if err != nil {
@@ -286,6 +311,14 @@ func (a *Archive) commitTx(ctx context.Context, batch []*request, known bool) (r
 		}
 		for i := range msgs {
 			msgs[i].LeafIndex = first + uint64(i)
+		}
+		j := 0
+		for _, r := range batch {
+			if r.access != nil {
+				r.access.LeafIndex = first + uint64(len(msgs)+j)
+				b.Accesses[j].LeafIndex = r.access.LeafIndex
+				j++
+			}
 		}
 	}
 	b.Before = pre.QueuedQueries
@@ -342,7 +375,8 @@ func (a *Archive) commitTx(ctx context.Context, batch []*request, known bool) (r
 		a.knownSets[c.SHA256] = true
 	}
 	a.stats.stored.Add(uint64(len(msgs)))
-	a.sinceCheckpoint += len(msgs)
+	a.stats.accesses.Add(uint64(len(b.Accesses)))
+	a.sinceCheckpoint += len(leaves)
 	if a.cfg.CheckpointEvery > 0 && a.sinceCheckpoint >= a.cfg.CheckpointEvery {
 		a.sinceCheckpoint = 0
 		select {
@@ -354,6 +388,9 @@ func (a *Archive) commitTx(ctx context.Context, batch []*request, known bool) (r
 	recs = make([]Record, len(batch))
 	claimed := map[[32]byte]bool{}
 	for i, r := range batch {
+		if r.access != nil {
+			continue // its record is r.access, filled in above
+		}
 		var out []Record
 		for _, it := range r.items {
 			var rec Record

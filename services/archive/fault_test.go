@@ -19,6 +19,7 @@ import (
 	"github.com/pecarchive/pecarchive/services/archive"
 	"github.com/pecarchive/pecarchive/services/archive/blob"
 	"github.com/pecarchive/pecarchive/services/archive/blob/s3store"
+	"github.com/pecarchive/pecarchive/services/archive/catalog"
 	"github.com/pecarchive/pecarchive/services/archive/merklelog"
 	"github.com/pecarchive/pecarchive/services/archive/reader"
 )
@@ -298,6 +299,9 @@ func TestPostgresUnavailable(t *testing.T) {
 	}
 	if _, err := f.rd.Get(ctx, sha256.Sum256(conv.acc.Bytes)); !errors.Is(err, reader.ErrUnavailable) {
 		t.Errorf("get with PostgreSQL down: %v", err)
+	}
+	if _, err := f.a.RecordAccess(ctx, catalog.Access{Principal: "p", Method: "/m"}); !errors.Is(err, archive.ErrUnavailable) {
+		t.Errorf("access record with PostgreSQL down: %v, want ErrUnavailable", err)
 	}
 
 	px.up(t)
