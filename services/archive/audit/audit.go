@@ -19,7 +19,9 @@
 //     leaves one until the message is stored again; reported as warnings);
 //   - every deliveries row: derived again from its msgid's delivery events and original, as a
 //     commit derives it (catalog.CheckDeliveries), so a delivery state altered, deleted or added
-//     outside a commit is named.
+//     outside a commit is named;
+//   - every record of a read of evidence: each access row against its access leaf (time, what
+//     was returned, the row's digest), each access leaf has its row (accesses.go).
 //
 // The log size is read first and the audit covers leaves and rows below it, so an archive that
 // keeps writing during the audit does not cause false findings.
@@ -93,6 +95,7 @@ type Report struct {
 	LogSize           uint64 // leaves audited
 	MessageLeaves     uint64
 	AccessLeaves      uint64
+	AccessRows        uint64 // access rows audited (see accesses.go)
 	Rows              uint64 // catalog rows audited
 	Blobs             uint64 // blobs in the store
 	BlobBytes         uint64 // bytes re-hashed
@@ -199,6 +202,9 @@ func (a *auditor) run(ctx context.Context) error {
 		return err
 	}
 	if err := a.orphans(ctx); err != nil {
+		return err
+	}
+	if err := a.accesses(ctx, size); err != nil {
 		return err
 	}
 	return a.deliveries(ctx)
