@@ -39,14 +39,23 @@ const (
 	RoleIngest Role = "ingest"
 	// RoleReader may read records, messages and proofs.
 	RoleReader Role = "reader"
-	// RoleAuditor may read everything a reader may, and export evidence and audit trails.
+	// RoleAuditor may read everything a reader may, and export evidence and audit trails; of the
+	// query service, everything (proofs, searches, messages, checkpoints and log proofs).
 	RoleAuditor Role = "auditor"
 	// RoleAdmin may call every method listed in a policy for it.
 	RoleAdmin Role = "admin"
+	// RoleBackoffice may ask the query service to prove deliveries, search messages and fetch
+	// them: the people of an Order's back office.
+	RoleBackoffice Role = "backoffice"
+	// RoleService may ask the query service to prove deliveries and fetch messages: other
+	// services checking a notice before they act on it.
+	RoleService Role = "service"
+	// RoleRecorder may record reads of evidence in the archive: the query service.
+	RoleRecorder Role = "recorder"
 )
 
 // Roles lists every known role.
-var Roles = []Role{RoleIngest, RoleReader, RoleAuditor, RoleAdmin}
+var Roles = []Role{RoleIngest, RoleReader, RoleAuditor, RoleAdmin, RoleBackoffice, RoleService, RoleRecorder}
 
 // Known reports whether r is one of [Roles].
 func (r Role) Known() bool { return slices.Contains(Roles, r) }
