@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/pecarchive/pecarchive/services/archive"
+	"github.com/pecarchive/pecarchive/services/archive/catalog"
 	"github.com/pecarchive/pecarchive/services/archive/reader"
 )
 
@@ -13,6 +14,8 @@ import (
 type Archive interface {
 	// Store archives raw (see archive.Archive.Store).
 	Store(ctx context.Context, raw []byte, src archive.Source) (archive.Record, error)
+	// RecordAccess records a read of evidence (see archive.Archive.RecordAccess).
+	RecordAccess(ctx context.Context, acc catalog.Access) (catalog.Access, error)
 }
 
 var _ Archive = (*archive.Archive)(nil)

@@ -161,6 +161,13 @@ func TestRealArchive(t *testing.T) {
 		t.Errorf("consistency 2 -> %d: %v", cp.Size, err)
 	}
 
+	// A read recorded through the archive lands in the log after the messages.
+	recResp, err := e.client(t, recorderToken).RecordAccess(ctx, &archivev1.RecordAccessRequest{Principal: "segreteria", Auth: "token",
+		Method: "/pecarchive.query.v1.EvidenceService/GetMessage", Returned: [][]byte{rec.GetSha256()}})
+	if err != nil || recResp.GetLeafIndex() != cp.Size {
+		t.Errorf("RecordAccess: %v, %v; want leaf %d", recResp, err, cp.Size)
+	}
+
 	// Errors from the real components keep their meaning.
 	unknown := sha256.Sum256([]byte("never stored"))
 	if _, err := reader.GetRecord(ctx, &archivev1.GetRecordRequest{Sha256: unknown[:]}); codeOf(err) != "NotFound" {

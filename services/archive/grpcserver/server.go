@@ -62,8 +62,9 @@ type Config struct {
 	MaxUploadTime time.Duration
 }
 
-// DefaultPolicy returns the role table of the archive's methods: Store for "ingest", the reads
-// for "reader" and "auditor", everything for "admin".
+// DefaultPolicy returns the role table of the archive's methods: Store for "ingest",
+// RecordAccess for "recorder" (the query service), the reads for "reader" and "auditor",
+// everything for "admin".
 func DefaultPolicy() auth.Policy {
 	readers := []auth.Role{auth.RoleReader, auth.RoleAuditor, auth.RoleAdmin}
 	return auth.Policy{
@@ -72,6 +73,7 @@ func DefaultPolicy() auth.Policy {
 		archivev1.ArchiveService_GetCheckpoint_FullMethodName:       readers,
 		archivev1.ArchiveService_GetInclusionProof_FullMethodName:   readers,
 		archivev1.ArchiveService_GetConsistencyProof_FullMethodName: readers,
+		archivev1.ArchiveService_RecordAccess_FullMethodName:        {auth.RoleRecorder, auth.RoleAdmin},
 	}
 }
 

@@ -37,6 +37,21 @@ type fakeArchive struct {
 	calls   int
 	maxCap  int // largest cap(raw) seen
 	sources []archive.Source
+	access  []catalog.Access // recorded accesses
+}
+
+func (f *fakeArchive) RecordAccess(ctx context.Context, acc catalog.Access) (catalog.Access, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.always != nil {
+		return catalog.Access{}, f.always
+	}
+	if err := acc.Check(); err != nil {
+		return catalog.Access{}, fmt.Errorf("fake: %w: %w", archive.ErrInvalid, err)
+	}
+	acc.LeafIndex, acc.At = uint64(100+len(f.access)), time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
+	f.access = append(f.access, acc)
+	return acc, nil
 }
 
 func newFakeArchive() *fakeArchive {
@@ -121,9 +136,10 @@ func (f *fakeArchive) stats() (calls, maxCap int) {
 }
 
 const (
-	ingestToken = "ingest-token"
-	readerToken = "reader-token"
-	adminToken  = "admin-token"
+	ingestToken   = "ingest-token"
+	readerToken   = "reader-token"
+	adminToken    = "admin-token"
+	recorderToken = "recorder-token"
 )
 
 type env struct {
@@ -150,8 +166,9 @@ func newEnv(t testing.TB, o envOptions) *env {
 token %s ingester ingest
 token %s reader reader
 token %s admin admin
+token %s query recorder
 cert dns:ingest.pecarchive.test ingest-mtls ingest
-`, auth.HashToken(ingestToken), auth.HashToken(readerToken), auth.HashToken(adminToken)))
+`, auth.HashToken(ingestToken), auth.HashToken(readerToken), auth.HashToken(adminToken), auth.HashToken(recorderToken)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -583,5 +600,43 @@ func TestStalledUpload(t *testing.T) {
 	// Its reservation is returned: a new upload gets the budget.
 	if _, err := archiveclient.StoreBytes(ctxT(t), c, []byte("after"), src, once); err != nil {
 		t.Errorf("upload after a stalled one: %v", err)
+	}
+}
+
+// RecordAccess: the recorder role only; the caller's principal is the recorder; the SHA-256s are
+// checked; the archive's errors keep their kinds.
+func TestRecordAccess(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	a, b := sha256.Sum256([]byte("a")), sha256.Sum256([]byte("b"))
+	req := &archivev1.RecordAccessRequest{Principal: "segreteria", Auth: "token", Method: "/pecarchive.query.v1.EvidenceService/ProveDelivery",
+		Selector: "msgid=x@y", Returned: [][]byte{a[:], b[:]}}
+	resp, err := e.client(t, recorderToken).RecordAccess(ctxT(t), req)
+	if err != nil || resp.GetLeafIndex() != 100 || resp.GetAt().AsTime().Year() != 2024 {
+		t.Fatalf("RecordAccess: %v, %v", resp, err)
+	}
+	e.archive.mu.Lock()
+	got := e.archive.access[0]
+	e.archive.mu.Unlock()
+	if got.Principal != "segreteria" || got.Recorder != "query" || len(got.Returned) != 2 || got.Returned[1] != b || got.Selector != "msgid=x@y" {
+		t.Errorf("recorded %+v", got)
+	}
+	for _, tok := range []string{readerToken, ingestToken} {
+		if _, err := e.client(t, tok).RecordAccess(ctxT(t), req); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("RecordAccess with %s: %v, want PermissionDenied", tok, err)
+		}
+	}
+	c := e.client(t, recorderToken)
+	for name, r := range map[string]*archivev1.RecordAccessRequest{
+		"short sha256": {Principal: "p", Method: "/m", Returned: [][]byte{a[:31]}},
+		"no principal": {Method: "/m"},
+		"too many":     {Principal: "p", Method: "/m", Returned: make([][]byte, catalog.MaxAccessReturned+1)},
+	} {
+		if _, err := c.RecordAccess(ctxT(t), r); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("%s: %v, want InvalidArgument", name, err)
+		}
+	}
+	e.archive.set(func(f *fakeArchive) { f.always = archive.ErrUnavailable })
+	if _, err := c.RecordAccess(ctxT(t), req); status.Code(err) != codes.Unavailable {
+		t.Errorf("archive unavailable: %v", err)
 	}
 }

@@ -3,7 +3,8 @@
 // (pecarchive.query.v1); only trusted components of a pecarchive deployment call it.
 //
 // Every RPC is authenticated (mTLS client certificate or bearer token) and authorised by role:
-// Store needs "ingest", the read RPCs "reader" or "auditor"; "admin" may call everything.
+// Store needs "ingest", RecordAccess "recorder", the read RPCs "reader" or "auditor"; "admin" may
+// call everything.
 //
 // Errors are gRPC status codes:
 //   INVALID_ARGUMENT    malformed request or stream (no header first, chunk over 1 MiB, empty
@@ -1191,6 +1192,144 @@ func (x *GetConsistencyProofResponse) GetHashes() [][]byte {
 	return nil
 }
 
+// RecordAccessRequest describes one read of evidence.
+type RecordAccessRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Principal is who read: the caller the reading service authenticated (required).
+	Principal string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// Auth says how the principal authenticated: "token", "mtls", "local".
+	Auth string `protobuf:"bytes,2,opt,name=auth,proto3" json:"auth,omitempty"`
+	// Method is what the principal called, a full gRPC method name (required).
+	Method string `protobuf:"bytes,3,opt,name=method,proto3" json:"method,omitempty"`
+	// Selector is what the principal asked for, as text (at most 2048 bytes are kept).
+	Selector string `protobuf:"bytes,4,opt,name=selector,proto3" json:"selector,omitempty"`
+	// Returned are the SHA-256s (32 bytes each) of the messages the answer carries, in its order;
+	// at most 10,000.
+	Returned      [][]byte `protobuf:"bytes,5,rep,name=returned,proto3" json:"returned,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordAccessRequest) Reset() {
+	*x = RecordAccessRequest{}
+	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordAccessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordAccessRequest) ProtoMessage() {}
+
+func (x *RecordAccessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordAccessRequest.ProtoReflect.Descriptor instead.
+func (*RecordAccessRequest) Descriptor() ([]byte, []int) {
+	return file_pecarchive_archive_v1_archive_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RecordAccessRequest) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *RecordAccessRequest) GetAuth() string {
+	if x != nil {
+		return x.Auth
+	}
+	return ""
+}
+
+func (x *RecordAccessRequest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *RecordAccessRequest) GetSelector() string {
+	if x != nil {
+		return x.Selector
+	}
+	return ""
+}
+
+func (x *RecordAccessRequest) GetReturned() [][]byte {
+	if x != nil {
+		return x.Returned
+	}
+	return nil
+}
+
+// RecordAccessResponse answers RecordAccess once the record is committed.
+type RecordAccessResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// LeafIndex is the index of the record's access leaf in the transparency log.
+	LeafIndex uint64 `protobuf:"varint,1,opt,name=leaf_index,json=leafIndex,proto3" json:"leaf_index,omitempty"`
+	// At is the time of the commit, which the record carries.
+	At            *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordAccessResponse) Reset() {
+	*x = RecordAccessResponse{}
+	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordAccessResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordAccessResponse) ProtoMessage() {}
+
+func (x *RecordAccessResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pecarchive_archive_v1_archive_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordAccessResponse.ProtoReflect.Descriptor instead.
+func (*RecordAccessResponse) Descriptor() ([]byte, []int) {
+	return file_pecarchive_archive_v1_archive_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RecordAccessResponse) GetLeafIndex() uint64 {
+	if x != nil {
+		return x.LeafIndex
+	}
+	return 0
+}
+
+func (x *RecordAccessResponse) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
 var File_pecarchive_archive_v1_archive_proto protoreflect.FileDescriptor
 
 const file_pecarchive_archive_v1_archive_proto_rawDesc = "" +
@@ -1288,13 +1427,24 @@ const file_pecarchive_archive_v1_archive_proto_rawDesc = "" +
 	"\x1bGetConsistencyProofResponse\x12\x1b\n" +
 	"\tfrom_size\x18\x01 \x01(\x04R\bfromSize\x12\x17\n" +
 	"\ato_size\x18\x02 \x01(\x04R\x06toSize\x12\x16\n" +
-	"\x06hashes\x18\x03 \x03(\fR\x06hashes2\xa8\x04\n" +
+	"\x06hashes\x18\x03 \x03(\fR\x06hashes\"\x97\x01\n" +
+	"\x13RecordAccessRequest\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x12\n" +
+	"\x04auth\x18\x02 \x01(\tR\x04auth\x12\x16\n" +
+	"\x06method\x18\x03 \x01(\tR\x06method\x12\x1a\n" +
+	"\bselector\x18\x04 \x01(\tR\bselector\x12\x1a\n" +
+	"\breturned\x18\x05 \x03(\fR\breturned\"a\n" +
+	"\x14RecordAccessResponse\x12\x1d\n" +
+	"\n" +
+	"leaf_index\x18\x01 \x01(\x04R\tleafIndex\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at2\x91\x05\n" +
 	"\x0eArchiveService\x12T\n" +
 	"\x05Store\x12#.pecarchive.archive.v1.StoreRequest\x1a$.pecarchive.archive.v1.StoreResponse(\x01\x12^\n" +
 	"\tGetRecord\x12'.pecarchive.archive.v1.GetRecordRequest\x1a(.pecarchive.archive.v1.GetRecordResponse\x12j\n" +
 	"\rGetCheckpoint\x12+.pecarchive.archive.v1.GetCheckpointRequest\x1a,.pecarchive.archive.v1.GetCheckpointResponse\x12v\n" +
 	"\x11GetInclusionProof\x12/.pecarchive.archive.v1.GetInclusionProofRequest\x1a0.pecarchive.archive.v1.GetInclusionProofResponse\x12|\n" +
-	"\x13GetConsistencyProof\x121.pecarchive.archive.v1.GetConsistencyProofRequest\x1a2.pecarchive.archive.v1.GetConsistencyProofResponseBFZDgithub.com/pecarchive/pecarchive/gen/pecarchive/archive/v1;archivev1b\x06proto3"
+	"\x13GetConsistencyProof\x121.pecarchive.archive.v1.GetConsistencyProofRequest\x1a2.pecarchive.archive.v1.GetConsistencyProofResponse\x12g\n" +
+	"\fRecordAccess\x12*.pecarchive.archive.v1.RecordAccessRequest\x1a+.pecarchive.archive.v1.RecordAccessResponseBFZDgithub.com/pecarchive/pecarchive/gen/pecarchive/archive/v1;archivev1b\x06proto3"
 
 var (
 	file_pecarchive_archive_v1_archive_proto_rawDescOnce sync.Once
@@ -1308,7 +1458,7 @@ func file_pecarchive_archive_v1_archive_proto_rawDescGZIP() []byte {
 	return file_pecarchive_archive_v1_archive_proto_rawDescData
 }
 
-var file_pecarchive_archive_v1_archive_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_pecarchive_archive_v1_archive_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_pecarchive_archive_v1_archive_proto_goTypes = []any{
 	(*Source)(nil),                      // 0: pecarchive.archive.v1.Source
 	(*StoreHeader)(nil),                 // 1: pecarchive.archive.v1.StoreHeader
@@ -1325,37 +1475,42 @@ var file_pecarchive_archive_v1_archive_proto_goTypes = []any{
 	(*GetInclusionProofResponse)(nil),   // 12: pecarchive.archive.v1.GetInclusionProofResponse
 	(*GetConsistencyProofRequest)(nil),  // 13: pecarchive.archive.v1.GetConsistencyProofRequest
 	(*GetConsistencyProofResponse)(nil), // 14: pecarchive.archive.v1.GetConsistencyProofResponse
-	(*timestamppb.Timestamp)(nil),       // 15: google.protobuf.Timestamp
+	(*RecordAccessRequest)(nil),         // 15: pecarchive.archive.v1.RecordAccessRequest
+	(*RecordAccessResponse)(nil),        // 16: pecarchive.archive.v1.RecordAccessResponse
+	(*timestamppb.Timestamp)(nil),       // 17: google.protobuf.Timestamp
 }
 var file_pecarchive_archive_v1_archive_proto_depIdxs = []int32{
-	15, // 0: pecarchive.archive.v1.Source.internal_date:type_name -> google.protobuf.Timestamp
-	15, // 1: pecarchive.archive.v1.Source.first_seen:type_name -> google.protobuf.Timestamp
+	17, // 0: pecarchive.archive.v1.Source.internal_date:type_name -> google.protobuf.Timestamp
+	17, // 1: pecarchive.archive.v1.Source.first_seen:type_name -> google.protobuf.Timestamp
 	0,  // 2: pecarchive.archive.v1.StoreHeader.source:type_name -> pecarchive.archive.v1.Source
 	1,  // 3: pecarchive.archive.v1.StoreRequest.header:type_name -> pecarchive.archive.v1.StoreHeader
 	6,  // 4: pecarchive.archive.v1.StoreResponse.record:type_name -> pecarchive.archive.v1.Record
-	15, // 5: pecarchive.archive.v1.Verdict.signed_at:type_name -> google.protobuf.Timestamp
-	15, // 6: pecarchive.archive.v1.Verdict.verified_at:type_name -> google.protobuf.Timestamp
+	17, // 5: pecarchive.archive.v1.Verdict.signed_at:type_name -> google.protobuf.Timestamp
+	17, // 6: pecarchive.archive.v1.Verdict.verified_at:type_name -> google.protobuf.Timestamp
 	4,  // 7: pecarchive.archive.v1.Record.verdict:type_name -> pecarchive.archive.v1.Verdict
 	5,  // 8: pecarchive.archive.v1.Record.recipients:type_name -> pecarchive.archive.v1.Recipient
-	15, // 9: pecarchive.archive.v1.Record.received_at:type_name -> google.protobuf.Timestamp
+	17, // 9: pecarchive.archive.v1.Record.received_at:type_name -> google.protobuf.Timestamp
 	0,  // 10: pecarchive.archive.v1.Record.sources:type_name -> pecarchive.archive.v1.Source
 	6,  // 11: pecarchive.archive.v1.Record.postacert:type_name -> pecarchive.archive.v1.Record
 	6,  // 12: pecarchive.archive.v1.GetRecordResponse.record:type_name -> pecarchive.archive.v1.Record
-	2,  // 13: pecarchive.archive.v1.ArchiveService.Store:input_type -> pecarchive.archive.v1.StoreRequest
-	7,  // 14: pecarchive.archive.v1.ArchiveService.GetRecord:input_type -> pecarchive.archive.v1.GetRecordRequest
-	9,  // 15: pecarchive.archive.v1.ArchiveService.GetCheckpoint:input_type -> pecarchive.archive.v1.GetCheckpointRequest
-	11, // 16: pecarchive.archive.v1.ArchiveService.GetInclusionProof:input_type -> pecarchive.archive.v1.GetInclusionProofRequest
-	13, // 17: pecarchive.archive.v1.ArchiveService.GetConsistencyProof:input_type -> pecarchive.archive.v1.GetConsistencyProofRequest
-	3,  // 18: pecarchive.archive.v1.ArchiveService.Store:output_type -> pecarchive.archive.v1.StoreResponse
-	8,  // 19: pecarchive.archive.v1.ArchiveService.GetRecord:output_type -> pecarchive.archive.v1.GetRecordResponse
-	10, // 20: pecarchive.archive.v1.ArchiveService.GetCheckpoint:output_type -> pecarchive.archive.v1.GetCheckpointResponse
-	12, // 21: pecarchive.archive.v1.ArchiveService.GetInclusionProof:output_type -> pecarchive.archive.v1.GetInclusionProofResponse
-	14, // 22: pecarchive.archive.v1.ArchiveService.GetConsistencyProof:output_type -> pecarchive.archive.v1.GetConsistencyProofResponse
-	18, // [18:23] is the sub-list for method output_type
-	13, // [13:18] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	17, // 13: pecarchive.archive.v1.RecordAccessResponse.at:type_name -> google.protobuf.Timestamp
+	2,  // 14: pecarchive.archive.v1.ArchiveService.Store:input_type -> pecarchive.archive.v1.StoreRequest
+	7,  // 15: pecarchive.archive.v1.ArchiveService.GetRecord:input_type -> pecarchive.archive.v1.GetRecordRequest
+	9,  // 16: pecarchive.archive.v1.ArchiveService.GetCheckpoint:input_type -> pecarchive.archive.v1.GetCheckpointRequest
+	11, // 17: pecarchive.archive.v1.ArchiveService.GetInclusionProof:input_type -> pecarchive.archive.v1.GetInclusionProofRequest
+	13, // 18: pecarchive.archive.v1.ArchiveService.GetConsistencyProof:input_type -> pecarchive.archive.v1.GetConsistencyProofRequest
+	15, // 19: pecarchive.archive.v1.ArchiveService.RecordAccess:input_type -> pecarchive.archive.v1.RecordAccessRequest
+	3,  // 20: pecarchive.archive.v1.ArchiveService.Store:output_type -> pecarchive.archive.v1.StoreResponse
+	8,  // 21: pecarchive.archive.v1.ArchiveService.GetRecord:output_type -> pecarchive.archive.v1.GetRecordResponse
+	10, // 22: pecarchive.archive.v1.ArchiveService.GetCheckpoint:output_type -> pecarchive.archive.v1.GetCheckpointResponse
+	12, // 23: pecarchive.archive.v1.ArchiveService.GetInclusionProof:output_type -> pecarchive.archive.v1.GetInclusionProofResponse
+	14, // 24: pecarchive.archive.v1.ArchiveService.GetConsistencyProof:output_type -> pecarchive.archive.v1.GetConsistencyProofResponse
+	16, // 25: pecarchive.archive.v1.ArchiveService.RecordAccess:output_type -> pecarchive.archive.v1.RecordAccessResponse
+	20, // [20:26] is the sub-list for method output_type
+	14, // [14:20] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_pecarchive_archive_v1_archive_proto_init() }
@@ -1374,7 +1529,7 @@ func file_pecarchive_archive_v1_archive_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pecarchive_archive_v1_archive_proto_rawDesc), len(file_pecarchive_archive_v1_archive_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

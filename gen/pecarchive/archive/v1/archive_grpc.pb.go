@@ -3,7 +3,8 @@
 // (pecarchive.query.v1); only trusted components of a pecarchive deployment call it.
 //
 // Every RPC is authenticated (mTLS client certificate or bearer token) and authorised by role:
-// Store needs "ingest", the read RPCs "reader" or "auditor"; "admin" may call everything.
+// Store needs "ingest", RecordAccess "recorder", the read RPCs "reader" or "auditor"; "admin" may
+// call everything.
 //
 // Errors are gRPC status codes:
 //   INVALID_ARGUMENT    malformed request or stream (no header first, chunk over 1 MiB, empty
@@ -47,6 +48,7 @@ const (
 	ArchiveService_GetCheckpoint_FullMethodName       = "/pecarchive.archive.v1.ArchiveService/GetCheckpoint"
 	ArchiveService_GetInclusionProof_FullMethodName   = "/pecarchive.archive.v1.ArchiveService/GetInclusionProof"
 	ArchiveService_GetConsistencyProof_FullMethodName = "/pecarchive.archive.v1.ArchiveService/GetConsistencyProof"
+	ArchiveService_RecordAccess_FullMethodName        = "/pecarchive.archive.v1.ArchiveService/RecordAccess"
 )
 
 // ArchiveServiceClient is the client API for ArchiveService service.
@@ -71,6 +73,13 @@ type ArchiveServiceClient interface {
 	// GetConsistencyProof returns the proof that the tree of size from_size is a prefix of the tree
 	// of size to_size.
 	GetConsistencyProof(ctx context.Context, in *GetConsistencyProofRequest, opts ...grpc.CallOption) (*GetConsistencyProofResponse, error)
+	// RecordAccess records one read of evidence made through another service (the query service):
+	// who read, what they called and asked for, and which messages the answer carried. The archive
+	// commits it as an access row of the catalog and an "access" leaf of the transparency log in
+	// its group commit, and answers only once both are durable; the reading service answers its
+	// caller only after that (fail closed). The calling service's own principal is recorded as the
+	// recorder. Not idempotent: each call is one more record.
+	RecordAccess(ctx context.Context, in *RecordAccessRequest, opts ...grpc.CallOption) (*RecordAccessResponse, error)
 }
 
 type archiveServiceClient struct {
@@ -134,6 +143,16 @@ func (c *archiveServiceClient) GetConsistencyProof(ctx context.Context, in *GetC
 	return out, nil
 }
 
+func (c *archiveServiceClient) RecordAccess(ctx context.Context, in *RecordAccessRequest, opts ...grpc.CallOption) (*RecordAccessResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecordAccessResponse)
+	err := c.cc.Invoke(ctx, ArchiveService_RecordAccess_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ArchiveServiceServer is the server API for ArchiveService service.
 // All implementations must embed UnimplementedArchiveServiceServer
 // for forward compatibility.
@@ -156,6 +175,13 @@ type ArchiveServiceServer interface {
 	// GetConsistencyProof returns the proof that the tree of size from_size is a prefix of the tree
 	// of size to_size.
 	GetConsistencyProof(context.Context, *GetConsistencyProofRequest) (*GetConsistencyProofResponse, error)
+	// RecordAccess records one read of evidence made through another service (the query service):
+	// who read, what they called and asked for, and which messages the answer carried. The archive
+	// commits it as an access row of the catalog and an "access" leaf of the transparency log in
+	// its group commit, and answers only once both are durable; the reading service answers its
+	// caller only after that (fail closed). The calling service's own principal is recorded as the
+	// recorder. Not idempotent: each call is one more record.
+	RecordAccess(context.Context, *RecordAccessRequest) (*RecordAccessResponse, error)
 	mustEmbedUnimplementedArchiveServiceServer()
 }
 
@@ -180,6 +206,9 @@ func (UnimplementedArchiveServiceServer) GetInclusionProof(context.Context, *Get
 }
 func (UnimplementedArchiveServiceServer) GetConsistencyProof(context.Context, *GetConsistencyProofRequest) (*GetConsistencyProofResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetConsistencyProof not implemented")
+}
+func (UnimplementedArchiveServiceServer) RecordAccess(context.Context, *RecordAccessRequest) (*RecordAccessResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecordAccess not implemented")
 }
 func (UnimplementedArchiveServiceServer) mustEmbedUnimplementedArchiveServiceServer() {}
 func (UnimplementedArchiveServiceServer) testEmbeddedByValue()                        {}
@@ -281,6 +310,24 @@ func _ArchiveService_GetConsistencyProof_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ArchiveService_RecordAccess_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordAccessRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ArchiveServiceServer).RecordAccess(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ArchiveService_RecordAccess_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ArchiveServiceServer).RecordAccess(ctx, req.(*RecordAccessRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ArchiveService_ServiceDesc is the grpc.ServiceDesc for ArchiveService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -303,6 +350,10 @@ var ArchiveService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetConsistencyProof",
 			Handler:    _ArchiveService_GetConsistencyProof_Handler,
+		},
+		{
+			MethodName: "RecordAccess",
+			Handler:    _ArchiveService_RecordAccess_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
