@@ -215,6 +215,20 @@ func TestIndexPlans(t *testing.T) {
 			return len(ds), err
 		}},
 		{"Links", func() (int, error) { ls, err := cat.Links(ctx, someSum); return len(ls), err }},
+		{"Conversations sender+time", func() (int, error) {
+			cs, err := cat.Conversations(ctx, catalog.ConversationQuery{Sender: fmt.Sprintf("s%d@pec.it", mid%1000),
+				Since: t0.Add(-30 * 24 * time.Hour), Until: t0.Add(30 * 24 * time.Hour), Limit: 10})
+			return len(cs), err
+		}},
+		{"Conversations recipient", func() (int, error) {
+			cs, err := cat.Conversations(ctx, catalog.ConversationQuery{Recipient: fmt.Sprintf("r%d@pec.it", mid%5000), Limit: 10})
+			return len(cs), err
+		}},
+		{"Search sender+subject", func() (int, error) {
+			ms, err := cat.Search(ctx, catalog.Query{Sender: fmt.Sprintf("s%d@pec.it", mid%1000), SubjectWords: []string{"x"},
+				Signature: catalog.SignatureTrusted, Limit: 10})
+			return len(ms), err
+		}},
 	}
 	check := func(name string) {
 		t.Helper()

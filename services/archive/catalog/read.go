@@ -271,10 +271,23 @@ type Query struct {
 	Kinds     []pec.Kind // any of these kinds
 	Since     time.Time  // received_at >= Since
 	Until     time.Time  // received_at < Until
+	// SubjectWords must each occur in the subject, case-insensitively. No index serves them: they
+	// filter the rows the other conditions walk.
+	SubjectWords []string
+	// Signature selects by the verdict on the signature: "" any, SignatureTrusted (valid and
+	// trusted), SignatureNotTrusted (not both), SignatureNotValid.
+	Signature string
 	// After continues a previous page: the (ReceivedAt, SHA256) of its last message.
 	After *Message
 	Limit int // 0: DefaultLimit; at most MaxLimit
 }
+
+// Signature filters of [Query].
+const (
+	SignatureTrusted    = "trusted"
+	SignatureNotTrusted = "not-trusted"
+	SignatureNotValid   = "not-valid"
+)
 
 // Search returns messages matching q ordered by (received_at, sha256).
 func (c *Catalog) Search(ctx context.Context, q Query) ([]Message, error) {
@@ -298,6 +311,20 @@ func (c *Catalog) Search(ctx context.Context, q Query) ([]Message, error) {
 			ks[i] = string(k)
 		}
 		where = append(where, "m.kind = ANY("+arg(ks)+")")
+	}
+	for _, w := range q.SubjectWords {
+		where = append(where, "strpos(lower(m.subject), lower("+arg(w)+")) > 0")
+	}
+	switch q.Signature {
+	case "":
+	case SignatureTrusted:
+		where = append(where, "m.sig_valid AND m.sig_trusted")
+	case SignatureNotTrusted:
+		where = append(where, "NOT (m.sig_valid AND m.sig_trusted)")
+	case SignatureNotValid:
+		where = append(where, "NOT m.sig_valid")
+	default:
+		return nil, fmt.Errorf("%w: signature filter %q", ErrInvalid, q.Signature)
 	}
 	if !q.Since.IsZero() {
 		where = append(where, t+".received_at >= "+arg(q.Since))

@@ -507,3 +507,46 @@ func TestUnavailable(t *testing.T) {
 		}
 	}
 }
+
+// InclusionProofs answers many proofs with one query, each equal to InclusionProof's.
+func TestInclusionProofs(t *testing.T) {
+	e := newEnv(t, merklelog.Config{})
+	ctx := context.Background()
+	var batch [][]byte
+	for i := range 37 {
+		batch = append(batch, leaf(i))
+	}
+	e.appendTx(t, batch)
+	indices := []uint64{0, 36, 5, 5, 17, 31}
+	for _, size := range []uint64{37, 32, 18} {
+		var idx []uint64
+		for _, i := range indices {
+			if i < size {
+				idx = append(idx, i)
+			}
+		}
+		before := e.queries.n.Load()
+		got, err := e.log.InclusionProofs(ctx, idx, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q := e.queries.n.Load() - before; q != 1 {
+			t.Errorf("size %d: %d queries, want 1", size, q)
+		}
+		for k, i := range idx {
+			want, err := e.log.InclusionProof(ctx, i, size)
+			if err != nil || !equalProofs(got[k], want) {
+				t.Errorf("size %d, leaf %d: proof differs (%v)", size, i, err)
+			}
+		}
+	}
+	if got, err := e.log.InclusionProofs(ctx, nil, 37); err != nil || len(got) != 0 {
+		t.Errorf("no indices: %v, %v", got, err)
+	}
+	if _, err := e.log.InclusionProofs(ctx, []uint64{3}, 40); !errors.Is(err, merklelog.ErrOutOfRange) {
+		t.Errorf("beyond the log: %v, want ErrOutOfRange", err)
+	}
+	if _, err := e.log.InclusionProofs(ctx, []uint64{37}, 37); !errors.Is(err, merklelog.ErrInvalid) {
+		t.Errorf("index at size: %v, want ErrInvalid", err)
+	}
+}

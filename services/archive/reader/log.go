@@ -46,3 +46,10 @@ func (r *Reader) ConsistencyProof(ctx context.Context, from, to uint64) ([][]byt
 	p, err := r.log.ConsistencyProof(ctx, from, to)
 	return p, classify("consistency proof", err)
 }
+
+// InclusionProofs returns the inclusion proofs of every leaf of indices in the tree of the given
+// size, in that order, with one query for them all.
+func (r *Reader) InclusionProofs(ctx context.Context, indices []uint64, size uint64) ([][][]byte, error) {
+	p, err := r.log.InclusionProofs(ctx, indices, size)
+	return p, classify("inclusion proofs", err)
+}

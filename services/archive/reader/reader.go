@@ -331,3 +331,10 @@ func (r *Reader) Anchors(ctx context.Context, sum [32]byte) (catalog.CertSet, er
 	cs, err := r.cat.Anchors(ctx, sum)
 	return cs, classify("anchors", err)
 }
+
+// Conversations returns the originals a sender sent or a recipient was sent in a time range,
+// newest first (see catalog.ConversationQuery).
+func (r *Reader) Conversations(ctx context.Context, q catalog.ConversationQuery) ([]catalog.Conversation, error) {
+	cs, err := r.cat.Conversations(ctx, q)
+	return cs, classify("conversations", err)
+}
