@@ -486,3 +486,47 @@ func TestTLSReload(t *testing.T) {
 		t.Errorf("ca1 after rotation: %v, want Unavailable", got)
 	}
 }
+
+// A public method answers without credentials (and ignores bad ones); the others still need
+// them; a method cannot be both public and in the policy.
+func TestPublicMethods(t *testing.T) {
+	creds := auth.NewCredentials()
+	if _, err := auth.NewAuthorizer(creds, policy, &auth.Options{Public: []string{healthpb.Health_Check_FullMethodName}}); !errors.Is(err, auth.ErrPolicy) {
+		t.Errorf("public and in the policy: %v, want ErrPolicy", err)
+	}
+	if _, err := auth.NewAuthorizer(creds, nil, &auth.Options{Public: []string{"not a method"}}); !errors.Is(err, auth.ErrPolicy) {
+		t.Errorf("bad public method name: %v, want ErrPolicy", err)
+	}
+	authz, err := auth.NewAuthorizer(creds, auth.Policy{healthpb.Health_Watch_FullMethodName: {auth.RoleReader}},
+		&auth.Options{Public: []string{healthpb.Health_Check_FullMethodName}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(authz.ServerOptions()...)
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	for _, tok := range []string{"", "wrong"} {
+		opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		if tok != "" {
+			opts = append(opts, grpc.WithPerRPCCredentials(auth.TokenCredentials(tok, false)))
+		}
+		cc, err := grpc.NewClient(lis.Addr().String(), opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		c := healthpb.NewHealthClient(cc)
+		if got := check(t, c); got != codes.OK {
+			t.Errorf("public Check with token %q: %v, want OK", tok, got)
+		}
+		_, err = c.List(context.Background(), &healthpb.HealthListRequest{})
+		if status.Code(err) != codes.Unauthenticated {
+			t.Errorf("List with token %q: %v, want Unauthenticated", tok, err)
+		}
+	}
+}

@@ -30,12 +30,16 @@ type Options struct {
 	// loopback address, or over an in-process or Unix-socket connection, because anyone on the
 	// network path could read and replay it.
 	AllowPlaintextTokens bool
+	// Public lists full method names anyone may call without credentials (the gRPC health
+	// checks, which probes call without any). Use sparingly: they bypass authentication.
+	Public []string
 }
 
 // Authorizer authenticates the caller of every RPC and checks the method against its [Policy].
 // It is safe for concurrent use.
 type Authorizer struct {
 	policy Policy
+	public map[string]bool
 	creds  atomic.Pointer[Credentials]
 	opts   Options
 }
@@ -46,9 +50,18 @@ func NewAuthorizer(creds *Credentials, policy Policy, opts *Options) (*Authorize
 	if creds == nil {
 		return nil, fmt.Errorf("%w: nil credentials", ErrCredentials)
 	}
-	a := &Authorizer{policy: make(Policy, len(policy))}
+	a := &Authorizer{policy: make(Policy, len(policy)), public: map[string]bool{}}
 	if opts != nil {
 		a.opts = *opts
+	}
+	for _, m := range a.opts.Public {
+		if err := checkMethodName(m); err != nil {
+			return nil, err
+		}
+		if _, ok := policy[m]; ok {
+			return nil, fmt.Errorf("%w: method %s is both public and in the policy", ErrPolicy, m)
+		}
+		a.public[m] = true
 	}
 	for m, roles := range policy {
 		if err := checkMethodName(m); err != nil {
@@ -112,8 +125,12 @@ func (a *Authorizer) Authenticate(ctx context.Context) (Principal, error) {
 }
 
 // Authorize authenticates the caller and checks that one of its roles may call fullMethod.
-// Errors wrap [ErrUnauthenticated] or [ErrPermissionDenied].
+// Errors wrap [ErrUnauthenticated] or [ErrPermissionDenied]. A method of Options.Public is
+// allowed to anyone, with a zero Principal.
 func (a *Authorizer) Authorize(ctx context.Context, fullMethod string) (Principal, error) {
+	if a.public[fullMethod] {
+		return Principal{}, nil
+	}
 	p, err := a.Authenticate(ctx)
 	if err != nil {
 		return p, err
