@@ -67,7 +67,10 @@ type EvidenceServiceClient interface {
 	// against one signed checkpoint returned with it.
 	ProveDelivery(ctx context.Context, in *ProveDeliveryRequest, opts ...grpc.CallOption) (*ProveDeliveryResponse, error)
 	// GetMessage streams the exact stored bytes of one message, by the SHA-256 of those bytes. The
-	// postacert.eml carried by a complete delivery receipt is served by its own SHA-256.
+	// postacert.eml carried by a complete delivery receipt is served by its own SHA-256. Stored
+	// bytes are checked against their SHA-256 as they are read: a stream that ends with DATA_LOSS
+	// carried bytes that failed the check, to be discarded (a careful client checks the SHA-256
+	// it asked for too).
 	GetMessage(ctx context.Context, in *GetMessageRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetMessageResponse], error)
 	// SearchMessages lists archived messages matching a filter, in a stable order (the order the
 	// archive received them), a page at a time.
@@ -169,7 +172,10 @@ type EvidenceServiceServer interface {
 	// against one signed checkpoint returned with it.
 	ProveDelivery(context.Context, *ProveDeliveryRequest) (*ProveDeliveryResponse, error)
 	// GetMessage streams the exact stored bytes of one message, by the SHA-256 of those bytes. The
-	// postacert.eml carried by a complete delivery receipt is served by its own SHA-256.
+	// postacert.eml carried by a complete delivery receipt is served by its own SHA-256. Stored
+	// bytes are checked against their SHA-256 as they are read: a stream that ends with DATA_LOSS
+	// carried bytes that failed the check, to be discarded (a careful client checks the SHA-256
+	// it asked for too).
 	GetMessage(*GetMessageRequest, grpc.ServerStreamingServer[GetMessageResponse]) error
 	// SearchMessages lists archived messages matching a filter, in a stable order (the order the
 	// archive received them), a page at a time.

@@ -1,0 +1,118 @@
+package query
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/pecarchive/pecarchive/services/archive/catalog"
+	"github.com/pecarchive/pecarchive/services/archive/reader"
+)
+
+// Errors of the service; use errors.Is. Errors of the reader keep their kinds (reader.ErrNotFound,
+// reader.ErrUnavailable, ...).
+var (
+	// ErrInvalid: a malformed request (no selector, a bad SHA-256 or page token, a limit
+	// exceeded).
+	ErrInvalid = errors.New("query: invalid request")
+	// ErrNotRecorded: the read could not be recorded with the archive, so it was refused.
+	ErrNotRecorded = errors.New("query: the read could not be recorded")
+)
+
+// Reader is what the service reads through; *reader.Reader implements it.
+type Reader interface {
+	Message(ctx context.Context, sum [32]byte) (catalog.Message, error)
+	Open(ctx context.Context, sum [32]byte) (io.ReadCloser, error)
+	Messages(ctx context.Context, sel reader.Selector, limit int) ([]catalog.Message, error)
+	Conversations(ctx context.Context, q catalog.ConversationQuery) ([]catalog.Conversation, error)
+	Search(ctx context.Context, q catalog.Query) ([]catalog.Message, error)
+	Checkpoint(ctx context.Context) ([]byte, error)
+	LeafData(ctx context.Context, index uint64) ([]byte, error)
+	InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error)
+	InclusionProofs(ctx context.Context, indices []uint64, size uint64) ([][][]byte, error)
+	ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error)
+}
+
+var _ Reader = (*reader.Reader)(nil)
+
+// Recorder records a read of evidence with the archive, the single writer, and returns once it is
+// committed: the archive's RecordAccess RPC ([RemoteRecorder]), or *archive.Archive in-process.
+type Recorder interface {
+	RecordAccess(ctx context.Context, acc catalog.Access) (catalog.Access, error)
+}
+
+// Caller is who reads: the authenticated principal.
+type Caller struct {
+	// Name identifies the caller in access records.
+	Name string
+	// Auth says how the caller authenticated: "token", "mtls", "local".
+	Auth string
+}
+
+// Defaults and limits.
+const (
+	DefaultProvePageSize  = 10
+	MaxProvePageSize      = 50
+	DefaultSearchPageSize = 50
+	MaxSearchPageSize     = 500
+	DefaultSearchTimeout  = 10 * time.Second
+	DefaultRecordTimeout  = 10 * time.Second
+	// MaxSubjectWords bounds the subject words of a search, MaxWordLen each word.
+	MaxSubjectWords = 8
+	MaxWordLen      = 200
+	// MaxKinds bounds the kinds of a search.
+	MaxKinds = 16
+)
+
+// Config configures a [Service].
+type Config struct {
+	// Reader reads the evidence store. Required.
+	Reader Reader
+	// Recorder records every read of evidence. Required.
+	Recorder Recorder
+	// SearchTimeout bounds one search or look-up of conversations (default DefaultSearchTimeout).
+	SearchTimeout time.Duration
+	// RecordTimeout bounds the recording of one read (default DefaultRecordTimeout).
+	RecordTimeout time.Duration
+}
+
+// Service answers the questions of the query API. It is safe for concurrent use and keeps no
+// state besides its configuration.
+type Service struct {
+	rd  Reader
+	rec Recorder
+	cfg Config
+}
+
+// New returns a Service.
+func New(ctx context.Context, cfg Config) (*Service, error) {
+	if cfg.Reader == nil || cfg.Recorder == nil {
+		return nil, errors.New("query: Config.Reader and Config.Recorder are required")
+	}
+	if cfg.SearchTimeout <= 0 {
+		cfg.SearchTimeout = DefaultSearchTimeout
+	}
+	if cfg.RecordTimeout <= 0 {
+		cfg.RecordTimeout = DefaultRecordTimeout
+	}
+	return &Service{rd: cfg.Reader, rec: cfg.Recorder, cfg: cfg}, nil
+}
+
+// record records that who called method with selector and got returned, before the answer
+// leaves. Any failure refuses the read.
+func (s *Service) record(ctx context.Context, who Caller, method, selector string, returned [][32]byte) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RecordTimeout)
+	defer cancel()
+	_, err := s.rec.RecordAccess(ctx, catalog.Access{Principal: who.Name, Auth: who.Auth, Method: method, Selector: selector, Returned: returned})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNotRecorded, err)
+	}
+	return nil
+}
+
+// invalid returns an error wrapping ErrInvalid.
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
