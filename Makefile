@@ -21,8 +21,8 @@ demo: build
 tools:
 	scripts/tools.sh
 
-# Every test: vet, proto lint and generated-code check, unit and integration tests against real
-# PostgreSQL / S3 servers, then a short run of every fuzz target.
+# Every test: vet, proto lint, generated-code and breaking-change checks, unit and integration
+# tests against real PostgreSQL / S3 servers, then a short run of every fuzz target.
 test: tools vet proto-check unit fuzz
 
 vet:

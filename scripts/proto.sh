@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Protobuf workflow for proto/ (buf.yaml, buf.gen.yaml at the repository root).
 #   scripts/proto.sh generate   regenerate gen/ with buf and the pinned local plugins
-#   scripts/proto.sh check      buf lint, then regenerate into a temporary directory and fail when
-#                               the committed gen/ differs (stale or hand-edited generated code)
+#   scripts/proto.sh check      buf lint; regenerate into a temporary directory and fail when the
+#                               committed gen/ differs (stale or hand-edited generated code); then
+#                               buf breaking against the previous commit's protos (HEAD~1), so a
+#                               change that breaks a client of either API fails make test
 #   scripts/proto.sh breaking [REF]
 #                               buf breaking against a git ref (default: HEAD) of this repository
 # The tools (buf, protoc-gen-go, protoc-gen-go-grpc) are installed by scripts/tools.sh, which
@@ -38,6 +40,14 @@ check)
   fi
   rm -f "$tmp/diff"
   echo "proto: lint clean, gen/ up to date"
+  # The work tree (uncommitted changes included) against the previous commit. A shallow clone
+  # without it cannot be checked: say so rather than pass silently.
+  if git rev-parse -q --verify 'HEAD~1^{commit}' >/dev/null; then
+    buf breaking --against ".git#ref=HEAD~1"
+    echo "proto: no breaking change since HEAD~1"
+  else
+    echo "proto: no previous commit in this clone (shallow?): breaking check skipped" >&2
+  fi
   ;;
 breaking)
   ref=${2:-HEAD}
