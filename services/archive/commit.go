@@ -225,19 +225,25 @@ func (a *Archive) commitTx(ctx context.Context, batch []*request, known bool) (r
 	// The locks, and the log's state read (or checked) under them.
 	var pre pgx.Batch
 	stored := make(map[[32]byte]catalog.Message)
+	var sums [][32]byte
+	for _, r := range batch {
+		for _, it := range r.items {
+			sums = append(sums, it.sum)
+		}
+	}
+	// A batch of access records only inserts no message: the log's lock orders it, the catalog's
+	// writer lock (which keeps two writers from inserting one message twice) is not needed.
 	var ap *merklelog.Appender
 	if known {
-		catalog.QueueLock(&pre)
+		if len(sums) > 0 {
+			catalog.QueueLock(&pre)
+		}
 		ap = a.log.QueueLockAt(&pre, a.logSize, a.logPacked)
 	} else {
 		// A round trip of its own: which messages are stored decides which are new.
-		var sums [][32]byte
-		for _, r := range batch {
-			for _, it := range r.items {
-				sums = append(sums, it.sum)
-			}
+		if len(sums) > 0 {
+			catalog.QueueLockAndLookup(&pre, sums, stored)
 		}
-		catalog.QueueLockAndLookup(&pre, sums, stored)
 		ap = a.log.QueueLock(&pre)
 		if err = tx.SendBatch(ctx, &pre).Close(); err != nil {
 			return nil, false, classify("lock and look up", err)
