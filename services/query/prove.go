@@ -12,7 +12,6 @@ import (
 	"github.com/pecarchive/pecarchive/pec"
 	"github.com/pecarchive/pecarchive/services/archive/catalog"
 	"github.com/pecarchive/pecarchive/services/archive/reader"
-	"github.com/pecarchive/pecarchive/tlog"
 )
 
 // Selector says which messages to prove: by the original's Message-ID, by PEC id, or by sender
@@ -153,13 +152,7 @@ func (s *Service) Prove(ctx context.Context, who Caller, method string, req Prov
 	}
 	ans := &Answer{NextPageToken: next}
 	// The checkpoint first: every proof of the answer is against it.
-	if signed, err := s.rd.Checkpoint(ctx); err == nil {
-		cp, perr := tlog.ParseCheckpoint(signed)
-		if perr != nil {
-			return nil, fmt.Errorf("%w: the latest checkpoint does not parse: %w", reader.ErrIntegrity, perr)
-		}
-		ans.Checkpoint = Checkpoint{Origin: cp.Origin, Size: cp.Size, Root: cp.Hash, Signed: signed}
-	} else if !isNotFound(err) {
+	if ans.Checkpoint, err = s.latestCheckpoint(ctx); err != nil && !isNotFound(err) {
 		return nil, err
 	}
 	var returned [][32]byte
@@ -181,13 +174,33 @@ func (s *Service) Prove(ctx context.Context, who Caller, method string, req Prov
 		// Several originals may share a PEC id only in theory; newest first all the same.
 		sort.SliceStable(ans.Messages, func(i, j int) bool { return ans.Messages[i].SentAt.After(ans.Messages[j].SentAt) })
 	}
-	if err := s.prove(ctx, ans.Checkpoint.Size, proved); err != nil {
+	// What the answer returns is known: record the read while the proofs are read (they change
+	// nothing of it). The answer leaves only if both succeed.
+	recorded := make(chan error, 1)
+	go func() { recorded <- s.record(ctx, who, method, sel.String(), returned) }()
+	perr := s.prove(ctx, ans.Checkpoint.Size, proved)
+	if err := <-recorded; err != nil {
 		return nil, err
 	}
-	if err := s.record(ctx, who, method, sel.String(), returned); err != nil {
-		return nil, err
+	if perr != nil {
+		return nil, perr
 	}
 	return ans, nil
+}
+
+// latestCheckpoint returns the latest checkpoint, read again once it is older than
+// Config.CheckpointTTL.
+func (s *Service) latestCheckpoint(ctx context.Context) (Checkpoint, error) {
+	if c := s.cp.Load(); c != nil && time.Since(c.at) < s.cfg.CheckpointTTL {
+		return c.cp, nil
+	}
+	at := time.Now()
+	cp, err := s.Checkpoint(ctx)
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	s.cp.Store(&cachedCheckpoint{cp: cp, at: at})
+	return cp, nil
 }
 
 // prove fills in the inclusion proofs of the receipts whose leaves the checkpoint of size covers,

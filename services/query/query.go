@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/pecarchive/pecarchive/services/archive/catalog"
@@ -59,6 +60,7 @@ const (
 	MaxSearchPageSize     = 500
 	DefaultSearchTimeout  = 10 * time.Second
 	DefaultRecordTimeout  = 10 * time.Second
+	DefaultCheckpointTTL  = time.Second
 	// MaxSubjectWords bounds the subject words of a search, MaxWordLen each word.
 	MaxSubjectWords = 8
 	MaxWordLen      = 200
@@ -76,6 +78,11 @@ type Config struct {
 	SearchTimeout time.Duration
 	// RecordTimeout bounds the recording of one read (default DefaultRecordTimeout).
 	RecordTimeout time.Duration
+	// CheckpointTTL is how long ProveDelivery reuses the latest checkpoint it read before it
+	// reads it again (default DefaultCheckpointTTL; negative: read it for every answer). The
+	// archive publishes one every minute or so: an answer's checkpoint is at most that much
+	// older, and receipts newer than it come without a proof.
+	CheckpointTTL time.Duration
 }
 
 // Service answers the questions of the query API. It is safe for concurrent use and keeps no
@@ -84,6 +91,13 @@ type Service struct {
 	rd  Reader
 	rec Recorder
 	cfg Config
+	cp  atomic.Pointer[cachedCheckpoint]
+}
+
+// cachedCheckpoint is the latest checkpoint read, and when.
+type cachedCheckpoint struct {
+	cp Checkpoint
+	at time.Time
 }
 
 // New returns a Service.
@@ -96,6 +110,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	if cfg.RecordTimeout <= 0 {
 		cfg.RecordTimeout = DefaultRecordTimeout
+	}
+	if cfg.CheckpointTTL == 0 {
+		cfg.CheckpointTTL = DefaultCheckpointTTL
 	}
 	return &Service{rd: cfg.Reader, rec: cfg.Recorder, cfg: cfg}, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pecarchive/pecarchive/pec"
 	"github.com/pecarchive/pecarchive/services/archive/catalog"
+	"github.com/pecarchive/pecarchive/services/archive/reader"
 	"github.com/pecarchive/pecarchive/tlog"
 )
 
@@ -167,7 +168,7 @@ func (s *Service) Checkpoint(ctx context.Context) (Checkpoint, error) {
 	}
 	cp, err := tlog.ParseCheckpoint(signed)
 	if err != nil {
-		return Checkpoint{}, fmt.Errorf("query: the latest checkpoint does not parse: %w", err)
+		return Checkpoint{}, fmt.Errorf("%w: the latest checkpoint does not parse: %w", reader.ErrIntegrity, err)
 	}
 	return Checkpoint{Origin: cp.Origin, Size: cp.Size, Root: cp.Hash, Signed: signed}, nil
 }

@@ -52,7 +52,8 @@ func Dial(target string, opts DialOptions) (*grpc.ClientConn, querypb.EvidenceSe
 	if opts.TLS != nil {
 		creds = credentials.NewTLS(opts.TLS)
 	}
-	dopts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	dopts := []grpc.DialOption{grpc.WithTransportCredentials(creds),
+		grpc.WithInitialWindowSize(streamWindow), grpc.WithInitialConnWindowSize(connWindow)}
 	if opts.Token != "" {
 		dopts = append(dopts, grpc.WithPerRPCCredentials(auth.TokenCredentials(opts.Token, opts.TLS != nil)))
 	}
