@@ -52,7 +52,7 @@ func benchQuery(args []string, stdout, stderr io.Writer) int {
 	conc := fs.Int("concurrency", 16, "concurrent gRPC clients (and goroutines of the floor)")
 	duration := fs.Duration("duration", 30*time.Second, "measuring time of each side")
 	rounds := fs.Int("rounds", 6, "rounds of floor and service, taking turns, so that drift of the machine weighs on both alike")
-	batch := fs.Int("fill-batch", 2000, "notices per transaction while filling")
+	batch := fs.Int("fill-batch", 160, "notices per transaction while filling (3 messages each: the archive's committer writes at most 500 messages per transaction)")
 	keep := fs.Bool("keep", false, "keep the PostgreSQL schema (its name is printed) to reuse with -schema")
 	schema := fs.String("schema", "", "use this schema (one a previous -keep run filled with the same -n) instead of filling a new one")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the service's turns to this file")
