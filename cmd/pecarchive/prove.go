@@ -67,6 +67,9 @@ type proveRecipientJSON struct {
 	ExplanationEN string             `json:"explanation_en"`
 	At            string             `json:"at"`
 	Receipts      []proveReceiptJSON `json:"receipts"`
+	// Conflicts (an extension of the contract) are the SHA-256s of valid receipts about the
+	// recipient that contradict each other.
+	Conflicts []string `json:"conflicts"`
 }
 
 type proveReceiptJSON struct {
@@ -115,7 +118,11 @@ func proveToJSON(resp *querypb.ProveDeliveryResponse) proveJSON {
 			SentAt: stamp(m.GetSentAt()), SHA256: hexOrEmpty(m.GetSha256()), Recipients: []proveRecipientJSON{}}
 		for _, r := range m.GetRecipients() {
 			jr := proveRecipientJSON{Address: r.GetAddress(), Verdict: query.VerdictName(r.GetVerdict()),
-				ExplanationIT: r.GetExplanationIt(), ExplanationEN: r.GetExplanationEn(), At: r.GetAt(), Receipts: []proveReceiptJSON{}}
+				ExplanationIT: r.GetExplanationIt(), ExplanationEN: r.GetExplanationEn(), At: r.GetAt(), Receipts: []proveReceiptJSON{},
+				Conflicts: []string{}}
+			for _, c := range r.GetConflictingSha256() {
+				jr.Conflicts = append(jr.Conflicts, hex.EncodeToString(c))
+			}
 			for _, rc := range r.GetReceipts() {
 				jrc := proveReceiptJSON{SHA256: hexOrEmpty(rc.GetSha256()), Kind: rc.GetKind(), ReceiptType: rc.GetReceiptType(),
 					Error: rc.GetError(), Provider: rc.GetProvider(), Time: rc.GetTime(), SignedAt: stamp(rc.GetSignedAt()),
