@@ -47,9 +47,6 @@ type Access struct {
 // microseconds in UTC. It is idempotent.
 func (a *Access) Normalize() {
 	a.At = normTime(a.At).UTC()
-	if a.At.IsZero() {
-		a.At = time.Time{}
-	}
 	a.Principal = clean(a.Principal, MaxID)
 	a.Auth = clean(a.Auth, 64)
 	a.Method = clean(a.Method, MaxID)
