@@ -52,6 +52,7 @@ func benchQuery(args []string, stdout, stderr io.Writer) int {
 	conc := fs.Int("concurrency", 16, "concurrent gRPC clients (and goroutines of the floor)")
 	duration := fs.Duration("duration", 30*time.Second, "measuring time of each side")
 	rounds := fs.Int("rounds", 6, "rounds of floor and service, taking turns, so that drift of the machine weighs on both alike")
+	warmup := fs.Duration("warmup", 10*time.Second, "unmeasured turns of both sides first, so that neither meets a cold cache")
 	batch := fs.Int("fill-batch", 160, "notices per transaction while filling (3 messages each: the archive's committer writes at most 500 messages per transaction)")
 	keep := fs.Bool("keep", false, "keep the PostgreSQL schema (its name is printed) to reuse with -schema")
 	schema := fs.String("schema", "", "use this schema (one a previous -keep run filled with the same -n) instead of filling a new one")
@@ -66,7 +67,7 @@ func benchQuery(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg := queryBenchConfig{N: *n, Concurrency: *conc, Duration: *duration, Rounds: *rounds, FillBatch: *batch, Keep: *keep, Schema: *schema,
-		CPUProfile: *cpuprofile}
+		CPUProfile: *cpuprofile, Warmup: *warmup}
 	if err := runQueryBench(ctx, cfg, stdout); err != nil {
 		fmt.Fprintf(stderr, "pecarchive bench query: %v\n", err)
 		return exitNotValid
@@ -76,7 +77,7 @@ func benchQuery(args []string, stdout, stderr io.Writer) int {
 
 type queryBenchConfig struct {
 	N, Concurrency, Rounds, FillBatch int
-	Duration                          time.Duration
+	Duration, Warmup                  time.Duration
 	Keep                              bool
 	Schema, CPUProfile                string
 }
@@ -315,8 +316,17 @@ func runQueryBench(ctx context.Context, cfg queryBenchConfig, out io.Writer) err
 	floor := func(ctx context.Context, rng *rand.Rand, _ int) error {
 		return fq.lookups(ctx, benchMsgID(rng.IntN(cfg.N)))
 	}
-	fmt.Fprintf(out, "measuring: %d rounds of %s per side, %d concurrent callers, msgids drawn at random from %d notices\n",
-		cfg.Rounds, (cfg.Duration / time.Duration(cfg.Rounds)).Round(time.Millisecond), cfg.Concurrency, cfg.N)
+	if cfg.Warmup > 0 {
+		var w benchSide
+		if err := w.run(ctx, cfg.Concurrency, cfg.Warmup/2, floor); err != nil {
+			return err
+		}
+		if err := w.run(ctx, cfg.Concurrency, cfg.Warmup/2, service); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(out, "measuring: %d rounds of %s per side after %s of warm-up, %d concurrent callers, msgids drawn at random from %d notices\n",
+		cfg.Rounds, (cfg.Duration / time.Duration(cfg.Rounds)).Round(time.Millisecond), cfg.Warmup, cfg.Concurrency, cfg.N)
 	st0 := a.Stats()
 	var fl, sv benchSide
 	slice := cfg.Duration / time.Duration(cfg.Rounds)
