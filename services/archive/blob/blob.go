@@ -61,7 +61,9 @@ type Store interface {
 	Get(ctx context.Context, sum [32]byte) (io.ReadCloser, error)
 	Stat(ctx context.Context, sum [32]byte) (Info, error)
 	SetLegalHold(ctx context.Context, sum [32]byte, on bool) error
-	// Walk calls fn for every stored object's sum (order unspecified).
+	// Walk calls fn for every stored object's sum (order unspecified). It fails with an error
+	// wrapping ErrIntegrity when it comes across something where objects are kept that no Put
+	// writes (a symbolic link in fsstore): [AuditWalker] names every such thing instead.
 	Walk(ctx context.Context, fn func(sum [32]byte) error) error
 	// Check verifies the store is usable and as strong as configured (Object Lock enabled, etc.).
 	Check(ctx context.Context) error
@@ -155,3 +157,40 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 }
 
 func (v *verifyingReader) Close() error { return v.r.Close() }
+
+// Anomaly kinds.
+const (
+	// AnomalyIrregular: an entry where objects are kept that is not a regular file or directory
+	// as Put makes them (a symbolic link, a device, a FIFO: fsstore). A read never follows it.
+	AnomalyIrregular = "irregular"
+	// AnomalyShadowed: the current version of an object is not its bytes, a newer version or a
+	// delete marker hides them (s3store); the retained version is still read by its ID.
+	AnomalyShadowed = "shadowed"
+)
+
+// Anomaly is something a walk found where the store keeps its objects that is not an intact
+// object as Put left it.
+type Anomaly struct {
+	Kind string // AnomalyIrregular or AnomalyShadowed
+	// Key is where it is, in the store's key space ("sha256/ab/ab12..." or a directory).
+	Key string
+	// SHA256 is the object concerned; zero when Key is not a content address.
+	SHA256 [32]byte
+	Detail string
+}
+
+func (a Anomaly) String() string {
+	s := a.Kind + " " + a.Key
+	if a.Detail != "" {
+		s += ": " + a.Detail
+	}
+	return s
+}
+
+// AuditWalker is implemented by stores whose storage can hold things a plain Walk does not
+// report: AuditWalk calls fn for every object as Walk does and found for every [Anomaly] (fn is
+// not called for an entry that holds no object). An error returned by fn or found stops the walk
+// and is returned.
+type AuditWalker interface {
+	AuditWalk(ctx context.Context, fn func(sum [32]byte) error, found func(Anomaly) error) error
+}

@@ -8,6 +8,11 @@
 // all, is never overwritten, and is durable when Put returns. Get verifies the SHA-256 while
 // reading. A legal hold is a marker file ROOT/legal-hold/<hex[0:2]>/<hex>.
 //
+// Reads never follow a symbolic link: an object is opened step by step from ROOT with
+// O_NOFOLLOW, so a link planted in place of an object or of its directory fails the read with
+// blob.ErrIntegrity instead of serving whatever it points at, and the walk (AuditWalk) names
+// every entry that is not a regular file or directory as Put makes them.
+//
 // WEAKER THAN S3 OBJECT LOCK: nothing but file permissions protects the files. Root, the owner of
 // the files, or anyone who can write the directories can delete or replace an object, and the
 // legal-hold marker only records a decision: it prevents nothing. Stat reports Mode
@@ -97,7 +102,7 @@ func (s *Store) Check(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	fi, err := os.Stat(filepath.Join(s.root, objectsDir))
+	fi, err := os.Lstat(filepath.Join(s.root, objectsDir))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) && s.readOnly {
 			return fmt.Errorf("fsstore: %s is not a blob store (no %s directory): %w", s.root, objectsDir, blob.ErrUnavailable)
@@ -105,7 +110,9 @@ func (s *Store) Check(ctx context.Context) error {
 		return s.ioErr("check", s.root, err)
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("fsstore: %s is not a directory: %w", filepath.Join(s.root, objectsDir), blob.ErrUnavailable)
+		// Reads do not follow links (see openNoFollow), so a linked objects directory could not
+		// be read either.
+		return fmt.Errorf("fsstore: %s is not a directory (%s): %w", filepath.Join(s.root, objectsDir), typeName(fi.Mode().Type()), blob.ErrUnavailable)
 	}
 	if s.readOnly {
 		return nil
@@ -149,6 +156,13 @@ func (s *Store) Put(ctx context.Context, sum [32]byte, data []byte) (bool, error
 	if err := mkdirDurable(dir); err != nil {
 		return false, s.ioErr("put", path, err)
 	}
+	if fi, err := os.Lstat(dir); err != nil {
+		return false, s.ioErr("put", path, err)
+	} else if !fi.IsDir() {
+		// A link in place of the fan-out directory: writing through it would put the object
+		// where reads never look.
+		return false, fmt.Errorf("fsstore: put: %s is a %s, not a directory: %w", dir, typeName(fi.Mode().Type()), blob.ErrIntegrity)
+	}
 	tmp, err := writeTemp(dir, data)
 	if err != nil {
 		return false, s.ioErr("put", path, err)
@@ -173,18 +187,11 @@ func (s *Store) Put(ctx context.Context, sum [32]byte, data []byte) (bool, error
 // existing compares the stored object with data and makes sure its directory entry is durable
 // (a concurrent Put may have linked it and not yet synced the directory).
 func (s *Store) existing(sum [32]byte, path string, data []byte) error {
-	f, err := os.Open(path)
+	f, fi, err := s.open("put", sum)
 	if err != nil {
-		return s.ioErr("put", path, err)
+		return err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return s.ioErr("put", path, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("fsstore: put: %s is not a regular file: %w", path, blob.ErrIntegrity)
-	}
 	if fi.Size() != int64(len(data)) {
 		return fmt.Errorf("fsstore: put: %s already stored with %d bytes, not %d: %w", path, fi.Size(), len(data), blob.ErrIntegrity)
 	}
@@ -233,21 +240,36 @@ func (s *Store) Get(ctx context.Context, sum [32]byte) (io.ReadCloser, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	path := s.Path(sum)
-	f, err := os.Open(path)
+	f, fi, err := s.open("get", sum)
 	if err != nil {
-		return nil, s.ioErr("get", path, err)
+		return nil, err
+	}
+	return blob.NewVerifyingReader(&fileReader{f: f, path: f.Name(), s: s}, sum, fi.Size()), nil
+}
+
+// open opens the object sum for reading without following symbolic links (see openNoFollow)
+// and checks that it is a regular file: anything else is blob.ErrIntegrity.
+func (s *Store) open(op string, sum [32]byte) (*os.File, fs.FileInfo, error) {
+	path := s.Path(sum)
+	k := blob.Key(sum)
+	f, err := openNoFollow(s.root, objectsDir, k[len(blob.KeyPrefix):len(blob.KeyPrefix)+2], k[len(blob.KeyPrefix)+3:])
+	if err != nil {
+		if isLinkError(err) {
+			return nil, nil, fmt.Errorf("fsstore: %s: %s or its directory is a symbolic link or not a regular file: %w: %v",
+				op, path, blob.ErrIntegrity, err)
+		}
+		return nil, nil, s.ioErr(op, path, err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, s.ioErr("get", path, err)
+		return nil, nil, s.ioErr(op, path, err)
 	}
 	if !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, fmt.Errorf("fsstore: get: %s is not a regular file: %w", path, blob.ErrIntegrity)
+		return nil, nil, fmt.Errorf("fsstore: %s: %s is not a regular file (%v): %w", op, path, fi.Mode().Type(), blob.ErrIntegrity)
 	}
-	return blob.NewVerifyingReader(&fileReader{f: f, path: path, s: s}, sum, fi.Size()), nil
+	return f, fi, nil
 }
 
 // fileReader turns read errors into ErrUnavailable.
@@ -273,10 +295,11 @@ func (s *Store) Stat(ctx context.Context, sum [32]byte) (blob.Info, error) {
 		return blob.Info{}, err
 	}
 	path := s.Path(sum)
-	fi, err := os.Lstat(path)
+	f, fi, err := s.open("stat", sum)
 	if err != nil {
-		return blob.Info{}, s.ioErr("stat", path, err)
+		return blob.Info{}, err
 	}
+	f.Close()
 	info := blob.Info{Size: fi.Size(), Mode: blob.ModeFSReadOnly}
 	_, err = os.Lstat(s.holdPath(sum))
 	switch {
@@ -331,19 +354,49 @@ func (s *Store) SetLegalHold(ctx context.Context, sum [32]byte, on bool) error {
 	return nil
 }
 
-// Walk implements blob.Store. Files that are not content addresses (temporary files) are skipped.
+// Walk implements blob.Store. Regular files that are not content addresses (temporary files) are
+// skipped; anything else that is not a regular file or a fan-out directory (a symbolic link, a
+// device) fails the walk with an error wrapping blob.ErrIntegrity: AuditWalk names them all.
 func (s *Store) Walk(ctx context.Context, fn func(sum [32]byte) error) error {
+	return s.AuditWalk(ctx, fn, func(a blob.Anomaly) error {
+		return fmt.Errorf("fsstore: walk: %w: %s", blob.ErrIntegrity, a)
+	})
+}
+
+var _ blob.AuditWalker = (*Store)(nil)
+
+// AuditWalk implements blob.AuditWalker: found gets a blob.AnomalyIrregular for every entry
+// under ROOT/sha256 that Put does not make: a symbolic link (to a file or to a directory) or
+// any other file that is neither a regular file nor a directory, in place of an object or of a
+// fan-out directory. Regular files that are not content addresses are skipped, as in Walk.
+func (s *Store) AuditWalk(ctx context.Context, fn func(sum [32]byte) error, found func(blob.Anomaly) error) error {
 	top := filepath.Join(s.root, objectsDir)
+	if fi, err := os.Lstat(top); err != nil {
+		return s.ioErr("walk", top, err)
+	} else if !fi.IsDir() {
+		return found(blob.Anomaly{Kind: blob.AnomalyIrregular, Key: strings.TrimSuffix(blob.KeyPrefix, "/"),
+			Detail: fmt.Sprintf("the objects directory is a %s: no object in it can be read", typeName(fi.Mode().Type()))})
+	}
 	dirs, err := os.ReadDir(top)
 	if err != nil {
 		return s.ioErr("walk", top, err)
 	}
 	for _, d := range dirs {
-		if !d.IsDir() || len(d.Name()) != 2 {
-			continue
-		}
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		key := blob.KeyPrefix + d.Name()
+		switch t := d.Type(); {
+		case t.IsRegular():
+			continue // a temporary file of Check, or something that is no object
+		case !t.IsDir():
+			if err := found(blob.Anomaly{Kind: blob.AnomalyIrregular, Key: key,
+				Detail: fmt.Sprintf("a %s where only fan-out directories belong", typeName(t))}); err != nil {
+				return err
+			}
+			continue
+		case len(d.Name()) != 2:
+			continue
 		}
 		sub := filepath.Join(top, d.Name())
 		files, err := os.ReadDir(sub)
@@ -351,8 +404,20 @@ func (s *Store) Walk(ctx context.Context, fn func(sum [32]byte) error) error {
 			return s.ioErr("walk", sub, err)
 		}
 		for _, f := range files {
-			sum, ok := blob.ParseKey(blob.KeyPrefix + d.Name() + "/" + f.Name())
-			if !ok || !f.Type().IsRegular() {
+			key := blob.KeyPrefix + d.Name() + "/" + f.Name()
+			sum, ok := blob.ParseKey(key)
+			if t := f.Type(); !t.IsRegular() {
+				a := blob.Anomaly{Kind: blob.AnomalyIrregular, Key: key, Detail: fmt.Sprintf("a %s, not a regular file", typeName(t))}
+				if ok {
+					a.SHA256 = sum
+					a.Detail += " in place of the object"
+				}
+				if err := found(a); err != nil {
+					return err
+				}
+				continue
+			}
+			if !ok {
 				continue
 			}
 			if err := fn(sum); err != nil {
@@ -361,6 +426,23 @@ func (s *Store) Walk(ctx context.Context, fn func(sum [32]byte) error) error {
 		}
 	}
 	return nil
+}
+
+// typeName names a file type for an anomaly's detail.
+func typeName(t fs.FileMode) string {
+	switch {
+	case t&fs.ModeSymlink != 0:
+		return "symbolic link"
+	case t.IsDir():
+		return "directory"
+	case t&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case t&fs.ModeSocket != 0:
+		return "socket"
+	case t&fs.ModeDevice != 0:
+		return "device"
+	}
+	return "irregular file (" + t.String() + ")"
 }
 
 // ioErr classifies err: a missing file is blob.ErrNotFound, a read-only filesystem or denied
