@@ -98,7 +98,11 @@ func serveArchive(ctx context.Context, s settings, listen string, log *slog.Logg
 	if err != nil {
 		return err
 	}
-	cfg := grpcserver.Config{Archive: a, Reader: rd, Authorizer: authz}
+	idle, err := s.duration("PECARCHIVE_STORE_IDLE_TIMEOUT", grpcserver.DefaultMaxIdleTime)
+	if err != nil {
+		return err
+	}
+	cfg := grpcserver.Config{Archive: a, Reader: rd, Authorizer: authz, MaxIdleTime: idle}
 	if dir := s.get("PECARCHIVE_TLS_DIR", ""); dir != "" {
 		st := auth.ServerTLS{CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key")}
 		if _, err := os.Stat(filepath.Join(dir, "client-ca.crt")); err == nil {

@@ -37,6 +37,7 @@ import (
 //	PECARCHIVE_LOG_ORIGIN           origin for a created key (default pecarchive.local/log)
 //	PECARCHIVE_CHECKPOINT_INTERVAL  (default 1m)
 //	PECARCHIVE_LISTEN               gRPC address (default 127.0.0.1:7443)
+//	PECARCHIVE_STORE_IDLE_TIMEOUT   cut a Store stream silent for that long (default 30s)
 //	PECARCHIVE_TLS_DIR              tls.crt, tls.key and optional client-ca.crt (mTLS); unset: plaintext, loopback only
 //	PECARCHIVE_CREDENTIALS_FILE     tokens and certificate identities with roles (see internal/auth)
 //	PECARCHIVE_TRUST, PECARCHIVE_PROVIDER_INDEX   the archive's trust anchors and provider index (see verifier.go)

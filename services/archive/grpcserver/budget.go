@@ -6,8 +6,10 @@ import (
 	"sync"
 )
 
-// budget is a FIFO weighted semaphore over bytes: each Store call reserves its whole buffer once,
-// before reading, so calls cannot deadlock holding partial reservations.
+// budget is a FIFO weighted semaphore over bytes: each Store call reserves its buffer as it grows
+// and gives it all back when it is done. A call waiting for more while holding part of its
+// buffer waits at most MaxIdleTime (see upload.reserve), so calls that hold the whole budget
+// between them and all wait for more cannot wait for each other for long.
 type budget struct {
 	mu      sync.Mutex
 	size    int64
@@ -79,4 +81,11 @@ func (b *budget) grant() {
 		b.waiters.Remove(e)
 		close(w.ready)
 	}
+}
+
+// usedBytes returns the bytes reserved now.
+func (b *budget) usedBytes() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used
 }

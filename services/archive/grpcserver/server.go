@@ -33,6 +33,9 @@ const (
 	DefaultMaxBufferedBytes = 256 << 20
 	// DefaultMaxUploadTime is the default limit on receiving one message (64 MiB at 1 Mbit/s).
 	DefaultMaxUploadTime = 10 * time.Minute
+	// DefaultMaxIdleTime is the default limit on a Store stream's silence: no request for that
+	// long and the upload is cut.
+	DefaultMaxIdleTime = 30 * time.Second
 	// maxRecvMsgSize bounds one gRPC request: a full chunk plus the framing and header fields.
 	maxRecvMsgSize = MaxChunkSize + 64<<10
 )
@@ -52,14 +55,17 @@ type Config struct {
 	// MaxMessageSize limits one stored message (default [DefaultMaxMessageSize]).
 	MaxMessageSize int64
 	// MaxBufferedBytes limits the bytes all concurrent Store calls buffer together (default
-	// [DefaultMaxBufferedBytes], at least MaxMessageSize). A call reserves its declared
-	// expected_size, or MaxMessageSize when it declares none, before reading any chunk, and
-	// waits (within its deadline) while the budget is spent.
+	// [DefaultMaxBufferedBytes], at least MaxMessageSize). A call reserves its buffer as its
+	// bytes arrive (growing it geometrically, never beyond its declared expected_size or
+	// MaxMessageSize), first come first served; a call that waits for budget longer than
+	// MaxIdleTime fails with Unavailable (clients retry).
 	MaxBufferedBytes int64
-	// MaxUploadTime bounds the reception of one message, from the reservation of its buffer to
-	// its last chunk, so that a stalled client cannot hold buffer space (default
-	// [DefaultMaxUploadTime]); past it Store fails with DeadlineExceeded.
+	// MaxUploadTime bounds the reception of one message, from its header to its last chunk
+	// (default [DefaultMaxUploadTime]); past it Store fails with DeadlineExceeded.
 	MaxUploadTime time.Duration
+	// MaxIdleTime cuts a Store stream that sends no request for that long, header included
+	// (default [DefaultMaxIdleTime]): Store fails with DeadlineExceeded and its buffer is freed.
+	MaxIdleTime time.Duration
 }
 
 // DefaultPolicy returns the role table of the archive's methods: Store for "ingest",
@@ -86,6 +92,7 @@ type Service struct {
 	reader        Reader
 	maxSize       int64
 	maxUploadTime time.Duration
+	maxIdleTime   time.Duration
 	budget        *budget
 }
 
@@ -94,12 +101,16 @@ func NewService(cfg Config) (*Service, error) {
 	if cfg.Archive == nil {
 		return nil, errors.New("grpcserver: Config.Archive is required")
 	}
-	if cfg.MaxMessageSize < 0 || cfg.MaxBufferedBytes < 0 || cfg.MaxUploadTime < 0 {
+	if cfg.MaxMessageSize < 0 || cfg.MaxBufferedBytes < 0 || cfg.MaxUploadTime < 0 || cfg.MaxIdleTime < 0 {
 		return nil, errors.New("grpcserver: negative limit")
 	}
-	s := &Service{archive: cfg.Archive, reader: cfg.Reader, maxSize: cfg.MaxMessageSize, maxUploadTime: cfg.MaxUploadTime}
+	s := &Service{archive: cfg.Archive, reader: cfg.Reader, maxSize: cfg.MaxMessageSize, maxUploadTime: cfg.MaxUploadTime,
+		maxIdleTime: cfg.MaxIdleTime}
 	if s.maxUploadTime == 0 {
 		s.maxUploadTime = DefaultMaxUploadTime
+	}
+	if s.maxIdleTime == 0 {
+		s.maxIdleTime = DefaultMaxIdleTime
 	}
 	if s.maxSize == 0 {
 		s.maxSize = DefaultMaxMessageSize

@@ -144,6 +144,7 @@ const (
 
 type env struct {
 	addr    string
+	srv     *grpcserver.Server
 	archive *fakeArchive
 	dir     string
 	ca      *authtest.CA
@@ -206,6 +207,7 @@ cert dns:ingest.pecarchive.test ingest-mtls ingest
 		t.Fatal(err)
 	}
 	e.addr = lis.Addr().String()
+	e.srv = srv
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
 	return e

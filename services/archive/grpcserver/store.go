@@ -1,11 +1,13 @@
 package grpcserver
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -16,24 +18,137 @@ import (
 )
 
 // Store receives one message: the header, then chunks. It never buffers more than the declared
-// expected_size (or MaxMessageSize when none is declared), only within the server-wide buffer
-// budget, and for at most MaxUploadTime.
+// expected_size (or MaxMessageSize when none is declared), and reserves that buffer from the
+// server-wide budget as the bytes arrive, so a stream that sends little holds little. A stream
+// that sends nothing for MaxIdleTime is cut, and the whole reception is bounded by
+// MaxUploadTime, so stalled clients cannot starve the others.
 func (s *Service) Store(stream archivev1.ArchiveService_StoreServer) error {
 	ctx := stream.Context()
-	first, err := stream.Recv()
+	// Receive in a goroutine so that a stalled upload is cut when its time is up: when this
+	// handler returns, the stream ends and so does the receiver, which then gives its
+	// reservation back.
+	u := &upload{s: s, stream: stream}
+	done := make(chan received, 1)
+	go func() { done <- u.receive() }()
+	total := time.NewTimer(s.maxUploadTime)
+	defer total.Stop()
+	idle := time.NewTimer(s.maxIdleTime)
+	defer idle.Stop()
+	var r received
+wait:
+	for {
+		select {
+		case r = <-done:
+			break wait
+		case <-total.C:
+			s.abandon(done)
+			return status.Errorf(codes.DeadlineExceeded, "grpcserver: upload took longer than %v", s.maxUploadTime)
+		case <-idle.C:
+			var silent time.Duration
+			if since, ok := u.waitingSince(); ok {
+				silent = time.Since(since)
+			}
+			if silent >= s.maxIdleTime {
+				s.abandon(done)
+				return status.Errorf(codes.DeadlineExceeded, "grpcserver: upload cut: nothing received for %v", s.maxIdleTime)
+			}
+			idle.Reset(s.maxIdleTime - silent)
+		}
+	}
+	defer s.budget.release(r.reserved)
+	if r.err != nil {
+		return r.err
+	}
+	rec, err := s.archive.Store(ctx, r.buf, r.src)
+	if err != nil {
+		return statusError(ctx, "store", err)
+	}
+	return stream.SendAndClose(&archivev1.StoreResponse{Record: recordToProto(rec)})
+}
+
+// abandon gives back, once the receiver of a cut upload has stopped, what it reserved.
+func (s *Service) abandon(done <-chan received) {
+	go func() {
+		r := <-done
+		s.budget.release(r.reserved)
+	}()
+}
+
+// received is the outcome of upload.receive: the message and the budget it holds, or an error
+// (having given back everything).
+type received struct {
+	buf      []byte
+	src      archive.Source
+	reserved int64
+	err      error
+}
+
+// upload is one Store stream being received.
+type upload struct {
+	s        *Service
+	stream   archivev1.ArchiveService_StoreServer
+	since    atomic.Int64 // when the pending Recv began (Unix nanoseconds), 0 when none is
+	reserved int64        // budget held for buf (receiver goroutine only)
+}
+
+// waitingSince reports since when the receiver has been waiting for the client, if it is.
+func (u *upload) waitingSince() (time.Time, bool) {
+	n := u.since.Load()
+	return time.Unix(0, n), n != 0
+}
+
+// recv receives the next request, marking the time spent waiting for the client (time spent
+// waiting for budget or for the archive is not idleness of the client's).
+func (u *upload) recv() (*archivev1.StoreRequest, error) {
+	u.since.Store(time.Now().UnixNano())
+	defer u.since.Store(0)
+	return u.stream.Recv()
+}
+
+// reserve adds n bytes to the upload's reservation. A wait for budget is bounded by
+// MaxIdleTime: streams holding part of their buffer and all waiting for more could otherwise
+// wait for each other until MaxUploadTime.
+func (u *upload) reserve(n int64) error {
+	ctx, cancel := context.WithTimeout(u.stream.Context(), u.s.maxIdleTime)
+	defer cancel()
+	if err := u.s.budget.acquire(ctx, n); err != nil {
+		if u.stream.Context().Err() == nil {
+			return status.Errorf(codes.Unavailable, "grpcserver: the buffer budget stayed spent for %v; retry", u.s.maxIdleTime)
+		}
+		return status.FromContextError(err).Err()
+	}
+	u.reserved += n
+	return nil
+}
+
+// receive reads the header and the chunks of the stream, within the limits, and checks them
+// against the declared size and SHA-256.
+func (u *upload) receive() received {
+	r := u.read()
+	if r.err != nil {
+		u.s.budget.release(u.reserved)
+		return received{err: r.err}
+	}
+	r.reserved = u.reserved
+	return r
+}
+
+func (u *upload) read() received {
+	fail := func(err error) received { return received{err: err} }
+	first, err := u.recv()
 	if err == io.EOF {
-		return status.Error(codes.InvalidArgument, "grpcserver: empty Store stream (no header)")
+		return fail(status.Error(codes.InvalidArgument, "grpcserver: empty Store stream (no header)"))
 	}
 	if err != nil {
-		return err // already a status (the client went away, deadline, ...)
+		return fail(err) // already a status (the client went away, deadline, ...)
 	}
 	h := first.GetHeader()
 	if h == nil {
-		return status.Error(codes.InvalidArgument, "grpcserver: the first Store request must carry the header")
+		return fail(status.Error(codes.InvalidArgument, "grpcserver: the first Store request must carry the header"))
 	}
 	src, err := sourceFromProto(h.GetSource())
 	if err != nil {
-		return status.Error(codes.InvalidArgument, err.Error())
+		return fail(status.Error(codes.InvalidArgument, err.Error()))
 	}
 	var wantSum []byte
 	switch len(h.GetExpectedSha256()) {
@@ -41,125 +156,77 @@ func (s *Service) Store(stream archivev1.ArchiveService_StoreServer) error {
 	case sha256.Size:
 		wantSum = h.GetExpectedSha256()
 	default:
-		return status.Errorf(codes.InvalidArgument, "grpcserver: expected_sha256 has %d bytes, want %d", len(h.GetExpectedSha256()), sha256.Size)
+		return fail(status.Errorf(codes.InvalidArgument, "grpcserver: expected_sha256 has %d bytes, want %d", len(h.GetExpectedSha256()), sha256.Size))
 	}
-	limit, declared := s.maxSize, h.ExpectedSize != nil
+	limit, declared := u.s.maxSize, h.ExpectedSize != nil
 	if declared {
 		n := h.GetExpectedSize()
 		switch {
 		case n <= 0:
-			return status.Errorf(codes.InvalidArgument, "grpcserver: expected_size %d: a message has at least one byte", n)
-		case n > s.maxSize:
-			return status.Errorf(codes.ResourceExhausted, "grpcserver: expected_size %d is over the limit of %d bytes", n, s.maxSize)
+			return fail(status.Errorf(codes.InvalidArgument, "grpcserver: expected_size %d: a message has at least one byte", n))
+		case n > u.s.maxSize:
+			return fail(status.Errorf(codes.ResourceExhausted, "grpcserver: expected_size %d is over the limit of %d bytes", n, u.s.maxSize))
 		}
 		limit = n
 	}
 
-	if err := s.budget.acquire(ctx, limit); err != nil {
-		return status.FromContextError(err).Err()
-	}
-	release := true
-	defer func() {
-		if release {
-			s.budget.release(limit)
-		}
-	}()
-
-	// Receive in a goroutine so that a stalled upload cannot hold its buffer past
-	// MaxUploadTime: when this handler returns, the stream ends and so does the receiver.
-	type received struct {
-		buf []byte
-		err error
-	}
-	done := make(chan received, 1)
-	go func() {
-		buf, err := receive(stream, limit, declared, wantSum)
-		done <- received{buf, err}
-	}()
-	timer := time.NewTimer(s.maxUploadTime)
-	defer timer.Stop()
-	var r received
-	select {
-	case r = <-done:
-	case <-timer.C:
-		release = false
-		go func() {
-			<-done
-			s.budget.release(limit)
-		}()
-		return status.Errorf(codes.DeadlineExceeded, "grpcserver: upload took longer than %v", s.maxUploadTime)
-	}
-	if r.err != nil {
-		return r.err
-	}
-	buf := r.buf
-	rec, err := s.archive.Store(ctx, buf, src)
-	if err != nil {
-		return statusError(ctx, "store", err)
-	}
-	return stream.SendAndClose(&archivev1.StoreResponse{Record: recordToProto(rec)})
-}
-
-// receive reads the chunks of a Store stream after the header, within limit, and checks them
-// against the declared size and SHA-256.
-func receive(stream archivev1.ArchiveService_StoreServer, limit int64, declared bool, wantSum []byte) ([]byte, error) {
 	var buf []byte
-	if declared {
-		buf = make([]byte, 0, limit)
-	}
 	hash := sha256.New()
 	for {
-		req, err := stream.Recv()
+		req, err := u.recv()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, err // already a status (the client went away, deadline, ...)
+			return fail(err) // already a status (the client went away, deadline, ...)
 		}
 		part, ok := req.GetPart().(*archivev1.StoreRequest_Chunk)
 		if !ok {
-			return nil, status.Error(codes.InvalidArgument, "grpcserver: only the first Store request may carry the header; the others carry chunks")
+			return fail(status.Error(codes.InvalidArgument, "grpcserver: only the first Store request may carry the header; the others carry chunks"))
 		}
 		chunk := part.Chunk
 		switch {
 		case len(chunk) == 0:
-			return nil, status.Error(codes.InvalidArgument, "grpcserver: empty chunk")
+			return fail(status.Error(codes.InvalidArgument, "grpcserver: empty chunk"))
 		case len(chunk) > MaxChunkSize:
-			return nil, status.Errorf(codes.InvalidArgument, "grpcserver: chunk of %d bytes is over %d", len(chunk), MaxChunkSize)
+			return fail(status.Errorf(codes.InvalidArgument, "grpcserver: chunk of %d bytes is over %d", len(chunk), MaxChunkSize))
 		case int64(len(buf))+int64(len(chunk)) > limit && declared:
-			return nil, status.Errorf(codes.DataLoss, "grpcserver: received more than the declared expected_size %d", limit)
+			return fail(status.Errorf(codes.DataLoss, "grpcserver: received more than the declared expected_size %d", limit))
 		case int64(len(buf))+int64(len(chunk)) > limit:
-			return nil, status.Errorf(codes.ResourceExhausted, "grpcserver: message over the limit of %d bytes", limit)
+			return fail(status.Errorf(codes.ResourceExhausted, "grpcserver: message over the limit of %d bytes", limit))
 		}
-		buf = appendCapped(buf, chunk, limit)
+		if need := len(buf) + len(chunk); need > cap(buf) {
+			c := growCap(cap(buf), need, limit)
+			if err := u.reserve(int64(c - cap(buf))); err != nil {
+				return fail(err)
+			}
+			nb := make([]byte, len(buf), c)
+			copy(nb, buf)
+			buf = nb
+		}
+		buf = append(buf, chunk...)
 		hash.Write(chunk)
 	}
 	if len(buf) == 0 {
-		return nil, status.Error(codes.InvalidArgument, "grpcserver: empty message")
+		return fail(status.Error(codes.InvalidArgument, "grpcserver: empty message"))
 	}
 	if declared && int64(len(buf)) != limit {
-		return nil, status.Errorf(codes.DataLoss, "grpcserver: received %d bytes, declared expected_size %d", len(buf), limit)
+		return fail(status.Errorf(codes.DataLoss, "grpcserver: received %d bytes, declared expected_size %d", len(buf), limit))
 	}
 	if wantSum != nil {
 		if sum := hash.Sum(nil); subtle.ConstantTimeCompare(sum, wantSum) != 1 {
-			return nil, status.Errorf(codes.DataLoss, "grpcserver: received bytes have SHA-256 %x, declared expected_sha256 %x", sum, wantSum)
+			return fail(status.Errorf(codes.DataLoss, "grpcserver: received bytes have SHA-256 %x, declared expected_sha256 %x", sum, wantSum))
 		}
 	}
-	return buf, nil
+	return received{buf: buf, src: src}
 }
 
-// appendCapped appends chunk to buf, growing the buffer geometrically but never beyond limit
-// (len(buf)+len(chunk) <= limit is checked by the caller).
-func appendCapped(buf, chunk []byte, limit int64) []byte {
-	need := len(buf) + len(chunk)
-	if need > cap(buf) {
-		c := max(2*cap(buf), need, 64<<10)
-		c = int(min(int64(c), limit))
-		nb := make([]byte, len(buf), c)
-		copy(nb, buf)
-		buf = nb
-	}
-	return append(buf, chunk...)
+// growCap returns the capacity of a buffer of capacity cur that must hold need bytes: it grows
+// geometrically (at least 64 KiB) but never beyond limit (need <= limit is checked by the
+// caller), so the reservation follows what arrived within a factor of two.
+func growCap(cur, need int, limit int64) int {
+	c := max(2*cur, need, 64<<10)
+	return int(min(int64(c), limit))
 }
 
 // sourceFromProto validates and converts a Source. Limits keep catalog rows small.
