@@ -194,3 +194,33 @@ func (a Anomaly) String() string {
 type AuditWalker interface {
 	AuditWalk(ctx context.Context, fn func(sum [32]byte) error, found func(Anomaly) error) error
 }
+
+// Versioner is implemented by stores that keep versions of an object (s3store on a bucket with
+// Object Lock): there, whoever may write can add a newer version over an object, so the version
+// that holds the bytes is recorded when they are stored and read by its ID.
+type Versioner interface {
+	// PutVersion is Put that also returns the ID of the version holding the bytes ("" when the
+	// storage keeps no versions).
+	PutVersion(ctx context.Context, sum [32]byte, data []byte) (created bool, version string, err error)
+	// GetVersion is Get of one version ("": the one Get reads).
+	GetVersion(ctx context.Context, sum [32]byte, version string) (io.ReadCloser, error)
+}
+
+// PutVersion stores data with s.Put, through [Versioner.PutVersion] when s keeps versions, and
+// returns the version holding the bytes ("" when s keeps none).
+func PutVersion(ctx context.Context, s Store, sum [32]byte, data []byte) (created bool, version string, err error) {
+	if v, ok := s.(Versioner); ok {
+		return v.PutVersion(ctx, sum, data)
+	}
+	created, err = s.Put(ctx, sum, data)
+	return created, "", err
+}
+
+// GetVersion reads the version of sum (as recorded from [PutVersion]) when s keeps versions and
+// version is set, else what s.Get reads.
+func GetVersion(ctx context.Context, s Store, sum [32]byte, version string) (io.ReadCloser, error) {
+	if v, ok := s.(Versioner); ok && version != "" {
+		return v.GetVersion(ctx, sum, version)
+	}
+	return s.Get(ctx, sum)
+}

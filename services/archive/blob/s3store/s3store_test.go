@@ -167,12 +167,16 @@ func TestObjectLockEnforced(t *testing.T) {
 			if _, err := c.StatObject(ctx(t), s.Bucket(), key, minio.StatObjectOptions{VersionID: oi.VersionID}); err != nil {
 				t.Fatalf("locked version gone after delete marker: %v", err)
 			}
-			if _, err := s.Stat(ctx(t), sum); !errors.Is(err, blob.ErrNotFound) {
-				t.Fatalf("Stat behind a delete marker = %v, want ErrNotFound", err)
+			// The store reads the retained version (see TestShadowedVersions; versitygw sends no
+			// retention headers for a version that is not the current one).
+			if info, err := s.Stat(ctx(t), sum); err != nil || info.Size != int64(len(data)) ||
+				(info.Mode != blob.ModeCompliance && kind != testenv.VersityGW) {
+				t.Fatalf("Stat behind a delete marker = %+v, %v; want the retained version", info, err)
 			}
-			created, err := s.Put(ctx(t), sum, data)
-			if err != nil || !created {
-				t.Fatalf("Put behind a delete marker = %v, %v; want created", created, err)
+			// Put accepts the retained version (versitygw refuses the conditional PUT with 412)
+			// or writes a new version over the marker (MinIO accepts it).
+			if _, err := s.Put(ctx(t), sum, data); err != nil {
+				t.Fatalf("Put behind a delete marker: %v", err)
 			}
 			got, err := blobtest.ReadAll(t, s, sum)
 			if err != nil || !bytes.Equal(got, data) {
