@@ -15,6 +15,7 @@ import (
 const (
 	KindMessage = "message" // an archived message: SHA256 is the SHA-256 of its exact raw bytes
 	KindAccess  = "access"  // an audited read or export: SHA256 identifies what was accessed
+	KindSource  = "source"  // a further place an archived message was found: SHA256 is the message's
 )
 
 // Limits of the leaf encoding.
@@ -41,7 +42,8 @@ const (
 //
 // where:
 //   - kind is 1 to 32 bytes; the first is a lower-case ASCII letter a-z, the rest are a-z, 0-9
-//     or '-'. "message" for an archived message, "access" for an audited read or export.
+//     or '-'. "message" for an archived message, "access" for an audited read or export,
+//     "source" for a place a message already archived was found again.
 //   - sha256 is the 32-byte SHA-256 digest as 64 lower-case hexadecimal digits.
 //   - seconds is the time as Unix seconds (UTC, fractions dropped), in decimal ASCII with no sign
 //     and no leading zeros ("0" itself is allowed), between 0 and 253402300799 inclusive.

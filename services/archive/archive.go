@@ -442,8 +442,9 @@ func (a *Archive) Store(ctx context.Context, raw []byte, src Source) (Record, er
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, a.cfg.PutTimeout)
-		_, err := a.blobs.Put(pctx, it.sum, it.raw)
+		_, version, err := blob.PutVersion(pctx, a.blobs, it.sum, it.raw)
 		cancel()
+		it.msg.BlobVersion = version
 		if err != nil {
 			return Record{}, classify("store blob", err)
 		}

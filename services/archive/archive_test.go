@@ -270,10 +270,13 @@ func TestStoreConversation(t *testing.T) {
 		t.Errorf("by PEC id: %d records, %v", len(recs), err)
 	}
 
-	// Idempotent: the same bytes again, from another folder, add only the source.
-	again := f.store(c.delA.Bytes, archive.Source{Mailbox: "ordine@pec.ordine.example.it", Folder: "Archivio", UIDValidity: 9, UID: 5})
-	if again.New || again.LeafIndex != del.LeafIndex || again.SHA256 != del.SHA256 {
-		t.Errorf("second store: new=%v leaf %d (first %d)", again.New, again.LeafIndex, del.LeafIndex)
+	// Idempotent: the same bytes again, from another folder, add only the source, sealed by a
+	// leaf of its own; from the same folder again, nothing.
+	for range 2 {
+		again := f.store(c.delA.Bytes, archive.Source{Mailbox: "ordine@pec.ordine.example.it", Folder: "Archivio", UIDValidity: 9, UID: 5})
+		if again.New || again.LeafIndex != del.LeafIndex || again.SHA256 != del.SHA256 {
+			t.Errorf("second store: new=%v leaf %d (first %d)", again.New, again.LeafIndex, del.LeafIndex)
+		}
 	}
 	got, err := f.rd.Get(ctx, del.SHA256)
 	if err != nil {
@@ -294,11 +297,20 @@ func TestStoreConversation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if leaf.SHA256 != del.SHA256 || leaf.Extra != got.LeafExtra() || !leaf.Time.Equal(got.ReceivedAt.Truncate(time.Second)) {
-		t.Errorf("leaf %+v does not match the record", leaf)
+	if err := catalog.CheckMessageLeaf(leaf, &got.Message, &got.Sources[0]); err != nil || leaf.Extra != got.LeafExtraV2(&got.Sources[0]) {
+		t.Errorf("leaf %+v does not match the record: %v", leaf, err)
 	}
-	if n := f.count("messages"); n != 6 || f.logSize() != 6 {
-		t.Errorf("%d messages, %d leaves; want 6 and 6", n, f.logSize())
+	if n := f.count("messages"); n != 6 || f.logSize() != 7 {
+		t.Errorf("%d messages, %d leaves; want 6 and 7 (the second source's)", n, f.logSize())
+	}
+	if data, err = f.log.LeafData(ctx, 6); err != nil {
+		t.Fatal(err)
+	}
+	if leaf, err = tlog.ParseLeaf(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := catalog.CheckSourceLeaf(leaf, del.SHA256, &got.Sources[1]); err != nil {
+		t.Errorf("source leaf %+v: %v", leaf, err)
 	}
 	rc, err := f.rd.Open(ctx, del.SHA256)
 	if err != nil {
@@ -430,8 +442,9 @@ func TestConcurrentDuplicates(t *testing.T) {
 	if news != 1 {
 		t.Errorf("%d calls report New, want 1", news)
 	}
-	if m, s, l := f.count("messages"), f.count("message_sources"), f.logSize(); m != 1 || s != n || l != 1 {
-		t.Errorf("%d messages, %d sources, %d leaves; want 1, %d, 1", m, s, l, n)
+	// One leaf for the message (and its first source), one for each further source.
+	if m, s, l := f.count("messages"), f.count("message_sources"), f.logSize(); m != 1 || s != n || l != n {
+		t.Errorf("%d messages, %d sources, %d leaves; want 1, %d, %d", m, s, l, n, n)
 	}
 }
 
@@ -658,7 +671,8 @@ func TestCommitAssumptionsRedone(t *testing.T) {
 		t.Fatalf("%d transactions redone before any wrong assumption", redone)
 	}
 
-	// Stored already: the insert fails on the primary key, the redo finds the record.
+	// Stored already: the insert fails on the primary key, the redo finds the record and adds
+	// the new source with its leaf.
 	again := f.store(c.acc.Bytes, archive.Source{Path: "acc-again"})
 	if again.New || again.LeafIndex != first.LeafIndex {
 		t.Errorf("stored again: leaf %d new=%v, want leaf %d new=false", again.LeafIndex, again.New, first.LeafIndex)
@@ -672,14 +686,14 @@ func TestCommitAssumptionsRedone(t *testing.T) {
 		t.Fatal(err)
 	}
 	moved := f.store(c.nonDel.Bytes, archive.Source{Path: "nonDel"})
-	if !moved.New || moved.LeafIndex != second.LeafIndex+2 {
-		t.Errorf("after the replica appended: leaf %d new=%v, want leaf %d new=true", moved.LeafIndex, moved.New, second.LeafIndex+2)
+	if !moved.New || moved.LeafIndex != second.LeafIndex+3 {
+		t.Errorf("after the replica appended: leaf %d new=%v, want leaf %d new=true", moved.LeafIndex, moved.New, second.LeafIndex+3)
 	}
 	if got := f.a.Stats().Redone; got != redone+2 {
 		t.Errorf("redone %d, want %d", got, redone+2)
 	}
-	if m, l := f.count("messages"), f.logSize(); m != 4 || l != 4 {
-		t.Errorf("%d messages, %d leaves; want 4 and 4", m, l)
+	if m, l := f.count("messages"), f.logSize(); m != 4 || l != 5 {
+		t.Errorf("%d messages, %d leaves; want 4 and 5 (a source's)", m, l)
 	}
 	if s := f.count("message_sources"); s != 5 {
 		t.Errorf("%d sources, want 5", s)

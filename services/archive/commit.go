@@ -225,6 +225,7 @@ func (a *Archive) commitTx(ctx context.Context, batch []*request, known bool) (r
 	// The locks, and the log's state read (or checked) under them.
 	var pre pgx.Batch
 	stored := make(map[[32]byte]catalog.Message)
+	storedSources := make(map[catalog.SourceKey]bool)
 	var sums [][32]byte
 	for _, r := range batch {
 		for _, it := range r.items {
@@ -243,6 +244,7 @@ func (a *Archive) commitTx(ctx context.Context, batch []*request, known bool) (r
 		// A round trip of its own: which messages are stored decides which are new.
 		if len(sums) > 0 {
 			catalog.QueueLockAndLookup(&pre, sums, stored)
+			catalog.QueueSourceKeys(&pre, sums, storedSources)
 		}
 		ap = a.log.QueueLock(&pre)
 		if err = tx.SendBatch(ctx, &pre).Close(); err != nil {
@@ -251,26 +253,37 @@ func (a *Archive) commitTx(ctx context.Context, batch []*request, known bool) (r
 		pre = pgx.Batch{}
 	}
 
-	// New messages in batch order; the first request carrying a message inserts it.
+	// New messages in batch order; the first request carrying a message inserts it, and its
+	// source is the message's first, which the message's leaf covers (catalog/v2). Every other
+	// source not recorded yet gets a leaf of its own after the messages' leaves.
 	received := a.cfg.Now().UTC().Truncate(time.Microsecond)
 	inserted := map[[32]byte]int{} // sum -> index in msgs
 	var msgs []catalog.Message
 	var leaves [][]byte
+	var further []catalog.SourceRow
+	sourced := map[catalog.SourceKey]bool{}
 	b := &catalog.Batch{Now: received}
 	anchorsUsed := false
 	for _, r := range batch {
 		for _, it := range r.items {
-			b.Sources = append(b.Sources, catalog.SourceRow{SHA256: it.sum, Source: it.src})
-			if _, ok := stored[it.sum]; ok {
+			src := it.src
+			src.FirstSeen = received
+			key := catalog.KeyOf(it.sum, &src)
+			_, isStored := stored[it.sum]
+			_, isInserted := inserted[it.sum]
+			if isStored || isInserted {
+				if !sourced[key] && !storedSources[key] {
+					further = append(further, catalog.SourceRow{SHA256: it.sum, Source: src, Logged: true})
+				}
+				sourced[key] = true
 				continue
 			}
-			if _, ok := inserted[it.sum]; ok {
-				continue
-			}
+			sourced[key] = true
+			b.Sources = append(b.Sources, catalog.SourceRow{SHA256: it.sum, Source: src})
 			m := it.msg
 			m.ReceivedAt = received
 			m.Normalize()
-			leaf := tlog.Leaf{Kind: tlog.KindMessage, SHA256: m.SHA256, Time: received, Extra: m.LeafExtra()}
+			leaf := tlog.Leaf{Kind: tlog.KindMessage, SHA256: m.SHA256, Time: received, Extra: m.LeafExtraV2(&src)}
 			data := leaf.Marshal()
 			if data == nil {
 				return nil, false, fmt.Errorf("archive: commit: leaf of %x: %w", m.SHA256[:8], leaf.Validate())
@@ -296,8 +309,16 @@ func (a *Archive) commitTx(ctx context.Context, batch []*request, known bool) (r
 			msgs[i].AnchorsSHA256 = [32]byte{}
 		}
 	}
-	// Access records after the messages: stamped with the commit's time, their leaves carry
-	// their digests.
+	// The further sources' leaves after the messages', then the access records': stamped with
+	// the commit's time, their leaves carry their digests.
+	for _, f := range further {
+		leaf := tlog.Leaf{Kind: tlog.KindSource, SHA256: f.SHA256, Time: received, Extra: catalog.SourceLeafExtra(f.SHA256, &f.Source)}
+		data := leaf.Marshal()
+		if data == nil {
+			return nil, false, fmt.Errorf("archive: commit: source leaf of %x: %w", f.SHA256[:8], leaf.Validate())
+		}
+		leaves = append(leaves, data)
+	}
 	for _, r := range batch {
 		if acc := r.access; acc != nil {
 			acc.At = received
@@ -318,15 +339,19 @@ func (a *Archive) commitTx(ctx context.Context, batch []*request, known bool) (r
 		for i := range msgs {
 			msgs[i].LeafIndex = first + uint64(i)
 		}
+		for i := range further {
+			further[i].LeafIndex = first + uint64(len(msgs)+i)
+		}
 		j := 0
 		for _, r := range batch {
 			if r.access != nil {
-				r.access.LeafIndex = first + uint64(len(msgs)+j)
+				r.access.LeafIndex = first + uint64(len(msgs)+len(further)+j)
 				b.Accesses[j].LeafIndex = r.access.LeafIndex
 				j++
 			}
 		}
 	}
+	b.Sources = append(b.Sources, further...)
 	b.Before = pre.QueuedQueries
 	b.Messages = msgs
 	// COMMIT rides on the catalog's round trip, unless a test hook runs before it.

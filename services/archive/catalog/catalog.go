@@ -141,6 +141,11 @@ type Message struct {
 	// [ExtractContained]). It says where the bytes are, not what they are: it is not part of the
 	// evidence digest.
 	ContainedIn [32]byte
+	// BlobVersion is the version of the blob-store object that holds the bytes as the archive
+	// wrote them (an S3 version ID, see blob.Versioner); "" when the store keeps no versions or
+	// the message has no blob of its own. Like ContainedIn it is not part of the evidence digest:
+	// reads and the audit use it and re-hash what they read.
+	BlobVersion string
 }
 
 // Source is one place a message was found.
@@ -160,6 +165,11 @@ type Source struct {
 type SourceRow struct {
 	SHA256 [32]byte
 	Source Source
+	// Logged says that the source has a log leaf of its own, at LeafIndex (a tlog.KindSource
+	// leaf, see [SourceLeafExtra]): every source recorded after a message's first. The first
+	// source of a message is covered by the message's own leaf ([Message.LeafExtraV2]).
+	Logged    bool
+	LeafIndex uint64
 }
 
 // Link is one message_links row.

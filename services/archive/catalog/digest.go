@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pecarchive/pecarchive/pec"
+	"github.com/pecarchive/pecarchive/tlog"
 )
 
 // Limits applied by [Message.Normalize] so that no input can make a row unstorable.
@@ -139,107 +141,269 @@ func (m *Message) Normalize() {
 	m.Verdict.Details = cleanList(m.Verdict.Details, MaxListEntry)
 	m.Problems = cleanList(m.Problems, MaxListEntry)
 	m.ReceivedAt = normTime(m.ReceivedAt)
+	m.BlobVersion = clean(m.BlobVersion, 1024)
 }
 
-// DigestVersion prefixes [Message.LeafExtra].
-const DigestVersion = "catalog/v1"
+// Digest versions: the prefix of a message leaf's Extra field says which fields its digest
+// covers (see SCHEMA.md, "Tamper evidence").
+const (
+	// DigestV1 covers the evidence fields (every field but LeafIndex, ReceivedAt, ContainedIn
+	// and BlobVersion); the leaf's own time carries ReceivedAt to the second. Leaves written
+	// before catalog/v2.
+	DigestV1 = "catalog/v1"
+	// DigestV2 covers what DigestV1 does, ReceivedAt to the microsecond, and the message's first
+	// source (the place the Store call that archived it named, FirstSeen included): every further
+	// source has a leaf of its own (SourceDigestVersion).
+	DigestV2 = "catalog/v2"
+	// DigestVersion is DigestV1, the version of [Message.EvidenceDigest] and [Message.LeafExtra].
+	DigestVersion = DigestV1
+	// SourceDigestVersion prefixes the Extra field of a tlog.KindSource leaf ([SourceLeafExtra]).
+	SourceDigestVersion = "catalog/source/v1"
+)
+
+// digester writes a canonical, length-prefixed encoding.
+type digester struct{ b bytes.Buffer }
+
+func (d *digester) str(s string) {
+	var n [binary.MaxVarintLen64]byte
+	d.b.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
+	d.b.WriteString(s)
+}
+
+func (d *digester) num(v int64) {
+	var n [binary.MaxVarintLen64]byte
+	d.b.Write(n[:binary.PutVarint(n[:], v)])
+}
+
+func (d *digester) tm(t time.Time) {
+	if t.IsZero() {
+		d.b.WriteByte(0)
+		return
+	}
+	d.b.WriteByte(1)
+	d.num(t.UnixMicro())
+	_, off := t.Zone()
+	d.num(int64(off))
+}
+
+func (d *digester) flag(v bool) {
+	if v {
+		d.b.WriteByte(1)
+	} else {
+		d.b.WriteByte(0)
+	}
+}
+
+func (d *digester) list(l []string) {
+	d.num(int64(len(l)))
+	for _, s := range l {
+		d.str(s)
+	}
+}
+
+func (d *digester) source(s *Source) {
+	n := normSource(s)
+	d.str(n.Mailbox)
+	d.str(n.Folder)
+	d.num(int64(n.UIDValidity))
+	d.num(int64(n.UID))
+	d.tm(n.InternalDate)
+	d.str(n.Path)
+	d.b.Write(n.Parent[:])
+	d.tm(n.FirstSeen)
+}
+
+func (d *digester) sum() [32]byte { return sha256.Sum256(d.b.Bytes()) }
+
+// normSource returns s as message_sources stores it: text cleaned and bounded, times to the
+// microsecond in UTC.
+func normSource(s *Source) Source {
+	n := *s
+	n.Mailbox, n.Folder, n.Path = clean(n.Mailbox, MaxText), clean(n.Folder, MaxText), clean(n.Path, MaxText)
+	n.InternalDate = normTime(n.InternalDate).UTC()
+	n.FirstSeen = normTime(n.FirstSeen).UTC()
+	return n
+}
 
 // EvidenceDigest returns the SHA-256 of a canonical, length-prefixed encoding of m's evidence
-// fields (every field except LeafIndex and ReceivedAt, which the leaf carries itself), after
-// [Message.Normalize]. It does not modify m.
+// fields (every field except LeafIndex, ReceivedAt, ContainedIn and BlobVersion), after
+// [Message.Normalize]: the catalog/v1 digest. It does not modify m.
 func (m *Message) EvidenceDigest() [32]byte {
+	var d digester
+	d.b.WriteString(DigestV1)
+	m.evidence(&d)
+	return d.sum()
+}
+
+// EvidenceDigestV2 returns the catalog/v2 digest: the catalog/v1 fields, ReceivedAt to the
+// microsecond and first, the message's first source as message_sources stores it. It does not
+// modify m.
+func (m *Message) EvidenceDigestV2(first *Source) [32]byte {
+	var d digester
+	d.b.WriteString(DigestV2)
+	c := m.evidence(&d)
+	d.tm(c.ReceivedAt.UTC())
+	d.source(first)
+	return d.sum()
+}
+
+// evidence writes the catalog/v1 fields of m, normalised, and returns the normalised copy.
+func (m *Message) evidence(d *digester) *Message {
 	c := *m
 	c.Normalize()
-	var b bytes.Buffer
-	b.WriteString(DigestVersion)
-	str := func(s string) {
-		var n [binary.MaxVarintLen64]byte
-		b.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
-		b.WriteString(s)
-	}
-	num := func(v int64) {
-		var n [binary.MaxVarintLen64]byte
-		b.Write(n[:binary.PutVarint(n[:], v)])
-	}
-	tm := func(t time.Time) {
-		if t.IsZero() {
-			b.WriteByte(0)
-			return
-		}
-		b.WriteByte(1)
-		num(t.UnixMicro())
-		_, off := t.Zone()
-		num(int64(off))
-	}
-	flag := func(v bool) {
-		if v {
-			b.WriteByte(1)
-		} else {
-			b.WriteByte(0)
-		}
-	}
-	list := func(l []string) {
-		num(int64(len(l)))
-		for _, s := range l {
-			str(s)
-		}
-	}
-	b.Write(c.SHA256[:])
-	num(c.Size)
-	str(string(c.Kind))
-	str(c.MessageID)
-	str(c.PECID)
-	str(c.OrigMsgID)
-	str(c.XRiferimento)
-	str(c.RefMsgID)
-	str(c.Sender)
-	str(c.From)
-	list(c.Recipients)
-	list(c.RecipientTypes)
-	str(c.Subject)
-	str(c.Provider)
-	tm(c.DaticertTime)
-	tm(c.HeaderDate.UTC())
-	str(string(c.ReceiptType))
-	str(string(c.Errore))
-	str(c.ErroreEsteso)
-	str(c.Consegna)
-	flag(c.Verdict.Present)
-	flag(c.Verdict.Valid)
-	flag(c.Verdict.Trusted)
-	str(c.Verdict.Digest)
-	str(c.Verdict.Signer)
-	str(c.Verdict.SignerEmail)
-	str(c.Verdict.Provider)
-	tm(c.Verdict.SignedAt.UTC())
-	tm(c.Verdict.VerifiedAt.UTC())
-	list(c.Verdict.Reasons)
-	list(c.Verdict.Details)
-	list(c.Problems)
-	b.Write(c.ChainSHA256[:])
-	b.Write(c.AnchorsSHA256[:])
-	b.Write(c.PostacertSHA256[:])
-	return sha256.Sum256(b.Bytes())
+	d.b.Write(c.SHA256[:])
+	d.num(c.Size)
+	d.str(string(c.Kind))
+	d.str(c.MessageID)
+	d.str(c.PECID)
+	d.str(c.OrigMsgID)
+	d.str(c.XRiferimento)
+	d.str(c.RefMsgID)
+	d.str(c.Sender)
+	d.str(c.From)
+	d.list(c.Recipients)
+	d.list(c.RecipientTypes)
+	d.str(c.Subject)
+	d.str(c.Provider)
+	d.tm(c.DaticertTime)
+	d.tm(c.HeaderDate.UTC())
+	d.str(string(c.ReceiptType))
+	d.str(string(c.Errore))
+	d.str(c.ErroreEsteso)
+	d.str(c.Consegna)
+	d.flag(c.Verdict.Present)
+	d.flag(c.Verdict.Valid)
+	d.flag(c.Verdict.Trusted)
+	d.str(c.Verdict.Digest)
+	d.str(c.Verdict.Signer)
+	d.str(c.Verdict.SignerEmail)
+	d.str(c.Verdict.Provider)
+	d.tm(c.Verdict.SignedAt.UTC())
+	d.tm(c.Verdict.VerifiedAt.UTC())
+	d.list(c.Verdict.Reasons)
+	d.list(c.Verdict.Details)
+	d.list(c.Problems)
+	d.b.Write(c.ChainSHA256[:])
+	d.b.Write(c.AnchorsSHA256[:])
+	d.b.Write(c.PostacertSHA256[:])
+	return &c
 }
 
-// LeafExtra returns the Extra field of the message's log leaf: "catalog/v1 " and the hex
-// [Message.EvidenceDigest].
+// LeafExtra returns the Extra field of a catalog/v1 message leaf: "catalog/v1 " and the hex
+// [Message.EvidenceDigest]. The archive writes catalog/v2 leaves ([Message.LeafExtraV2]).
 func (m *Message) LeafExtra() string {
 	d := m.EvidenceDigest()
-	return DigestVersion + " " + hex.EncodeToString(d[:])
+	return DigestV1 + " " + hex.EncodeToString(d[:])
 }
 
-// ParseLeafExtra returns the evidence digest carried by a leaf's Extra field.
+// LeafExtraV2 returns the Extra field of the message's log leaf as the archive writes it:
+// "catalog/v2 " and the hex [Message.EvidenceDigestV2] with its first source.
+func (m *Message) LeafExtraV2(first *Source) string {
+	d := m.EvidenceDigestV2(first)
+	return DigestV2 + " " + hex.EncodeToString(d[:])
+}
+
+// ParseLeafExtra returns the evidence digest carried by a catalog/v1 leaf's Extra field.
 func ParseLeafExtra(extra string) ([32]byte, error) {
-	var d [32]byte
-	h, ok := strings.CutPrefix(extra, DigestVersion+" ")
-	if !ok || len(h) != 64 {
-		return d, fmt.Errorf("%w: leaf extra %.80q is not a %s digest", ErrInvalid, extra, DigestVersion)
+	v, d, err := ParseLeafDigest(extra)
+	if err == nil && v != DigestV1 {
+		err = fmt.Errorf("%w: leaf extra %.80q is not a %s digest", ErrInvalid, extra, DigestV1)
 	}
-	if _, err := hex.Decode(d[:], []byte(h)); err != nil {
-		return d, fmt.Errorf("%w: leaf extra: %v", ErrInvalid, err)
+	return d, err
+}
+
+// ParseLeafDigest returns the version (DigestV1, DigestV2 or SourceDigestVersion) and the
+// digest carried by a leaf's Extra field.
+func ParseLeafDigest(extra string) (version string, digest [32]byte, err error) {
+	v, h, ok := strings.Cut(extra, " ")
+	if !ok || (v != DigestV1 && v != DigestV2 && v != SourceDigestVersion) || len(h) != 64 {
+		return "", digest, fmt.Errorf("%w: leaf extra %.80q is not a catalog digest", ErrInvalid, extra)
 	}
-	return d, nil
+	if _, err := hex.Decode(digest[:], []byte(h)); err != nil || hex.EncodeToString(digest[:]) != h {
+		return "", digest, fmt.Errorf("%w: leaf extra %.80q: not lower-case hex", ErrInvalid, extra)
+	}
+	return v, digest, nil
+}
+
+// SourceDigest returns the catalog/source/v1 digest of the source src of the message sum, as
+// message_sources stores it (FirstSeen included).
+func SourceDigest(sum [32]byte, src *Source) [32]byte {
+	var d digester
+	d.b.WriteString(SourceDigestVersion)
+	d.b.Write(sum[:])
+	d.source(src)
+	return d.sum()
+}
+
+// SourceLeafExtra returns the Extra field of the tlog.KindSource leaf of the source src of the
+// message sum: "catalog/source/v1 " and the hex [SourceDigest].
+func SourceLeafExtra(sum [32]byte, src *Source) string {
+	d := SourceDigest(sum, src)
+	return SourceDigestVersion + " " + hex.EncodeToString(d[:])
+}
+
+// Why a leaf does not vouch for a catalog row (see [CheckMessageLeaf], [CheckSourceLeaf]).
+var (
+	// ErrNotItsLeaf: the leaf is of another kind, for another message, or carries no catalog
+	// digest.
+	ErrNotItsLeaf = errors.New("catalog: the leaf is not the row's")
+	// ErrAltered: the leaf is the row's, but the row differs from what it commits to.
+	ErrAltered = errors.New("catalog: the row differs from what its leaf commits to")
+)
+
+// CheckMessageLeaf checks that leaf commits to the messages row m, under the leaf's digest
+// version: its kind and message, its time (ReceivedAt to the second), and its digest (catalog/v1:
+// the evidence fields; catalog/v2: those, ReceivedAt to the microsecond and first, the message's
+// first source, which must then be given). The error wraps ErrNotItsLeaf or ErrAltered and says
+// what differs.
+func CheckMessageLeaf(leaf tlog.Leaf, m *Message, first *Source) error {
+	switch {
+	case leaf.Kind != tlog.KindMessage:
+		return fmt.Errorf("%w: it is a %q leaf", ErrNotItsLeaf, leaf.Kind)
+	case leaf.SHA256 != m.SHA256:
+		return fmt.Errorf("%w: it is for message %x", ErrNotItsLeaf, leaf.SHA256)
+	case !leaf.Time.Equal(normTime(m.ReceivedAt).Truncate(time.Second)):
+		return fmt.Errorf("%w: received_at %s, the leaf says %s", ErrAltered,
+			m.ReceivedAt.UTC().Format(time.RFC3339Nano), leaf.Time.Format(time.RFC3339))
+	}
+	v, d, err := ParseLeafDigest(leaf.Extra)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %v", ErrNotItsLeaf, err)
+	case v == DigestV1 && d != m.EvidenceDigest():
+		return fmt.Errorf("%w: the row's evidence fields differ from the %s digest", ErrAltered, v)
+	case v == DigestV2 && first == nil:
+		return fmt.Errorf("%w: the message has no first source, which its %s digest covers", ErrAltered, v)
+	case v == DigestV2 && d != m.EvidenceDigestV2(first):
+		return fmt.Errorf("%w: the row's evidence fields, received_at (to the microsecond) or first source differ from the %s digest", ErrAltered, v)
+	case v != DigestV1 && v != DigestV2:
+		return fmt.Errorf("%w: a %s digest on a message leaf", ErrNotItsLeaf, v)
+	}
+	return nil
+}
+
+// CheckSourceLeaf checks that leaf commits to the source src of the message sum (a
+// message_sources row with a leaf of its own). The error wraps ErrNotItsLeaf or ErrAltered.
+func CheckSourceLeaf(leaf tlog.Leaf, sum [32]byte, src *Source) error {
+	switch {
+	case leaf.Kind != tlog.KindSource:
+		return fmt.Errorf("%w: it is a %q leaf", ErrNotItsLeaf, leaf.Kind)
+	case leaf.SHA256 != sum:
+		return fmt.Errorf("%w: it is for message %x", ErrNotItsLeaf, leaf.SHA256)
+	}
+	v, d, err := ParseLeafDigest(leaf.Extra)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %v", ErrNotItsLeaf, err)
+	case v != SourceDigestVersion:
+		return fmt.Errorf("%w: a %s digest on a source leaf", ErrNotItsLeaf, v)
+	case d != SourceDigest(sum, src):
+		return fmt.Errorf("%w: the source differs from its %s digest", ErrAltered, v)
+	case !leaf.Time.Equal(normTime(src.FirstSeen).Truncate(time.Second)):
+		return fmt.Errorf("%w: first_seen %s, the leaf says %s", ErrAltered,
+			src.FirstSeen.UTC().Format(time.RFC3339Nano), leaf.Time.Format(time.RFC3339))
+	}
+	return nil
 }
 
 // certConcatSum returns SHA-256 over the concatenated DER certificates (DER is self-delimiting,

@@ -18,7 +18,7 @@ var msgCols = []string{
 	"daticert_time", "daticert_zone", "header_date", "receipt_type", "errore", "errore_esteso",
 	"consegna", "sig_present", "sig_valid", "sig_trusted", "digest_alg", "signer", "signer_email",
 	"index_provider", "signed_at", "verified_at", "reasons", "reason_details", "problems", "chain_sha256", "anchors_sha256",
-	"postacert_sha256", "leaf_index", "received_at", "contained_in",
+	"postacert_sha256", "leaf_index", "received_at", "contained_in", "blob_version",
 }
 
 const msgSelect = `sha256, size, kind, message_id, pec_id, orig_msgid, x_riferimento, ref_msgid,
@@ -26,7 +26,7 @@ const msgSelect = `sha256, size, kind, message_id, pec_id, orig_msgid, x_riferim
 	daticert_time, daticert_zone, header_date, receipt_type, errore, errore_esteso,
 	consegna, sig_present, sig_valid, sig_trusted, digest_alg, signer, signer_email,
 	index_provider, signed_at, verified_at, reasons, reason_details, problems, chain_sha256, anchors_sha256,
-	postacert_sha256, leaf_index, received_at, contained_in`
+	postacert_sha256, leaf_index, received_at, contained_in, blob_version`
 
 // maxInsertRows bounds the rows of one multi-row INSERT into messages (parameters are limited to
 // 65535 per statement; each row takes len(msgCols)).
@@ -105,6 +105,7 @@ func (m *Message) values() []any {
 		m.Verdict.Provider, timeOrNil(m.Verdict.SignedAt), timeOrNil(m.Verdict.VerifiedAt),
 		nonNil(m.Verdict.Reasons), nonNil(m.Verdict.Details), nonNil(m.Problems),
 		sumOrNil(m.ChainSHA256), sumOrNil(m.AnchorsSHA256), sumOrNil(m.PostacertSHA256), int64(m.LeafIndex), m.ReceivedAt, sumOrNil(m.ContainedIn),
+		m.BlobVersion,
 	}
 }
 
@@ -129,7 +130,7 @@ func scanMessage(row pgx.Row) (Message, error) {
 		&dt, &zone, &hd, &rtype, &errore, &m.ErroreEsteso,
 		&m.Consegna, &m.Verdict.Present, &m.Verdict.Valid, &m.Verdict.Trusted, &m.Verdict.Digest, &m.Verdict.Signer, &m.Verdict.SignerEmail,
 		&m.Verdict.Provider, &signed, &verified, &m.Verdict.Reasons, &m.Verdict.Details, &m.Problems, &chain, &anchors,
-		&postacert, &leaf, &m.ReceivedAt, &contained)
+		&postacert, &leaf, &m.ReceivedAt, &contained, &m.BlobVersion)
 	if err != nil {
 		return Message{}, err
 	}
@@ -384,33 +385,39 @@ func queueCertSets(batch *pgx.Batch, chains, anchors []CertSet) {
 
 // queueSources queues the insert of srcs into batch. Rows of messages inserted in this
 // transaction (newSums) cannot exist yet: they are deduplicated here and inserted plainly, which
-// costs the server less than a speculative insertion. Rows of messages already stored go through
-// ON CONFLICT DO NOTHING, so storing bytes again from the same place adds nothing.
+// costs the server less than a speculative insertion. So are rows with a leaf of their own
+// (Logged), which the writer found new under its lock: a conflict then fails the commit rather
+// than leave a leaf without its row. Other rows of messages already stored go through ON
+// CONFLICT DO NOTHING, so storing bytes again from the same place adds nothing.
 func queueSources(batch *pgx.Batch, srcs []SourceRow, now time.Time, newSums map[[32]byte]bool) {
-	seen := make(map[sourceKey]bool, len(srcs))
+	seen := make(map[SourceKey]bool, len(srcs))
 	var fresh, again sourceRows
 	for _, s := range srcs {
-		src := s.Source
-		k := sourceKey{sum: s.SHA256, parent: src.Parent, mailbox: clean(src.Mailbox, MaxText), folder: clean(src.Folder, MaxText),
-			path: clean(src.Path, MaxText), uidvalidity: int64(src.UIDValidity), uid: int64(src.UID)}
+		k := KeyOf(s.SHA256, &s.Source)
 		switch {
-		case !newSums[s.SHA256]:
-			again.add(k, src, now)
+		case !newSums[s.SHA256] && !s.Logged:
+			again.add(k, s, now)
 		case !seen[k]:
 			seen[k] = true
-			fresh.add(k, src, now)
+			fresh.add(k, s, now)
 		}
 	}
 	fresh.queue(batch, "")
 	again.queue(batch, " ON CONFLICT DO NOTHING")
 }
 
-// sourceKey is the unique key of a message_sources row.
-type sourceKey struct {
+// SourceKey is the unique key of a message_sources row: a message and a place, as stored.
+type SourceKey struct {
 	sum, parent      [32]byte
 	mailbox, folder  string
 	path             string
 	uidvalidity, uid int64
+}
+
+// KeyOf returns the key of the source src of the message sum.
+func KeyOf(sum [32]byte, src *Source) SourceKey {
+	return SourceKey{sum: sum, parent: src.Parent, mailbox: clean(src.Mailbox, MaxText), folder: clean(src.Folder, MaxText),
+		path: clean(src.Path, MaxText), uidvalidity: int64(src.UIDValidity), uid: int64(src.UID)}
 }
 
 // sourceRows are message_sources rows as the columns of one unnest insert.
@@ -421,9 +428,17 @@ type sourceRows struct {
 	uidvalidities, uids []int64
 	internaldates       []*time.Time
 	firsts              []time.Time
+	leaves              []*int64
 }
 
-func (r *sourceRows) add(k sourceKey, src Source, now time.Time) {
+func (r *sourceRows) add(k SourceKey, row SourceRow, now time.Time) {
+	src := row.Source
+	var leaf *int64
+	if row.Logged {
+		l := int64(row.LeafIndex)
+		leaf = &l
+	}
+	r.leaves = append(r.leaves, leaf)
 	fs := normTime(src.FirstSeen)
 	if fs.IsZero() {
 		fs = now
@@ -447,8 +462,8 @@ func (r *sourceRows) queue(batch *pgx.Batch, onConflict string) {
 		return
 	}
 	batch.Queue(`INSERT INTO message_sources
-		(sha256, mailbox, folder, uidvalidity, uid, internaldate, path, parent_sha256, first_seen)
+		(sha256, mailbox, folder, uidvalidity, uid, internaldate, path, parent_sha256, first_seen, leaf_index)
 		SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::timestamptz[],
-			$7::text[], $8::bytea[], $9::timestamptz[])`+onConflict,
-		r.sums, r.mailboxes, r.folders, r.uidvalidities, r.uids, r.internaldates, r.paths, r.parents, r.firsts)
+			$7::text[], $8::bytea[], $9::timestamptz[], $10::bigint[])`+onConflict,
+		r.sums, r.mailboxes, r.folders, r.uidvalidities, r.uids, r.internaldates, r.paths, r.parents, r.firsts, r.leaves)
 }
