@@ -54,6 +54,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -705,53 +706,26 @@ var _ blob.AuditWalker = (*Store)(nil)
 func (s *Store) AuditWalk(ctx context.Context, fn func(sum [32]byte) error, found func(blob.Anomaly) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var cur []minio.ObjectInfo // the versions of one key, newest first
-	flush := func() error {
-		if len(cur) == 0 {
-			return nil
-		}
-		vs := cur
-		cur = cur[:0]
-		sum, ok := blob.ParseKey(vs[0].Key)
-		if !ok {
-			return nil
-		}
-		var kept []minio.ObjectInfo
-		for _, v := range vs {
-			if !v.IsDeleteMarker {
-				kept = append(kept, v)
+	// A listing is in key order, but a server may send a page's delete markers ahead of its
+	// versions (versitygw does): the entries of a key are gathered until an entry that is not a
+	// delete marker comes with a greater key, after which no entry of a smaller key can come.
+	pending := map[string][]minio.ObjectInfo{}
+	flush := func(below string, all bool) error {
+		var keys []string
+		for k := range pending {
+			if all || k < below {
+				keys = append(keys, k)
 			}
 		}
-		if len(kept) == 0 {
-			return nil // deleted: no object (the catalog's read names it missing)
-		}
-		if err := fn(sum); err != nil {
-			return err
-		}
-		latest := vs[0]
-		for _, v := range vs {
-			if v.IsLatest {
-				latest = v
+		sort.Strings(keys)
+		for _, k := range keys {
+			vs := pending[k]
+			delete(pending, k)
+			if err := s.auditKey(ctx, k, vs, fn, found); err != nil {
+				return err
 			}
 		}
-		a := blob.Anomaly{Kind: blob.AnomalyShadowed, Key: latest.Key, SHA256: sum}
-		switch {
-		case latest.IsDeleteMarker:
-			a.Detail = fmt.Sprintf("a delete marker (version %s) hides the %d stored version(s), newest %s", latest.VersionID, len(kept), kept[0].VersionID)
-		case len(vs) == 1:
-			return nil
-		default:
-			oi, err := s.client.StatObject(ctx, s.cfg.Bucket, latest.Key, minio.StatObjectOptions{VersionID: latest.VersionID, Checksum: true})
-			if err != nil {
-				return s.wrap("stat version "+latest.VersionID+" of", latest.Key, err)
-			}
-			if oi.ChecksumSHA256 == base64.StdEncoding.EncodeToString(sum[:]) {
-				return nil // a second copy of the same bytes (a Put after a delete marker)
-			}
-			a.Detail = fmt.Sprintf("the current version %s (%d bytes, stored SHA-256 %q) is not the key's bytes and hides %d older version(s)",
-				latest.VersionID, latest.Size, oi.ChecksumSHA256, len(vs)-1)
-		}
-		return found(a)
+		return nil
 	}
 	for o := range s.client.ListObjects(ctx, s.cfg.Bucket, minio.ListObjectsOptions{
 		Prefix: blob.KeyPrefix, Recursive: true, WithVersions: true, MaxKeys: s.listPageSize,
@@ -759,17 +733,63 @@ func (s *Store) AuditWalk(ctx context.Context, fn func(sum [32]byte) error, foun
 		if o.Err != nil {
 			return s.wrap("list versions", blob.KeyPrefix, o.Err)
 		}
-		if len(cur) > 0 && cur[0].Key != o.Key {
-			if err := flush(); err != nil {
+		if !o.IsDeleteMarker {
+			if err := flush(o.Key, false); err != nil {
 				return err
 			}
 		}
-		cur = append(cur, o)
+		pending[o.Key] = append(pending[o.Key], o)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return flush()
+	return flush("", true)
+}
+
+// auditKey reports the versions vs of key (AuditWalk).
+func (s *Store) auditKey(ctx context.Context, key string, vs []minio.ObjectInfo, fn func(sum [32]byte) error, found func(blob.Anomaly) error) error {
+	sum, ok := blob.ParseKey(key)
+	if !ok {
+		return nil
+	}
+	var kept []minio.ObjectInfo
+	var latest *minio.ObjectInfo
+	for i := range vs {
+		if vs[i].IsLatest {
+			latest = &vs[i]
+		}
+		if !vs[i].IsDeleteMarker {
+			kept = append(kept, vs[i])
+		}
+	}
+	if len(kept) == 0 {
+		return nil // deleted: no object (the catalog's read names it missing)
+	}
+	if err := fn(sum); err != nil {
+		return err
+	}
+	sort.SliceStable(kept, func(i, j int) bool { return kept[i].LastModified.After(kept[j].LastModified) })
+	if latest == nil {
+		latest = &kept[0]
+	}
+	a := blob.Anomaly{Kind: blob.AnomalyShadowed, Key: key, SHA256: sum}
+	switch {
+	case latest.IsDeleteMarker:
+		a.Detail = fmt.Sprintf("a delete marker (version %s) hides the %d stored version(s), newest %s", latest.VersionID, len(kept), kept[0].VersionID)
+	case len(vs) == 1:
+		return nil
+	default:
+		oi, err := s.client.StatObject(ctx, s.cfg.Bucket, key, minio.StatObjectOptions{VersionID: latest.VersionID, Checksum: true})
+		if err != nil {
+			return s.wrap("stat version "+latest.VersionID+" of", key, err)
+		}
+		if oi.ChecksumSHA256 == base64.StdEncoding.EncodeToString(sum[:]) {
+			return nil // a second copy of the same bytes (a Put after a delete marker)
+		}
+		a.Detail = fmt.Sprintf("the current version %s (%d bytes, stored SHA-256 %q) is not the key's bytes and hides %d older version(s)",
+			latest.VersionID, latest.Size, oi.ChecksumSHA256, len(vs)-1)
+	}
+	return found(a)
 }
 
 func isNotFound(err error) bool {

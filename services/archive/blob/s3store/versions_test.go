@@ -230,3 +230,54 @@ func TestCheckBucketConfig(t *testing.T) {
 		})
 	}
 }
+
+// AuditWalk over many pages, with delete markers and newer versions scattered among intact
+// keys: every key with a version is listed once and exactly the hidden ones are named, whatever
+// order the server lists a page's delete markers and versions in.
+func TestAuditWalkPages(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			s, srv := newStore(t, kind, nil)
+			s.SetListPageSize(3)
+			c := rawClient(t, srv)
+			want := map[[32]byte]bool{}
+			shadowed := map[[32]byte]bool{}
+			for i := range 20 {
+				data, sum := blobtest.Data(uint64(700+i), 50)
+				if _, err := s.Put(ctx(t), sum, data); err != nil {
+					t.Fatal(err)
+				}
+				want[sum] = true
+				switch i % 5 {
+				case 1:
+					if err := c.RemoveObject(ctx(t), s.Bucket(), blob.Key(sum), minio.RemoveObjectOptions{}); err != nil {
+						t.Fatal(err)
+					}
+					shadowed[sum] = true
+				case 3:
+					forgeVersion(t, srv, s.Bucket(), sum, []byte("forged"), true)
+					shadowed[sum] = true
+				}
+			}
+			objs, found := auditWalk(t, s)
+			if len(objs) != len(want) {
+				t.Fatalf("AuditWalk listed %d keys, want %d", len(objs), len(want))
+			}
+			got := map[[32]byte]bool{}
+			for _, a := range found {
+				if a.Kind != blob.AnomalyShadowed || got[a.SHA256] {
+					t.Fatalf("unexpected anomaly %v", a)
+				}
+				got[a.SHA256] = true
+			}
+			if len(got) != len(shadowed) {
+				t.Fatalf("%d keys named shadowed, want %d", len(got), len(shadowed))
+			}
+			for k := range shadowed {
+				if !got[k] {
+					t.Fatalf("%x not named", k[:8])
+				}
+			}
+		})
+	}
+}
