@@ -11,7 +11,7 @@ import (
 )
 
 func init() {
-	register("audit", "re-hash every blob, catalog row and log leaf; report anything missing, altered or unlogged", runAudit)
+	register("audit", "re-hash every blob, catalog row and log leaf, derive every derived row again; report anything missing, altered or unlogged", runAudit)
 }
 
 func runAudit(args []string, stdout, stderr io.Writer) int {
@@ -19,6 +19,7 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	config := fs.String("config", "", "config file of PECARCHIVE_* settings (environment overrides it)")
 	logKey := fs.String("log-key", "", "the log's public key to check checkpoint signatures with (default: derived from the configured signing key)")
+	deep := fs.Bool("deep", false, "also parse and verify every blob again as the archive does and compare with its catalog row")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -51,15 +52,24 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 	if *logKey != "" {
 		vkey = *logKey
 	}
-	rep, err := audit.Run(ctx, audit.Config{Pool: pool, Blobs: blobs, Log: l, LogKey: vkey})
+	rep, err := audit.Run(ctx, audit.Config{Pool: pool, Blobs: blobs, Log: l, LogKey: vkey, Deep: *deep})
 	if err != nil {
 		fmt.Fprintf(stderr, "pecarchive audit: %v\n", err)
 		return exitUsage
 	}
 	fmt.Fprintf(stdout, "audit: blobs in %s\n", where)
-	fmt.Fprintf(stdout, "audit: %d log leaves (%d messages, %d accesses), %d catalog rows, %d blobs (%d bytes re-hashed), %d checkpoints, deliveries of %d message ids derived again, in %s\n",
-		rep.LogSize, rep.MessageLeaves, rep.AccessLeaves, rep.Rows, rep.Blobs, rep.BlobBytes, rep.Checkpoints,
+	fmt.Fprintf(stdout, "audit: %d log leaves (%d messages, %d sources, %d accesses), %d catalog rows, %d blobs (%d bytes re-hashed), %d checkpoints, deliveries of %d message ids derived again, in %s\n",
+		rep.LogSize, rep.MessageLeaves, rep.SourceLeaves, rep.AccessLeaves, rep.Rows, rep.Blobs, rep.BlobBytes, rep.Checkpoints,
 		rep.DeliveryMsgIDs, rep.Finished.Sub(rep.Started).Round(1e6))
+	fmt.Fprintf(stdout, "audit: %d sources, %d recipient rows, %d delivery events, %d links, %d certificate sets checked\n",
+		rep.Sources, rep.Recipients, rep.Events, rep.Links, rep.CertSets)
+	if rep.LegacyRows > 0 {
+		fmt.Fprintf(stdout, "audit: %d rows have catalog/v1 leaves (received_at checked to the second, %d of their sources under no leaf)\n",
+			rep.LegacyRows, rep.LegacySources)
+	}
+	if *deep {
+		fmt.Fprintf(stdout, "audit: %d blobs parsed and verified again\n", rep.Reparsed)
+	}
 	for _, f := range rep.Findings {
 		sev := "PROBLEM"
 		if audit.Warning(f.Kind) {

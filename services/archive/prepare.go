@@ -30,9 +30,42 @@ const (
 // prepare parses and verifies raw (never trusting the caller) and describes it for the catalog.
 // Unparseable or unverifiable input is described all the same, with problems and reasons.
 func (a *Archive) prepare(ctx context.Context, sum [32]byte, raw []byte, received time.Time) item {
-	it := item{sum: sum, raw: raw}
+	p := Prepare(ctx, sum, raw, PrepareOptions{Verifier: a.verifier, Parse: &a.parse, ReceivedAt: received, NoPostacert: a.cfg.NoPostacert})
+	return item{sum: sum, raw: raw, msg: p.Message, chain: p.Chain, inner: p.Postacert}
+}
+
+// PrepareOptions are the settings of [Prepare].
+type PrepareOptions struct {
+	// Verifier verifies the signature (required).
+	Verifier *smime.Verifier
+	// Parse are the options of pec.Parse (nil: its defaults).
+	Parse *pec.Options
+	// ReceivedAt bounds the verification time: when the message was received.
+	ReceivedAt time.Time
+	// NoPostacert: do not return the postacert.eml of a complete delivery receipt.
+	NoPostacert bool
+}
+
+// Prepared is what the archive makes of a message's bytes before it stores them.
+type Prepared struct {
+	// Message has every evidence field (SHA256, Size, the parsed fields, the verdict, the
+	// chain and anchor set used); LeafIndex, ReceivedAt, ContainedIn and BlobVersion are unset.
+	Message catalog.Message
+	// Chain is the signer's certificate chain, when there is a signature.
+	Chain catalog.CertSet
+	// Postacert is the postacert.eml of a complete delivery receipt, which the archive catalogues
+	// as a message of its own; nil otherwise.
+	Postacert []byte
+}
+
+// Prepare parses and verifies raw, whose SHA-256 is sum, as the archive does when it stores it
+// (never trusting the caller) and describes it for the catalog: Store calls it, and the audit
+// (--deep) calls it again on every stored blob to compare with the catalog. Unparseable or
+// unverifiable input is described all the same, with problems and reasons.
+func Prepare(ctx context.Context, sum [32]byte, raw []byte, o PrepareOptions) Prepared {
+	var out Prepared
 	m := catalog.Message{SHA256: sum, Size: int64(len(raw)), Kind: pec.KindNotPEC}
-	pm, err := pec.Parse(raw, &a.parse)
+	pm, err := pec.Parse(raw, o.Parse)
 	if pm == nil {
 		pm = &pec.Message{Kind: pec.KindNotPEC}
 	}
@@ -44,7 +77,7 @@ func (a *Archive) prepare(ctx context.Context, sum [32]byte, raw []byte, receive
 	}
 	describe(&m, pm)
 
-	v := a.verifier.VerifyMessage(ctx, pm, &smime.VerifyOptions{ReceivedAt: received})
+	v := o.Verifier.VerifyMessage(ctx, pm, &smime.VerifyOptions{ReceivedAt: o.ReceivedAt})
 	m.Verdict = catalog.Verdict{
 		Present: v.Present, Valid: v.Valid, Trusted: v.Trusted, Digest: v.Digest,
 		Signer: v.Signer, SignerEmail: v.SignerEmail, Provider: v.Provider,
@@ -53,8 +86,8 @@ func (a *Archive) prepare(ctx context.Context, sum [32]byte, raw []byte, receive
 	}
 	if v.Present {
 		if der := v.ChainDER(); len(der) > 0 {
-			it.chain = catalog.ChainSet(der)
-			m.ChainSHA256 = it.chain.SHA256
+			out.Chain = catalog.ChainSet(der)
+			m.ChainSHA256 = out.Chain.SHA256
 		}
 		if id, err := hex.DecodeString(v.AnchorSetID); err == nil && len(id) == 32 {
 			copy(m.AnchorsSHA256[:], id)
@@ -65,12 +98,12 @@ func (a *Archive) prepare(ctx context.Context, sum [32]byte, raw []byte, receive
 		// The postacert.eml of a complete delivery receipt is the original as the recipient got
 		// it: keep it as a message of its own, linked to its receipts and deliveries. (A breve
 		// receipt's is not the original: its attachments are replaced by hashes.)
-		if !a.cfg.NoPostacert && pm.Kind == pec.KindAvvenutaConsegna && pm.ReceiptType() == pec.ReceiptCompleta {
-			it.inner = pm.Postacert
+		if !o.NoPostacert && pm.Kind == pec.KindAvvenutaConsegna && pm.ReceiptType() == pec.ReceiptCompleta {
+			out.Postacert = pm.Postacert
 		}
 	}
-	it.msg = m
-	return it
+	out.Message = m
+	return out
 }
 
 // describe fills the catalog fields of m from the parsed message.

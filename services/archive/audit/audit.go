@@ -4,14 +4,28 @@
 // reading the three stores (messages' bytes through the read-only evidence reader,
 // services/archive/reader); the `pecarchive audit` command prints its Report.
 //
-// What Run checks:
-//   - every blob: its bytes hash to its key (re-computed in full), its size matches the catalog;
+// Whatever the catalog holds is either under a leaf's digest or derived from what is, and Run
+// checks all of it against the log and the blobs:
+//   - every blob: its bytes hash to its key (re-computed in full, read by the version the archive
+//     recorded, catalog.Message.BlobVersion), its size matches the catalog; the store's own walk
+//     names what hides or stands in for an object (blob.AuditWalker: a newer S3 version or a
+//     delete marker over a retained one, blob-shadowed; a symbolic link in a filesystem store,
+//     blob-irregular);
 //   - every catalog row: its blob exists (for a message without a blob of its own,
 //     catalog.Message.ContainedIn, the blob of the message carrying it exists, is intact and
-//     still yields bytes that hash to the row's SHA-256); its leaf exists, is a "message" leaf for the same
-//     SHA-256, carries the row's received time and the row's evidence digest
-//     (catalog.Message.LeafExtra), so an altered row is named;
-//   - every message leaf: a catalog row points at it;
+//     still yields bytes that hash to the row's SHA-256); its leaf exists, is a "message" leaf
+//     for the same SHA-256 and commits to the row (catalog.CheckMessageLeaf: catalog/v2 leaves
+//     cover the evidence fields, received_at to the microsecond and the first source; catalog/v1
+//     leaves the evidence fields and received_at to the second), so an altered row is named;
+//   - every source: the first of a message is under its message's leaf, every other one under a
+//     "source" leaf of its own (catalog.CheckSourceLeaf);
+//   - every message and source leaf: a catalog row points at it;
+//   - the rows derived from the messages (derive.go): message_recipients, delivery_events and
+//     message_links are derived again from the messages rows and compared both ways, so a
+//     flipped ok or a non-delivery rewritten as a delivery is named even with deliveries
+//     re-derived to match; cert_chains and trust_anchor_sets rows are hashed again;
+//   - with Config.Deep, every row against its blob: the blob is parsed and verified again as
+//     the archive does (archive.Prepare) and must give the row's evidence fields;
 //   - the tree: recomputed from the leaves, every stored node, the state, every stored checkpoint
 //     (root at its size, consistency with the previous one, signature when a key is given), via
 //     merklelog.Log.Verify;
@@ -37,6 +51,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pecarchive/pecarchive/pec"
+	"github.com/pecarchive/pecarchive/pec/smime"
 	"github.com/pecarchive/pecarchive/services/archive/blob"
 	"github.com/pecarchive/pecarchive/services/archive/catalog"
 	"github.com/pecarchive/pecarchive/services/archive/merklelog"
@@ -58,6 +74,15 @@ const (
 	LogInconsistent   = "log-inconsistent"    // tree, node, leaf hash or state problem found by merklelog.Verify
 	CheckpointInvalid = "checkpoint-invalid"  // a checkpoint inconsistent with the tree or with its predecessor, or badly signed
 	DeliveryAltered   = "delivery-altered"    // a deliveries row that its msgid's delivery events and original do not make (Detail names it)
+	BlobShadowed      = "blob-shadowed"       // a newer version or a delete marker hides a stored object's bytes (S3; the retained version is still read)
+	BlobIrregular     = "blob-irregular"      // an entry of the blob store that is not a regular file or directory as the store makes them (a symbolic link)
+	SourceAltered     = "source-altered"      // a message_sources row missing, extra, or differing from what its leaf (or its message's) commits to
+	RecipientAltered  = "recipient-altered"   // a message_recipients row missing, extra or differing from what its message makes
+	EventAltered      = "event-altered"       // a delivery_events row missing, extra or differing from what its receipt says
+	LinkAltered       = "link-altered"        // a message_links row missing or extra
+	ChainAltered      = "chain-altered"       // a cert_chains row whose certificates do not hash to its key, or missing
+	AnchorsAltered    = "anchors-altered"     // a trust_anchor_sets row whose certificates do not hash to its key, or missing
+	RowNotFromBlob    = "row-not-from-blob"   // --deep: parsing and verifying the blob again does not give the row's evidence fields
 )
 
 // Warning reports whether a finding kind is informative only.
@@ -101,8 +126,16 @@ type Report struct {
 	BlobBytes         uint64 // bytes re-hashed
 	Checkpoints       uint64
 	DeliveryMsgIDs    uint64 // message ids whose deliveries were derived again
-	Findings          []Finding
-	Truncated         bool // more findings than Config.MaxFindings
+	// LegacyRows are catalog rows under catalog/v1 leaves (written before catalog/v2): their
+	// received_at is checked to the second only, and LegacySources of their sources have no
+	// leaf: nothing but the catalog vouches for those.
+	LegacyRows, LegacySources uint64
+	// Rows of the tables checked beside messages.
+	Sources, SourceLeaves, Recipients, Events, Links, CertSets uint64
+	// Reparsed counts the blobs parsed and verified again (Config.Deep).
+	Reparsed  uint64
+	Findings  []Finding
+	Truncated bool // more findings than Config.MaxFindings
 }
 
 // OK reports whether the audit found nothing but warnings.
@@ -144,6 +177,17 @@ type Config struct {
 	Workers int
 	// MaxFindings bounds the report (default DefaultMaxFindings).
 	MaxFindings int
+	// Deep parses and verifies every blob again as the archive does (archive.Prepare) and
+	// compares the result with its catalog row. Signatures are verified with the trust anchors
+	// recorded for each message (trust_anchor_sets), else with Verifier's.
+	Deep bool
+	// Verifier is the verifier of Deep for messages without recorded anchors (nil: pec/smime's
+	// defaults); its provider index, if any, is used for every message, as the archive's was.
+	Verifier *smime.Verifier
+	// Index is the provider index the archive verified with, if any (Deep).
+	Index *smime.ProviderIndex
+	// ParseOptions are the archive's pec.Parse options, if it had any (Deep).
+	ParseOptions *pec.Options
 }
 
 // Run audits the archive. Findings are in the report; the error reports only a failure to read
@@ -158,7 +202,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.MaxFindings <= 0 {
 		cfg.MaxFindings = DefaultMaxFindings
 	}
-	rd, err := reader.New(ctx, reader.Config{Pool: cfg.Pool, Blobs: cfg.Blobs, Log: cfg.Log})
+	rd, err := reader.New(ctx, reader.Config{Pool: cfg.Pool, Blobs: cfg.Blobs, Log: cfg.Log, ParseOptions: cfg.ParseOptions})
 	if err != nil {
 		return Report{}, fmt.Errorf("audit: %w", err)
 	}
@@ -174,6 +218,9 @@ type auditor struct {
 	rd  *reader.Reader
 	mu  sync.Mutex
 	rep Report
+
+	deepMu    sync.Mutex
+	verifiers map[[32]byte]*smime.Verifier // Deep: by anchor set
 }
 
 func (a *auditor) add(f Finding) {
@@ -196,6 +243,12 @@ func (a *auditor) run(ctx context.Context) error {
 		return err
 	}
 	if err := a.rowsAndLeaves(ctx, size); err != nil {
+		return err
+	}
+	if err := a.storedRows(ctx); err != nil {
+		return err
+	}
+	if err := a.certSets(ctx); err != nil {
 		return err
 	}
 	if err := a.blobsOfRows(ctx, size); err != nil {
@@ -274,112 +327,6 @@ func (a *auditor) tree(ctx context.Context) error {
 
 var errStop = errors.New("audit: stop")
 
-// rowsAndLeaves merges the catalog rows (by leaf index) with the log leaves (by index).
-func (a *auditor) rowsAndLeaves(ctx context.Context, size uint64) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	rows := make(chan catalog.Message, catalog.MaxLimit)
-	scanErr := make(chan error, 1)
-	go func() {
-		defer close(rows)
-		scanErr <- a.cat.Scan(ctx, func(m catalog.Message) error {
-			select {
-			case rows <- m:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})
-	}()
-	next := func() *catalog.Message {
-		m, ok := <-rows
-		if !ok {
-			return nil
-		}
-		return &m
-	}
-	row := next()
-	err := a.cfg.Log.Leaves(ctx, func(i uint64, data []byte) error {
-		if i >= size {
-			return errStop
-		}
-		leaf, perr := tlog.ParseLeaf(data)
-		if perr != nil {
-			a.add(Finding{Kind: LeafMalformed, LeafIndex: int64(i), Detail: perr.Error()})
-		} else {
-			switch leaf.Kind {
-			case tlog.KindMessage:
-				a.rep.MessageLeaves++
-			case tlog.KindAccess:
-				a.rep.AccessLeaves++
-			}
-		}
-		if row != nil && row.LeafIndex == i {
-			a.rep.Rows++
-			a.compare(row, leaf, perr)
-			row = next()
-			return nil
-		}
-		if perr == nil && leaf.Kind == tlog.KindMessage {
-			a.add(Finding{Kind: LeafNotInCatalog, SHA256: leaf.SHA256, LeafIndex: int64(i),
-				Detail: "no catalog row points at this message leaf"})
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, errStop) {
-		cancel()
-		for range rows {
-		}
-		return fmt.Errorf("audit: log leaves: %w", err)
-	}
-	// Rows beyond the audited size: new since the audit began, unless beyond the log itself.
-	end, err := a.cfg.Log.Size(ctx)
-	if err != nil {
-		cancel()
-		for range rows {
-		}
-		return fmt.Errorf("audit: log size: %w", err)
-	}
-	for ; row != nil; row = next() {
-		if row.LeafIndex >= end {
-			a.rep.Rows++
-			a.add(Finding{Kind: RowNotInLog, SHA256: row.SHA256, LeafIndex: int64(row.LeafIndex),
-				Detail: fmt.Sprintf("leaf index beyond the log size %d", end)})
-		}
-	}
-	if err := <-scanErr; err != nil {
-		return fmt.Errorf("audit: catalog: %w", err)
-	}
-	return nil
-}
-
-// compare checks one catalog row against the leaf at its index.
-func (a *auditor) compare(m *catalog.Message, leaf tlog.Leaf, perr error) {
-	f := Finding{SHA256: m.SHA256, LeafIndex: int64(m.LeafIndex)}
-	switch {
-	case perr != nil:
-		f.Kind, f.Detail = RowLeafMismatch, "the row's leaf does not parse"
-	case leaf.Kind != tlog.KindMessage:
-		f.Kind, f.Detail = RowLeafMismatch, fmt.Sprintf("the row's leaf is a %q leaf", leaf.Kind)
-	case leaf.SHA256 != m.SHA256:
-		f.Kind, f.Detail = RowLeafMismatch, fmt.Sprintf("the row's leaf is for message %x", leaf.SHA256)
-	case !leaf.Time.Equal(m.ReceivedAt.Truncate(time.Second)):
-		f.Kind, f.Detail = RowAltered, fmt.Sprintf("received_at %s, the leaf says %s",
-			m.ReceivedAt.Format(time.RFC3339), leaf.Time.Format(time.RFC3339))
-	default:
-		d, err := catalog.ParseLeafExtra(leaf.Extra)
-		switch {
-		case err != nil:
-			f.Kind, f.Detail = RowLeafMismatch, "the leaf carries no catalog digest: "+err.Error()
-		case d != m.EvidenceDigest():
-			f.Kind, f.Detail = RowAltered, "the row's evidence fields differ from what its leaf commits to"
-		default:
-			return
-		}
-	}
-	a.add(f)
-}
-
 // blobsOfRows re-hashes the blob of every catalog row below size.
 func (a *auditor) blobsOfRows(ctx context.Context, size uint64) error {
 	ctx, cancel := context.WithCancel(ctx)
@@ -396,7 +343,15 @@ func (a *auditor) blobsOfRows(ctx context.Context, size uint64) error {
 		go func() {
 			defer wg.Done()
 			for m := range work {
-				n, err := a.readMessage(ctx, &m)
+				var keep *[]byte
+				var raw []byte
+				if a.cfg.Deep {
+					keep = &raw
+				}
+				n, err := a.readMessage(ctx, &m, keep)
+				if err == nil && a.cfg.Deep {
+					a.reparse(ctx, &m, raw)
+				}
 				switch {
 				case err == nil:
 					if int64(n) != m.Size {
@@ -452,24 +407,32 @@ func (a *auditor) readBlob(ctx context.Context, sum [32]byte) (uint64, error) {
 }
 
 // readMessage reads the whole of m's bytes through the reader, which verifies them against
-// m's SHA-256: from its blob, or, for a message without a blob of its own
-// (catalog.Message.ContainedIn), re-extracted from the blob of the message carrying it, itself
-// verified; a carrying blob that is missing or altered, or that does not carry m, is reported
-// against m as well.
-func (a *auditor) readMessage(ctx context.Context, m *catalog.Message) (uint64, error) {
+// m's SHA-256: from its blob (the version the archive recorded, when the store keeps versions),
+// or, for a message without a blob of its own (catalog.Message.ContainedIn), re-extracted from
+// the blob of the message carrying it, itself verified; a carrying blob that is missing or
+// altered, or that does not carry m, is reported against m as well. With keep, the bytes are
+// kept there.
+func (a *auditor) readMessage(ctx context.Context, m *catalog.Message, keep *[]byte) (uint64, error) {
 	rc, err := a.rd.OpenMessage(ctx, m)
 	if err != nil {
 		return 0, err
 	}
 	defer rc.Close()
-	n, err := io.Copy(io.Discard, rc)
+	var n int64
+	if keep != nil {
+		*keep, err = io.ReadAll(rc)
+		n = int64(len(*keep))
+	} else {
+		n, err = io.Copy(io.Discard, rc)
+	}
 	a.mu.Lock()
 	a.rep.BlobBytes += uint64(n)
 	a.mu.Unlock()
 	return uint64(n), err
 }
 
-// orphans walks the blob store for blobs the catalog does not know, checking their hashes too.
+// orphans walks the blob store for blobs the catalog does not know, checking their hashes too,
+// and reports what the store's walk finds hiding or standing in for an object.
 func (a *auditor) orphans(ctx context.Context) error {
 	const page = 1000
 	var pending [][32]byte
@@ -496,14 +459,27 @@ func (a *auditor) orphans(ctx context.Context) error {
 		pending = pending[:0]
 		return nil
 	}
-	err := a.cfg.Blobs.Walk(ctx, func(sum [32]byte) error {
+	each := func(sum [32]byte) error {
 		a.rep.Blobs++
 		pending = append(pending, sum)
 		if len(pending) >= page {
 			return check()
 		}
 		return nil
-	})
+	}
+	var err error
+	if w, ok := a.cfg.Blobs.(blob.AuditWalker); ok {
+		err = w.AuditWalk(ctx, each, func(an blob.Anomaly) error {
+			f := Finding{Kind: BlobIrregular, SHA256: an.SHA256, LeafIndex: -1, Detail: an.String()}
+			if an.Kind == blob.AnomalyShadowed {
+				f.Kind = BlobShadowed
+			}
+			a.add(f)
+			return nil
+		})
+	} else {
+		err = a.cfg.Blobs.Walk(ctx, each)
+	}
 	if err == nil {
 		err = check()
 	}

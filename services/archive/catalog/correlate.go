@@ -179,7 +179,13 @@ const receiptKinds = `('accettazione', 'non-accettazione', 'presa-in-carico', 'a
 // statistics of a young table scan the whole index), and the pairs say which new message each
 // match belongs to (see linkKeys).
 const linksSQL = `INSERT INTO message_links (referrer_sha256, original_sha256, via)
-SELECT DISTINCT r, o, via FROM (
+` + linksSelectSQL + `
+ON CONFLICT DO NOTHING`
+
+// linksSelectSQL is the derivation of linksSQL: the links of the messages of its parameters with
+// every stored message, in both directions. The audit runs it on pages of stored messages
+// (CheckDerived).
+const linksSelectSQL = `SELECT DISTINCT r, o, via FROM (
 	-- new referrers -> originals, by msgid
 	SELECT n.sha AS r, m.sha256 AS o, 'msgid' AS via
 	FROM unnest($1::bytea[], $2::text[]) AS n(sha, k) JOIN messages m ON m.ref_msgid = n.k
@@ -204,8 +210,7 @@ SELECT DISTINCT r, o, via FROM (
 	SELECT m.sha256, n.sha, 'postacert'
 	FROM unnest($11::bytea[]) AS n(sha) JOIN messages m ON m.postacert_sha256 = n.sha
 	WHERE m.postacert_sha256 = ANY($11::bytea[]) AND m.postacert_sha256 IS NOT NULL
-) l WHERE r <> o
-ON CONFLICT DO NOTHING`
+) l WHERE r <> o`
 
 // linkKeys are the parameters of linksSQL: per branch, the new messages and their keys.
 type linkKeys struct {

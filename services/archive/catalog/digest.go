@@ -151,9 +151,10 @@ const (
 	// and BlobVersion); the leaf's own time carries ReceivedAt to the second. Leaves written
 	// before catalog/v2.
 	DigestV1 = "catalog/v1"
-	// DigestV2 covers what DigestV1 does, ReceivedAt to the microsecond, and the message's first
-	// source (the place the Store call that archived it named, FirstSeen included): every further
-	// source has a leaf of its own (SourceDigestVersion).
+	// DigestV2 carries two digests: the evidence fields with ReceivedAt to the microsecond
+	// ([Message.EvidenceDigestV2]), and the message's first source (the place the Store call
+	// that archived it named, FirstSeen included; [SourceDigest]). Every further source has a
+	// leaf of its own (SourceDigestVersion).
 	DigestV2 = "catalog/v2"
 	// DigestVersion is DigestV1, the version of [Message.EvidenceDigest] and [Message.LeafExtra].
 	DigestVersion = DigestV1
@@ -235,15 +236,13 @@ func (m *Message) EvidenceDigest() [32]byte {
 	return d.sum()
 }
 
-// EvidenceDigestV2 returns the catalog/v2 digest: the catalog/v1 fields, ReceivedAt to the
-// microsecond and first, the message's first source as message_sources stores it. It does not
-// modify m.
-func (m *Message) EvidenceDigestV2(first *Source) [32]byte {
+// EvidenceDigestV2 returns the row digest of a catalog/v2 leaf: the catalog/v1 fields and
+// ReceivedAt to the microsecond. It does not modify m.
+func (m *Message) EvidenceDigestV2() [32]byte {
 	var d digester
 	d.b.WriteString(DigestV2)
 	c := m.evidence(&d)
 	d.tm(c.ReceivedAt.UTC())
-	d.source(first)
 	return d.sum()
 }
 
@@ -297,32 +296,64 @@ func (m *Message) LeafExtra() string {
 }
 
 // LeafExtraV2 returns the Extra field of the message's log leaf as the archive writes it:
-// "catalog/v2 " and the hex [Message.EvidenceDigestV2] with its first source.
+// "catalog/v2 ", the hex [Message.EvidenceDigestV2], a space and the hex [SourceDigest] of its
+// first source.
 func (m *Message) LeafExtraV2(first *Source) string {
-	d := m.EvidenceDigestV2(first)
-	return DigestV2 + " " + hex.EncodeToString(d[:])
+	d := m.EvidenceDigestV2()
+	f := SourceDigest(m.SHA256, first)
+	return DigestV2 + " " + hex.EncodeToString(d[:]) + " " + hex.EncodeToString(f[:])
 }
 
 // ParseLeafExtra returns the evidence digest carried by a catalog/v1 leaf's Extra field.
 func ParseLeafExtra(extra string) ([32]byte, error) {
-	v, d, err := ParseLeafDigest(extra)
-	if err == nil && v != DigestV1 {
+	d, err := ParseLeafDigest(extra)
+	if err == nil && d.Version != DigestV1 {
 		err = fmt.Errorf("%w: leaf extra %.80q is not a %s digest", ErrInvalid, extra, DigestV1)
 	}
-	return d, err
+	return d.Row, err
 }
 
-// ParseLeafDigest returns the version (DigestV1, DigestV2 or SourceDigestVersion) and the
-// digest carried by a leaf's Extra field.
-func ParseLeafDigest(extra string) (version string, digest [32]byte, err error) {
-	v, h, ok := strings.Cut(extra, " ")
-	if !ok || (v != DigestV1 && v != DigestV2 && v != SourceDigestVersion) || len(h) != 64 {
-		return "", digest, fmt.Errorf("%w: leaf extra %.80q is not a catalog digest", ErrInvalid, extra)
+// LeafDigest is what the Extra field of a leaf the catalog writes carries.
+type LeafDigest struct {
+	Version string   // DigestV1, DigestV2 or SourceDigestVersion
+	Row     [32]byte // DigestV1, DigestV2: the messages row's digest
+	Source  [32]byte // DigestV2: the first source's; SourceDigestVersion: the source's
+}
+
+// ParseLeafDigest parses a leaf's Extra field as the catalog writes it.
+func ParseLeafDigest(extra string) (LeafDigest, error) {
+	var d LeafDigest
+	f := strings.Split(extra, " ")
+	var dst [][32]byte
+	switch f[0] {
+	case DigestV1:
+		dst = [][32]byte{d.Row}
+	case DigestV2:
+		dst = [][32]byte{d.Row, d.Source}
+	case SourceDigestVersion:
+		dst = [][32]byte{d.Source}
 	}
-	if _, err := hex.Decode(digest[:], []byte(h)); err != nil || hex.EncodeToString(digest[:]) != h {
-		return "", digest, fmt.Errorf("%w: leaf extra %.80q: not lower-case hex", ErrInvalid, extra)
+	if dst == nil || len(f) != 1+len(dst) {
+		return d, fmt.Errorf("%w: leaf extra %.80q is not a catalog digest", ErrInvalid, extra)
 	}
-	return v, digest, nil
+	for i, h := range f[1:] {
+		if len(h) != 64 {
+			return d, fmt.Errorf("%w: leaf extra %.80q is not a catalog digest", ErrInvalid, extra)
+		}
+		if _, err := hex.Decode(dst[i][:], []byte(h)); err != nil || hex.EncodeToString(dst[i][:]) != h {
+			return d, fmt.Errorf("%w: leaf extra %.80q: not lower-case hex", ErrInvalid, extra)
+		}
+	}
+	d.Version = f[0]
+	switch d.Version {
+	case DigestV1:
+		d.Row = dst[0]
+	case DigestV2:
+		d.Row, d.Source = dst[0], dst[1]
+	default:
+		d.Source = dst[0]
+	}
+	return d, nil
 }
 
 // SourceDigest returns the catalog/source/v1 digest of the source src of the message sum, as
@@ -349,35 +380,46 @@ var (
 	ErrNotItsLeaf = errors.New("catalog: the leaf is not the row's")
 	// ErrAltered: the leaf is the row's, but the row differs from what it commits to.
 	ErrAltered = errors.New("catalog: the row differs from what its leaf commits to")
+	// ErrSourceAltered: the message's leaf is the row's, but the first source it commits to is
+	// missing or differs.
+	ErrSourceAltered = errors.New("catalog: the message's first source differs from what its leaf commits to")
 )
 
 // CheckMessageLeaf checks that leaf commits to the messages row m, under the leaf's digest
-// version: its kind and message, its time (ReceivedAt to the second), and its digest (catalog/v1:
-// the evidence fields; catalog/v2: those, ReceivedAt to the microsecond and first, the message's
-// first source, which must then be given). The error wraps ErrNotItsLeaf or ErrAltered and says
-// what differs.
+// version: its kind and message, its time (ReceivedAt to the second) and digests (catalog/v1:
+// the evidence fields; catalog/v2: those with ReceivedAt to the microsecond, and first, the
+// message's first source, nil when it has none). The error wraps ErrNotItsLeaf, ErrAltered or
+// ErrSourceAltered and says what differs.
 func CheckMessageLeaf(leaf tlog.Leaf, m *Message, first *Source) error {
 	switch {
 	case leaf.Kind != tlog.KindMessage:
 		return fmt.Errorf("%w: it is a %q leaf", ErrNotItsLeaf, leaf.Kind)
 	case leaf.SHA256 != m.SHA256:
 		return fmt.Errorf("%w: it is for message %x", ErrNotItsLeaf, leaf.SHA256)
-	case !leaf.Time.Equal(normTime(m.ReceivedAt).Truncate(time.Second)):
-		return fmt.Errorf("%w: received_at %s, the leaf says %s", ErrAltered,
-			m.ReceivedAt.UTC().Format(time.RFC3339Nano), leaf.Time.Format(time.RFC3339))
 	}
-	v, d, err := ParseLeafDigest(leaf.Extra)
+	d, err := ParseLeafDigest(leaf.Extra)
 	switch {
 	case err != nil:
 		return fmt.Errorf("%w: %v", ErrNotItsLeaf, err)
-	case v == DigestV1 && d != m.EvidenceDigest():
-		return fmt.Errorf("%w: the row's evidence fields differ from the %s digest", ErrAltered, v)
-	case v == DigestV2 && first == nil:
-		return fmt.Errorf("%w: the message has no first source, which its %s digest covers", ErrAltered, v)
-	case v == DigestV2 && d != m.EvidenceDigestV2(first):
-		return fmt.Errorf("%w: the row's evidence fields, received_at (to the microsecond) or first source differ from the %s digest", ErrAltered, v)
-	case v != DigestV1 && v != DigestV2:
-		return fmt.Errorf("%w: a %s digest on a message leaf", ErrNotItsLeaf, v)
+	case !leaf.Time.Equal(normTime(m.ReceivedAt).Truncate(time.Second)):
+		return fmt.Errorf("%w: received_at %s, the leaf says %s", ErrAltered,
+			m.ReceivedAt.UTC().Format(time.RFC3339Nano), leaf.Time.Format(time.RFC3339))
+	case d.Version == DigestV1:
+		if d.Row != m.EvidenceDigest() {
+			return fmt.Errorf("%w: the row's evidence fields differ from the %s digest", ErrAltered, d.Version)
+		}
+	case d.Version == DigestV2:
+		if d.Row != m.EvidenceDigestV2() {
+			return fmt.Errorf("%w: the row's evidence fields or received_at (to the microsecond) differ from the %s digest", ErrAltered, d.Version)
+		}
+		if first == nil {
+			return fmt.Errorf("%w: the message has no first source, which its %s leaf covers", ErrSourceAltered, d.Version)
+		}
+		if d.Source != SourceDigest(m.SHA256, first) {
+			return fmt.Errorf("%w: %s", ErrSourceAltered, DescribeSource(first))
+		}
+	default:
+		return fmt.Errorf("%w: a %s digest on a message leaf", ErrNotItsLeaf, d.Version)
 	}
 	return nil
 }
@@ -391,19 +433,30 @@ func CheckSourceLeaf(leaf tlog.Leaf, sum [32]byte, src *Source) error {
 	case leaf.SHA256 != sum:
 		return fmt.Errorf("%w: it is for message %x", ErrNotItsLeaf, leaf.SHA256)
 	}
-	v, d, err := ParseLeafDigest(leaf.Extra)
+	d, err := ParseLeafDigest(leaf.Extra)
 	switch {
 	case err != nil:
 		return fmt.Errorf("%w: %v", ErrNotItsLeaf, err)
-	case v != SourceDigestVersion:
-		return fmt.Errorf("%w: a %s digest on a source leaf", ErrNotItsLeaf, v)
-	case d != SourceDigest(sum, src):
-		return fmt.Errorf("%w: the source differs from its %s digest", ErrAltered, v)
-	case !leaf.Time.Equal(normTime(src.FirstSeen).Truncate(time.Second)):
-		return fmt.Errorf("%w: first_seen %s, the leaf says %s", ErrAltered,
-			src.FirstSeen.UTC().Format(time.RFC3339Nano), leaf.Time.Format(time.RFC3339))
+	case d.Version != SourceDigestVersion:
+		return fmt.Errorf("%w: a %s digest on a source leaf", ErrNotItsLeaf, d.Version)
+	case d.Source != SourceDigest(sum, src) || !leaf.Time.Equal(normTime(src.FirstSeen).Truncate(time.Second)):
+		return fmt.Errorf("%w: %s differs from its %s digest", ErrAltered, DescribeSource(src), d.Version)
 	}
 	return nil
+}
+
+// DescribeSource names a source for a finding.
+func DescribeSource(s *Source) string {
+	var where string
+	switch {
+	case s.Mailbox != "" || s.Folder != "":
+		where = fmt.Sprintf("mailbox %q folder %q UIDVALIDITY %d UID %d", s.Mailbox, s.Folder, s.UIDValidity, s.UID)
+	case s.Parent != ([32]byte{}):
+		where = fmt.Sprintf("%q in %x", s.Path, s.Parent[:8])
+	default:
+		where = fmt.Sprintf("path %q", s.Path)
+	}
+	return "source " + where + " first seen " + s.FirstSeen.UTC().Format(time.RFC3339Nano)
 }
 
 // certConcatSum returns SHA-256 over the concatenated DER certificates (DER is self-delimiting,
