@@ -169,6 +169,15 @@ func TestIndexPlans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// One source per message, and a further one with a leaf of its own for one in a hundred.
+	_, err = pool.Exec(ctx, `
+		INSERT INTO message_sources (sha256, mailbox, folder, uidvalidity, uid, first_seen, leaf_index)
+		SELECT sha256, 'm', 'INBOX', 1, leaf_index, received_at, NULL FROM messages
+		UNION ALL
+		SELECT sha256, 'm', 'Archivio', 1, leaf_index, received_at, $1::bigint + leaf_index FROM messages WHERE leaf_index % 100 = 0`, rows)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := pool.Exec(ctx, `ANALYZE`); err != nil {
 		t.Fatal(err)
 	}
@@ -262,6 +271,86 @@ func TestIndexPlans(t *testing.T) {
 		}
 		t.Logf("%-40s %3d results in %v", l.name, n, d.Round(time.Microsecond))
 		check(l.name)
+	}
+
+	// The audit's queries: a page of rows with their sources, of logged sources, the check of the
+	// rows derived from a page, a walk of every table derived from the messages, certificate sets.
+	audits := []struct {
+		name string
+		run  func() (int, error)
+	}{
+		{"AuditPage", func() (int, error) { p, err := catalog.AuditPage(ctx, pool, int64(rows/2), 500); return len(p), err }},
+		{"LoggedSourcesPage", func() (int, error) {
+			p, err := catalog.LoggedSourcesPage(ctx, pool, int64(rows+rows/2), 500)
+			return len(p), err
+		}},
+		{"CheckDerived", func() (int, error) {
+			p, err := catalog.AuditPage(ctx, pool, int64(rows/2), 500)
+			if err != nil {
+				return 0, err
+			}
+			ms := make([]catalog.Message, len(p))
+			for i := range p {
+				ms[i] = p[i].Message
+			}
+			rec.take()
+			bad, err := catalog.CheckDerived(ctx, pool, ms)
+			return len(bad), err
+		}},
+		{"CheckStoredRows", func() (int, error) {
+			n := 0
+			for _, table := range []string{catalog.TableRecipients, catalog.TableEvents, catalog.TableLinks, catalog.TableSources} {
+				walked, err := catalog.CheckStoredRows(ctx, pool, table, func(catalog.Mismatch) error { return nil })
+				if err != nil {
+					return n, err
+				}
+				n += int(walked)
+			}
+			return n, nil
+		}},
+		{"CertSetsPage", func() (int, error) {
+			p, err := catalog.CertSetsPage(ctx, pool, catalog.TableChains, nil, 500)
+			return len(p), err
+		}},
+	}
+	for _, l := range audits {
+		rec.mu.Lock()
+		rec.on = true
+		rec.mu.Unlock()
+		start := time.Now()
+		n, err := l.run()
+		d := time.Since(start)
+		rec.mu.Lock()
+		rec.on = false
+		rec.mu.Unlock()
+		if err != nil {
+			t.Fatalf("%s: %v", l.name, err)
+		}
+		t.Logf("%-40s %3d rows in %v", l.name, n, d.Round(time.Microsecond))
+		// The walks run one statement per page: explain each statement once, with sequential
+		// scans off as the audit runs them (an index must serve each).
+		seen := map[string]bool{}
+		for _, q := range rec.take() {
+			if seen[q.sql] || strings.Contains(q.sql, "set_config('enable_seqscan'") {
+				continue
+			}
+			seen[q.sql] = true
+			var plan string
+			err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
+					return err
+				}
+				return tx.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+q.sql, q.args...).Scan(&plan)
+			})
+			if err != nil {
+				t.Fatalf("%s: explain: %v", l.name, err)
+			}
+			var v any
+			json.Unmarshal([]byte(plan), &v)
+			if s := bigEnough(t, ctx, pool, seqScans(v)); len(s) > 0 {
+				t.Errorf("%s: sequential scan of %v in\n%s", l.name, s, q.sql)
+			}
+		}
 	}
 
 	// The correlation queries of a commit: a batch of receipts and originals for existing msgids.

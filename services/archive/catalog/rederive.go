@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,7 +14,21 @@ import (
 // stored, every source read with its leaf index, and every certificate set read to be hashed.
 // Everything is paged and set-based: one statement per page, each its own snapshot, so that a
 // commit in between is seen whole or not at all (a commit writes a message with every row derived
-// from it).
+// from it). Like the writer's (LockWriter), every read is a keyed look-up or a walk of an index,
+// so each page runs with sequential scans off: on young tables or stale statistics the planner
+// would otherwise scan a whole table for a page of keys.
+
+// seqScanOffSQL turns sequential scans off until the end of the batch it starts (the implicit
+// transaction of a pipeline, as set_config with is_local).
+const seqScanOffSQL = `SELECT set_config('enable_seqscan', 'off', true)`
+
+// query runs sql in a batch after seqScanOffSQL and passes its rows to scan.
+func query(ctx context.Context, db DB, scan func(pgx.Rows) error, sql string, args ...any) error {
+	var b pgx.Batch
+	b.Queue(seqScanOffSQL)
+	b.Queue(sql, args...).Query(scan)
+	return db.SendBatch(ctx, &b).Close()
+}
 
 // Tables named in a [Mismatch].
 const (
@@ -43,34 +58,35 @@ type AuditRow struct {
 // AuditPage returns up to limit messages rows with leaf_index > after, in leaf order, each with
 // its unlogged sources.
 func AuditPage(ctx context.Context, db DB, after int64, limit int) ([]AuditRow, error) {
-	c := &Catalog{db: db}
-	ms, err := c.messages(ctx, `SELECT `+msgSelect+` FROM messages WHERE leaf_index > $1 ORDER BY leaf_index LIMIT $2`, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("catalog: audit page: %w", err)
-	}
-	out := make([]AuditRow, len(ms))
-	idx := make(map[[32]byte]int, len(ms))
-	sums := make([][]byte, len(ms))
-	for i := range ms {
-		out[i].Message = ms[i]
-		idx[ms[i].SHA256] = i
-		sums[i] = ms[i].SHA256[:]
-	}
-	if len(ms) == 0 {
-		return out, nil
-	}
-	rows, err := db.Query(ctx, `SELECT sha256, `+sourceSelect+` FROM message_sources
-		WHERE sha256 = ANY($1) AND leaf_index IS NULL ORDER BY id`, sums)
-	if err != nil {
-		return nil, fmt.Errorf("catalog: audit page sources: %w", err)
-	}
-	err = forEachSource(rows, func(sum [32]byte, s Source, _ *int64) {
-		if i, ok := idx[sum]; ok {
-			out[i].Unlogged = append(out[i].Unlogged, s)
+	// One round trip: the rows, then the sources of the same page of leaf indexes (a commit in
+	// between adds messages with their sources: the page's rows have theirs).
+	var out []AuditRow
+	idx := map[[32]byte]int{}
+	var b pgx.Batch
+	b.Queue(seqScanOffSQL)
+	b.Queue(`SELECT `+msgSelect+` FROM messages WHERE leaf_index > $1 ORDER BY leaf_index LIMIT $2`, after, limit).Query(func(rows pgx.Rows) error {
+		defer rows.Close()
+		for rows.Next() {
+			m, err := scanMessage(rows)
+			if err != nil {
+				return err
+			}
+			idx[m.SHA256] = len(out)
+			out = append(out, AuditRow{Message: m})
 		}
+		return rows.Err()
 	})
-	if err != nil {
-		return nil, fmt.Errorf("catalog: audit page sources: %w", err)
+	b.Queue(`SELECT s.sha256, `+sourceSelectAs("s")+` FROM message_sources s
+		WHERE s.leaf_index IS NULL AND s.sha256 IN (SELECT sha256 FROM messages WHERE leaf_index > $1 ORDER BY leaf_index LIMIT $2)
+		ORDER BY s.id`, after, limit).Query(func(rows pgx.Rows) error {
+		return forEachSource(rows, func(sum [32]byte, s Source, _ *int64) {
+			if i, ok := idx[sum]; ok {
+				out[i].Unlogged = append(out[i].Unlogged, s)
+			}
+		})
+	})
+	if err := db.SendBatch(ctx, &b).Close(); err != nil {
+		return nil, fmt.Errorf("catalog: audit page: %w", err)
 	}
 	return out, nil
 }
@@ -85,15 +101,13 @@ type LoggedSource struct {
 // LoggedSourcesPage returns up to limit sources with a leaf of their own whose leaf_index is
 // greater than after, in leaf order.
 func LoggedSourcesPage(ctx context.Context, db DB, after int64, limit int) ([]LoggedSource, error) {
-	rows, err := db.Query(ctx, `SELECT sha256, `+sourceSelect+`, leaf_index FROM message_sources
-		WHERE leaf_index > $1 ORDER BY leaf_index LIMIT $2`, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("catalog: logged sources: %w", err)
-	}
 	var out []LoggedSource
-	err = forEachSource(rows, func(sum [32]byte, s Source, leaf *int64) {
-		out = append(out, LoggedSource{SHA256: sum, Source: s, LeafIndex: uint64(*leaf)})
-	})
+	err := query(ctx, db, func(rows pgx.Rows) error {
+		return forEachSource(rows, func(sum [32]byte, s Source, leaf *int64) {
+			out = append(out, LoggedSource{SHA256: sum, Source: s, LeafIndex: uint64(*leaf)})
+		})
+	}, `SELECT sha256, `+sourceSelect+`, leaf_index FROM message_sources
+		WHERE leaf_index > $1 ORDER BY leaf_index LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: logged sources: %w", err)
 	}
@@ -101,6 +115,10 @@ func LoggedSourcesPage(ctx context.Context, db DB, after int64, limit int) ([]Lo
 }
 
 const sourceSelect = `mailbox, folder, uidvalidity, uid, internaldate, path, parent_sha256, first_seen`
+
+func sourceSelectAs(alias string) string {
+	return alias + "." + strings.ReplaceAll(sourceSelect, ", ", ", "+alias+".")
+}
 
 // forEachSource scans rows of (sha256, sourceSelect columns[, leaf_index]).
 func forEachSource(rows pgx.Rows, fn func(sum [32]byte, s Source, leaf *int64)) error {
@@ -146,6 +164,7 @@ func CheckDerived(ctx context.Context, db DB, page []Message) ([]Mismatch, error
 	}
 	var out []Mismatch
 	var b pgx.Batch
+	b.Queue(seqScanOffSQL)
 	sums := make([][]byte, len(page))
 	var links linkKeys
 	var rcptSum [][]byte
@@ -181,7 +200,7 @@ func CheckDerived(ctx context.Context, db DB, page []Message) ([]Mismatch, error
 	}
 
 	b.Queue(`SELECT d.s, d.r FROM unnest($1::bytea[], $2::text[], $3::timestamptz[]) AS d(s, r, t)
-		WHERE NOT EXISTS (SELECT 1 FROM message_recipients x WHERE x.recipient = d.r AND x.received_at = d.t AND x.sha256 = d.s)`,
+		WHERE NOT EXISTS (SELECT 1 FROM message_recipients x WHERE x.recipient = d.r AND x.received_at = d.t AND x.sha256 = d.s OFFSET 0)`,
 		rcptSum, rcptName, rcptTime).Query(func(rows pgx.Rows) error {
 		var s []byte
 		var r string
@@ -317,27 +336,32 @@ func CheckStoredRows(ctx context.Context, db DB, table string, bad func(Mismatch
 		if cursor != nil {
 			sql, args = w.next, append(cursor, checkPage)
 		}
-		rows, err := db.Query(ctx, sql, args...)
-		if err != nil {
-			return n, fmt.Errorf("catalog: walk %s: %w", table, err)
-		}
 		key := w.key()
 		var (
 			sum   []byte
 			isBad bool
 			what  string
 			got   int
+			found []Mismatch
 		)
-		_, err = pgx.ForEachRow(rows, append(key, &sum, &isBad, &what), func() error {
-			got++
-			n++
-			if isBad {
-				m := Mismatch{Table: table, What: what}
-				copySum(&m.SHA256, sum)
-				return bad(m)
+		err := query(ctx, db, func(rows pgx.Rows) error {
+			_, err := pgx.ForEachRow(rows, append(key, &sum, &isBad, &what), func() error {
+				got++
+				if isBad {
+					m := Mismatch{Table: table, What: what}
+					copySum(&m.SHA256, sum)
+					found = append(found, m)
+				}
+				return nil
+			})
+			return err
+		}, sql, args...)
+		n += uint64(got)
+		for _, m := range found {
+			if err := bad(m); err != nil {
+				return n, err
 			}
-			return nil
-		})
+		}
 		if err != nil {
 			return n, fmt.Errorf("catalog: walk %s: %w", table, err)
 		}
@@ -368,7 +392,9 @@ func reflectValue(p any) any {
 
 // storedRowWalk is one walk of CheckStoredRows. Its statements select the key columns, the
 // message concerned, whether the row is unaccounted for and why; first takes the page size as
-// $1, next the last key ($1...) and then the page size.
+// $1, next the last key ($1...) and then the page size. OFFSET 0 keeps each NOT EXISTS a probe of
+// the messages primary key per row (as in migration 0003): the planner would otherwise hash the
+// whole messages table for a page of a thousand rows.
 type storedRowWalk struct {
 	first, next string
 	key         func() []any // scan destinations of the key columns
@@ -394,22 +420,22 @@ var storedRowWalks = func() map[string]storedRowWalk {
 		table: TableEvents, cols: "msgid, recipient, receipt_sha256", params: "($1, $2, $3)",
 		key: func() []any { return []any{new(string), new(string), new([]byte)} },
 		check: `SELECT p.msgid, p.recipient, p.receipt_sha256, p.receipt_sha256,
-			NOT EXISTS (SELECT 1 FROM messages m WHERE m.sha256 = p.receipt_sha256),
+			NOT EXISTS (SELECT 1 FROM messages m WHERE m.sha256 = p.receipt_sha256 OFFSET 0),
 			format('extra: the event of msgid %L recipient %L names a receipt that is not stored', p.msgid, p.recipient)
 			FROM page p ORDER BY 1, 2, 3`,
 	}, {
 		table: TableLinks, cols: "referrer_sha256, original_sha256, via", params: "($1, $2, $3)",
 		key: func() []any { return []any{new([]byte), new([]byte), new(string)} },
 		check: `SELECT p.referrer_sha256, p.original_sha256, p.via, p.referrer_sha256,
-			NOT EXISTS (SELECT 1 FROM messages m WHERE m.sha256 = p.referrer_sha256)
-				OR NOT EXISTS (SELECT 1 FROM messages m WHERE m.sha256 = p.original_sha256),
+			NOT EXISTS (SELECT 1 FROM messages m WHERE m.sha256 = p.referrer_sha256 OFFSET 0)
+				OR NOT EXISTS (SELECT 1 FROM messages m WHERE m.sha256 = p.original_sha256 OFFSET 0),
 			format('extra: the %s link to %s names a message that is not stored', p.via, encode(p.original_sha256, 'hex'))
 			FROM page p ORDER BY 1, 2, 3`,
 	}, {
 		table: TableSources, cols: "id, sha256", params: "$1",
 		key: func() []any { return []any{new(int64)} },
 		check: `SELECT p.id, p.sha256,
-			NOT EXISTS (SELECT 1 FROM messages m WHERE m.sha256 = p.sha256),
+			NOT EXISTS (SELECT 1 FROM messages m WHERE m.sha256 = p.sha256 OFFSET 0),
 			format('extra: source %s of a message that is not stored', p.id)
 			FROM page p ORDER BY 1`,
 	}}
@@ -451,26 +477,22 @@ func CertSetsPage(ctx context.Context, db DB, table string, after []byte, limit 
 	if after == nil {
 		after = []byte{}
 	}
-	rows, err := db.Query(ctx, sql, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("catalog: %s: %w", table, err)
-	}
 	var out []CertSet
 	var (
 		sum   []byte
 		label string
 		certs [][]byte
 	)
-	_, err = pgx.ForEachRow(rows, []any{&sum, &label, &certs}, func() error {
-		c := CertSet{Label: label, Certs: certs}
-		copySum(&c.SHA256, sum)
-		if len(sum) != 32 {
-			c.SHA256 = [32]byte{}
-		}
-		out = append(out, c)
-		certs = nil
-		return nil
-	})
+	err := query(ctx, db, func(rows pgx.Rows) error {
+		_, err := pgx.ForEachRow(rows, []any{&sum, &label, &certs}, func() error {
+			c := CertSet{Label: label, Certs: certs}
+			copySum(&c.SHA256, sum)
+			out = append(out, c)
+			certs = nil
+			return nil
+		})
+		return err
+	}, sql, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %s: %w", table, err)
 	}
