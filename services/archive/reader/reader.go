@@ -173,12 +173,13 @@ func (r *Reader) Open(ctx context.Context, sum [32]byte) (io.ReadCloser, error) 
 }
 
 // OpenMessage returns the exact bytes of the catalogued message m, as [Reader.Open] does but
-// without looking m up: from its own blob, or, when it has none and m.ContainedIn names the
-// message carrying it, re-extracted from that message's blob (itself verified against its
-// SHA-256) and re-hashed. A carrying blob that is missing fails with ErrNotFound, one that is
-// altered or does not yield m with ErrIntegrity.
+// without looking m up: from its own blob (the version the archive wrote, m.BlobVersion, when
+// the store keeps versions), or, when it has none and m.ContainedIn names the message carrying
+// it, re-extracted from that message's blob (itself verified against its SHA-256) and re-hashed.
+// A carrying blob that is missing fails with ErrNotFound, one that is altered or does not yield m
+// with ErrIntegrity.
 func (r *Reader) OpenMessage(ctx context.Context, m *catalog.Message) (io.ReadCloser, error) {
-	rc, err := r.blobs.Get(ctx, m.SHA256)
+	rc, err := blob.GetVersion(ctx, r.blobs, m.SHA256, m.BlobVersion)
 	if err == nil {
 		return &integrityReader{rc}, nil
 	}
