@@ -3,13 +3,18 @@ package grpcserver
 import (
 	"container/list"
 	"context"
+	"errors"
 	"sync"
 )
 
+// errJammed: the budget was spent by calls that all wait for more, and this one, the newest of
+// them holding a share, was refused so that the others can go on.
+var errJammed = errors.New("grpcserver: the buffer budget is spent by uploads that all wait for more")
+
 // budget is a FIFO weighted semaphore over bytes: each Store call reserves its buffer as it grows
-// and gives it all back when it is done. A call waiting for more while holding part of its
-// buffer waits at most MaxIdleTime (see upload.reserve), so calls that hold the whole budget
-// between them and all wait for more cannot wait for each other for long.
+// and gives it all back when it is done. Calls that hold part of their buffer may wait for more;
+// when every reserved byte is held by such waiting calls nothing would ever be given back, so the
+// newest of them is refused (errJammed) and gives its share back (see unjam).
 type budget struct {
 	mu      sync.Mutex
 	size    int64
@@ -18,33 +23,43 @@ type budget struct {
 }
 
 type waiter struct {
-	n     int64
-	ready chan struct{}
+	n       int64 // bytes wanted
+	held    int64 // bytes the caller already holds
+	ready   chan struct{}
+	refused bool // set before ready is closed when unjam refuses the waiter
 }
 
 func newBudget(size int64) *budget { return &budget{size: size} }
 
-// acquire reserves n bytes (n <= size), waiting until they are free or ctx is done.
-func (b *budget) acquire(ctx context.Context, n int64) error {
+// acquire reserves n bytes (n <= size) for a caller that already holds held bytes, waiting until
+// they are free or ctx is done. It fails with errJammed when the caller is refused to unjam the
+// budget: it must then give back what it holds.
+func (b *budget) acquire(ctx context.Context, n, held int64) error {
 	b.mu.Lock()
 	if b.waiters.Len() == 0 && b.size-b.used >= n {
 		b.used += n
 		b.mu.Unlock()
 		return nil
 	}
-	w := &waiter{n: n, ready: make(chan struct{})}
+	w := &waiter{n: n, held: held, ready: make(chan struct{})}
 	elem := b.waiters.PushBack(w)
+	b.unjam()
 	b.mu.Unlock()
 
 	select {
 	case <-w.ready:
+		if w.refused {
+			return errJammed
+		}
 		return nil
 	case <-ctx.Done():
 		b.mu.Lock()
 		select {
 		case <-w.ready:
-			// Granted while giving up: hand the bytes back.
-			b.used -= n
+			// Granted (or refused) while giving up: hand granted bytes back.
+			if !w.refused {
+				b.used -= n
+			}
 		default:
 			front := b.waiters.Front() == elem
 			b.waiters.Remove(elem)
@@ -66,7 +81,8 @@ func (b *budget) release(n int64) {
 	b.mu.Unlock()
 }
 
-// grant wakes waiters in order while their reservation fits. Callers hold mu.
+// grant wakes waiters in order while their reservation fits, then unjams what is left. Callers
+// hold mu.
 func (b *budget) grant() {
 	for {
 		e := b.waiters.Front()
@@ -75,11 +91,38 @@ func (b *budget) grant() {
 		}
 		w := e.Value.(*waiter)
 		if b.size-b.used < w.n {
+			b.unjam()
 			return
 		}
 		b.used += w.n
 		b.waiters.Remove(e)
 		close(w.ready)
+	}
+}
+
+// unjam refuses the newest waiter holding a share when every reserved byte is held by waiters:
+// none of them can be granted (the first does not fit) and nothing else would give bytes back.
+// Bytes held by a call that is receiving, storing, or was refused and has not given them back
+// yet, come back by themselves. Callers hold mu.
+func (b *budget) unjam() {
+	front := b.waiters.Front()
+	if front == nil || b.size-b.used >= front.Value.(*waiter).n {
+		return
+	}
+	var waiting int64
+	for e := front; e != nil; e = e.Next() {
+		waiting += e.Value.(*waiter).held
+	}
+	if waiting < b.used {
+		return
+	}
+	for e := b.waiters.Back(); e != nil; e = e.Prev() {
+		if w := e.Value.(*waiter); w.held > 0 {
+			b.waiters.Remove(e)
+			w.refused = true
+			close(w.ready)
+			return
+		}
 	}
 }
 

@@ -9,19 +9,19 @@ import (
 func TestBudget(t *testing.T) {
 	b := newBudget(10)
 	ctx := context.Background()
-	if err := b.acquire(ctx, 6); err != nil {
+	if err := b.acquire(ctx, 6, 0); err != nil {
 		t.Fatal(err)
 	}
 	// 8 does not fit; a later 3 would, but waits behind it (FIFO: no starvation of big calls).
 	got := make(chan int64, 3)
 	go func() {
-		if b.acquire(ctx, 8) == nil {
+		if b.acquire(ctx, 8, 0) == nil {
 			got <- 8
 		}
 	}()
 	waitWaiters(t, b, 1)
 	go func() {
-		if b.acquire(ctx, 3) == nil {
+		if b.acquire(ctx, 3, 0) == nil {
 			got <- 3
 		}
 	}()
@@ -30,7 +30,7 @@ func TestBudget(t *testing.T) {
 	// A waiter that gives up leaves the queue.
 	short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
 	defer cancel()
-	if err := b.acquire(short, 1); err != context.DeadlineExceeded {
+	if err := b.acquire(short, 1, 0); err != context.DeadlineExceeded {
 		t.Fatalf("acquire with an expiring context: %v", err)
 	}
 	waitWaiters(t, b, 2)
@@ -55,15 +55,15 @@ func TestBudget(t *testing.T) {
 func TestBudgetCancelAtFront(t *testing.T) {
 	b := newBudget(10)
 	ctx := context.Background()
-	if err := b.acquire(ctx, 9); err != nil {
+	if err := b.acquire(ctx, 9, 0); err != nil {
 		t.Fatal(err)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	done := make(chan error)
-	go func() { done <- b.acquire(cctx, 5) }() // front waiter, does not fit
+	go func() { done <- b.acquire(cctx, 5, 0) }() // front waiter, does not fit
 	waitWaiters(t, b, 1)
 	second := make(chan error)
-	go func() { second <- b.acquire(ctx, 1) }() // fits, but queued behind the first
+	go func() { second <- b.acquire(ctx, 1, 0) }() // fits, but queued behind the first
 	waitWaiters(t, b, 2)
 	cancel()
 	if err := <-done; err != context.Canceled {
@@ -86,4 +86,46 @@ func waitWaiters(t *testing.T, b *budget, n int) {
 		}
 	}
 	t.Fatalf("waiters never reached %d", n)
+}
+
+// Calls that hold the whole budget between them and all wait for more: the newest holding a share
+// is refused, and once it gives its share back the others go on. A waiter that holds nothing, or
+// bytes held by a call that is not waiting, never cause a refusal.
+func TestBudgetUnjam(t *testing.T) {
+	b := newBudget(10)
+	ctx := context.Background()
+	for range 2 {
+		if err := b.acquire(ctx, 4, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A waiter that holds nothing: 8 bytes are held by calls that are not waiting.
+	empty := make(chan error, 1)
+	go func() { empty <- b.acquire(ctx, 3, 0) }()
+	waitWaiters(t, b, 1)
+	// The first holder wants 4 more: 4 of the 8 held bytes are held by a call still running.
+	first := make(chan error, 1)
+	go func() { first <- b.acquire(ctx, 4, 4) }()
+	waitWaiters(t, b, 2)
+	// The second holder wants 4 more too: every held byte is now held by a waiter.
+	if err := b.acquire(ctx, 4, 4); err != errJammed {
+		t.Fatalf("the newest holder: %v, want errJammed", err)
+	}
+	waitWaiters(t, b, 2)
+	b.release(4) // the refused call gives its share back: the empty waiter fits
+	if err := <-empty; err != nil {
+		t.Fatal(err)
+	}
+	// The first holder (4 held, 4 wanted) does not fit next to the empty one's 3; it is not
+	// refused (the empty one holds bytes and is not waiting), and gets its bytes once those are
+	// given back.
+	waitWaiters(t, b, 1)
+	b.release(3)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	b.release(8)
+	if used := b.usedBytes(); used != 0 {
+		t.Fatalf("%d bytes still reserved", used)
+	}
 }

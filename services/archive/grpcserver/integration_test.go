@@ -132,8 +132,8 @@ func TestRealArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cp.Size != 3 { // receipt, its postacert.eml, acceptance
-		t.Errorf("checkpoint size %d, want 3", cp.Size)
+	if cp.Size != 4 { // receipt, its postacert.eml, the receipt's second source, acceptance
+		t.Errorf("checkpoint size %d, want 4", cp.Size)
 	}
 	for _, r := range []*archivev1.Record{rec, rec.GetPostacert(), accRec} {
 		ip, err := reader.GetInclusionProof(ctx, &archivev1.GetInclusionProofRequest{LeafIndex: r.GetLeafIndex(), TreeSize: cp.Size})

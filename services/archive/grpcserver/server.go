@@ -57,8 +57,9 @@ type Config struct {
 	// MaxBufferedBytes limits the bytes all concurrent Store calls buffer together (default
 	// [DefaultMaxBufferedBytes], at least MaxMessageSize). A call reserves its buffer as its
 	// bytes arrive (growing it geometrically, never beyond its declared expected_size or
-	// MaxMessageSize), first come first served; a call that waits for budget longer than
-	// MaxIdleTime fails with Unavailable (clients retry).
+	// MaxMessageSize), first come first served, and waits (within its deadline) while the budget
+	// is spent; when the calls holding it all wait for more, the newest fails with Unavailable
+	// (clients retry) and gives its share back.
 	MaxBufferedBytes int64
 	// MaxUploadTime bounds the reception of one message, from its header to its last chunk
 	// (default [DefaultMaxUploadTime]); past it Store fails with DeadlineExceeded.

@@ -118,12 +118,12 @@ func TestIdleStreamCut(t *testing.T) {
 	}
 }
 
-// Streams that hold part of the budget and all wait for more do not wait for each other
-// forever: a wait for budget longer than MaxIdleTime fails with Unavailable (clients retry), and
-// the others complete.
-func TestBudgetWaitBounded(t *testing.T) {
+// Streams that hold the whole budget between them and all wait for more do not wait for each
+// other: the newest is refused with Unavailable (clients retry) and gives its share back, and the
+// other completes.
+func TestBudgetJam(t *testing.T) {
 	const msg = 1 << 20
-	e := newEnv(t, envOptions{cfg: grpcserver.Config{MaxMessageSize: msg, MaxBufferedBytes: msg, MaxIdleTime: 300 * time.Millisecond}})
+	e := newEnv(t, envOptions{cfg: grpcserver.Config{MaxMessageSize: msg, MaxBufferedBytes: msg}})
 	c := e.client(t, ingestToken)
 	first := bytes.Repeat([]byte{'a'}, 400<<10)
 	more := bytes.Repeat([]byte{'b'}, 300<<10)
@@ -141,17 +141,16 @@ func TestBudgetWaitBounded(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	ok := 0
-	for i, err := range errs {
-		switch status.Code(err) {
-		case codes.OK:
-			ok++
-		case codes.Unavailable:
-		default:
-			t.Errorf("stream %d: %v, want OK or Unavailable", i, err)
-		}
+	codesSeen := map[codes.Code]int{}
+	for _, err := range errs {
+		codesSeen[status.Code(err)]++
 	}
-	if ok == 0 {
-		t.Errorf("neither stream completed: %v", errs)
+	if codesSeen[codes.OK] != 1 || codesSeen[codes.Unavailable] != 1 {
+		t.Fatalf("results %v, want one completed and one refused with Unavailable", errs)
+	}
+	for deadline := time.Now().Add(20 * time.Second); e.srv.Buffered() != 0; time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bytes still reserved", e.srv.Buffered())
+		}
 	}
 }

@@ -1,7 +1,6 @@
 package grpcserver
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -105,15 +104,14 @@ func (u *upload) recv() (*archivev1.StoreRequest, error) {
 	return u.stream.Recv()
 }
 
-// reserve adds n bytes to the upload's reservation. A wait for budget is bounded by
-// MaxIdleTime: streams holding part of their buffer and all waiting for more could otherwise
-// wait for each other until MaxUploadTime.
+// reserve adds n bytes to the upload's reservation, waiting (within the RPC's deadline and
+// MaxUploadTime) while the budget is spent. When the uploads holding the whole budget all wait
+// for more, the newest is refused with Unavailable and gives its share back (budget.unjam):
+// clients retry.
 func (u *upload) reserve(n int64) error {
-	ctx, cancel := context.WithTimeout(u.stream.Context(), u.s.maxIdleTime)
-	defer cancel()
-	if err := u.s.budget.acquire(ctx, n); err != nil {
-		if u.stream.Context().Err() == nil {
-			return status.Errorf(codes.Unavailable, "grpcserver: the buffer budget stayed spent for %v; retry", u.s.maxIdleTime)
+	if err := u.s.budget.acquire(u.stream.Context(), n, u.reserved); err != nil {
+		if errors.Is(err, errJammed) {
+			return status.Errorf(codes.Unavailable, "%v; this one gives its share back: retry", err)
 		}
 		return status.FromContextError(err).Err()
 	}
