@@ -19,7 +19,7 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	config := fs.String("config", "", "config file of PECARCHIVE_* settings (environment overrides it)")
 	logKey := fs.String("log-key", "", "the log's public key to check checkpoint signatures with (default: derived from the configured signing key)")
-	deep := fs.Bool("deep", false, "also parse and verify every blob again as the archive does and compare with its catalog row")
+	deep := fs.Bool("deep", false, "also parse and verify every blob again as the archive does (with PECARCHIVE_TRUST and PECARCHIVE_PROVIDER_INDEX) and compare with its catalog row")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -52,7 +52,16 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 	if *logKey != "" {
 		vkey = *logKey
 	}
-	rep, err := audit.Run(ctx, audit.Config{Pool: pool, Blobs: blobs, Log: l, LogKey: vkey, Deep: *deep})
+	cfg := audit.Config{Pool: pool, Blobs: blobs, Log: l, LogKey: vkey, Deep: *deep}
+	if *deep {
+		// The archive's verifier (PECARCHIVE_TRUST, PECARCHIVE_PROVIDER_INDEX): its index for every
+		// message, its anchors for those verified without recorded ones.
+		if cfg.Verifier, err = s.verifier(); err != nil {
+			fmt.Fprintf(stderr, "pecarchive audit: %v\n", err)
+			return exitUsage
+		}
+	}
+	rep, err := audit.Run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "pecarchive audit: %v\n", err)
 		return exitUsage

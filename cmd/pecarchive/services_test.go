@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -10,7 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/lifecycle"
+
 	"github.com/pecarchive/pecarchive/internal/testenv"
+	"github.com/pecarchive/pecarchive/services/archive/blob/s3store"
 )
 
 // pgEnv points the services' PostgreSQL settings at a fresh schema of the test server, dropped
@@ -64,6 +70,43 @@ func TestMigrateAuditAndServe(t *testing.T) {
 	code, out, errOut = runCLI(t, "audit")
 	if code != exitOK || !strings.Contains(out, "audit: OK") {
 		t.Fatalf("audit: exit %d %s %s", code, out, errOut)
+	}
+	code, out, errOut = runCLI(t, "audit", "--deep")
+	if code != exitOK || !strings.Contains(out, "audit: OK") || !strings.Contains(out, "parsed and verified again") {
+		t.Fatalf("audit --deep: exit %d %s %s", code, out, errOut)
+	}
+}
+
+// The archive refuses to start on a bucket that does not protect the evidence, saying what to
+// change: here a lifecycle rule that expires objects (MinIO implements lifecycle rules).
+func TestArchiveRefusesUnsafeBucket(t *testing.T) {
+	serviceEnv(t)
+	srv := testenv.StartMinIO(t)
+	bucket := testenv.Bucket("unsafe")
+	c, err := minio.New(srv.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(srv.AccessKey, srv.SecretKey, ""), Region: srv.Region})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := c.MakeBucket(ctx, bucket, minio.MakeBucketOptions{ObjectLocking: true, Region: srv.Region}); err != nil {
+		t.Fatal(err)
+	}
+	lc := lifecycle.NewConfiguration()
+	lc.Rules = []lifecycle.Rule{{ID: "cleanup", Status: "Enabled", Expiration: lifecycle.Expiration{Days: 365}}}
+	if err := c.SetBucketLifecycle(ctx, bucket, lc); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"PECARCHIVE_S3_ENDPOINT": srv.Endpoint, "PECARCHIVE_S3_ACCESS_KEY": srv.AccessKey,
+		"PECARCHIVE_S3_SECRET_KEY": srv.SecretKey, "PECARCHIVE_S3_BUCKET": bucket, "PECARCHIVE_S3_REGION": srv.Region} {
+		t.Setenv(k, v)
+	}
+	s, err := loadSettings("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = serveArchive(ctx, s, "127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if !errors.Is(err, s3store.ErrBucketConfig) || !strings.Contains(err.Error(), "cleanup") {
+		t.Fatalf("archive on a bucket whose objects expire: %v, want a refusal naming the rule", err)
 	}
 }
 

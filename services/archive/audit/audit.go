@@ -181,11 +181,10 @@ type Config struct {
 	// compares the result with its catalog row. Signatures are verified with the trust anchors
 	// recorded for each message (trust_anchor_sets), else with Verifier's.
 	Deep bool
-	// Verifier is the verifier of Deep for messages without recorded anchors (nil: pec/smime's
-	// defaults); its provider index, if any, is used for every message, as the archive's was.
+	// Verifier is the archive's verifier (nil: pec/smime's defaults), for Deep: it verifies the
+	// messages without recorded anchors, and its provider index, if any, is used for every
+	// message, as the archive's was.
 	Verifier *smime.Verifier
-	// Index is the provider index the archive verified with, if any (Deep).
-	Index *smime.ProviderIndex
 	// ParseOptions are the archive's pec.Parse options, if it had any (Deep).
 	ParseOptions *pec.Options
 }

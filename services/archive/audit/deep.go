@@ -28,13 +28,17 @@ func (a *auditor) verifierFor(ctx context.Context, sum [32]byte) (*smime.Verifie
 	if v, ok := a.verifiers[sum]; ok {
 		return v, nil
 	}
+	var index *smime.ProviderIndex
+	if a.cfg.Verifier != nil {
+		index = a.cfg.Verifier.Index()
+	}
 	var v *smime.Verifier
 	var err error
 	switch {
 	case sum == [32]byte{} && a.cfg.Verifier != nil:
 		v = a.cfg.Verifier
 	case sum == [32]byte{}:
-		v, err = smime.New(smime.Config{Index: a.cfg.Index})
+		v, err = smime.New(smime.Config{})
 	default:
 		var set catalog.CertSet
 		set, err = a.cat.Anchors(ctx, sum)
@@ -49,7 +53,7 @@ func (a *auditor) verifierFor(ctx context.Context, sum [32]byte) (*smime.Verifie
 			}
 			certs = append(certs, c)
 		}
-		v, err = smime.New(smime.Config{Anchors: smime.NewTrustStore(certs...), Index: a.cfg.Index})
+		v, err = smime.New(smime.Config{Anchors: smime.NewTrustStore(certs...), Index: index})
 	}
 	if err != nil {
 		return nil, err
