@@ -65,6 +65,8 @@ func Run(t *testing.T, newStore func(t *testing.T) blob.Store, opts *Options) {
 	t.Run("ConcurrentDistinct", s.testConcurrentDistinct)
 	t.Run("CorruptOnRead", s.testCorrupt)
 	t.Run("RefuseDifferent", s.testRefuseDifferent)
+	t.Run("AuditWalk", s.testAuditWalk)
+	t.Run("Versions", s.testVersions)
 }
 
 type suite struct {
@@ -449,4 +451,77 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// testAuditWalk: on a store whose objects are as Put left them, AuditWalk lists what Walk lists
+// and finds nothing else.
+func (s *suite) testAuditWalk(t *testing.T) {
+	st := s.newStore(t)
+	w, ok := st.(blob.AuditWalker)
+	if !ok {
+		t.Skip("the store has no audit walk")
+	}
+	for i := range 10 {
+		data, sum := Data(uint64(4000+i), 100)
+		mustPut(t, st, sum, data, true)
+		mustPut(t, st, sum, data, false)
+	}
+	got := map[[32]byte]int{}
+	err := w.AuditWalk(ctx(t), func(sum [32]byte) error {
+		got[sum]++
+		return nil
+	}, func(a blob.Anomaly) error {
+		t.Errorf("anomaly on an untouched store: %v", a)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("AuditWalk: %v", err)
+	}
+	want := walkAll(t, st)
+	if len(got) != len(want) {
+		t.Fatalf("AuditWalk listed %d objects, Walk %d", len(got), len(want))
+	}
+	for sum, n := range got {
+		if n != 1 || want[sum] != 1 {
+			t.Fatalf("AuditWalk listed %x %d times, Walk %d", sum[:4], n, want[sum])
+		}
+	}
+}
+
+// testVersions: a store that keeps versions reports the version holding the bytes, the same one
+// again for an identical Put, and reads it back by its ID.
+func (s *suite) testVersions(t *testing.T) {
+	st := s.newStore(t)
+	v, ok := st.(blob.Versioner)
+	if !ok {
+		// blob.PutVersion and GetVersion still work, with no version.
+		data, sum := Data(5000, 100)
+		created, version, err := blob.PutVersion(ctx(t), st, sum, data)
+		if err != nil || !created || version != "" {
+			t.Fatalf("PutVersion on a store without versions = %v, %q, %v", created, version, err)
+		}
+		rc, err := blob.GetVersion(ctx(t), st, sum, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc.Close()
+		return
+	}
+	data, sum := Data(5001, 100)
+	created, version, err := v.PutVersion(ctx(t), sum, data)
+	if err != nil || !created {
+		t.Fatalf("PutVersion = %v, %q, %v", created, version, err)
+	}
+	again, version2, err := v.PutVersion(ctx(t), sum, data)
+	if err != nil || again || version2 != version {
+		t.Fatalf("PutVersion again = %v, %q, %v; want existing, version %q", again, version2, err, version)
+	}
+	rc, err := blob.GetVersion(ctx(t), st, sum, version)
+	if err != nil {
+		t.Fatalf("GetVersion(%q): %v", version, err)
+	}
+	defer rc.Close()
+	if got, err := io.ReadAll(rc); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("GetVersion read %d bytes, %v", len(got), err)
+	}
 }
