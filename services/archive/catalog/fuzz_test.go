@@ -1,9 +1,11 @@
 package catalog_test
 
 import (
+	"encoding/hex"
 	"os"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/pecarchive/pecarchive/internal/samples"
@@ -50,6 +52,45 @@ func FuzzNormalize(f *testing.F) {
 		}
 		if _, err := catalog.ParseLeafExtra(m.LeafExtra()); err != nil {
 			t.Fatal(err)
+		}
+		first := catalog.Source{Mailbox: sender, Folder: subject, Path: id, FirstSeen: time.Unix(1e9, 123456789)}
+		d2 := m.EvidenceDigestV2()
+		if n.EvidenceDigestV2() != d2 {
+			t.Fatal("the v2 digest depends on normalisation")
+		}
+		ld, err := catalog.ParseLeafDigest(m.LeafExtraV2(&first))
+		if err != nil || ld.Version != catalog.DigestV2 || ld.Row != d2 || ld.Source != catalog.SourceDigest(m.SHA256, &first) {
+			t.Fatalf("catalog/v2 extra does not parse back: %+v, %v", ld, err)
+		}
+	})
+}
+
+// FuzzParseLeafDigest: any leaf Extra (read from the log, so from anyone who could write it)
+// parses or is refused without panicking, and what parses is canonical.
+func FuzzParseLeafDigest(f *testing.F) {
+	m := catalog.Message{Kind: pec.KindNotPEC, Size: 1}
+	src := catalog.Source{Path: "x"}
+	for _, s := range []string{m.LeafExtra(), m.LeafExtraV2(&src), catalog.SourceLeafExtra(m.SHA256, &src), "", "catalog/v2 x y", "catalog/v1 " + strings.Repeat("A", 64)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, extra string) {
+		d, err := catalog.ParseLeafDigest(extra)
+		if err != nil {
+			return
+		}
+		var want string
+		switch d.Version {
+		case catalog.DigestV1:
+			want = d.Version + " " + hex.EncodeToString(d.Row[:])
+		case catalog.DigestV2:
+			want = d.Version + " " + hex.EncodeToString(d.Row[:]) + " " + hex.EncodeToString(d.Source[:])
+		case catalog.SourceDigestVersion:
+			want = d.Version + " " + hex.EncodeToString(d.Source[:])
+		default:
+			t.Fatalf("version %q", d.Version)
+		}
+		if want != extra {
+			t.Fatalf("%q parsed, but is not canonical (%q)", extra, want)
 		}
 	})
 }
