@@ -14,7 +14,7 @@ import (
 // stored, every source read with its leaf index, and every certificate set read to be hashed.
 // Everything is paged and set-based: one statement per page, each its own snapshot, so that a
 // commit in between is seen whole or not at all (a commit writes a message with every row derived
-// from it). Like the writer's (LockWriter), every read is a keyed look-up or a walk of an index,
+// from it). Like the writer's (QueueLock), every read is a keyed look-up or a walk of an index,
 // so each page runs with sequential scans off: on young tables or stale statistics the planner
 // would otherwise scan a whole table for a page of keys.
 
