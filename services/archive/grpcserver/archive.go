@@ -2,6 +2,7 @@ package grpcserver
 
 import (
 	"context"
+	"io"
 
 	"github.com/pecarchive/pecarchive/services/archive"
 	"github.com/pecarchive/pecarchive/services/archive/catalog"
@@ -31,6 +32,9 @@ type Reader interface {
 	InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error)
 	ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error)
 	LeafData(ctx context.Context, index uint64) ([]byte, error)
+	// OpenMessage returns the exact bytes of a catalogued message, checked against its SHA-256
+	// at EOF (GetRecord with verify_blob).
+	OpenMessage(ctx context.Context, m *catalog.Message) (io.ReadCloser, error)
 }
 
 var _ Reader = (*reader.Reader)(nil)

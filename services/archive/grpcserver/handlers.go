@@ -30,7 +30,14 @@ func (s *Service) GetRecord(ctx context.Context, req *archivev1.GetRecordRequest
 	if err != nil {
 		return nil, statusError(ctx, "get record", err)
 	}
-	return &archivev1.GetRecordResponse{Record: recordToProto(archive.Record{Message: rec.Message, Reasons: rec.Verdict.Reasons, Sources: rec.Sources})}, nil
+	resp := &archivev1.GetRecordResponse{Record: recordToProto(archive.Record{Message: rec.Message, Reasons: rec.Verdict.Reasons, Sources: rec.Sources})}
+	if req.GetVerifyBlob() {
+		if err := s.verifyBlob(ctx, &rec.Message); err != nil {
+			return nil, err
+		}
+		resp.BlobVerified = true
+	}
+	return resp, nil
 }
 
 // GetCheckpoint returns the latest signed checkpoint.

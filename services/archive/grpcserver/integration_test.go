@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -42,7 +45,8 @@ func TestRealArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	pool := testenv.PG(t)
-	blobs, err := fsstore.New(ctx, fsstore.Config{Root: t.TempDir()})
+	blobDir := t.TempDir()
+	blobs, err := fsstore.New(ctx, fsstore.Config{Root: blobDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,6 +179,33 @@ func TestRealArchive(t *testing.T) {
 	}
 	if _, err := reader.GetInclusionProof(ctx, &archivev1.GetInclusionProofRequest{LeafIndex: 0, TreeSize: cp.Size + 5}); codeOf(err) != "OutOfRange" {
 		t.Errorf("proof beyond the log: %v", err)
+	}
+
+	// GetRecord with verify_blob, as ingest asks before an after_archive policy removes a message
+	// from a mailbox (with its own token): the bytes are read back and confirmed, the postacert's
+	// extracted from its receipt; once the receipt's blob is lost, neither is confirmed.
+	verify := func(sum []byte) (*archivev1.GetRecordResponse, error) {
+		return ingest.GetRecord(ctx, &archivev1.GetRecordRequest{Sha256: sum, VerifyBlob: true})
+	}
+	for _, r := range []*archivev1.Record{rec, rec.GetPostacert(), accRec} {
+		if got, err := verify(r.GetSha256()); err != nil || !got.GetBlobVerified() {
+			t.Errorf("verify_blob of %x: %v, %v", r.GetSha256(), got, err)
+		}
+	}
+	if got, err := reader.GetRecord(ctx, &archivev1.GetRecordRequest{Sha256: rec.GetSha256()}); err != nil || got.GetBlobVerified() {
+		t.Errorf("without verify_blob: %v, %v", got, err)
+	}
+	hexSum := fmt.Sprintf("%x", rec.GetSha256())
+	if err := os.Remove(filepath.Join(blobDir, "sha256", hexSum[:2], hexSum)); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*archivev1.Record{rec, rec.GetPostacert()} {
+		if got, err := verify(r.GetSha256()); codeOf(err) != "DataLoss" {
+			t.Errorf("verify_blob of %x with the receipt's blob lost: %v, %v; want DataLoss", r.GetSha256(), got, err)
+		}
+	}
+	if got, err := verify(accRec.GetSha256()); err != nil || !got.GetBlobVerified() {
+		t.Errorf("verify_blob of the acceptance: %v, %v", got, err)
 	}
 }
 

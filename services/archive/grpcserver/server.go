@@ -71,12 +71,14 @@ type Config struct {
 
 // DefaultPolicy returns the role table of the archive's methods: Store for "ingest",
 // RecordAccess for "recorder" (the query service), the reads for "reader" and "auditor",
-// everything for "admin".
+// everything for "admin". GetRecord is open to "ingest" as well: it confirms with it that the
+// archive holds a message (blob included) before an after_archive policy removes that message
+// from a mailbox; Store already answers it the same record.
 func DefaultPolicy() auth.Policy {
 	readers := []auth.Role{auth.RoleReader, auth.RoleAuditor, auth.RoleAdmin}
 	return auth.Policy{
 		archivev1.ArchiveService_Store_FullMethodName:               {auth.RoleIngest, auth.RoleAdmin},
-		archivev1.ArchiveService_GetRecord_FullMethodName:           readers,
+		archivev1.ArchiveService_GetRecord_FullMethodName:           append([]auth.Role{auth.RoleIngest}, readers...),
 		archivev1.ArchiveService_GetCheckpoint_FullMethodName:       readers,
 		archivev1.ArchiveService_GetInclusionProof_FullMethodName:   readers,
 		archivev1.ArchiveService_GetConsistencyProof_FullMethodName: readers,

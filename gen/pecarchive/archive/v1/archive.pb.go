@@ -4,7 +4,8 @@
 //
 // Every RPC is authenticated (mTLS client certificate or bearer token) and authorised by role:
 // Store needs "ingest", RecordAccess "recorder", the read RPCs "reader" or "auditor"; "admin" may
-// call everything.
+// call everything. GetRecord is open to "ingest" too: ingest confirms with it (verify_blob) that
+// the archive holds a message before an after_archive policy removes it from a mailbox.
 //
 // Errors are gRPC status codes:
 //   INVALID_ARGUMENT    malformed request or stream (no header first, chunk over 1 MiB, empty
@@ -778,7 +779,13 @@ func (x *Record) GetPostacert() *Record {
 type GetRecordRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// SHA-256 of the raw message (32 bytes).
-	Sha256        []byte `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Sha256 []byte `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// VerifyBlob asks the server to read the message's exact bytes back from the blob store (for a
+	// postacert.eml kept inside its receipt, to extract them again) and to check their SHA-256
+	// before it answers; a blob that is missing or does not hash to sha256 fails with DATA_LOSS.
+	// It reads the whole message: use it before acting on the answer (deleting a copy held
+	// elsewhere), not for browsing.
+	VerifyBlob    bool `protobuf:"varint,2,opt,name=verify_blob,json=verifyBlob,proto3" json:"verify_blob,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -820,11 +827,22 @@ func (x *GetRecordRequest) GetSha256() []byte {
 	return nil
 }
 
+func (x *GetRecordRequest) GetVerifyBlob() bool {
+	if x != nil {
+		return x.VerifyBlob
+	}
+	return false
+}
+
 // GetRecordResponse answers GetRecord.
 type GetRecordResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The record; its new field is always false.
-	Record        *Record `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
+	Record *Record `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
+	// BlobVerified is true when verify_blob was asked and the bytes were read back intact. A
+	// server that predates verify_blob leaves it false: a caller that needs the check must treat
+	// false as "not confirmed".
+	BlobVerified  bool `protobuf:"varint,2,opt,name=blob_verified,json=blobVerified,proto3" json:"blob_verified,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -864,6 +882,13 @@ func (x *GetRecordResponse) GetRecord() *Record {
 		return x.Record
 	}
 	return nil
+}
+
+func (x *GetRecordResponse) GetBlobVerified() bool {
+	if x != nil {
+		return x.BlobVerified
+	}
+	return false
 }
 
 // GetCheckpointRequest asks for the latest checkpoint.
@@ -1401,11 +1426,14 @@ const file_pecarchive_archive_v1_archive_proto_rawDesc = "" +
 	"receivedAt\x12)\n" +
 	"\x10postacert_sha256\x18\x13 \x01(\fR\x0fpostacertSha256\x127\n" +
 	"\asources\x18\x14 \x03(\v2\x1d.pecarchive.archive.v1.SourceR\asources\x12;\n" +
-	"\tpostacert\x18\x15 \x01(\v2\x1d.pecarchive.archive.v1.RecordR\tpostacert\"*\n" +
+	"\tpostacert\x18\x15 \x01(\v2\x1d.pecarchive.archive.v1.RecordR\tpostacert\"K\n" +
 	"\x10GetRecordRequest\x12\x16\n" +
-	"\x06sha256\x18\x01 \x01(\fR\x06sha256\"J\n" +
+	"\x06sha256\x18\x01 \x01(\fR\x06sha256\x12\x1f\n" +
+	"\vverify_blob\x18\x02 \x01(\bR\n" +
+	"verifyBlob\"o\n" +
 	"\x11GetRecordResponse\x125\n" +
-	"\x06record\x18\x01 \x01(\v2\x1d.pecarchive.archive.v1.RecordR\x06record\"\x16\n" +
+	"\x06record\x18\x01 \x01(\v2\x1d.pecarchive.archive.v1.RecordR\x06record\x12#\n" +
+	"\rblob_verified\x18\x02 \x01(\bR\fblobVerified\"\x16\n" +
 	"\x14GetCheckpointRequest\"7\n" +
 	"\x15GetCheckpointResponse\x12\x1e\n" +
 	"\n" +

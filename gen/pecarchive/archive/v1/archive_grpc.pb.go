@@ -4,7 +4,8 @@
 //
 // Every RPC is authenticated (mTLS client certificate or bearer token) and authorised by role:
 // Store needs "ingest", RecordAccess "recorder", the read RPCs "reader" or "auditor"; "admin" may
-// call everything.
+// call everything. GetRecord is open to "ingest" too: ingest confirms with it (verify_blob) that
+// the archive holds a message before an after_archive policy removes it from a mailbox.
 //
 // Errors are gRPC status codes:
 //   INVALID_ARGUMENT    malformed request or stream (no header first, chunk over 1 MiB, empty
@@ -64,7 +65,9 @@ type ArchiveServiceClient interface {
 	// catalog rows and the log leaf, and only then answers. Idempotent by SHA-256: storing the same
 	// bytes again returns the same record with new = false (the new source is recorded).
 	Store(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[StoreRequest, StoreResponse], error)
-	// GetRecord returns the stored record of a message by the SHA-256 of its raw bytes.
+	// GetRecord returns the stored record of a message by the SHA-256 of its raw bytes. With
+	// verify_blob it first reads the message's bytes back from the blob store and re-hashes them:
+	// a blob that is missing or altered fails with DATA_LOSS.
 	GetRecord(ctx context.Context, in *GetRecordRequest, opts ...grpc.CallOption) (*GetRecordResponse, error)
 	// GetCheckpoint returns the latest signed checkpoint of the transparency log.
 	GetCheckpoint(ctx context.Context, in *GetCheckpointRequest, opts ...grpc.CallOption) (*GetCheckpointResponse, error)
@@ -166,7 +169,9 @@ type ArchiveServiceServer interface {
 	// catalog rows and the log leaf, and only then answers. Idempotent by SHA-256: storing the same
 	// bytes again returns the same record with new = false (the new source is recorded).
 	Store(grpc.ClientStreamingServer[StoreRequest, StoreResponse]) error
-	// GetRecord returns the stored record of a message by the SHA-256 of its raw bytes.
+	// GetRecord returns the stored record of a message by the SHA-256 of its raw bytes. With
+	// verify_blob it first reads the message's bytes back from the blob store and re-hashes them:
+	// a blob that is missing or altered fails with DATA_LOSS.
 	GetRecord(context.Context, *GetRecordRequest) (*GetRecordResponse, error)
 	// GetCheckpoint returns the latest signed checkpoint of the transparency log.
 	GetCheckpoint(context.Context, *GetCheckpointRequest) (*GetCheckpointResponse, error)
