@@ -21,6 +21,7 @@ import (
 	"github.com/emersion/go-imap/client"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pecarchive/pecarchive/internal/auth"
 	"github.com/pecarchive/pecarchive/internal/testenv"
 )
 
@@ -193,7 +194,8 @@ func TestIngestDovecot(t *testing.T) {
 	bin := pecarchiveBinary(t)
 	t.Run("ExactlyOnceUnderSIGKILL", func(t *testing.T) { testExactlyOnceUnderKill(t, d, bin) })
 	t.Run("LargeMessage", func(t *testing.T) { testLargeMessage(t, d, bin) })
-	t.Run("AfterArchiveBlobMissing", func(t *testing.T) { testBlobMissing(t, d, bin) })
+	t.Run("AfterArchiveBlobMissing", func(t *testing.T) { testBlobMissing(t, d, bin, false) })
+	t.Run("AfterArchiveBlobMissingRemote", func(t *testing.T) { testBlobMissing(t, d, bin, true) })
 	t.Run("ExitStatus", func(t *testing.T) { testIngestExit(t, d) })
 }
 
@@ -366,16 +368,35 @@ func largeMessage(size int) []byte {
 }
 
 // testBlobMissing archives five messages, loses the blob of one, then runs with expunge:0: the
-// four the archive holds leave the mailbox, the one whose blob is missing stays.
-func testBlobMissing(t *testing.T, d *testenv.Dovecot, bin string) {
-	c, file := ingestEnv(t, d, "policy", 1)
+// four the archive holds leave the mailbox, the one whose blob is missing stays. remote: ingest
+// reaches a running archive service over gRPC with a token of the ingest role alone, and the
+// service's GetRecord (verify_blob) is what finds the blob missing.
+func testBlobMissing(t *testing.T, d *testenv.Dovecot, bin string, remote bool) {
+	user := "policy"
+	if remote {
+		user = "policy-remote"
+	}
+	c, file := ingestEnv(t, d, user, 1)
 	msgs, err := benchMessages(5, 5)
 	if err != nil {
 		t.Fatal(err)
 	}
-	appendAll(t, d, "policy", "INBOX", msgs)
+	appendAll(t, d, user, "INBOX", msgs)
 	sums := folderSums(t, c, "INBOX")
-	runIngestBin(t, bin, os.Environ())
+	env := os.Environ()
+	if remote {
+		token, hash, err := auth.GenerateToken()
+		if err != nil {
+			t.Fatal(err)
+		}
+		credFile := filepath.Join(t.TempDir(), "credentials")
+		write(t, credFile, []byte("token "+hash+" ingester ingest\n"))
+		tokenFile := filepath.Join(t.TempDir(), "token")
+		write(t, tokenFile, []byte(token+"\n"))
+		t.Setenv("PECARCHIVE_CREDENTIALS_FILE", credFile)
+		env = append(os.Environ(), "PECARCHIVE_ARCHIVE_ADDR="+startArchiveService(t), "PECARCHIVE_ARCHIVE_TOKEN_FILE="+tokenFile)
+	}
+	runIngestBin(t, bin, env)
 	var lost [32]byte
 	for s := range sums {
 		lost = s
@@ -393,7 +414,7 @@ func testBlobMissing(t *testing.T, d *testenv.Dovecot, bin string) {
 	if err := os.WriteFile(file, append(b, "    after_archive: expunge:0\n"...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, errOut := runIngestBin(t, bin, os.Environ())
+	_, errOut := runIngestBin(t, bin, env)
 	left := folderSums(t, c, "INBOX")
 	if len(left) != 1 || !left[lost] {
 		t.Fatalf("%d messages left in INBOX, want only the one whose blob is missing\n%s", len(left), errOut)

@@ -82,11 +82,20 @@ func (r *Remote) Store(ctx context.Context, raw []byte, src Source) (Stored, err
 	return storedFromProto(rec), nil
 }
 
-// Lookup implements [Archiver] with GetRecord.
+// Lookup implements [Archiver] with GetRecord and verify_blob: the archive reads the message's
+// bytes back and re-hashes them before it answers, as the in-process archiver does. A blob that
+// is missing or altered (DATA_LOSS), or an archive too old to check it (blob_verified false),
+// is ErrNotArchived: nothing is removed from a mailbox on the catalog row alone.
 func (r *Remote) Lookup(ctx context.Context, sum [32]byte) (Stored, error) {
-	resp, err := r.client.GetRecord(ctx, &archivev1.GetRecordRequest{Sha256: sum[:]})
+	resp, err := r.client.GetRecord(ctx, &archivev1.GetRecordRequest{Sha256: sum[:], VerifyBlob: true})
+	if status.Code(err) == codes.DataLoss {
+		return Stored{}, fmt.Errorf("%w: look up: %x is catalogued but its blob is missing or altered: %w", ErrNotArchived, sum[:8], err)
+	}
 	if err != nil {
 		return Stored{}, remoteErr("look up", err)
+	}
+	if !resp.GetBlobVerified() {
+		return Stored{}, fmt.Errorf("%w: look up: the archive did not confirm the blob of %x (a server without verify_blob)", ErrNotArchived, sum[:8])
 	}
 	return storedFromProto(resp.GetRecord()), nil
 }
