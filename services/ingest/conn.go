@@ -32,30 +32,65 @@ var (
 	ErrTooLarge = errors.New("ingest: literal over the size limit")
 )
 
+// Limits on what a server may send besides the literals ingest asked for (see guardConn).
+const (
+	// MaxResponseLine bounds one line of a server's answer outside literals (go-imap would
+	// otherwise hold an endless line in memory); a UID SEARCH answer naming a million messages
+	// takes about 8 MB.
+	MaxResponseLine = 16 << 20
+	// maxContinuations is how many continuation requests ("+" lines) a server may send that no
+	// command of ingest waits for (go-imap parks a goroutine for each one, for good).
+	maxContinuations = 4
+)
+
 // guardConn is the connection go-imap reads and writes (the plaintext side of TLS). It keeps the
 // deadlines to itself: go-imap's own SetDeadline calls are ignored and ingest arms read and
-// write deadlines scaled to what it expects to transfer; and it refuses any literal announced
-// over max bytes before go-imap allocates it.
+// write deadlines scaled to what it expects to transfer. It also guards go-imap, which trusts
+// the server, against a hostile or broken one: it closes the connection before go-imap reads a
+// literal announced over max bytes (which it would allocate at once), a line outside literals
+// longer than MaxResponseLine, or more continuation requests than ingest's commands wait for.
 type guardConn struct {
 	net.Conn
 	max int64
 
-	mu  sync.Mutex
-	lit literalScanner
+	mu      sync.Mutex
+	lit     literalScanner
+	allowed int   // continuation requests allowed so far (maxContinuations, plus one per IDLE)
+	failed  error // why the guard closed the connection (go-imap only says it was closed)
 }
 
 func (g *guardConn) Read(p []byte) (int, error) {
 	n, err := g.Conn.Read(p)
 	if n > 0 {
 		g.mu.Lock()
-		bad := g.lit.scan(p[:n], g.max)
+		serr := g.lit.scan(p[:n], streamLimits{literal: g.max, line: MaxResponseLine})
+		if serr == nil && g.lit.conts > g.allowed+maxContinuations {
+			serr = fmt.Errorf("%w: the server sent %d continuation requests no command asked for", ErrIMAP, g.lit.conts-g.allowed)
+		}
+		if serr != nil && g.failed == nil {
+			g.failed = serr
+		}
 		g.mu.Unlock()
-		if bad > 0 {
+		if serr != nil {
 			g.Conn.Close()
-			return 0, fmt.Errorf("%w: the server announced a literal of %d bytes (limit %d)", ErrTooLarge, bad, g.max)
+			return 0, serr
 		}
 	}
 	return n, err
+}
+
+// failure returns why the guard closed the connection, or nil.
+func (g *guardConn) failure() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.failed
+}
+
+// expectContinuation allows one more continuation request (IDLE's "+ idling").
+func (g *guardConn) expectContinuation() {
+	g.mu.Lock()
+	g.allowed++
+	g.mu.Unlock()
 }
 
 // SetDeadline and friends are go-imap's; ingest arms its own with arm.
@@ -72,17 +107,27 @@ func (g *guardConn) arm(d time.Duration) {
 	g.Conn.SetDeadline(time.Now().Add(d))
 }
 
+// streamLimits are what literalScanner enforces (zero: no limit).
+type streamLimits struct {
+	literal int64 // the largest literal a server may announce
+	line    int64 // the longest line outside literals
+}
+
 // literalScanner follows an IMAP server's byte stream and finds literal headers ({N} or {N+}
 // then CRLF, which only literals end a line with: quoted strings cannot hold CR or LF), skipping
-// the N bytes of each literal.
+// the N bytes of each literal. Outside literals it measures each line and counts continuation
+// requests (lines starting with "+").
 type literalScanner struct {
 	skip  int64 // bytes of the current literal still to come
 	state int   // 0 text, 1 in {digits, 2 after +, 3 after }, 4 after } CR
 	n     int64
+	line  int64 // bytes of the current line so far, literals left out
+	conts int   // continuation requests seen
 }
 
-// scan consumes b; it returns the announced size of a literal over max, or 0.
-func (s *literalScanner) scan(b []byte, max int64) int64 {
+// scan consumes b. It fails with ErrTooLarge at a literal announced over lim.literal and with
+// ErrIMAP at a line over lim.line.
+func (s *literalScanner) scan(b []byte, lim streamLimits) error {
 	for i := 0; i < len(b); i++ {
 		if s.skip > 0 {
 			k := min(s.skip, int64(len(b)-i))
@@ -91,6 +136,15 @@ func (s *literalScanner) scan(b []byte, max int64) int64 {
 			continue
 		}
 		c := b[i]
+		if s.line == 0 && c == '+' {
+			s.conts++
+		}
+		s.line++
+		if c == '\n' {
+			s.line = 0
+		} else if lim.line > 0 && s.line > lim.line {
+			return fmt.Errorf("%w: the server sent a line of more than %d bytes", ErrIMAP, lim.line)
+		}
 		switch s.state {
 		case 1:
 			switch {
@@ -119,8 +173,8 @@ func (s *literalScanner) scan(b []byte, max int64) int64 {
 		case 4:
 			if c == '\n' {
 				s.state = 0
-				if max > 0 && s.n > max {
-					return s.n
+				if lim.literal > 0 && s.n > lim.literal {
+					return fmt.Errorf("%w: the server announced a literal of %d bytes (limit %d)", ErrTooLarge, s.n, lim.literal)
 				}
 				s.skip = s.n
 				continue
@@ -131,7 +185,7 @@ func (s *literalScanner) scan(b []byte, max int64) int64 {
 			s.state, s.n = 1, 0
 		}
 	}
-	return 0
+	return nil
 }
 
 // imapConn is a logged-in connection to one mailbox.
@@ -206,18 +260,18 @@ func dial(ctx context.Context, m *Mailbox, password string, o *Options) (*imapCo
 	}
 	g := &guardConn{Conn: conn, max: o.MaxMessageSize + 64<<10}
 	c, err := client.New(g)
+	ic := &imapConn{c: c, g: g, o: o, stopC: stop, changed: make(chan struct{}, 1)}
 	if err != nil {
-		return fail(fmt.Errorf("%w: mailbox %s: greeting: %w", ErrIMAP, m.Name, err))
+		return fail(fmt.Errorf("mailbox %s: %w", m.Name, ic.wrap("greeting", err)))
 	}
 	c.ErrorLog = discardLogger{}
-	ic := &imapConn{c: c, g: g, o: o, stopC: stop, changed: make(chan struct{}, 1)}
 	upd := make(chan client.Update, 64)
 	c.Updates = upd
 	ic.upd = upd
 	g.arm(o.CommandTimeout)
 	if err := c.Login(m.Username, password); err != nil {
 		if isClosed(c) {
-			return fail(fmt.Errorf("%w: mailbox %s: login: %w", ErrIMAP, m.Name, err))
+			return fail(fmt.Errorf("mailbox %s: %w", m.Name, ic.wrap("login", err)))
 		}
 		c.Logout()
 		return fail(fmt.Errorf("%w: mailbox %s: user %s: %v", ErrAuth, m.Name, m.Username, err))
@@ -301,13 +355,17 @@ func (ic *imapConn) close() {
 }
 
 // wrap sorts an error of a command into ErrIMAP (the connection is then closed, since its state
-// is unknown) unless it is already sorted.
+// is unknown) unless it is already sorted. When the guard closed the connection, its reason is
+// the error.
 func (ic *imapConn) wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
 	if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrIMAP) || errors.Is(err, context.Canceled) {
 		return err
+	}
+	if gerr := ic.g.failure(); gerr != nil {
+		return fmt.Errorf("%s: %w", op, gerr)
 	}
 	return fmt.Errorf("%w: %s: %w", ErrIMAP, op, err)
 }

@@ -396,6 +396,7 @@ func (r *runner) wait(ctx context.Context, ic *imapConn) error {
 	defer ic.g.arm(0)
 	stop := make(chan struct{})
 	done := make(chan error, 1)
+	ic.g.expectContinuation() // the server's "+ idling"
 	go func() { done <- ic.c.Idle(stop, &client.IdleOptions{LogoutTimeout: r.o.IdleRestart}) }()
 	t := time.NewTimer(span)
 	defer t.Stop()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -97,54 +98,74 @@ func TestPassword(t *testing.T) {
 
 func TestLiteralScanner(t *testing.T) {
 	cases := []struct {
-		in   string
-		max  int64
-		want int64
+		in      string
+		lim     streamLimits
+		want    error // nil, ErrTooLarge or ErrIMAP
+		wantLit int64 // the literal size named in the error
+		conts   int
 	}{
-		{"* 1 FETCH (UID 5 BODY[] {5}\r\nhello)\r\n", 10, 0},
-		{"* 1 FETCH (UID 5 BODY[] {500}\r\n", 10, 500},
-		{"* 1 FETCH (UID 5 BODY[] {500+}\r\n", 10, 500},
-		// Inside a literal, text that looks like a literal header is data.
-		{"* 1 FETCH (BODY[] {14}\r\nxx{999999}\r\nxx)\r\n", 20, 0},
+		{in: "* 1 FETCH (UID 5 BODY[] {5}\r\nhello)\r\n", lim: streamLimits{literal: 10}},
+		{in: "* 1 FETCH (UID 5 BODY[] {500}\r\n", lim: streamLimits{literal: 10}, want: ErrTooLarge, wantLit: 500},
+		{in: "* 1 FETCH (UID 5 BODY[] {500+}\r\n", lim: streamLimits{literal: 10}, want: ErrTooLarge, wantLit: 500},
+		// Inside a literal, text that looks like a literal header, a long line or a continuation
+		// request is data.
+		{in: "* 1 FETCH (BODY[] {14}\r\nxx{999999}\r\nxx)\r\n", lim: streamLimits{literal: 20}},
+		{in: "* 1 FETCH (BODY[] {30}\r\n+ a\r\n+ b\r\nxxxxxxxxxxxxxxxxxx)\r\n", lim: streamLimits{literal: 40, line: 30}},
 		// A brace not ending a line is not a literal.
-		{"* LIST () \"/\" \"{99999999}\"\r\n", 10, 0},
-		{"* OK {12", 10, 0},
+		{in: "* LIST () \"/\" \"{99999999}\"\r\n", lim: streamLimits{literal: 10}},
+		{in: "* OK {12", lim: streamLimits{literal: 10}},
+		// Lines outside literals are bounded; continuation requests are counted.
+		{in: "* OK 0123456789\r\n* OK 01234567\r\n", lim: streamLimits{line: 16}},
+		{in: "* OK 0123456789\r\n* OK 0123456789abcdef", lim: streamLimits{line: 16}, want: ErrIMAP},
+		{in: "+ idling\r\n+\r\n* OK +\r\n+ go", conts: 3},
 	}
 	for _, c := range cases {
-		var s literalScanner
-		if got := s.scan([]byte(c.in), c.max); got != c.want {
-			t.Errorf("%q: %d, want %d", c.in, got, c.want)
+		check := func(how string, err error, s *literalScanner) {
+			t.Helper()
+			switch {
+			case c.want == nil && err != nil, c.want != nil && !errors.Is(err, c.want):
+				t.Errorf("%q %s: %v, want %v", c.in, how, err, c.want)
+			case c.wantLit > 0 && !strings.Contains(err.Error(), fmt.Sprintf("of %d bytes", c.wantLit)):
+				t.Errorf("%q %s: %v, want a literal of %d bytes", c.in, how, err, c.wantLit)
+			case err == nil && s.conts != c.conts:
+				t.Errorf("%q %s: %d continuation requests, want %d", c.in, how, s.conts, c.conts)
+			}
 		}
+		var s literalScanner
+		check("whole", s.scan([]byte(c.in), c.lim), &s)
 		// Byte by byte gives the same answer.
 		var s1 literalScanner
-		var got int64
-		for i := 0; i < len(c.in) && got == 0; i++ {
-			got = s1.scan([]byte{c.in[i]}, c.max)
+		var err error
+		for i := 0; i < len(c.in) && err == nil; i++ {
+			err = s1.scan([]byte{c.in[i]}, c.lim)
 		}
-		if got != c.want {
-			t.Errorf("%q byte by byte: %d, want %d", c.in, got, c.want)
-		}
+		check("byte by byte", err, &s1)
 	}
 }
 
 func FuzzLiteralScanner(f *testing.F) {
 	f.Add([]byte("* 1 FETCH (UID 5 BODY[] {5}\r\nhello)\r\n"), 3)
 	f.Add([]byte("{999999999999999999999999}\r\n"), 1)
+	f.Add([]byte("+ a\r\n* OK {3}\r\n+\r\n)\r\n+ b\r\n"), 7)
 	f.Fuzz(func(t *testing.T, b []byte, split int) {
+		lim := streamLimits{literal: 1000, line: 64}
 		var whole, parts literalScanner
-		a := whole.scan(b, 1000)
+		a := whole.scan(b, lim)
 		if split < 0 || split > len(b) {
 			split = len(b) / 2
 		}
-		p := parts.scan(b[:split], 1000)
-		if p == 0 {
-			p = parts.scan(b[split:], 1000)
+		p := parts.scan(b[:split], lim)
+		if p == nil {
+			p = parts.scan(b[split:], lim)
 		}
-		if a != p {
-			t.Fatalf("whole %d, split at %d %d", a, split, p)
+		if (a == nil) != (p == nil) || a != nil && a.Error() != p.Error() {
+			t.Fatalf("whole %v, split at %d %v", a, split, p)
 		}
-		if a != 0 && a <= 1000 {
-			t.Fatalf("reported %d under the limit", a)
+		if a == nil && whole.conts != parts.conts {
+			t.Fatalf("whole %d continuation requests, split at %d %d", whole.conts, split, parts.conts)
+		}
+		if a != nil && !errors.Is(a, ErrTooLarge) && !errors.Is(a, ErrIMAP) {
+			t.Fatalf("error of no kind: %v", a)
 		}
 	})
 }
