@@ -63,10 +63,22 @@ func (r *runner) pullFolder(ctx context.Context, ic *imapConn, l lease, folder s
 		r.s.m.resets.WithLabelValues(r.mb.Name).Inc()
 		fr.Resets++
 		cur = cursor{UIDValidity: uv}
+	case st.UidNext != 0 && st.UidNext <= cur.UID:
+		// UIDs went backwards under the same UIDVALIDITY (a server restored or rebuilt without
+		// changing it, against RFC 3501): its new messages may carry UIDs at or below the
+		// cursor. Treated as a new epoch of the same UIDVALIDITY, so that none is skipped.
+		r.log.Warn("UIDNEXT is below the cursor under the same UIDVALIDITY (the server renumbered the folder): fetching it again from its start",
+			"folder", folder, "uidvalidity", uv, "cursor", cur.UID, "uidnext", st.UidNext)
+		if err := r.s.st.newEpoch(ctx, l, folder, cur, uv); err != nil {
+			return err
+		}
+		r.s.m.resets.WithLabelValues(r.mb.Name).Inc()
+		fr.Resets++
+		cur = cursor{UIDValidity: uv}
 	}
 	fr.UIDValidity, fr.UID = uv, cur.UID
 	if st.Messages > 0 && (st.UidNext == 0 || st.UidNext > cur.UID+1) {
-		list, err := r.listNew(ic, cur.UID, st.Messages)
+		list, err := r.listNew(ic, cur.UID, st.UidNext, st.Messages)
 		if err != nil {
 			return err
 		}
@@ -89,31 +101,45 @@ func (r *runner) pullFolder(ctx context.Context, ic *imapConn, l lease, folder s
 	return nil
 }
 
-// listNew returns the UIDs (and sizes) above last, ascending. The server answers `last+1:*` with
-// its last message even when that is at or below last: such answers are dropped.
-func (r *runner) listNew(ic *imapConn, last uint32, messages uint32) ([]msgInfo, error) {
+// listNew returns the UIDs (and sizes) above last and below uidNext (the folder's UIDNEXT when
+// it was opened; 0 when the server did not say), ascending. The server answers `last+1:*` with
+// its last message even when that is at or below last: such answers are dropped. So are
+// messages that arrived since the folder was opened (the next pass takes them) and UIDs the
+// server could not hold, so that the cursor never passes a UID the folder has not reached.
+func (r *runner) listNew(ic *imapConn, last, uidNext, messages uint32) ([]msgInfo, error) {
 	set := new(imap.SeqSet)
 	set.AddRange(last+1, 0)
-	return r.sizes(ic, set, last, int64(messages))
+	return r.sizes(ic, set, last, uidNext, int(messages))
 }
 
-// sizes runs UID FETCH set (UID RFC822.SIZE) and returns the answers above last, ascending.
-func (r *runner) sizes(ic *imapConn, set *imap.SeqSet, last uint32, expect int64) ([]msgInfo, error) {
-	ic.g.arm(r.o.CommandTimeout + time.Duration(expect*80/r.o.MinRate)*time.Second)
+// sizes runs UID FETCH set (UID RFC822.SIZE) and returns the distinct answers above last and
+// below below (0: no bound), ascending. A server that answers about more than limit messages
+// (the folder's size, or the UIDs asked for) is out of protocol: ErrIMAP.
+func (r *runner) sizes(ic *imapConn, set *imap.SeqSet, last, below uint32, limit int) ([]msgInfo, error) {
+	ic.g.arm(r.o.CommandTimeout + time.Duration(int64(limit)*80/r.o.MinRate)*time.Second)
 	defer ic.g.arm(0)
 	ch := make(chan *imap.Message, 256)
 	done := make(chan error, 1)
 	go func() { done <- ic.c.UidFetch(set, []imap.FetchItem{imap.FetchUid, imap.FetchRFC822Size}, ch) }()
 	var list []msgInfo
 	seen := map[uint32]bool{}
-	for m := range ch {
-		if m.Uid > last && !seen[m.Uid] {
-			seen[m.Uid] = true
-			list = append(list, msgInfo{uid: m.Uid, size: int64(m.Size)})
+	over := false
+	for m := range ch { // drained to its end: go-imap blocks until it is
+		if m.Uid <= last || seen[m.Uid] || (below > 0 && m.Uid >= below) || over {
+			continue
 		}
+		if len(list) == limit {
+			over = true
+			continue
+		}
+		seen[m.Uid] = true
+		list = append(list, msgInfo{uid: m.Uid, size: int64(m.Size)})
 	}
 	if err := <-done; err != nil {
 		return nil, ic.wrap("UID FETCH (RFC822.SIZE)", err)
+	}
+	if over {
+		return nil, fmt.Errorf("%w: UID FETCH (RFC822.SIZE): the server answered about more than the %d messages it holds", ErrIMAP, limit)
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].uid < list[j].uid })
 	return list, nil
@@ -265,10 +291,10 @@ func (r *runner) fetchBodies(ctx context.Context, ic *imapConn, l lease, folder 
 func (r *runner) fetchBatch(ctx context.Context, ic *imapConn, folder string, batch []msgInfo, n int64,
 	tr *tracker, window *byteWindow, jobs chan<- *job, ack func(uint32), fr *FolderReport, frMu *sync.Mutex) error {
 	set := new(imap.SeqSet)
-	want := make(map[uint32]bool, len(batch))
+	want := make(map[uint32]int64, len(batch)) // UID -> size listed
 	for _, m := range batch {
 		set.AddNum(m.uid)
-		want[m.uid] = true
+		want[m.uid] = m.size
 	}
 	budget := r.o.CommandTimeout + time.Duration(float64(n)/float64(r.o.MinRate)*float64(time.Second))
 	deadline := time.Now().Add(budget)
@@ -288,8 +314,9 @@ func (r *runner) fetchBatch(ctx context.Context, ic *imapConn, folder string, ba
 		return err
 	}
 	for m := range ch {
-		if !want[m.Uid] {
-			continue // an answer about another message (flags changed, ...)
+		listed, ok := want[m.Uid]
+		if !ok {
+			continue // an answer about another message (flags changed, ...), or one answered twice
 		}
 		lit := m.GetBody(bodySection)
 		if lit == nil {
@@ -298,6 +325,10 @@ func (r *runner) fetchBatch(ctx context.Context, ic *imapConn, folder string, ba
 		raw, err := literalBytes(lit)
 		if err != nil {
 			return abort(fmt.Errorf("%w: folder %s: UID %d: %w", ErrIMAP, folder, m.Uid, err))
+		}
+		if len(raw) == 0 && listed > 0 {
+			// NIL or nothing for a message of many bytes: the server failed to read it.
+			return abort(fmt.Errorf("%w: folder %s: UID %d: the server returned no bytes of a message of %d", ErrIMAP, folder, m.Uid, listed))
 		}
 		delete(want, m.Uid)
 		r.fetched.Inc()
@@ -325,8 +356,23 @@ func (r *runner) fetchBatch(ctx context.Context, ic *imapConn, folder string, ba
 	if err := <-done; err != nil {
 		return ic.wrap("UID FETCH "+folder, err)
 	}
+	if len(want) == 0 {
+		return nil
+	}
 	// Asked for and not answered: expunged meanwhile (UID FETCH of an explicit set is silent
-	// about UIDs that no longer exist). Nothing is left to archive of them.
+	// about UIDs that no longer exist), and then nothing is left to archive of them. Asked
+	// again: one the server still lists is not passed over (the pass fails and is retried).
+	missing := new(imap.SeqSet)
+	for uid := range want {
+		missing.AddNum(uid)
+	}
+	still, err := r.sizes(ic, missing, 0, 0, len(want))
+	if err != nil {
+		return err
+	}
+	if len(still) > 0 {
+		return fmt.Errorf("%w: folder %s: the server did not return the body of UID %d, which it still holds", ErrIMAP, folder, still[0].uid)
+	}
 	for uid := range want {
 		r.log.Info("message expunged before it could be fetched", "folder", folder, "uid", uid)
 		ack(uid)
@@ -426,6 +472,10 @@ func (r *runner) refuseOversized(ctx context.Context, ic *imapConn, l lease, fol
 	var size int64
 	var date time.Time
 	for off := int64(0); ; off += piece {
+		if off > m.size+piece {
+			// A server that keeps sending full pieces past the size it announced.
+			return fmt.Errorf("%w: folder %s: UID %d: more than the %d bytes announced", ErrIMAP, folder, m.uid, m.size)
+		}
 		sec := &imap.BodySectionName{Peek: true, Partial: []int{int(off), piece}}
 		set := new(imap.SeqSet)
 		set.AddNum(m.uid)

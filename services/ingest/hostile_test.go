@@ -3,6 +3,7 @@ package ingest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -159,6 +160,198 @@ func TestHostileEndlessContinuation(t *testing.T) {
 	if g := runtime.NumGoroutine(); g > g0+5*fakeOptions().OnceAttempts+10 {
 		t.Errorf("%d goroutines after, %d before", g, g0)
 	}
+}
+
+// Malformed answers on the first connection (garbage lines, a FETCH without the body, a body
+// of nothing for a message of many bytes) fail that connection without storing anything wrong;
+// the next connection, answered properly, archives every message.
+func TestHostileMalformed(t *testing.T) {
+	fe := newFakeEnv(t, "")
+	msgs := small(3, "malformed")
+	fe.srv.put("INBOX", 7, msgs...)
+	for name, bad := range map[string]string{
+		"garbage":   "* 1 FETCH (UID ((((\r\n)))garbage{{{\r\n* BAD \x00\x01\x02\r\n* 1 FETCH (UID abc)\r\n",
+		"no body":   "* 1 FETCH (UID 1 INTERNALDATE \"25-Nov-2026 10:00:00 +0100\")\r\n",
+		"nil body":  "* 1 FETCH (UID 1 BODY[] NIL)\r\n",
+		"empty":     "* 1 FETCH (UID 1 BODY[] {0}\r\n)\r\n",
+		"wrong tag": "Z999 OK done\r\n",
+	} {
+		t.Run(strings.ReplaceAll(name, " ", "-"), func(t *testing.T) {
+			fe.arc = newFakeArchiver()
+			fe.e.arc = fe.arc
+			fe.e.pool = newEnvPool(t)
+			first := fe.srv.n.Load() + 1
+			fe.srv.setHook(func(s *fakeSession, tag, cmd, args string) bool {
+				if s.conn == int(first) && cmd == "UID FETCH" && strings.Contains(args, "BODY.PEEK[]") {
+					s.printf("%s%s OK done\r\n", bad, tag)
+					return true
+				}
+				return false
+			})
+			rep := onceWithin(t, fe.service(fakeOptions()), 30*time.Second)
+			if len(rep.Failed) != 0 {
+				t.Fatalf("failed: %v", rep.Failed)
+			}
+			if fr := folderReport(t, rep, "mb", "INBOX"); fr.New != 3 || fr.Refused != 0 || fr.UID != 3 {
+				t.Fatalf("report %v", fr)
+			}
+			for _, m := range msgs {
+				if !fe.arc.has(m) {
+					t.Errorf("%q not archived", m)
+				}
+			}
+			if fe.srv.n.Load() < first+1 {
+				t.Error("the malformed answer did not fail the first connection")
+			}
+		})
+	}
+}
+
+// UIDs going backwards under the same UIDVALIDITY (a server rebuilt without changing it): the
+// new messages carry UIDs at or below the cursor; they are fetched all the same, and the event
+// is recorded like a UIDVALIDITY change.
+func TestHostileUIDsBackwards(t *testing.T) {
+	fe := newFakeEnv(t, "")
+	fe.srv.put("INBOX", 7, small(5, "before")...)
+	s := fe.service(fakeOptions())
+	onceWithin(t, s, 30*time.Second)
+	if c := fe.e.cursorOf("mb", "INBOX"); c.UID != 5 {
+		t.Fatalf("cursor %+v", c)
+	}
+	fe.srv.mu.Lock()
+	delete(fe.srv.folders, "INBOX")
+	fe.srv.mu.Unlock()
+	after := small(3, "after")
+	fe.srv.put("INBOX", 7, after...)
+	rep := onceWithin(t, s, 30*time.Second)
+	fr := folderReport(t, rep, "mb", "INBOX")
+	if fr.Resets != 1 || fr.New != 3 || fr.UID != 3 {
+		t.Fatalf("report %v", fr)
+	}
+	for _, m := range after {
+		if !fe.arc.has(m) {
+			t.Errorf("%q not archived", m)
+		}
+	}
+	var n int
+	if err := fe.e.pool.QueryRow(context.Background(), `SELECT count(*) FROM ingest_uidvalidity_events
+	  WHERE mailbox = 'mb' AND old_uid_validity = 7 AND old_uid = 5 AND new_uid_validity = 7`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("events: %d, %v", n, err)
+	}
+}
+
+// Answers about messages that were not asked for (a UID far beyond UIDNEXT, duplicates, bodies
+// of other messages, in the listing and in the body FETCH) are dropped: each message is stored
+// under its own UID with its own bytes, and the cursor stops at the folder's last UID, so that
+// a message appended later is still fetched.
+func TestHostileUnaskedAnswers(t *testing.T) {
+	fe := newFakeEnv(t, "")
+	msgs := small(5, "real")
+	fe.srv.put("INBOX", 7, msgs...)
+	fe.srv.setHook(func(s *fakeSession, tag, cmd, args string) bool {
+		if cmd != "UID FETCH" {
+			return false
+		}
+		if strings.Contains(args, "BODY.PEEK[]") {
+			s.printf("* 9 FETCH (UID 4000000000 BODY[] {8}\r\ninjected)\r\n")
+			if strings.HasPrefix(args, "3") {
+				// The batch that asks for UID 3: it comes first, then again with other bytes.
+				s.printf("* 3 FETCH (UID 3 BODY[] {%d}\r\n%s)\r\n", len(msgs[2]), msgs[2])
+			}
+			s.printf("* 3 FETCH (UID 3 BODY[] {9}\r\ninjected3)\r\n")
+		} else {
+			s.printf("* 9 FETCH (UID 4000000000 RFC822.SIZE 8)\r\n* 2 FETCH (UID 2 RFC822.SIZE 5)\r\n")
+		}
+		s.answer(tag, cmd, args)
+		return true
+	})
+	o := fakeOptions()
+	o.BatchMessages = 2
+	s := fe.service(o)
+	rep := onceWithin(t, s, 30*time.Second)
+	if len(rep.Failed) != 0 {
+		t.Fatalf("failed: %v", rep.Failed)
+	}
+	if fr := folderReport(t, rep, "mb", "INBOX"); fr.New != 5 || fr.UID != 5 {
+		t.Fatalf("report %v", fr)
+	}
+	if fe.arc.count() != 5 {
+		t.Errorf("archive holds %d messages", fe.arc.count())
+	}
+	for i, m := range msgs {
+		srcs := fe.arc.sources[sha256.Sum256(m)]
+		if len(srcs) == 0 || srcs[0].UID != uint32(i+1) {
+			t.Errorf("message %d: sources %+v", i+1, srcs)
+		}
+	}
+	late := small(1, "late")
+	fe.srv.put("INBOX", 7, late...)
+	rep = onceWithin(t, s, 30*time.Second)
+	if fr := folderReport(t, rep, "mb", "INBOX"); fr.New != 1 || fr.UID != 6 || !fe.arc.has(late[0]) {
+		t.Fatalf("the message appended later: %v", fr)
+	}
+}
+
+// A server that leaves a message out of its answer (OK, without it) while still listing it:
+// the message is not passed over as expunged; the next connection archives it.
+func TestHostileOmittedMessage(t *testing.T) {
+	fe := newFakeEnv(t, "")
+	msgs := small(3, "omitted")
+	fe.srv.put("INBOX", 7, msgs...)
+	fe.srv.setHook(func(s *fakeSession, tag, cmd, args string) bool {
+		if s.conn != 1 || cmd != "UID FETCH" || !strings.Contains(args, "BODY.PEEK[]") {
+			return false
+		}
+		for i, m := range msgs {
+			if i != 1 {
+				s.writeFetch(i+1, fakeMsg{uid: uint32(i + 1), body: m}, "BODY.PEEK[]")
+			}
+		}
+		s.printf("%s OK done\r\n", tag)
+		return true
+	})
+	rep := onceWithin(t, fe.service(fakeOptions()), 30*time.Second)
+	if len(rep.Failed) != 0 {
+		t.Fatalf("failed: %v", rep.Failed)
+	}
+	if fr := folderReport(t, rep, "mb", "INBOX"); fr.New != 3 || fr.UID != 3 || !fe.arc.has(msgs[1]) {
+		t.Fatalf("report %v; the omitted message archived: %v", fr, fe.arc.has(msgs[1]))
+	}
+	if !strings.Contains(fe.logs.String(), "did not return the body of UID 2") {
+		t.Errorf("no log of the omission:\n%s", fe.logs.String())
+	}
+}
+
+// A message over the size limit is hashed piece by piece and dead-lettered; a server that keeps
+// sending full pieces past the size it announced is given up instead of read for ever.
+func TestHostileEndlessPieces(t *testing.T) {
+	fe := newFakeEnv(t, "")
+	big := bytes.Repeat([]byte("0123456789abcdef\r\n"), 500_000) // 9 MB, over one piece of 8 MiB
+	fe.srv.put("INBOX", 7, big)
+	o := fakeOptions()
+	o.MaxMessageSize = 8 << 20
+	rep := onceWithin(t, fe.service(o), 30*time.Second)
+	if fr := folderReport(t, rep, "mb", "INBOX"); len(rep.Failed) != 0 || fr.Refused != 1 || fr.UID != 1 {
+		t.Fatalf("honest server: %+v", rep)
+	}
+	dls, err := DeadLetters(context.Background(), fe.e.pool, "mb", time.Time{}, 0)
+	if err != nil || len(dls) != 1 || dls[0].SHA256 != sha256.Sum256(big) || dls[0].Size != int64(len(big)) {
+		t.Fatalf("dead letters %+v, %v", dls, err)
+	}
+
+	fe.e.pool = newEnvPool(t)
+	piece := bytes.Repeat([]byte("x"), 8<<20)
+	fe.srv.setHook(func(s *fakeSession, tag, cmd, args string) bool {
+		if cmd != "UID FETCH" || !strings.Contains(args, "BODY.PEEK[]<") {
+			return false
+		}
+		var off int
+		fmt.Sscanf(args[strings.Index(args, "<")+1:], "%d", &off)
+		s.printf("* 1 FETCH (UID 1 BODY[]<%d> {%d}\r\n%s)\r\n%s OK done\r\n", off, len(piece), piece, tag)
+		return true
+	})
+	rep = onceWithin(t, fe.service(o), 60*time.Second)
+	wantFailed(t, rep, ErrIMAP, "more than the")
 }
 
 // A server that stops answering (no greeting; a login, a listing or a FETCH left unanswered):

@@ -44,7 +44,7 @@ func (r *runner) applyPolicy(ctx context.Context, ic *imapConn, folder string, u
 	}
 	set := new(imap.SeqSet)
 	set.AddNum(uids...)
-	list, err := r.sizes(ic, set, 0, int64(len(uids)))
+	list, err := r.sizes(ic, set, 0, upto+1, len(uids))
 	if err != nil {
 		return err
 	}
