@@ -33,4 +33,17 @@
 // folder each Options.StatusInterval, or polling where IDLE is not offered. Failed connections
 // are retried with exponential backoff and jitter; refused credentials or certificates wait
 // minutes (Options.AuthBackoff). Cancelling the context closes the connection at once.
+//
+// # A hostile or broken server
+//
+// go-imap trusts the server; the connection guard (conn.go) does not: a literal over the size
+// limit, a line over MaxResponseLine or continuation requests nobody asked for close the
+// connection before go-imap holds them. Every command has a read deadline (a FETCH's scaled to
+// its bytes), so a silent server costs a timeout, never a hang. The listing keeps only UIDs
+// the folder can hold (above the cursor, below the UIDNEXT seen on opening, at most as many as
+// it has messages); answers about messages not asked for are dropped; a message the server
+// leaves out of its answer while it still lists it, or returns empty, fails the pass instead of
+// being passed over; UIDNEXT below the cursor under the same UIDVALIDITY starts a new epoch.
+// Such a server can keep a folder from moving on (each attempt logged), never make it skip a
+// message.
 package ingest
