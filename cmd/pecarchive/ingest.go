@@ -30,7 +30,8 @@ import (
 //	PECARCHIVE_INGEST_REPLICA       this replica's identity in mailbox leases (default host/pid/random)
 //	PECARCHIVE_INGEST_LEASE         lease period (default 30s)
 //	PECARCHIVE_INGEST_CONCURRENCY   Store calls in flight per mailbox (default 32)
-//	PECARCHIVE_INGEST_STATUS_INTERVAL   STATUS check of every folder while idling (default 5m)
+//	PECARCHIVE_INGEST_STATUS_INTERVAL   STATUS check of the folders IDLE does not watch (default 1m)
+//	PECARCHIVE_INGEST_FULL_PASS_INTERVAL  every folder pulled again, news or not (default 5m)
 //	PECARCHIVE_INGEST_POLL_INTERVAL     pause between passes on servers without IDLE (default 1m)
 //	PECARCHIVE_INGEST_AUTH_BACKOFF      pause after refused credentials or certificates (default 15m)
 
@@ -152,6 +153,7 @@ func (s settings) ingestOptions() (*ingest.Options, error) {
 	}{
 		{"PECARCHIVE_INGEST_LEASE", &o.LeaseTTL},
 		{"PECARCHIVE_INGEST_STATUS_INTERVAL", &o.StatusInterval},
+		{"PECARCHIVE_INGEST_FULL_PASS_INTERVAL", &o.FullPassInterval},
 		{"PECARCHIVE_INGEST_POLL_INTERVAL", &o.PollInterval},
 		{"PECARCHIVE_INGEST_AUTH_BACKOFF", &o.AuthBackoff},
 	} {

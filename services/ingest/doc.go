@@ -29,10 +29,17 @@
 //
 // At most two connections per mailbox: a pass over every selected folder (EXAMINE, or SELECT
 // when a policy writes; two folders at a time, one per connection, when there are several),
-// then IDLE on INBOX (re-issued before 29 minutes) with a STATUS check of every
-// folder each Options.StatusInterval, or polling where IDLE is not offered. Failed connections
-// are retried with exponential backoff and jitter; refused credentials or certificates wait
-// minutes (Options.AuthBackoff). Cancelling the context closes the connection at once.
+// then IDLE on INBOX (or the first wanted folder when INBOX is not wanted; re-issued before 29
+// minutes). IDLE tells of mail arriving in the folder it watches; mail filed straight into
+// other folders (by a provider's filters) is found by a STATUS check (UIDVALIDITY, UIDNEXT,
+// MESSAGES: one short command per folder) each Options.StatusInterval, and only folders with
+// news are opened; every folder is pulled again each Options.FullPassInterval (policies act on
+// messages as they age). Where IDLE is not offered it polls with full passes. IDLE on one
+// folder per connection cannot watch many folders, and NOTIFY (RFC 5465), which could, is
+// rarely offered by PEC providers and not by go-imap v1; a STATUS check a minute costs the
+// server little. Failed connections are retried with exponential backoff and jitter; refused
+// credentials or certificates wait minutes (Options.AuthBackoff). Cancelling the context
+// closes the connection at once.
 //
 // # A hostile or broken server
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -337,5 +338,38 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within a minute")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRunStatusCheck: while the service idles on INBOX, mail delivered straight into another
+// folder (as a provider's filter files receipts) is found by the STATUS check, well before a
+// full pass would be due.
+func TestRunStatusCheck(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	e.fill(c, "INBOX", messages(2, "status-inbox"))
+	e.fill(c, "Ricevute", messages(2, "status-ricevute"))
+	o := testOptions()
+	o.StatusInterval = 300 * time.Millisecond
+	o.FullPassInterval = time.Hour
+	s, err := New(context.Background(), Config{Mailboxes: []Mailbox{e.mailbox("mb")}, Archiver: e.arc, Pool: e.pool, Options: o,
+		Logger: slog.New(slog.NewTextHandler(e.logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, func() bool { return e.arc.count() == 4 })
+	late := messages(1, "status-late")
+	t0 := time.Now()
+	e.fill(c, "Ricevute", late)
+	waitFor(t, func() bool { return e.arc.has(late[0]) })
+	if d := time.Since(t0); d > 10*time.Second {
+		t.Errorf("the message filed in Ricevute took %v", d)
+	}
+	if !strings.Contains(e.logs.String(), "STATUS check: news in folders") {
+		t.Errorf("not found by the STATUS check:\n%s", e.logs.String())
 	}
 }

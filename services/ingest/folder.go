@@ -88,13 +88,7 @@ func (r *runner) pullFolder(ctx context.Context, ic *imapConn, l lease, folder s
 			}
 		}
 	}
-	r.mu.Lock()
-	if r.pulled == nil {
-		r.pulled = map[string]uint32{}
-	}
-	// Every UID below the UIDNEXT seen on opening was listed (and archived, or expunged).
-	r.pulled[folder] = max(fr.UID, st.UidNext-min(st.UidNext, 1))
-	r.mu.Unlock()
+	r.pulled(folder, uv, st.UidNext, st.Messages, fr.UID)
 	if r.mb.policy.Writes() && fr.UID > 0 {
 		return r.applyPolicy(ctx, ic, folder, fr.UID)
 	}

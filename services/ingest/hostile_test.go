@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -387,6 +388,75 @@ func TestHostileSilent(t *testing.T) {
 			if d := time.Since(t0); d > 3*time.Second {
 				t.Errorf("Run stopped %v after cancellation", d)
 			}
+		})
+	}
+}
+
+// The STATUS check: while IDLE watches INBOX, the other folders are asked STATUS every
+// StatusInterval and only a folder with news is opened and pulled (no full pass before
+// FullPassInterval); a folder created meanwhile is found and pulled too. With INBOX not wanted,
+// IDLE watches the first wanted folder and INBOX is never opened.
+func TestStatusCheck(t *testing.T) {
+	for _, inbox := range []bool{true, false} {
+		t.Run(fmt.Sprintf("inbox=%v", inbox), func(t *testing.T) {
+			fe := newFakeEnv(t, " IDLE")
+			fe.srv.put("INBOX", 7, small(1, "inbox")...)
+			fe.srv.put("Ricevute", 8, small(1, "ricevute")...)
+			fe.srv.put("Ricevute/2026", 9, small(1, "ricevute-2026")...)
+			var mu sync.Mutex
+			count := map[string]int{}
+			fe.srv.setHook(func(s *fakeSession, tag, cmd, args string) bool {
+				mu.Lock()
+				defer mu.Unlock()
+				if cmd == "EXAMINE" || cmd == "SELECT" || cmd == "STATUS" {
+					name, _, _ := strings.Cut(args, " ")
+					count[cmd+" "+strings.Trim(name, `"`)]++
+				}
+				return false
+			})
+			counted := func(k string) int {
+				mu.Lock()
+				defer mu.Unlock()
+				return count[k]
+			}
+			o := fakeOptions()
+			o.StatusInterval = 200 * time.Millisecond
+			o.FullPassInterval = time.Hour
+			mb := fe.srv.mailbox("mb")
+			want := 3
+			if !inbox {
+				mb.Folders = []string{"Ricevute", "Ricevute/*"}
+				want = 2
+			}
+			s := fe.service(o, mb)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { s.Run(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+			defer func() {
+				if t.Failed() {
+					t.Logf("commands %v\n%s", count, fe.logs.String())
+				}
+			}()
+			waitFor(t, func() bool { return fe.arc.count() == want })
+			// A few STATUS checks, and no folder opened again.
+			waitFor(t, func() bool { return counted("STATUS Ricevute/2026") >= 3 })
+			opened := counted("EXAMINE Ricevute/2026")
+			if opened != 1 {
+				t.Errorf("Ricevute/2026 opened %d times before it had news", opened)
+			}
+			late := small(1, "late")
+			fe.srv.put("Ricevute/2026", 9, late...)
+			waitFor(t, func() bool { return fe.arc.has(late[0]) })
+			if n := counted("EXAMINE Ricevute/2026"); n != opened+1 {
+				t.Errorf("Ricevute/2026 opened %d times for one message", n-opened)
+			}
+			if !inbox && counted("EXAMINE INBOX")+counted("STATUS INBOX") != 0 {
+				t.Error("INBOX opened while it is not wanted")
+			}
+			created := small(1, "created")
+			fe.srv.put("Ricevute/2027", 10, created...)
+			waitFor(t, func() bool { return fe.arc.has(created[0]) })
 		})
 	}
 }

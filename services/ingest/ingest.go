@@ -20,25 +20,26 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultLeaseTTL        = 30 * time.Second
-	DefaultPollInterval    = time.Minute
-	DefaultStatusInterval  = 5 * time.Minute
-	DefaultIdleRestart     = 28 * time.Minute
-	DefaultDialTimeout     = 30 * time.Second
-	DefaultCommandTimeout  = 2 * time.Minute
-	DefaultMinRate         = 64 << 10 // bytes per second a link must at least sustain
-	DefaultMaxMessageSize  = 128 << 20
-	DefaultConcurrency     = 32
-	DefaultWindowBytes     = 64 << 20
-	DefaultBatchMessages   = 500
-	DefaultBatchBytes      = 16 << 20
-	DefaultBackoffMin      = time.Second
-	DefaultBackoffMax      = 5 * time.Minute
-	DefaultAuthBackoff     = 15 * time.Minute
-	DefaultQuotaWarn       = 0.80
-	DefaultOnceAttempts    = 5
-	DefaultStoreBackoffMax = 30 * time.Second
-	DefaultCursorInterval  = 250 * time.Millisecond
+	DefaultLeaseTTL         = 30 * time.Second
+	DefaultPollInterval     = time.Minute
+	DefaultStatusInterval   = time.Minute
+	DefaultFullPassInterval = 5 * time.Minute
+	DefaultIdleRestart      = 28 * time.Minute
+	DefaultDialTimeout      = 30 * time.Second
+	DefaultCommandTimeout   = 2 * time.Minute
+	DefaultMinRate          = 64 << 10 // bytes per second a link must at least sustain
+	DefaultMaxMessageSize   = 128 << 20
+	DefaultConcurrency      = 32
+	DefaultWindowBytes      = 64 << 20
+	DefaultBatchMessages    = 500
+	DefaultBatchBytes       = 16 << 20
+	DefaultBackoffMin       = time.Second
+	DefaultBackoffMax       = 5 * time.Minute
+	DefaultAuthBackoff      = 15 * time.Minute
+	DefaultQuotaWarn        = 0.80
+	DefaultOnceAttempts     = 5
+	DefaultStoreBackoffMax  = 30 * time.Second
+	DefaultCursorInterval   = 250 * time.Millisecond
 )
 
 // Options tune the service; nil or zero fields mean the defaults.
@@ -48,9 +49,13 @@ type Options struct {
 	LeaseTTL time.Duration
 	// PollInterval is the pause between passes on a server without IDLE.
 	PollInterval time.Duration
-	// StatusInterval is how often every folder is checked with STATUS while idling (and the
-	// quota read); IDLE is re-issued at least that often.
+	// StatusInterval is how often the folders IDLE does not watch are checked with STATUS
+	// while idling (one short command each; a folder with news is pulled); IDLE is re-issued
+	// at least that often.
 	StatusInterval time.Duration
+	// FullPassInterval is how often every folder is pulled even without news (after_archive
+	// policies act on messages as they age; the quota is read after every pass).
+	FullPassInterval time.Duration
 	// IdleRestart bounds one IDLE command (servers drop clients idle for 30 minutes).
 	IdleRestart time.Duration
 	// DialTimeout bounds connecting; CommandTimeout bounds a command with little data.
@@ -100,6 +105,7 @@ func (o *Options) withDefaults() *Options {
 	def(&r.LeaseTTL, DefaultLeaseTTL)
 	def(&r.PollInterval, DefaultPollInterval)
 	def(&r.StatusInterval, DefaultStatusInterval)
+	def(&r.FullPassInterval, DefaultFullPassInterval)
 	def(&r.IdleRestart, DefaultIdleRestart)
 	def(&r.DialTimeout, DefaultDialTimeout)
 	def(&r.CommandTimeout, DefaultCommandTimeout)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emersion/go-imap"
 	"github.com/emersion/go-imap/client"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -26,8 +27,15 @@ type runner struct {
 
 	second *imapConn // the mailbox's second connection, when one is open
 
-	mu     sync.Mutex
-	pulled map[string]uint32 // folder -> the last UID its latest pull reached
+	mu    sync.Mutex
+	known map[string]folderState // the wanted folders as their latest pull left them
+}
+
+// folderState is what a folder's latest pull saw: its UIDVALIDITY, the UID below which every
+// message was listed, and how many messages it held. A STATUS answer that differs means the
+// folder has news.
+type folderState struct {
+	uidValidity, last, messages uint32
 }
 
 func (r *runner) closeSecond() {
@@ -244,7 +252,8 @@ func (r *runner) run(ctx context.Context) {
 }
 
 // serve connects and pulls until the connection fails or ctx ends: a pass over every folder,
-// then IDLE (or a poll interval) until something changes, a pass again.
+// then IDLE (or a poll interval) until something changes, a pass over what changed (every
+// folder at least each FullPassInterval), and so on.
 func (r *runner) serve(ctx context.Context, l lease) error {
 	ic, err := r.connect(ctx)
 	if err != nil {
@@ -254,9 +263,14 @@ func (r *runner) serve(ctx context.Context, l lease) error {
 	defer r.closeSecond()
 	r.log.Info("connected", "server", r.mb.Addr(), "idle", ic.capable("IDLE"), "move", ic.capable("MOVE"),
 		"uidplus", ic.capable("UIDPLUS"), "quota", ic.capable("QUOTA"))
+	var only map[string]bool // the folders to pull; nil: every one
+	var lastFull time.Time
 	for {
 		reports := map[string]*FolderReport{}
-		if err := r.passOn(ctx, ic, l, reports); err != nil {
+		if only == nil {
+			lastFull = time.Now()
+		}
+		if err := r.passOn(ctx, ic, l, reports, only); err != nil {
 			return err
 		}
 		for _, fr := range reports {
@@ -265,7 +279,7 @@ func (r *runner) serve(ctx context.Context, l lease) error {
 					"refused", fr.Refused, "uidvalidity", fr.UIDValidity, "uid", fr.UID)
 			}
 		}
-		if err := r.wait(ctx, ic); err != nil {
+		if only, err = r.wait(ctx, ic, lastFull); err != nil {
 			return err
 		}
 	}
@@ -279,21 +293,21 @@ func (r *runner) pass(ctx context.Context, l lease, reports map[string]*FolderRe
 	}
 	defer ic.close()
 	defer r.closeSecond()
-	return r.passOn(ctx, ic, l, reports)
+	return r.passOn(ctx, ic, l, reports, nil)
 }
 
-// passOn pulls every wanted folder to its end, adding to reports, then reads the quota. With
-// several folders it pulls two at a time, on ic and on a second connection (at most two per
-// mailbox), each with half of the mailbox's Store calls and window, so that one folder's
-// pipeline fills while another drains.
-func (r *runner) passOn(ctx context.Context, ic *imapConn, l lease, reports map[string]*FolderReport) error {
+// passOn pulls every wanted folder (of only, when not nil) to its end, adding to reports, then
+// reads the quota. With several folders it pulls two at a time, on ic and on a second connection
+// (at most two per mailbox), each with half of the mailbox's Store calls and window, so that one
+// folder's pipeline fills while another drains.
+func (r *runner) passOn(ctx context.Context, ic *imapConn, l lease, reports map[string]*FolderReport, only map[string]bool) error {
 	names, err := ic.listFolders()
 	if err != nil {
 		return err
 	}
 	var folders []string
 	for _, n := range names {
-		if r.mb.wantFolder(n) {
+		if r.mb.wantFolder(n) && (only == nil || only[n]) {
 			folders = append(folders, n)
 			if reports[n] == nil {
 				reports[n] = &FolderReport{Mailbox: r.mb.Name, Folder: n}
@@ -301,6 +315,9 @@ func (r *runner) passOn(ctx context.Context, ic *imapConn, l lease, reports map[
 		}
 	}
 	sort.Strings(folders)
+	if only == nil {
+		r.forgetOthers(folders) // deleted, renamed or no longer wanted
+	}
 	conns := []*imapConn{ic}
 	if len(folders) > 1 && !r.o.OneConnection {
 		if r.second == nil || isClosed(r.second.c) {
@@ -366,32 +383,66 @@ func (r *runner) checkQuota(ic *imapConn) {
 	}
 }
 
-// wait returns when a folder may have changed: after an IDLE update on INBOX, after
-// StatusInterval (the next pass STATUS-checks every folder), or after PollInterval on a server
-// without IDLE.
-func (r *runner) wait(ctx context.Context, ic *imapConn) error {
+// wait returns when folders may have changed, and which (nil: every folder). Where the server
+// offers IDLE it idles on INBOX (or the first wanted folder when INBOX is not wanted) and wakes
+// when mail arrives there; every StatusInterval it stops idling to run a STATUS check of the
+// other wanted folders (UIDVALIDITY, UIDNEXT, MESSAGES: one short command each) and returns
+// the folders whose answer differs from what their latest pull saw, or nil when the list of
+// folders changed; a full pass is due each FullPassInterval (after_archive policies age, the
+// quota is read). Without IDLE it waits PollInterval and asks for a full pass.
+func (r *runner) wait(ctx context.Context, ic *imapConn, lastFull time.Time) (map[string]bool, error) {
 	if !ic.capable("IDLE") {
 		if !sleep(ctx, r.o.PollInterval) {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
-		return nil
+		return nil, nil
 	}
-	select { // forget updates seen before: the pass just ended covered them
-	case <-ic.changedCh():
-	default:
+	idle, ok := r.idleFolder()
+	if !ok {
+		if !sleep(ctx, r.o.StatusInterval) {
+			return nil, ctx.Err()
+		}
+		return nil, nil
 	}
-	ic.g.arm(r.o.CommandTimeout)
-	st, err := ic.c.Select("INBOX", true)
-	if err != nil {
-		return ic.wrap("EXAMINE INBOX", err)
+	for {
+		select { // forget updates seen before: the pass or check just made covered them
+		case <-ic.changedCh():
+		default:
+		}
+		ic.g.arm(r.o.CommandTimeout)
+		st, err := ic.c.Select(idle, true)
+		ic.g.arm(0)
+		if err != nil {
+			return nil, ic.wrap("EXAMINE "+idle, err)
+		}
+		if r.changed(idle, st.UidValidity, st.UidNext, st.Messages) {
+			return map[string]bool{idle: true}, nil // mail arrived since it was pulled
+		}
+		full := time.Until(lastFull.Add(r.o.FullPassInterval))
+		if full <= 0 {
+			return nil, nil
+		}
+		woke, err := r.idle(ctx, ic, min(r.o.StatusInterval, r.o.IdleRestart, full), st.Messages)
+		if err != nil || woke {
+			return map[string]bool{idle: true}, err
+		}
+		if time.Until(lastFull.Add(r.o.FullPassInterval)) <= 0 {
+			return nil, nil
+		}
+		changed, all, err := r.statusCheck(ic, idle)
+		if err != nil || all {
+			return nil, err
+		}
+		if len(changed) > 0 {
+			return changed, nil
+		}
 	}
-	r.mu.Lock()
-	last, ok := r.pulled["INBOX"]
-	r.mu.Unlock()
-	if ok && st.UidNext > last+1 {
-		return nil // mail arrived after INBOX was listed: pull again at once
-	}
-	span := min(r.o.StatusInterval, r.o.IdleRestart)
+}
+
+// idle runs IDLE on the selected folder for at most span; woke is true when the server told of
+// a change: a message count (EXISTS) other than messages, the count on opening it. (The EXISTS
+// of the EXAMINE itself reaches the update channel too, possibly after IDLE began.)
+func (r *runner) idle(ctx context.Context, ic *imapConn, span time.Duration, messages uint32) (woke bool, err error) {
 	ic.g.arm(span + r.o.CommandTimeout)
 	defer ic.g.arm(0)
 	stop := make(chan struct{})
@@ -400,19 +451,140 @@ func (r *runner) wait(ctx context.Context, ic *imapConn) error {
 	go func() { done <- ic.c.Idle(stop, &client.IdleOptions{LogoutTimeout: r.o.IdleRestart}) }()
 	t := time.NewTimer(span)
 	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-ic.changedCh():
-	case <-t.C:
-	case err := <-done:
-		return ic.wrap("IDLE", err)
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-ic.changedCh():
+			if mb := ic.c.Mailbox(); mb == nil || mb.Messages != messages {
+				woke = true
+				break wait
+			}
+		case <-t.C:
+			break wait
+		case err := <-done:
+			return false, ic.wrap("IDLE", err)
+		}
 	}
 	close(stop)
 	ic.g.arm(r.o.CommandTimeout)
 	if err := <-done; err != nil {
-		return ic.wrap("IDLE", err)
+		return false, ic.wrap("IDLE", err)
 	}
-	return ctx.Err()
+	return woke, ctx.Err()
+}
+
+// statusCheck lists the folders and asks STATUS of every wanted one but skip (the folder IDLE
+// watches, which is selected). It returns the folders whose answer differs from what their
+// latest pull saw; all is true when a wanted folder appeared or disappeared.
+func (r *runner) statusCheck(ic *imapConn, skip string) (changed map[string]bool, all bool, err error) {
+	names, err := ic.listFolders()
+	if err != nil {
+		return nil, false, err
+	}
+	r.mu.Lock()
+	n := 0
+	for _, name := range names {
+		if r.mb.wantFolder(name) {
+			n++
+			if _, ok := r.known[name]; !ok {
+				all = true
+			}
+		}
+	}
+	all = all || n != len(r.known)
+	r.mu.Unlock()
+	if all {
+		r.log.Info("folders added or removed: pulling every folder")
+		return nil, true, nil
+	}
+	ic.g.arm(r.o.CommandTimeout)
+	defer ic.g.arm(0)
+	changed = map[string]bool{}
+	for _, name := range names {
+		if name == skip || !r.mb.wantFolder(name) {
+			continue
+		}
+		st, err := ic.c.Status(name, []imap.StatusItem{imap.StatusUidValidity, imap.StatusUidNext, imap.StatusMessages})
+		if err != nil {
+			if isClosed(ic.c) {
+				return nil, false, ic.wrap("STATUS "+name, err)
+			}
+			r.log.Warn("STATUS refused; pulling the folder", "folder", name, "err", err)
+			changed[name] = true
+			continue
+		}
+		if r.changed(name, st.UidValidity, st.UidNext, st.Messages) {
+			changed[name] = true
+		}
+	}
+	if len(changed) > 0 {
+		r.log.Info("STATUS check: news in folders", "folders", len(changed))
+	}
+	return changed, false, nil
+}
+
+// idleFolder returns the folder IDLE watches: INBOX when it is wanted, else the first wanted
+// folder; false when the latest pass found none.
+func (r *runner) idleFolder() (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.known["INBOX"]; ok {
+		return "INBOX", true
+	}
+	names := make([]string, 0, len(r.known))
+	for n := range r.known {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return "", false
+	}
+	return names[0], true
+}
+
+// pulled records what a pull of folder saw on opening it and where its cursor ended.
+func (r *runner) pulled(folder string, uidValidity, uidNext, messages, cursor uint32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.known == nil {
+		r.known = map[string]folderState{}
+	}
+	// Every UID below the UIDNEXT seen on opening was listed (and archived, or expunged).
+	r.known[folder] = folderState{uidValidity: uidValidity, last: max(cursor, uidNext-min(uidNext, 1)), messages: messages}
+}
+
+// changed reports whether a folder's UIDVALIDITY, UIDNEXT and MESSAGES (as EXAMINE or STATUS
+// answered them) show news since its latest pull: another epoch, or mail beyond what it
+// listed (by the message count where the server gives no UIDNEXT). A folder never pulled has
+// news.
+func (r *runner) changed(folder string, uidValidity, uidNext, messages uint32) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k, ok := r.known[folder]
+	switch {
+	case !ok || uidValidity != k.uidValidity:
+		return true
+	case uidNext != 0:
+		return uidNext > k.last+1
+	}
+	return messages != k.messages
+}
+
+// forgetOthers drops what is known of folders not in wanted.
+func (r *runner) forgetOthers(wanted []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	keep := make(map[string]bool, len(wanted))
+	for _, n := range wanted {
+		keep[n] = true
+	}
+	for n := range r.known {
+		if !keep[n] {
+			delete(r.known, n)
+		}
+	}
 }
 
 // sleep waits d or until ctx ends; false when ctx ended.
