@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,11 +19,14 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap"
+	"github.com/emersion/go-imap/backend/memory"
 	"github.com/emersion/go-imap/client"
+	"github.com/emersion/go-imap/server"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pecarchive/pecarchive/internal/auth"
 	"github.com/pecarchive/pecarchive/internal/testenv"
+	"github.com/pecarchive/pecarchive/services/archive"
 )
 
 var (
@@ -461,4 +465,48 @@ func smallMessages(n int) [][]byte {
 		out[i] = []byte(fmt.Sprintf("From: a@pec.esempio.it\r\nSubject: %d\r\nMessage-ID: <m%d@pec.esempio.it>\r\n\r\ntesto %d\r\n", i, i, i))
 	}
 	return out
+}
+
+// TestIngestReportsDeadLetters: a message the archive refuses (over its size limit of 64 MiB,
+// under ingest's own) is named on standard error by `ingest --once`, with its SHA-256 and the
+// archive's reason; the folder goes on (exit 0, the cursor at its end).
+func TestIngestReportsDeadLetters(t *testing.T) {
+	serviceEnv(t)
+	be := memory.New()
+	u, err := be.Login(nil, "username", "password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox, err := u.GetMailbox("INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox.(*memory.Mailbox).Messages = nil // its built-in sample message
+	big := largeBenchMessage(archive.DefaultMaxSize + 1<<20)
+	for _, m := range [][]byte{[]byte("Subject: uno\r\n\r\nuno\r\n"), big, []byte("Subject: tre\r\n\r\ntre\r\n")} {
+		if err := inbox.CreateMessage(nil, time.Now(), bytes.NewReader(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := server.New(be)
+	srv.AllowInsecureAuth = true
+	srv.ErrorLog = ingestDiscardLog{}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	dir := t.TempDir()
+	pass := filepath.Join(dir, "pass")
+	write(t, pass, []byte("password\n"))
+	file := filepath.Join(dir, "mailboxes.yaml")
+	write(t, file, []byte(fmt.Sprintf("mailboxes:\n  - {name: mem, host: 127.0.0.1, port: %d, tls: none, username: username, password_file: %s}\n",
+		l.Addr().(*net.TCPAddr).Port, pass)))
+	t.Setenv("PECARCHIVE_MAILBOXES_FILE", file)
+	code, out, errOut := runCLI(t, "ingest", "--once")
+	if code != exitOK || !strings.Contains(out, "ingest: mem/INBOX fetched 3, new 2, already 0, refused 1, cursor 1/3\n") ||
+		!strings.Contains(errOut, fmt.Sprintf("ingest: mem/INBOX UID 1/2 refused by the archive (sha256 %x, %d bytes): ", sha256.Sum256(big), len(big))) {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
 }
