@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emersion/go-imap/backend"
 	"github.com/emersion/go-imap/backend/memory"
 	"github.com/emersion/go-imap/client"
 	"github.com/emersion/go-imap/server"
@@ -54,14 +55,53 @@ func startDemoIMAP(dir string) (*demoIMAP, error) {
 			mailbox: mb, client: func() (*client.Client, error) { return d.client(demoUser, demoPassword) }, stop: d.stop}, nil
 	}
 	fmt.Fprintf(os.Stderr, "demo: no Dovecot (%v); using go-imap's in-process IMAP server instead\n", err)
-	be := memory.New()
-	u, err := be.Login(nil, "username", "password")
+	mem, err := startMemoryIMAP()
 	if err != nil {
 		return nil, err
 	}
-	if inbox, err := u.GetMailbox("INBOX"); err == nil {
-		inbox.(*memory.Mailbox).Messages = nil // its built-in sample message
+	passFile = filepath.Join(dir, "imap-password-inprocess")
+	if err := writeSecretFile(passFile, []byte(memoryIMAPPassword+"\n")); err != nil {
+		mem.stop()
+		return nil, err
 	}
+	mb, err := mem.mailbox("segreteria", passFile)
+	if err != nil {
+		mem.stop()
+		return nil, err
+	}
+	return &demoIMAP{what: fmt.Sprintf("go-imap's in-process IMAP server on %s (plaintext, loopback; Dovecot could not be started)", mem.addr),
+		mailbox: mb, stop: mem.stop,
+		client: func() (*client.Client, error) {
+			c, err := client.Dial(mem.addr)
+			if err != nil {
+				return nil, err
+			}
+			return c, c.Login(memoryIMAPUser, memoryIMAPPassword)
+		}}, nil
+}
+
+// The one user of go-imap's in-process server.
+const memoryIMAPUser, memoryIMAPPassword = "username", "password"
+
+// memoryIMAP is go-imap's in-process IMAP server on a free loopback port (plaintext), with one
+// user whose INBOX starts empty.
+type memoryIMAP struct {
+	addr  string
+	inbox backend.Mailbox
+	stop  func()
+}
+
+func startMemoryIMAP() (*memoryIMAP, error) {
+	be := memory.New()
+	u, err := be.Login(nil, memoryIMAPUser, memoryIMAPPassword)
+	if err != nil {
+		return nil, err
+	}
+	inbox, err := u.GetMailbox("INBOX")
+	if err != nil {
+		return nil, err
+	}
+	inbox.(*memory.Mailbox).Messages = nil // its built-in sample message
 	srv := server.New(be)
 	srv.AllowInsecureAuth = true
 	srv.ErrorLog = ingestDiscardLog{}
@@ -70,26 +110,18 @@ func startDemoIMAP(dir string) (*demoIMAP, error) {
 		return nil, err
 	}
 	go srv.Serve(l)
-	passFile = filepath.Join(dir, "imap-password-inprocess")
-	if err := writeSecretFile(passFile, []byte("password\n")); err != nil {
-		srv.Close()
-		return nil, err
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	ms, err := ingest.ParseMailboxes([]byte(fmt.Sprintf("mailboxes:\n  - {name: segreteria, host: 127.0.0.1, port: %d, tls: none, username: username, password_file: %q}\n", port, passFile)))
+	return &memoryIMAP{addr: l.Addr().String(), inbox: inbox, stop: func() { srv.Close() }}, nil
+}
+
+// mailbox returns the mailbox-file entry for the server's user, with the password file passFile.
+func (m *memoryIMAP) mailbox(name, passFile string) (ingest.Mailbox, error) {
+	host, port, _ := net.SplitHostPort(m.addr)
+	ms, err := ingest.ParseMailboxes([]byte(fmt.Sprintf("mailboxes:\n  - {name: %s, host: %s, port: %s, tls: none, username: %s, password_file: %q}\n",
+		name, host, port, memoryIMAPUser, passFile)))
 	if err != nil {
-		srv.Close()
-		return nil, err
+		return ingest.Mailbox{}, err
 	}
-	return &demoIMAP{what: fmt.Sprintf("go-imap's in-process IMAP server on 127.0.0.1:%d (plaintext, loopback; Dovecot could not be started)", port),
-		mailbox: ms[0], stop: func() { srv.Close() },
-		client: func() (*client.Client, error) {
-			c, err := client.Dial(l.Addr().String())
-			if err != nil {
-				return nil, err
-			}
-			return c, c.Login("username", "password")
-		}}, nil
+	return ms[0], nil
 }
 
 type ingestDiscardLog struct{}

@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,9 +18,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap"
-	"github.com/emersion/go-imap/backend/memory"
 	"github.com/emersion/go-imap/client"
-	"github.com/emersion/go-imap/server"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pecarchive/pecarchive/internal/auth"
@@ -333,7 +330,7 @@ func runIngestBin(t *testing.T, bin string, env []string) (string, string) {
 // was forked with).
 func testLargeMessage(t *testing.T, d *testenv.Dovecot, bin string) {
 	c, _ := ingestEnv(t, d, "large", 1)
-	big := largeMessage(50 << 20)
+	big := largeBenchMessage(50 << 20)
 	appendAll(t, d, "large", "INBOX", [][]byte{big})
 	want := folderSums(t, c, "INBOX")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -348,27 +345,6 @@ func testLargeMessage(t *testing.T, d *testenv.Dovecot, bin string) {
 		t.Fatalf("summary %q %s", out.String(), errOut.String())
 	}
 	archiveCounts(t, want)
-}
-
-// largeMessage returns a MIME message of about size bytes: a text part and a base64 attachment.
-func largeMessage(size int) []byte {
-	var b bytes.Buffer
-	b.WriteString("From: mittente@pec.esempio.it\r\nTo: protocollo@pec.ordine.example.it\r\nSubject: allegato grande\r\n" +
-		"Date: Wed, 25 Nov 2026 10:00:00 +0100\r\nMessage-ID: <large@pec.esempio.it>\r\nMIME-Version: 1.0\r\n" +
-		"Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nIn allegato.\r\n" +
-		"--b1\r\nContent-Type: application/pdf; name=\"grande.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n")
-	line := make([]byte, 76)
-	rng := rand.New(rand.NewPCG(1, 2))
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-	for b.Len() < size-100 {
-		for i := range line {
-			line[i] = alphabet[rng.IntN(64)]
-		}
-		b.Write(line)
-		b.WriteString("\r\n")
-	}
-	b.WriteString("--b1--\r\n")
-	return b.Bytes()
 }
 
 // testBlobMissing archives five messages, loses the blob of one, then runs with expunge:0: the
@@ -472,37 +448,23 @@ func smallMessages(n int) [][]byte {
 // archive's reason; the folder goes on (exit 0, the cursor at its end).
 func TestIngestReportsDeadLetters(t *testing.T) {
 	serviceEnv(t)
-	be := memory.New()
-	u, err := be.Login(nil, "username", "password")
+	mem, err := startMemoryIMAP()
 	if err != nil {
 		t.Fatal(err)
 	}
-	inbox, err := u.GetMailbox("INBOX")
-	if err != nil {
-		t.Fatal(err)
-	}
-	inbox.(*memory.Mailbox).Messages = nil // its built-in sample message
+	t.Cleanup(mem.stop)
 	big := largeBenchMessage(archive.DefaultMaxSize + 1<<20)
 	for _, m := range [][]byte{[]byte("Subject: uno\r\n\r\nuno\r\n"), big, []byte("Subject: tre\r\n\r\ntre\r\n")} {
-		if err := inbox.CreateMessage(nil, time.Now(), bytes.NewReader(m)); err != nil {
+		if err := mem.inbox.CreateMessage(nil, time.Now(), bytes.NewReader(m)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	srv := server.New(be)
-	srv.AllowInsecureAuth = true
-	srv.ErrorLog = ingestDiscardLog{}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
 	dir := t.TempDir()
 	pass := filepath.Join(dir, "pass")
-	write(t, pass, []byte("password\n"))
+	write(t, pass, []byte(memoryIMAPPassword+"\n"))
 	file := filepath.Join(dir, "mailboxes.yaml")
-	write(t, file, []byte(fmt.Sprintf("mailboxes:\n  - {name: mem, host: 127.0.0.1, port: %d, tls: none, username: username, password_file: %s}\n",
-		l.Addr().(*net.TCPAddr).Port, pass)))
+	write(t, file, []byte(fmt.Sprintf("mailboxes:\n  - {name: mem, host: 127.0.0.1, port: %s, tls: none, username: %s, password_file: %s}\n",
+		mem.addr[strings.LastIndexByte(mem.addr, ':')+1:], memoryIMAPUser, pass)))
 	t.Setenv("PECARCHIVE_MAILBOXES_FILE", file)
 	code, out, errOut := runCLI(t, "ingest", "--once")
 	if code != exitOK || !strings.Contains(out, "ingest: mem/INBOX fetched 3, new 2, already 0, refused 1, cursor 1/3\n") ||
