@@ -14,9 +14,11 @@ import (
 )
 
 // fakeIMAP is a scripted IMAP server on loopback for the cases a real server cannot be made to
-// show: a hostile or broken server. It serves a model of folders well enough for ingest
-// (CAPABILITY, LOGIN, LIST, EXAMINE/SELECT, STATUS, UID FETCH of sizes, bodies and partial
-// bodies, IDLE, NOOP, LOGOUT), and a hook may answer any command in its place.
+// show: a hostile or broken server, or one without MOVE. It serves a model of folders well
+// enough for ingest (CAPABILITY, LOGIN, LIST, EXAMINE/SELECT, STATUS, CREATE, UID FETCH of
+// sizes, bodies and partial bodies, UID SEARCH UID, UID COPY, UID STORE \Deleted, UID EXPUNGE,
+// IDLE, NOOP, LOGOUT), and a hook may answer any command in its place. It counts the
+// connections open at once.
 type fakeIMAP struct {
 	t    *testing.T
 	l    net.Listener
@@ -29,7 +31,8 @@ type fakeIMAP struct {
 	// to leave it unanswered). conn counts the connections from 1.
 	hook func(s *fakeSession, tag, cmd, args string) bool
 
-	n atomic.Int32 // connections accepted
+	n              atomic.Int32 // connections accepted
+	open, mostOpen atomic.Int32 // connections open now, and at most
 }
 
 type fakeFolder struct {
@@ -38,8 +41,9 @@ type fakeFolder struct {
 }
 
 type fakeMsg struct {
-	uid  uint32
-	body []byte
+	uid     uint32
+	body    []byte
+	deleted bool // flagged \Deleted
 }
 
 // fakeSession is one connection of a fakeIMAP.
@@ -121,6 +125,13 @@ func (f *fakeIMAP) setHook(h func(s *fakeSession, tag, cmd, args string) bool) {
 
 func (f *fakeIMAP) serve(c net.Conn, n int) {
 	defer c.Close()
+	for o := f.open.Add(1); ; {
+		m := f.mostOpen.Load()
+		if o <= m || f.mostOpen.CompareAndSwap(m, o) {
+			break
+		}
+	}
+	defer f.open.Add(-1)
 	s := &fakeSession{f: f, conn: n, w: bufio.NewWriter(c), r: bufio.NewReader(c)}
 	f.mu.Lock()
 	hook := f.hook
@@ -224,6 +235,73 @@ func (s *fakeSession) answer(tag, cmd, args string) bool {
 		f.mu.Lock()
 		if err != nil || !strings.EqualFold(strings.TrimSpace(line), "DONE") {
 			return false
+		}
+		fmt.Fprintf(s.w, "%s OK done\r\n", tag)
+	case "CREATE":
+		name := strings.Trim(args, `"`)
+		if f.folders[name] == nil {
+			f.folders[name] = &fakeFolder{uidValidity: uint32(100 + len(f.folders)), uidNext: 1}
+		}
+		fmt.Fprintf(s.w, "%s OK done\r\n", tag)
+	case "UID SEARCH": // UID set only
+		fo := f.folders[s.selected]
+		fields := strings.Fields(args)
+		if len(fields) > 2 && strings.EqualFold(fields[0], "CHARSET") {
+			fields = fields[2:]
+		}
+		if len(fields) < 2 || !strings.EqualFold(fields[0], "UID") {
+			fields = []string{"", "x"}
+		}
+		set, err := imap.ParseSeqSet(fields[1])
+		if fo == nil || err != nil {
+			fmt.Fprintf(s.w, "%s BAD search\r\n", tag)
+			break
+		}
+		fmt.Fprintf(s.w, "* SEARCH")
+		for _, m := range fo.msgs {
+			if uidIn(set, m.uid, fo) {
+				fmt.Fprintf(s.w, " %d", m.uid)
+			}
+		}
+		fmt.Fprintf(s.w, "\r\n%s OK done\r\n", tag)
+	case "UID COPY", "UID STORE", "UID EXPUNGE":
+		fo := f.folders[s.selected]
+		setArg, rest, _ := strings.Cut(args, " ")
+		set, err := imap.ParseSeqSet(setArg)
+		if fo == nil || err != nil {
+			fmt.Fprintf(s.w, "%s BAD bad set\r\n", tag)
+			break
+		}
+		switch cmd {
+		case "UID COPY":
+			to := f.folders[strings.Trim(rest, `"`)]
+			if to == nil {
+				fmt.Fprintf(s.w, "%s NO [TRYCREATE] no such folder\r\n", tag)
+				return s.w.Flush() == nil
+			}
+			for _, m := range fo.msgs {
+				if uidIn(set, m.uid, fo) {
+					to.msgs = append(to.msgs, fakeMsg{uid: to.uidNext, body: m.body})
+					to.uidNext++
+				}
+			}
+		case "UID STORE":
+			if !strings.Contains(rest, `+FLAGS`) || !strings.Contains(rest, `\Deleted`) {
+				fmt.Fprintf(s.w, "%s BAD only +FLAGS \\Deleted\r\n", tag)
+				return s.w.Flush() == nil
+			}
+			for i, m := range fo.msgs {
+				if uidIn(set, m.uid, fo) {
+					fo.msgs[i].deleted = true
+				}
+			}
+		case "UID EXPUNGE":
+			for i := len(fo.msgs) - 1; i >= 0; i-- {
+				if m := fo.msgs[i]; m.deleted && uidIn(set, m.uid, fo) {
+					fo.msgs = append(fo.msgs[:i], fo.msgs[i+1:]...)
+					fmt.Fprintf(s.w, "* %d EXPUNGE\r\n", i+1)
+				}
+			}
 		}
 		fmt.Fprintf(s.w, "%s OK done\r\n", tag)
 	case "GETQUOTAROOT":

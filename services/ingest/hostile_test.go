@@ -460,3 +460,42 @@ func TestStatusCheck(t *testing.T) {
 		})
 	}
 }
+
+// Without MOVE, a move policy copies, flags \Deleted and removes exactly those UIDs with UID
+// EXPUNGE (UIDPLUS): a message the archive does not confirm holding stays, even when another
+// client flagged it \Deleted (a plain EXPUNGE would remove it). The target folder is created
+// where missing. The mailbox never has more than two connections open.
+func TestAfterArchiveWithoutMove(t *testing.T) {
+	fe := newFakeEnv(t, " UIDPLUS")
+	msgs := small(5, "nomove")
+	fe.srv.put("INBOX", 7, msgs...)
+	fe.srv.put("Ricevute", 8, small(3, "ricevute")...)
+	fe.srv.mu.Lock()
+	fe.srv.folders["INBOX"].msgs[1].deleted = true // flagged by another client, not expunged
+	fe.srv.mu.Unlock()
+	fe.arc.hide[sha256.Sum256(msgs[1])] = true
+	mb := fe.srv.mailbox("mb")
+	mb.AfterArchive = "move:Archivio/Vecchi:0"
+	if err := mb.check(); err != nil {
+		t.Fatal(err)
+	}
+	rep := onceWithin(t, fe.service(fakeOptions(), mb), 30*time.Second)
+	if len(rep.Failed) != 0 {
+		t.Fatalf("failed: %v", rep.Failed)
+	}
+	fe.srv.mu.Lock()
+	defer fe.srv.mu.Unlock()
+	var left []string
+	for _, m := range fe.srv.folders["INBOX"].msgs {
+		left = append(left, string(m.body))
+	}
+	if len(left) != 1 || left[0] != string(msgs[1]) {
+		t.Errorf("INBOX holds %q; want the unconfirmed message alone", left)
+	}
+	if moved := fe.srv.folders["Archivio/Vecchi"]; moved == nil || len(moved.msgs) != 4+3 {
+		t.Errorf("Archivio/Vecchi: %+v", moved)
+	}
+	if n := fe.srv.mostOpen.Load(); n > 2 {
+		t.Errorf("%d connections open at once", n)
+	}
+}
