@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -497,5 +498,47 @@ func TestAfterArchiveWithoutMove(t *testing.T) {
 	}
 	if n := fe.srv.mostOpen.Load(); n > 2 {
 		t.Errorf("%d connections open at once", n)
+	}
+}
+
+// Refused credentials make the running service wait AuthBackoff before it logs in again
+// (providers lock accounts that retry fast), where a broken connection is retried at once; and
+// so do credentials refused on the mailbox's second connection.
+func TestAuthBackoff(t *testing.T) {
+	for _, second := range []bool{false, true} {
+		t.Run(fmt.Sprintf("second=%v", second), func(t *testing.T) {
+			fe := newFakeEnv(t, " IDLE")
+			fe.srv.put("INBOX", 7, small(1, "auth")...)
+			fe.srv.put("Ricevute", 8, small(1, "auth")...)
+			var logins atomic.Int32
+			fe.srv.setHook(func(s *fakeSession, tag, cmd, args string) bool {
+				if cmd != "LOGIN" {
+					return false
+				}
+				if n := logins.Add(1); !second || n > 1 {
+					s.printf("%s NO [AUTHENTICATIONFAILED] invalid credentials\r\n", tag)
+					return true
+				}
+				return false
+			})
+			o := fakeOptions()
+			o.AuthBackoff = time.Hour
+			o.StatusInterval, o.FullPassInterval = 50*time.Millisecond, 100*time.Millisecond // full passes reconnect the second
+			s := fe.service(o)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { s.Run(ctx); close(done) }()
+			waitFor(t, func() bool { return strings.Contains(fe.logs.String(), "authentication failed") })
+			time.Sleep(time.Second) // BackoffMin is 10 ms: a retry would come meanwhile
+			cancel()
+			<-done
+			want := int32(1)
+			if second {
+				want = 2
+			}
+			if n := logins.Load(); n != want {
+				t.Errorf("%d logins, want %d", n, want)
+			}
+		})
 	}
 }

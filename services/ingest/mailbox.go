@@ -325,9 +325,13 @@ func (r *runner) passOn(ctx context.Context, ic *imapConn, l lease, reports map[
 				r.second.close()
 				r.second = nil
 			}
-			if c2, err := r.connect(ctx); err == nil {
+			c2, err := r.connect(ctx)
+			switch {
+			case err == nil:
 				r.second = c2
-			} else if ctx.Err() == nil {
+			case errors.Is(err, ErrAuth) || errors.Is(err, ErrTLS):
+				return err // the credentials or the certificate changed: back off, don't retry logins
+			case ctx.Err() == nil:
 				r.log.Warn("second connection refused; pulling one folder at a time", "err", err)
 			}
 		}
