@@ -163,6 +163,7 @@ func (r *runner) fetchAndStore(ctx context.Context, ic *imapConn, l lease, folde
 	// The cursor writer: at most one write in flight; acknowledgements never wait for it.
 	kick := make(chan struct{}, 1)
 	flushed := make(chan struct{})
+	ending := make(chan struct{}) // closed once every message is acknowledged or given up
 	written := last
 	flush := func(ctx context.Context) error {
 		c := tr.cursor()
@@ -181,7 +182,13 @@ func (r *runner) fetchAndStore(ctx context.Context, ic *imapConn, l lease, folde
 		for range kick {
 			// Coalesced and spaced: PostgreSQL serves the archive's commits meanwhile.
 			if wait := r.o.CursorInterval - time.Since(last); wait > 0 {
-				sleep(wctx, wait)
+				t := time.NewTimer(wait)
+				select {
+				case <-t.C:
+				case <-ending: // the last write follows at once
+				case <-wctx.Done():
+				}
+				t.Stop()
 			}
 			last = time.Now()
 			if err := flush(wctx); err != nil {
@@ -223,6 +230,7 @@ func (r *runner) fetchAndStore(ctx context.Context, ic *imapConn, l lease, folde
 	ferr := r.fetchBodies(wctx, ic, l, folder, uv, list, tr, window, jobs, ack, fr, &frMu)
 	close(jobs)
 	wg.Wait()
+	close(ending)
 	close(kick)
 	<-flushed
 	// The last write, even when ctx ended (shutdown): whatever was acknowledged is kept. It is
