@@ -455,6 +455,13 @@ func TestStatusCheck(t *testing.T) {
 			if !inbox && counted("EXAMINE INBOX")+counted("STATUS INBOX") != 0 {
 				t.Error("INBOX opened while it is not wanted")
 			}
+			mu.Lock()
+			for k := range count {
+				if strings.HasPrefix(k, "SELECT") {
+					t.Errorf("%s: a folder opened read-write with no policy that writes", k)
+				}
+			}
+			mu.Unlock()
 			created := small(1, "created")
 			fe.srv.put("Ricevute/2027", 10, created...)
 			waitFor(t, func() bool { return fe.arc.has(created[0]) })
