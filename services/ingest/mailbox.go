@@ -560,9 +560,9 @@ func (r *runner) pulled(folder string, uidValidity, uidNext, messages, cursor ui
 }
 
 // changed reports whether a folder's UIDVALIDITY, UIDNEXT and MESSAGES (as EXAMINE or STATUS
-// answered them) show news since its latest pull: another epoch, or mail beyond what it
-// listed (by the message count where the server gives no UIDNEXT). A folder never pulled has
-// news.
+// answered them) show news since its latest pull: another epoch, mail beyond what it listed, a
+// UIDNEXT gone backwards (which the pull treats as a new epoch), or, where the server gives no
+// UIDNEXT, another message count. A folder never pulled has news.
 func (r *runner) changed(folder string, uidValidity, uidNext, messages uint32) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -571,7 +571,7 @@ func (r *runner) changed(folder string, uidValidity, uidNext, messages uint32) b
 	case !ok || uidValidity != k.uidValidity:
 		return true
 	case uidNext != 0:
-		return uidNext > k.last+1
+		return uidNext != k.last+1
 	}
 	return messages != k.messages
 }
