@@ -191,7 +191,7 @@ type DeadLetter struct {
 	At               time.Time
 }
 
-// deadLetter records a refused message (idempotent per folder message).
+// deadLetter records a refused message (idempotent per folder message and SHA-256).
 func (s *state) deadLetter(ctx context.Context, l lease, d DeadLetter) error {
 	var idate *time.Time
 	if !d.InternalDate.IsZero() {
@@ -204,7 +204,7 @@ func (s *state) deadLetter(ctx context.Context, l lease, d DeadLetter) error {
 	tag, err := s.pool.Exec(ctx, `
 INSERT INTO ingest_dead_letters (mailbox, folder, uid_validity, uid, internal_date, sha256, size, reason)
 SELECT $1, $4, $5, $6, $7, $8, $9, $10 WHERE `+fence+`
-ON CONFLICT (mailbox, folder, uid_validity, uid) DO NOTHING`,
+ON CONFLICT (mailbox, folder, uid_validity, uid, sha256) DO NOTHING`,
 		l.mailbox, l.holder, l.token, d.Folder, int64(d.UIDValidity), int64(d.UID), idate, d.SHA256[:], d.Size, reason)
 	if err != nil {
 		return dbErr("record dead letter", err)
