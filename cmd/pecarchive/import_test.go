@@ -398,15 +398,7 @@ func TestImportOverGRPC(t *testing.T) {
 	dir := t.TempDir()
 	writeEMLFolder(t, dir, set)
 
-	token, hash, err := auth.GenerateToken()
-	if err != nil {
-		t.Fatal(err)
-	}
-	credFile := filepath.Join(t.TempDir(), "credentials")
-	write(t, credFile, []byte("token "+hash+" importer ingest\n"))
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	write(t, tokenFile, []byte(token+"\n"))
-	t.Setenv("PECARCHIVE_CREDENTIALS_FILE", credFile)
+	tokenFile := ingestToken(t, "importer")
 	t.Setenv("PECARCHIVE_TRUST", root)
 	addr := startArchiveService(t)
 	t.Setenv("PECARCHIVE_TRUST", "") // the client has no say in what the archive trusts
@@ -430,6 +422,23 @@ func TestImportOverGRPC(t *testing.T) {
 	}
 	res, sum, _ = importJSON(t, exitOK, dir)
 	wantSummary(t, sum, len(set), len(set), 0, len(set), 0)
+}
+
+// ingestToken makes a bearer token of the ingest role alone for a client called name, names it
+// in the credentials file of the archive services the test starts, and returns the file the
+// client reads it from.
+func ingestToken(t *testing.T, name string) (tokenFile string) {
+	t.Helper()
+	token, hash, err := auth.GenerateToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	credFile := filepath.Join(t.TempDir(), "credentials")
+	write(t, credFile, []byte("token "+hash+" "+name+" ingest\n"))
+	tokenFile = filepath.Join(t.TempDir(), "token")
+	write(t, tokenFile, []byte(token+"\n"))
+	t.Setenv("PECARCHIVE_CREDENTIALS_FILE", credFile)
+	return tokenFile
 }
 
 // startArchiveService runs the archive service on a free loopback port until the test ends and

@@ -21,7 +21,6 @@ import (
 	"github.com/emersion/go-imap/client"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pecarchive/pecarchive/internal/auth"
 	"github.com/pecarchive/pecarchive/internal/testenv"
 	"github.com/pecarchive/pecarchive/services/archive"
 )
@@ -365,15 +364,7 @@ func testBlobMissing(t *testing.T, d *testenv.Dovecot, bin string, remote bool) 
 	sums := folderSums(t, c, "INBOX")
 	env := os.Environ()
 	if remote {
-		token, hash, err := auth.GenerateToken()
-		if err != nil {
-			t.Fatal(err)
-		}
-		credFile := filepath.Join(t.TempDir(), "credentials")
-		write(t, credFile, []byte("token "+hash+" ingester ingest\n"))
-		tokenFile := filepath.Join(t.TempDir(), "token")
-		write(t, tokenFile, []byte(token+"\n"))
-		t.Setenv("PECARCHIVE_CREDENTIALS_FILE", credFile)
+		tokenFile := ingestToken(t, "ingester")
 		env = append(os.Environ(), "PECARCHIVE_ARCHIVE_ADDR="+startArchiveService(t), "PECARCHIVE_ARCHIVE_TOKEN_FILE="+tokenFile)
 	}
 	runIngestBin(t, bin, env)
