@@ -23,7 +23,7 @@ func FromPEC(sum [32]byte, pm *pec.Message, v *smime.Verdict) Message {
 	h := &pm.Headers
 	m.ReceiptType = pm.ReceiptType()
 	if d := pm.Daticert; d != nil {
-		m.MsgID = d.MsgID
+		m.MsgID, m.PECID = d.MsgID, d.Identificativo
 		m.Errore, m.ErroreEsteso, m.Consegna = d.Errore, d.ErroreEsteso, d.Consegna
 		m.Provider, m.DaticertTime = d.GestoreEmittente, d.Data
 		for _, r := range d.Destinatari {

@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pecarchive/pecarchive/evidence/verdict"
 	"github.com/pecarchive/pecarchive/internal/samples"
@@ -184,5 +186,104 @@ func TestSamples(t *testing.T) {
 			}
 			t.Logf("%s: %s %s: %s", filepath.Base(p), r.Address, r.Verdict, r.ExplanationEN)
 		}
+	}
+}
+
+// Signatures are judged as of their signing time, bounded by when the archive received them:
+// a receipt signed while its certificate was valid still counts once the certificate expires; one
+// signed after its certificate expired does not, unless the archive received it while the
+// certificate was valid (its signing time is then a lie about a later time: it is verified as of
+// its receipt, and the explanation says so).
+func TestSigningTime(t *testing.T) {
+	prov, err := pectest.NewProvider(8, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := prov.Peer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := smime.New(smime.Config{Anchors: smime.NewTrustStore(prov.CA.Root)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := prov.Original(&pectest.Original{To: []string{"a@pec.esempio.it"}, Subject: "Scadenza", MessageID: "scadenza@pec.ordine.example.it"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expiry := peer.Signer.Cert.NotAfter
+	day := 24 * time.Hour
+	for _, tc := range []struct {
+		name               string
+		signed, received   time.Time
+		want               verdict.Verdict
+		reason, word, note string
+	}{
+		{name: "signed while valid, received while valid", signed: expiry.Add(-2 * day), received: expiry.Add(-2 * day),
+			want: verdict.Delivered},
+		{name: "signed while valid, checked after the certificate expired", signed: expiry.Add(-2 * day), received: expiry.Add(300 * day),
+			want: verdict.Delivered},
+		{name: "signed after the certificate expired", signed: expiry.Add(2 * day), received: expiry.Add(2 * day),
+			want: verdict.Unverified, reason: smime.ReasonExpired, word: "had expired at the signing time (expired)"},
+		{name: "signed after the certificate expired, received while valid", signed: expiry.Add(2 * day), received: expiry.Add(-day),
+			want: verdict.Delivered, reason: smime.ReasonSignedAfterReceipt, note: "verified as of its receipt (signed-after-receipt)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g, err := peer.Delivery(pectest.Params{Original: o, Recipient: "a@pec.esempio.it", At: tc.signed, SigningTime: tc.signed})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pm, err := pec.Parse(g.Bytes, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vd := v.VerifyMessage(context.Background(), pm, &smime.VerifyOptions{ReceivedAt: tc.received})
+			m := verdict.FromPEC(sha256.Sum256(g.Bytes), pm, &vd)
+			if tc.reason != "" && !slices.Contains(m.Reasons, tc.reason) {
+				t.Errorf("reasons %v, want %s among them", m.Reasons, tc.reason)
+			}
+			res := verdict.Decide(verdict.Original{MsgID: o.MessageID, PECID: o.ID, Recipients: o.To}, []verdict.Message{m})
+			r := res.Recipients[0]
+			if r.Verdict != tc.want || !strings.Contains(r.ExplanationEN, tc.word) || !strings.Contains(r.ExplanationEN, tc.note) {
+				t.Errorf("%s: %s, want %s saying %q%q", r.Address, r.ExplanationEN, tc.want, tc.word, tc.note)
+			}
+			t.Logf("%s: %s", r.Verdict, r.ExplanationEN)
+		})
+	}
+}
+
+// Real signed receipts of two sendings with one Message-ID: each proves only its own sending.
+func TestAnotherSending(t *testing.T) {
+	prov, err := pectest.NewProvider(9, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := smime.New(smime.Config{Anchors: smime.NewTrustStore(prov.CA.Root)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := prov.Original(&pectest.Original{To: []string{"a@pec.esempio.it"}, Subject: "Copia", MessageID: "copia@pec.ordine.example.it"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, err := prov.NonDelivery(pectest.Params{Original: o, Recipient: "a@pec.esempio.it"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := prov.Delivery(pectest.Params{Original: o, Recipient: "a@pec.esempio.it", ID: "opec-altro.1@" + prov.Info.Domain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := []verdict.Message{describe(t, v, mine.Bytes), describe(t, v, theirs.Bytes)}
+	if ms[0].PECID != o.ID || ms[1].PECID == o.ID {
+		t.Fatalf("identificativi %q, %q", ms[0].PECID, ms[1].PECID)
+	}
+	res := verdict.Decide(verdict.Original{MsgID: o.MessageID, PECID: o.ID, Recipients: o.To}, ms)
+	if r := res.Recipients[0]; r.Verdict != verdict.NotDelivered || len(res.Ignored) != 1 || res.Ignored[0].Index != 1 {
+		t.Errorf("%s (ignored %v): %s", r.Verdict, res.Ignored, r.ExplanationEN)
+	}
+	res = verdict.Decide(verdict.Original{MsgID: o.MessageID, PECID: ms[1].PECID, Recipients: o.To}, ms)
+	if r := res.Recipients[0]; r.Verdict != verdict.Delivered || len(res.Ignored) != 1 || res.Ignored[0].Index != 0 {
+		t.Errorf("%s (ignored %v): %s", r.Verdict, res.Ignored, r.ExplanationEN)
 	}
 }

@@ -7,10 +7,14 @@
 //
 // # The rule
 //
-// A receipt counts only when it refers to the message asked about (its daticert msgid is the
-// original's Message-ID) and its signature is valid and trusted as of its signing time with no
-// reason against it beyond warnings ([Counts]). Per recipient, the receipts about that recipient
-// decide, strongest first:
+// A receipt counts only when it refers to the message asked about and its signature is valid
+// and trusted as of its signing time with no reason against it beyond warnings ([Counts]). A
+// receipt refers to the message when its daticert msgid is the original's Message-ID and, once
+// the sending is known ([Original].PECID: the identificativo the sender's provider gave it, which
+// every receipt of that sending repeats), its identificativo is that one: a Message-ID is chosen
+// by the sender's mail client and may be reused, by mistake or on purpose, and a receipt of
+// another sending with the same Message-ID proves nothing about this one. Per recipient, the
+// receipts about that recipient decide, strongest first:
 //
 //   - [Delivered]: a counting delivery receipt (avvenuta-consegna) whose consegna names that very
 //     recipient. Nothing else makes a recipient delivered: not a receipt that fails
@@ -69,7 +73,10 @@ type Message struct {
 	// MsgID is the Message-ID of the original the message refers to: for a receipt or an
 	// envelope its daticert msgid (else its X-Riferimento-Message-ID); for an original, its own.
 	// Angle brackets and surrounding space are ignored.
-	MsgID        string
+	MsgID string
+	// PECID is the daticert identificativo: the PEC id the sender's provider gave the sending
+	// the receipt is about (empty for an original). Compared like MsgID.
+	PECID        string
 	ReceiptType  pec.ReceiptType
 	Errore       pec.ErrorCode
 	ErroreEsteso string
@@ -94,7 +101,13 @@ type Message struct {
 // To and Cc of the original, or the destinatari of its transport envelope; may be empty when
 // neither is stored, then the receipts name the recipients).
 type Original struct {
-	MsgID      string
+	MsgID string
+	// PECID, when known, is the identificativo the sender's provider gave this sending (from a
+	// counting acceptance or transport envelope): a counting receipt with another identificativo
+	// is about another sending of the same Message-ID and is ignored. A receipt that does not
+	// count is listed all the same (its identificativo is no more believable than the rest of
+	// it, and it never decides). Empty: the Message-ID alone says what a receipt is about.
+	PECID      string
 	Recipients []string
 }
 
@@ -123,8 +136,14 @@ type Recipient struct {
 // Ignored is a receipt that [Decide] did not consider, and why.
 type Ignored struct {
 	Index  int
-	Reason string // "refers to another message"
+	Reason string // IgnoredOtherMessage or IgnoredOtherSending
 }
+
+// Reasons of [Ignored].
+const (
+	IgnoredOtherMessage = "refers to another message"
+	IgnoredOtherSending = "refers to another sending of the same Message-ID"
+)
 
 // Result is the answer of [Decide].
 type Result struct {
@@ -204,8 +223,15 @@ func NormMsgID(s string) string {
 	return s
 }
 
-// NormAddr normalises an address for comparison: trimmed, lower case.
-func NormAddr(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+// NormAddr normalises an address for comparison: surrounding space and an enclosing pair of
+// angle brackets removed, lower case.
+func NormAddr(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) >= 2 && s[0] == '<' && s[len(s)-1] == '>' {
+		s = strings.TrimSpace(s[1 : len(s)-1])
+	}
+	return strings.ToLower(s)
+}
 
 // about returns the recipients receipt m is about.
 func about(m *Message, c class) []string {
@@ -235,7 +261,7 @@ func about(m *Message, c class) []string {
 // Messages that are not receipts (originals, envelopes, anomalies) among receipts are skipped;
 // receipts about another message are reported in Result.Ignored.
 func Decide(orig Original, receipts []Message) Result {
-	msgid := NormMsgID(orig.MsgID)
+	msgid, pecID := NormMsgID(orig.MsgID), NormMsgID(orig.PECID)
 	var res Result
 	var order []string
 	byAddr := map[string]*Recipient{}
@@ -261,7 +287,11 @@ func Decide(orig Original, receipts []Message) Result {
 			continue
 		}
 		if NormMsgID(m.MsgID) != msgid || msgid == "" {
-			res.Ignored = append(res.Ignored, Ignored{Index: i, Reason: "refers to another message"})
+			res.Ignored = append(res.Ignored, Ignored{Index: i, Reason: IgnoredOtherMessage})
+			continue
+		}
+		if pecID != "" && NormMsgID(m.PECID) != pecID && Counts(m) {
+			res.Ignored = append(res.Ignored, Ignored{Index: i, Reason: IgnoredOtherSending})
 			continue
 		}
 		for _, a := range about(m, c) {

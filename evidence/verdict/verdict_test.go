@@ -193,3 +193,103 @@ func TestOrderAndListing(t *testing.T) {
 		t.Errorf("c: %+v", c)
 	}
 }
+
+func pecID(id string) func(*verdict.Message) { return func(m *verdict.Message) { m.PECID = id } }
+
+// The letter of the rule: what makes a recipient DELIVERED and what never does.
+func TestDeliveredToTheLetter(t *testing.T) {
+	sending := verdict.Original{MsgID: msgid, PECID: "opec-1@pec.gestore.it", Recipients: []string{"Mario.Rossi@pec.it"}}
+	one := func(o verdict.Original, receipts ...verdict.Message) (verdict.Recipient, verdict.Result) {
+		t.Helper()
+		res := verdict.Decide(o, receipts)
+		for _, r := range res.Recipients {
+			if r.Address == "mario.rossi@pec.it" {
+				return r, res
+			}
+		}
+		t.Fatalf("no answer for mario.rossi@pec.it: %+v", res.Recipients)
+		return verdict.Recipient{}, res
+	}
+	for _, tc := range []struct {
+		name     string
+		orig     verdict.Original
+		receipts []verdict.Message
+		want     verdict.Verdict
+		ignored  []string
+		word     string // the English explanation says it
+		wordIT   string // the Italian explanation says it
+	}{
+		{name: "the recipient named in another case and with spaces", orig: sending,
+			receipts: []verdict.Message{rc(pec.KindAvvenutaConsegna, "  MARIO.Rossi@PEC.IT\t", 5, pecID("opec-1@pec.gestore.it"))},
+			want:     verdict.Delivered, wordIT: "Consegnato a mario.rossi@pec.it"},
+		{name: "the recipient in angle brackets", orig: sending,
+			receipts: []verdict.Message{rc(pec.KindAvvenutaConsegna, "<mario.rossi@pec.it>", 5, pecID("<opec-1@pec.gestore.it>"))},
+			want:     verdict.Delivered},
+		{name: "a receipt for another message to the same recipient", orig: sending,
+			receipts: []verdict.Message{rc(pec.KindAvvenutaConsegna, "mario.rossi@pec.it", 5, other)},
+			want:     verdict.Pending, ignored: []string{verdict.IgnoredOtherMessage}},
+		{name: "a receipt of another sending with the same Message-ID", orig: sending,
+			receipts: []verdict.Message{rc(pec.KindAvvenutaConsegna, "mario.rossi@pec.it", 5, pecID("opec-2@pec.altro.it"))},
+			want:     verdict.Pending, ignored: []string{verdict.IgnoredOtherSending}},
+		{name: "another sending's delivery next to this sending's non-delivery", orig: sending,
+			receipts: []verdict.Message{rc(pec.KindAvvenutaConsegna, "mario.rossi@pec.it", 5, pecID("opec-2@pec.altro.it")),
+				rc(pec.KindErroreConsegna, "mario.rossi@pec.it", 6, pecID("opec-1@pec.gestore.it"))},
+			want: verdict.NotDelivered, ignored: []string{verdict.IgnoredOtherSending}},
+		{name: "a forged receipt claiming another sending is still listed, never deciding", orig: sending,
+			receipts: []verdict.Message{rc(pec.KindAvvenutaConsegna, "mario.rossi@pec.it", 5, pecID("opec-2@pec.altro.it"), forged)},
+			want:     verdict.Unverified, word: "does not match the signer's key (bad-signature)"},
+		{name: "the sending unknown: the Message-ID decides", orig: verdict.Original{MsgID: msgid, Recipients: sending.Recipients},
+			receipts: []verdict.Message{rc(pec.KindAvvenutaConsegna, "mario.rossi@pec.it", 5, pecID("opec-2@pec.altro.it"))},
+			want:     verdict.Delivered},
+		{name: "a delivery receipt whose consegna is empty", orig: sending,
+			receipts: []verdict.Message{rc(pec.KindAvvenutaConsegna, "", 5, pecID("opec-1@pec.gestore.it"),
+				func(m *verdict.Message) { m.Recipients = []string{"mario.rossi@pec.it"} })},
+			want: verdict.Pending},
+		{name: "a sintetica delivery receipt", orig: sending,
+			receipts: []verdict.Message{rc(pec.KindAvvenutaConsegna, "mario.rossi@pec.it", 5, pecID("opec-1@pec.gestore.it"),
+				func(m *verdict.Message) { m.ReceiptType = pec.ReceiptSintetica })},
+			want: verdict.Delivered, word: "delivery receipt (sintetica)"},
+		{name: "a breve delivery receipt", orig: sending,
+			receipts: []verdict.Message{rc(pec.KindAvvenutaConsegna, "mario.rossi@pec.it", 5, pecID("opec-1@pec.gestore.it"),
+				func(m *verdict.Message) { m.ReceiptType = pec.ReceiptBreve })},
+			want: verdict.Delivered, wordIT: "ricevuta di avvenuta consegna (breve)"},
+		{name: "a delivery receipt of unknown type", orig: sending,
+			receipts: []verdict.Message{rc(pec.KindAvvenutaConsegna, "mario.rossi@pec.it", 5, pecID("opec-1@pec.gestore.it"),
+				func(m *verdict.Message) { m.ReceiptType = "" })},
+			want: verdict.Delivered, word: "delivery receipt from provider"},
+		{name: "signed after its receipt: verified as of its receipt, and said", orig: sending,
+			receipts: []verdict.Message{rc(pec.KindAvvenutaConsegna, "mario.rossi@pec.it", 5, pecID("opec-1@pec.gestore.it"),
+				func(m *verdict.Message) { m.Reasons = []string{smime.ReasonSignedAfterReceipt} })},
+			want: verdict.Delivered, word: "verified as of its receipt (signed-after-receipt)", wordIT: "verificata alla data di ricezione"},
+		{name: "expired at signing, in words and by its code", orig: sending,
+			receipts: []verdict.Message{rc(pec.KindAvvenutaConsegna, "mario.rossi@pec.it", 5, pecID("opec-1@pec.gestore.it"), expired)},
+			want:     verdict.Unverified, word: "the certificate had expired at the signing time (expired)", wordIT: "era scaduto alla data della firma (expired)"},
+		{name: "a failing receipt's warnings are not given as the reason", orig: sending,
+			receipts: []verdict.Message{rc(pec.KindAvvenutaConsegna, "mario.rossi@pec.it", 5, pecID("opec-1@pec.gestore.it"),
+				func(m *verdict.Message) {
+					m.Trusted, m.Reasons = false, []string{smime.ReasonUntrusted, smime.ReasonWeakDigestSHA1}
+				})},
+			want: verdict.Unverified, word: "(signature not trusted: the certificate was not issued by a recognised authority (untrusted))"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, res := one(tc.orig, tc.receipts...)
+			if r.Verdict != tc.want {
+				t.Errorf("%s, want %s: %s", r.Verdict, tc.want, r.ExplanationEN)
+			}
+			var ignored []string
+			for _, ig := range res.Ignored {
+				ignored = append(ignored, ig.Reason)
+			}
+			if !slices.Equal(ignored, tc.ignored) {
+				t.Errorf("ignored %v, want %v", ignored, tc.ignored)
+			}
+			if !strings.Contains(r.ExplanationEN, tc.word) || !strings.Contains(r.ExplanationIT, tc.wordIT) {
+				t.Errorf("the explanations do not say %q / %q: %q / %q", tc.word, tc.wordIT, r.ExplanationEN, r.ExplanationIT)
+			}
+			if strings.Contains(r.ExplanationEN, "()") || strings.Contains(r.ExplanationIT, "()") {
+				t.Errorf("empty brackets: %q / %q", r.ExplanationEN, r.ExplanationIT)
+			}
+			t.Logf("%s: %s | %s", r.Verdict, r.ExplanationIT, r.ExplanationEN)
+		})
+	}
+}
