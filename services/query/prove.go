@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -162,11 +163,8 @@ func (s *Service) Prove(ctx context.Context, who Caller, method string, req Prov
 		if err != nil {
 			return nil, err
 		}
-		m, sums, rs := answerFor(id, rows)
-		if len(sums) == 0 {
-			continue // nothing left of it (a race with nothing: rows are never deleted)
-		}
-		ans.Messages = append(ans.Messages, m)
+		ms, sums, rs := answersFor(id, rows, sel.PECID)
+		ans.Messages = append(ans.Messages, ms...)
 		returned = append(returned, sums...)
 		proved = append(proved, rs...)
 	}
@@ -301,22 +299,82 @@ func (s *Service) msgids(ctx context.Context, sel Selector, size int, key, token
 
 // toVerdict describes a catalog row for the verdict rule.
 func toVerdict(m *catalog.Message) verdict.Message {
-	return verdict.Message{SHA256: m.SHA256, Kind: m.Kind, MsgID: catalog.ConversationKey(m), ReceiptType: m.ReceiptType,
+	return verdict.Message{SHA256: m.SHA256, Kind: m.Kind, MsgID: catalog.ConversationKey(m), PECID: m.PECID, ReceiptType: m.ReceiptType,
 		Errore: m.Errore, ErroreEsteso: m.ErroreEsteso, Consegna: m.Consegna, Recipients: m.Recipients,
 		Provider: m.Provider, DaticertTime: m.DaticertTime, SignedAt: m.Verdict.SignedAt,
 		Valid: m.Verdict.Valid, Trusted: m.Verdict.Trusted, Reasons: m.Verdict.Reasons}
 }
 
-// answerFor decides for the message msgid from its catalog rows (the original and its copies,
-// envelopes and receipts, oldest first). It returns the answer, the SHA-256s it carries (for the
-// access record) and its receipts (for their proofs).
-func answerFor(msgid string, rows []catalog.Message) (MessageAnswer, [][32]byte, []*Receipt) {
-	ans := MessageAnswer{MsgID: msgid}
+// counts reports whether the verdict rule may rest on m (see verdict.Counts).
+func counts(m *catalog.Message) bool {
+	vm := toVerdict(m)
+	return verdict.Counts(&vm)
+}
+
+// sendings returns the PEC ids of the sendings that the rows of one msgid prove: the
+// identificativi of the counting acceptances, transport envelopes and receipts, in the order of
+// the rows. A Message-ID is chosen by the sender's mail client and may be sent again, or reused
+// by someone else; the sender's provider gives each sending its own PEC id, which all of its
+// receipts repeat.
+func sendings(rows []catalog.Message) []string {
+	var ids []string
+	for i := range rows {
+		m := &rows[i]
+		if m.Kind != pec.KindNotPEC && m.PECID != "" && counts(m) && !slices.Contains(ids, m.PECID) {
+			ids = append(ids, m.PECID)
+		}
+	}
+	return ids
+}
+
+// answersFor decides for the message msgid from its catalog rows (the original and its copies,
+// envelopes and receipts, oldest first): one answer per sending the rows prove, newest first, or
+// one answer when they prove at most one. With only set, just the answer for that PEC id (when
+// the rows prove it). It returns the answers, the SHA-256s they carry (for the access record,
+// each once) and their receipts (for their proofs).
+func answersFor(msgid string, rows []catalog.Message, only string) ([]MessageAnswer, [][32]byte, []*Receipt) {
+	ids := sendings(rows)
+	if len(ids) == 0 {
+		ids = []string{""}
+	}
+	if only != "" && slices.Contains(ids, only) {
+		ids = []string{only}
+	}
+	var out []MessageAnswer
+	var sums [][32]byte
+	var receipts []*Receipt
+	for _, id := range ids {
+		m, ss, rs := answerFor(msgid, id, rows)
+		if len(ss) == 0 {
+			continue // nothing left of it (a race with nothing: rows are never deleted)
+		}
+		out = append(out, m)
+		for _, s := range ss {
+			if !slices.Contains(sums, s) {
+				sums = append(sums, s)
+			}
+		}
+		receipts = append(receipts, rs...)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].SentAt.After(out[j].SentAt) })
+	return out, sums, receipts
+}
+
+// answerFor decides for the sending pecID of the message msgid (any sending when pecID is
+// empty) from its catalog rows. Counting envelopes, acceptances and receipts of other sendings
+// are left to their own answers; rows that do not count are listed wherever their msgid puts
+// them (they never decide, and what they claim of their sending is not to be believed). It
+// returns the answer, the SHA-256s it carries and its receipts.
+func answerFor(msgid, pecID string, rows []catalog.Message) (MessageAnswer, [][32]byte, []*Receipt) {
+	ans := MessageAnswer{MsgID: msgid, PECID: pecID}
 	var sent, envelope, copyOf, acceptance *catalog.Message
 	var receipts []*Receipt
 	var vms []verdict.Message
 	for i := range rows {
 		m := &rows[i]
+		if pecID != "" && m.Kind != pec.KindNotPEC && m.PECID != pecID && counts(m) {
+			continue // another sending's
+		}
 		switch {
 		case m.Kind == pec.KindNotPEC && m.MessageID == msgid && sent == nil:
 			sent = m
@@ -327,7 +385,7 @@ func answerFor(msgid string, rows []catalog.Message) (MessageAnswer, [][32]byte,
 		case m.Kind.IsReceipt():
 			receipts = append(receipts, &Receipt{Message: *m})
 			vms = append(vms, toVerdict(m))
-			if m.Kind == pec.KindAccettazione && (acceptance == nil || !trustedRow(acceptance) && trustedRow(m)) {
+			if m.Kind == pec.KindAccettazione && (acceptance == nil || !counts(acceptance) && counts(m)) {
 				acceptance = m
 			}
 		}
@@ -350,9 +408,12 @@ func answerFor(msgid string, rows []catalog.Message) (MessageAnswer, [][32]byte,
 			ans.SentAt = orig.HeaderDate
 		}
 	}
-	// The PEC id, sender and sending time of the acceptance (a trusted one if any).
+	// The PEC id, sender and sending time of the acceptance (a counting one if any).
 	if acceptance != nil {
-		ans.PECID, ans.SentAt = acceptance.PECID, acceptance.DaticertTime
+		ans.SentAt = acceptance.DaticertTime
+		if ans.PECID == "" {
+			ans.PECID = acceptance.PECID
+		}
 		if ans.Sender == "" {
 			ans.Sender = acceptance.Sender
 		}
@@ -375,7 +436,7 @@ func answerFor(msgid string, rows []catalog.Message) (MessageAnswer, [][32]byte,
 	if ans.PECID == "" && envelope != nil {
 		ans.PECID = envelope.PECID
 	}
-	res := verdict.Decide(verdict.Original{MsgID: msgid, Recipients: recipients}, vms)
+	res := verdict.Decide(verdict.Original{MsgID: msgid, PECID: pecID, Recipients: recipients}, vms)
 	for _, r := range res.Recipients {
 		ra := RecipientAnswer{Address: r.Address, Verdict: r.Verdict, ExplanationIT: r.ExplanationIT, ExplanationEN: r.ExplanationEN, At: r.At}
 		if r.Deciding >= 0 {
@@ -391,8 +452,6 @@ func answerFor(msgid string, rows []catalog.Message) (MessageAnswer, [][32]byte,
 	}
 	return ans, sums, receipts
 }
-
-func trustedRow(m *catalog.Message) bool { return m.Verdict.Valid && m.Verdict.Trusted }
 
 // subjectOf returns the subject of the original a message is or is about: a PEC message's
 // subject is "TIPO: subject".

@@ -21,6 +21,7 @@ import (
 	"github.com/pecarchive/pecarchive/pec"
 	"github.com/pecarchive/pecarchive/pec/pectest"
 	"github.com/pecarchive/pecarchive/services/archive/audit"
+	"github.com/pecarchive/pecarchive/services/query"
 	"github.com/pecarchive/pecarchive/tlog"
 )
 
@@ -524,5 +525,50 @@ func TestLogRPCs(t *testing.T) {
 	}
 	if n := len(f.accesses(t)); n != 0 {
 		t.Errorf("reads of the log recorded: %d", n)
+	}
+}
+
+// One Message-ID sent twice (sent again, or reused by someone else): each sending is answered on
+// its own, by its own receipts, newest first; a receipt of one never proves the other.
+func TestTwoSendings(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	ctx := ctxT(t)
+	const rcpt = "socio@pec.esempio.it"
+	o, err := provA.Original(&pectest.Original{To: []string{rcpt}, Subject: "Avviso ripetuto", MessageID: msgName(30)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := o.Date.Add(time.Hour)
+	second := "opec-seconda.1@" + provA.Info.Domain
+	f.store(t, gen(t)(provA.Acceptance(pectest.Params{Original: o})))
+	f.store(t, gen(t)(provB.NonDelivery(pectest.Params{Original: o, Recipient: rcpt})))
+	f.store(t, gen(t)(provA.Acceptance(pectest.Params{Original: o, ID: second, At: later})))
+	f.store(t, gen(t)(provB.Delivery(pectest.Params{Original: o, ID: second, Recipient: rcpt, At: later.Add(time.Minute)})))
+	f.publish(t)
+	cl := f.client(t, auth.RoleBackoffice)
+	resp, err := cl.ProveDelivery(ctx, byMsgID(o.MessageID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range resp.GetMessages() {
+		r := recipientsOf(m)[rcpt]
+		got = append(got, m.GetPecId()+" "+query.VerdictName(r.GetVerdict()))
+		if len(r.GetReceipts()) != 2 { // its acceptance and its delivery or non-delivery
+			t.Errorf("%s: %d receipts, want its own two", m.GetPecId(), len(r.GetReceipts()))
+		}
+	}
+	if want := []string{second + " DELIVERED", o.ID + " NOT_DELIVERED"}; !slices.Equal(got, want) {
+		t.Errorf("by msgid: %v, want %v", got, want)
+	}
+	resp, err = cl.ProveDelivery(ctx, &querypb.ProveDeliveryRequest{Selector: &querypb.ProveDeliveryRequest_PecId{PecId: o.ID}})
+	if err != nil || len(resp.GetMessages()) != 1 || resp.GetMessages()[0].GetPecId() != o.ID ||
+		recipientsOf(resp.GetMessages()[0])[rcpt].GetVerdict() != querypb.Verdict_VERDICT_NOT_DELIVERED {
+		t.Errorf("by the first PEC id: %v, %v", resp, err)
+	}
+	// Returned: the four receipts and the copy of the original inside the delivery receipt, then
+	// only the first sending's two and that copy.
+	if acc := f.accesses(t); len(acc) != 2 || len(acc[0].Returned) != 5 || len(acc[1].Returned) != 3 {
+		t.Errorf("access rows %+v", acc)
 	}
 }
