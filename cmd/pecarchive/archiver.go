@@ -8,9 +8,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/pecarchive/pecarchive/internal/auth"
 	"github.com/pecarchive/pecarchive/services/archive"
-	"github.com/pecarchive/pecarchive/services/archive/archiveclient"
 	"github.com/pecarchive/pecarchive/services/archive/reader"
 	"github.com/pecarchive/pecarchive/services/ingest"
 )
@@ -27,18 +25,7 @@ import (
 // settings (embedded defaults: local PostgreSQL, write-once files). close releases it.
 func (s settings) openArchiver(ctx context.Context) (a ingest.Archiver, close func(), err error) {
 	if addr := s.get("PECARCHIVE_ARCHIVE_ADDR", ""); addr != "" {
-		var opts archiveclient.DialOptions
-		if opts.Token, err = s.secret("PECARCHIVE_ARCHIVE_TOKEN"); err != nil {
-			return nil, nil, err
-		}
-		ct := auth.ClientTLS{CAFile: s.get("PECARCHIVE_ARCHIVE_CA_FILE", ""),
-			CertFile: s.get("PECARCHIVE_ARCHIVE_CERT_FILE", ""), KeyFile: s.get("PECARCHIVE_ARCHIVE_KEY_FILE", "")}
-		if ct != (auth.ClientTLS{}) {
-			if opts.TLS, err = ct.Config(); err != nil {
-				return nil, nil, err
-			}
-		}
-		conn, client, err := archiveclient.Dial(addr, opts)
+		conn, client, err := s.dialArchive(addr)
 		if err != nil {
 			return nil, nil, err
 		}

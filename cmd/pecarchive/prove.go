@@ -301,19 +301,11 @@ func describeStatus(err error) string {
 // opened in-process, asking as the local user (the read is recorded as "local:<user>").
 func (s settings) proveClient(ctx context.Context) (proveFunc, func(), error) {
 	if addr := s.get("PECARCHIVE_QUERY_ADDR", ""); addr != "" {
-		var opts query.DialOptions
-		var err error
-		if opts.Token, err = s.secret("PECARCHIVE_QUERY_TOKEN"); err != nil {
+		token, tlsCfg, err := s.clientCredentials("PECARCHIVE_QUERY")
+		if err != nil {
 			return nil, nil, err
 		}
-		ct := auth.ClientTLS{CAFile: s.get("PECARCHIVE_QUERY_CA_FILE", ""),
-			CertFile: s.get("PECARCHIVE_QUERY_CERT_FILE", ""), KeyFile: s.get("PECARCHIVE_QUERY_KEY_FILE", "")}
-		if ct != (auth.ClientTLS{}) {
-			if opts.TLS, err = ct.Config(); err != nil {
-				return nil, nil, err
-			}
-		}
-		conn, client, err := query.Dial(addr, opts)
+		conn, client, err := query.Dial(addr, query.DialOptions{Token: token, TLS: tlsCfg})
 		if err != nil {
 			return nil, nil, err
 		}

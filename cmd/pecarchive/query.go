@@ -17,7 +17,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pecarchive/pecarchive/internal/auth"
-	"github.com/pecarchive/pecarchive/services/archive/archiveclient"
 	"github.com/pecarchive/pecarchive/services/archive/reader"
 	"github.com/pecarchive/pecarchive/services/query"
 )
@@ -96,19 +95,7 @@ func (s settings) openReadPool(ctx context.Context) (*pgxpool.Pool, error) {
 // archive opened in-process. close releases it.
 func (s settings) openRecorder(ctx context.Context) (query.Recorder, func(), error) {
 	if addr := s.get("PECARCHIVE_ARCHIVE_ADDR", ""); addr != "" {
-		var opts archiveclient.DialOptions
-		var err error
-		if opts.Token, err = s.secret("PECARCHIVE_ARCHIVE_TOKEN"); err != nil {
-			return nil, nil, err
-		}
-		ct := auth.ClientTLS{CAFile: s.get("PECARCHIVE_ARCHIVE_CA_FILE", ""),
-			CertFile: s.get("PECARCHIVE_ARCHIVE_CERT_FILE", ""), KeyFile: s.get("PECARCHIVE_ARCHIVE_KEY_FILE", "")}
-		if ct != (auth.ClientTLS{}) {
-			if opts.TLS, err = ct.Config(); err != nil {
-				return nil, nil, err
-			}
-		}
-		conn, client, err := archiveclient.Dial(addr, opts)
+		conn, client, err := s.dialArchive(addr)
 		if err != nil {
 			return nil, nil, err
 		}
