@@ -139,12 +139,9 @@ func (s *Service) Prove(ctx context.Context, who Caller, method string, req Prov
 	if err := sel.check(); err != nil { // "<>" normalises to nothing
 		return nil, err
 	}
-	size := req.PageSize
-	switch {
-	case size < 0 || size > MaxProvePageSize:
-		return nil, invalid("page size %d is not between 1 and %d", size, MaxProvePageSize)
-	case size == 0:
-		size = DefaultProvePageSize
+	size, err := pageSize(req.PageSize, DefaultProvePageSize, MaxProvePageSize)
+	if err != nil {
+		return nil, err
 	}
 	key := fmt.Sprintf("prove %s %d", sel, size)
 	msgids, next, err := s.msgids(ctx, sel, size, key, req.PageToken)

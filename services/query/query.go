@@ -129,6 +129,17 @@ func (s *Service) record(ctx context.Context, who Caller, method, selector strin
 	return nil
 }
 
+// pageSize returns the size of a page asked for: def for 0, else size when it is 1 to max.
+func pageSize(size, def, max int) (int, error) {
+	switch {
+	case size < 0 || size > max:
+		return 0, invalid("page size %d is not between 1 and %d", size, max)
+	case size == 0:
+		return def, nil
+	}
+	return size, nil
+}
+
 // invalid returns an error wrapping ErrInvalid.
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))

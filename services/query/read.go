@@ -117,19 +117,17 @@ type Page struct {
 
 // Search returns a page of the messages f selects in the order the archive received them, after
 // recording the read (with the SHA-256s of the page) as who calling method.
-func (s *Service) Search(ctx context.Context, who Caller, method string, f Filter, pageSize int, token string) (*Page, error) {
+func (s *Service) Search(ctx context.Context, who Caller, method string, f Filter, size int, token string) (*Page, error) {
 	if err := f.check(); err != nil {
 		return nil, err
 	}
-	switch {
-	case pageSize < 0 || pageSize > MaxSearchPageSize:
-		return nil, invalid("page size %d is not between 1 and %d", pageSize, MaxSearchPageSize)
-	case pageSize == 0:
-		pageSize = DefaultSearchPageSize
+	size, err := pageSize(size, DefaultSearchPageSize, MaxSearchPageSize)
+	if err != nil {
+		return nil, err
 	}
-	key := fmt.Sprintf("search %s %d", f, pageSize)
+	key := fmt.Sprintf("search %s %d", f, size)
 	q := catalog.Query{Sender: f.Sender, Recipient: f.Recipient, Kinds: f.Kinds, Since: f.Since, Until: f.Until,
-		SubjectWords: f.SubjectWords, Signature: f.Signature, Limit: pageSize + 1}
+		SubjectWords: f.SubjectWords, Signature: f.Signature, Limit: size + 1}
 	if token != "" {
 		pos, err := decodeToken(key, token)
 		if err != nil || len(pos.key) != 32 || pos.at.IsZero() {
@@ -144,9 +142,9 @@ func (s *Service) Search(ctx context.Context, who Caller, method string, f Filte
 		return nil, err
 	}
 	p := &Page{Messages: ms}
-	if len(ms) > pageSize {
-		p.Messages = ms[:pageSize]
-		last := p.Messages[pageSize-1]
+	if len(ms) > size {
+		p.Messages = ms[:size]
+		last := p.Messages[size-1]
 		p.NextPageToken = encodeToken(key, position{at: last.ReceivedAt, key: last.SHA256[:]})
 	}
 	returned := make([][32]byte, len(p.Messages))
