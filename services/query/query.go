@@ -66,6 +66,10 @@ const (
 	MaxWordLen      = 200
 	// MaxKinds bounds the kinds of a search.
 	MaxKinds = 16
+	// MaxSubjectRange bounds the time range of a search by subject words that names neither a
+	// sender nor a recipient: no index serves subject words, so such a search reads every message
+	// of its range.
+	MaxSubjectRange = 31 * 24 * time.Hour
 )
 
 // Config configures a [Service].

@@ -356,14 +356,29 @@ func TestSearchMessages(t *testing.T) {
 	if err != nil || len(words.GetMessages()) == 0 {
 		t.Errorf("subject words: %v, %v", words, err)
 	}
+	// Subject words are matched as text, never as a pattern or SQL: wildcards and quotes find
+	// nothing here, and a month without a party is a range they may search.
+	for _, w := range []string{"%", "_", "Ric%", "' OR '1'='1", `\`, ".*"} {
+		got, err := cl.SearchMessages(ctx, &querypb.SearchMessagesRequest{Filter: &querypb.MessageFilter{Sender: c.orig.From, SubjectWords: []string{w}}})
+		if err != nil || len(got.GetMessages()) != 0 {
+			t.Errorf("subject word %q: %d messages, %v", w, len(got.GetMessages()), err)
+		}
+	}
+	month := &querypb.MessageFilter{SubjectWords: []string{"ricerca"}, Since: timestamppb.New(time.Now().Add(-30 * 24 * time.Hour)),
+		Until: timestamppb.New(time.Now().Add(time.Hour))}
+	if got, err := cl.SearchMessages(ctx, &querypb.SearchMessagesRequest{Filter: month}); err != nil || len(got.GetMessages()) == 0 {
+		t.Errorf("subject words over a month: %v, %v", got, err)
+	}
 	tok := firstSearchToken(t, cl, filter)
 	for name, req := range map[string]*querypb.SearchMessagesRequest{
 		"token of another search": {Filter: &querypb.MessageFilter{Sender: "x@y"}, PageSize: 4, PageToken: tok},
 		"garbage token":           {Filter: filter, PageToken: "%%%"},
 		"subject words alone":     {Filter: &querypb.MessageFilter{SubjectWords: []string{"x"}}},
-		"unknown kind":            {Filter: &querypb.MessageFilter{Kinds: []string{"postcard"}}},
-		"page too large":          {Filter: filter, PageSize: 100000},
-		"too many words":          {Filter: &querypb.MessageFilter{Sender: "x@y", SubjectWords: strings.Fields("a b c d e f g h i")}},
+		"subject words over a year": {Filter: &querypb.MessageFilter{SubjectWords: []string{"x"},
+			Since: timestamppb.New(time.Now().AddDate(-1, 0, 0)), Until: timestamppb.Now()}},
+		"unknown kind":   {Filter: &querypb.MessageFilter{Kinds: []string{"postcard"}}},
+		"page too large": {Filter: filter, PageSize: 100000},
+		"too many words": {Filter: &querypb.MessageFilter{Sender: "x@y", SubjectWords: strings.Fields("a b c d e f g h i")}},
 	} {
 		if _, err := cl.SearchMessages(ctx, req); status.Code(err) != codes.InvalidArgument {
 			t.Errorf("%s: %v, want InvalidArgument", name, err)

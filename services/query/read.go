@@ -75,8 +75,10 @@ func (f Filter) check() error {
 		return invalid("at most %d subject words", MaxSubjectWords)
 	case len(f.Kinds) > MaxKinds:
 		return invalid("at most %d kinds", MaxKinds)
-	case len(f.SubjectWords) > 0 && f.Sender == "" && f.Recipient == "" && (f.Since.IsZero() || f.Until.IsZero()):
-		return invalid("subject words narrow a search: give a sender, a recipient or a time range with them")
+	case len(f.SubjectWords) > 0 && f.Sender == "" && f.Recipient == "" &&
+		(f.Since.IsZero() || f.Until.IsZero() || f.Until.Sub(f.Since) > MaxSubjectRange):
+		return invalid("subject words narrow a search: give a sender, a recipient or a time range of at most %d days with them",
+			MaxSubjectRange/(24*time.Hour))
 	case len(f.Sender) > catalog.MaxID || len(f.Recipient) > catalog.MaxID:
 		return invalid("an address is over %d bytes", catalog.MaxID)
 	case !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until):
