@@ -21,6 +21,7 @@ import (
 
 	querypb "github.com/pecarchive/pecarchive/gen/pecarchive/query/v1"
 	"github.com/pecarchive/pecarchive/internal/auth"
+	"github.com/pecarchive/pecarchive/pec/smime"
 	"github.com/pecarchive/pecarchive/services/query"
 )
 
@@ -271,6 +272,10 @@ func runProve(args []string, stdout, stderr io.Writer) int {
 	} else {
 		printProof(stdout, resp)
 	}
+	if resp.GetNextPageToken() != "" {
+		fmt.Fprintf(stderr, "pecarchive prove: only the first %d notices are shown; narrow the selection (--recipient, --since, --until) to see the others\n",
+			len(resp.GetMessages()))
+	}
 	if len(resp.GetMessages()) == 0 {
 		if !*asJSON {
 			fmt.Fprintln(stderr, "pecarchive prove: no archived message matches")
@@ -345,6 +350,26 @@ func localUser() string {
 	return "local:unknown"
 }
 
+// signatureWords says how a receipt's signature fared, as the verdict rule sees it: it fails
+// when it is not valid, not trusted, or has a reason against it that is not a warning.
+func signatureWords(rc *querypb.Receipt) string {
+	var against, warnings []string
+	for _, r := range rc.GetReasons() {
+		if smime.IsWarning(r) {
+			warnings = append(warnings, r)
+		} else {
+			against = append(against, r)
+		}
+	}
+	if !rc.GetValid() || !rc.GetTrusted() || len(against) > 0 {
+		return "SIGNATURE FAILS: " + strings.Join(append(against, warnings...), ", ")
+	}
+	if len(warnings) > 0 {
+		return "signature valid and trusted (warnings: " + strings.Join(warnings, ", ") + ")"
+	}
+	return "signature valid and trusted"
+}
+
 // printProof writes the answer for a person.
 func printProof(w io.Writer, resp *querypb.ProveDeliveryResponse) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -366,10 +391,7 @@ func printProof(w io.Writer, resp *querypb.ProveDeliveryResponse) {
 			fmt.Fprintf(tw, "\n  %s\t%s\n", r.GetAddress(), query.VerdictName(r.GetVerdict()))
 			fmt.Fprintf(tw, "    %s\n    %s\n", r.GetExplanationIt(), r.GetExplanationEn())
 			for _, rc := range r.GetReceipts() {
-				sig := "signature valid and trusted"
-				if !rc.GetValid() || !rc.GetTrusted() {
-					sig = "SIGNATURE FAILS: " + strings.Join(rc.GetReasons(), ", ")
-				}
+				sig := signatureWords(rc)
 				proof := "not yet under a checkpoint"
 				if len(rc.GetInclusionProof()) > 0 || resp.GetCheckpoint().GetSize() > rc.GetLeafIndex() {
 					proof = fmt.Sprintf("in the log, %d-hash proof", len(rc.GetInclusionProof()))
