@@ -28,23 +28,29 @@ func describe(t *testing.T, v *smime.Verifier, raw []byte) verdict.Message {
 	return verdict.FromPEC(sha256.Sum256(raw), pm, &vd)
 }
 
+// providers returns a test provider (the sender's), a peer under the same CA (the recipients')
+// and a verifier that trusts that CA.
+func providers(t *testing.T, seed int64) (prov, peer *pectest.Provider, v *smime.Verifier) {
+	t.Helper()
+	prov, err := pectest.NewProvider(seed, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if peer, err = prov.Peer(nil); err != nil {
+		t.Fatal(err)
+	}
+	if v, err = smime.New(smime.Config{Anchors: smime.NewTrustStore(prov.CA.Root)}); err != nil {
+		t.Fatal(err)
+	}
+	return prov, peer, v
+}
+
 // Real signed receipts from the test provider, parsed and verified: a good delivery receipt makes
 // its recipient DELIVERED; a forged, tampered, rogue-signed or expired-at-signing one never does,
 // alone (UNVERIFIED, saying why) or next to a valid acceptance (ACCEPTED_ONLY, saying what was
 // disregarded).
 func TestRealReceipts(t *testing.T) {
-	prov, err := pectest.NewProvider(7, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer, err := prov.Peer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := smime.New(smime.Config{Anchors: smime.NewTrustStore(prov.CA.Root)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	prov, peer, v := providers(t, 7)
 	o, err := prov.Original(&pectest.Original{To: []string{"a@pec.esempio.it", "b@pec.esempio.it"}, Subject: "Notifica",
 		MessageID: "notifica-7@pec.ordine.example.it"})
 	if err != nil {
@@ -195,18 +201,7 @@ func TestSamples(t *testing.T) {
 // certificate was valid (its signing time is then a lie about a later time: it is verified as of
 // its receipt, and the explanation says so).
 func TestSigningTime(t *testing.T) {
-	prov, err := pectest.NewProvider(8, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer, err := prov.Peer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := smime.New(smime.Config{Anchors: smime.NewTrustStore(prov.CA.Root)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	prov, peer, v := providers(t, 8)
 	o, err := prov.Original(&pectest.Original{To: []string{"a@pec.esempio.it"}, Subject: "Scadenza", MessageID: "scadenza@pec.ordine.example.it"})
 	if err != nil {
 		t.Fatal(err)
@@ -254,14 +249,7 @@ func TestSigningTime(t *testing.T) {
 
 // Real signed receipts of two sendings with one Message-ID: each proves only its own sending.
 func TestAnotherSending(t *testing.T) {
-	prov, err := pectest.NewProvider(9, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := smime.New(smime.Config{Anchors: smime.NewTrustStore(prov.CA.Root)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	prov, _, v := providers(t, 9)
 	o, err := prov.Original(&pectest.Original{To: []string{"a@pec.esempio.it"}, Subject: "Copia", MessageID: "copia@pec.ordine.example.it"})
 	if err != nil {
 		t.Fatal(err)
