@@ -25,7 +25,15 @@
 //
 // followed by a blank line and one or more signature lines. The log signs with an Ed25519 note key
 // whose name is the origin; keys use the note package's string formats ("PRIVATE+KEY+<name>+…"
-// for the secret key, "<name>+<hash>+<base64>" for the public verifier key).
+// for the secret key, "<name>+<hash>+<base64>" for the public verifier key). A log that rotated
+// its key is checked with all its keys ([ParseVerifierKeys], [VerifyCheckpointAny]).
+//
+// # Append-only
+//
+// [CheckAgainst] is the one check of a signed checkpoint against a log: signed by the log's key,
+// not larger than the log ([ErrRollback]), and extended by it ([ErrFork]). The archive makes it
+// before it signs, its audit for every checkpoint kept on write-once storage or held outside,
+// and an offline verifier with a bundled proof.
 package tlog
 
 import "errors"
