@@ -1,6 +1,7 @@
 // Package blob owns the archive's immutable, content-addressed blob storage: the [Store]
 // interface every backend implements, its sentinel errors, the object key layout and the
-// verifying reader the backends share.
+// verifying reader the backends share; and the write-once storage of the log's signed
+// checkpoints beside the evidence ([CheckpointStore], checkpoint.go).
 //
 // Objects are addressed by the SHA-256 of their exact bytes and written once. Backends:
 //   - fsstore: a local directory (the embedded default; write-once files, weaker than Object Lock);
