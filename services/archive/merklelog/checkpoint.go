@@ -15,6 +15,13 @@ import (
 // size, Publish returns it unchanged, so calling it on a timer is cheap. Publishers on several
 // replicas are serialized by an advisory lock, so checkpoints are stored in increasing size and
 // time order.
+//
+// Before it signs, Publish checks that the tree extends the latest checkpoint the log signed, the
+// newer of the database's and the write-once storage's (see [Log.CheckAppendOnly]), and refuses
+// with ErrForked or ErrWrongKey otherwise. It writes the new checkpoint to the write-once storage
+// (Config.Checkpoints) before the database copy, in the same transaction: when that write fails
+// nothing is published, and a checkpoint that reached the storage but not the database (a crash
+// between the two) is copied into the database by the next Publish, which finds it the latest.
 func (l *Log) Publish(ctx context.Context) (signed []byte, err error) {
 	if l.cfg.Signer == nil {
 		return nil, ErrNoSigner
@@ -25,60 +32,65 @@ func (l *Log) Publish(ctx context.Context) (signed []byte, err error) {
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
 
-	b := &pgx.Batch{}
-	b.Queue(`SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))`, int32(lockClass+1))
-	b.Queue(`SELECT size, compact FROM merklelog_state WHERE id`)
-	b.Queue(`SELECT size, signed FROM merklelog_checkpoint ORDER BY size DESC LIMIT 1`)
-	br := tx.SendBatch(ctx, b)
-	var size, latest int64 = 0, -1
-	var packed, latestSigned []byte
-	_, err = br.Exec()
-	if err == nil {
-		err = br.QueryRow().Scan(&size, &packed)
-	}
-	if err == nil {
-		err = br.QueryRow().Scan(&latest, &latestSigned)
-		if errors.Is(err, pgx.ErrNoRows) {
-			latest, err = -1, nil
-		}
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, dbErr("read state", err)
-	}
-	st, err := l.parseState(size, packed)
+	st, db, err := l.readStateAndLatest(ctx, tx, true)
 	if err != nil {
 		return nil, err
 	}
 	switch {
-	case latest == size:
-		return latestSigned, nil
-	case latest > size:
-		return nil, fmt.Errorf("%w: latest checkpoint has size %d but the tree has %d leaves", ErrCorrupt, latest, size)
+	case db != nil && db.size == st.size:
+		return db.signed, nil // nothing new to sign
+	case db != nil && db.size > st.size:
+		return nil, fmt.Errorf("%w: %w: the database's latest checkpoint has size %d but the tree has %d leaves",
+			ErrForked, tlog.ErrRollback, db.size, st.size)
 	}
-	root, err := st.rng.GetRootHash(nil)
+	tree, err := l.tree(ctx, tx, st)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return nil, err
 	}
-	if root == nil {
-		e := tlog.EmptyRoot()
-		root = e[:]
+	latest, err := l.latestSigned(ctx, db, tree)
+	if err != nil {
+		return nil, err
 	}
-	signed, err = tlog.SignCheckpoint(l.cfg.Signer, log.Checkpoint{Origin: l.cfg.Origin, Size: st.size, Hash: root})
+	if latest != nil && latest.cp.Size == st.size {
+		// Signed and kept on write-once storage, but its database copy was lost: restore it.
+		if err := l.storeCheckpoints(ctx, tx, latest); err != nil {
+			return nil, err
+		}
+		return latest.signed, nil
+	}
+	signed, err = tlog.SignCheckpoint(l.cfg.Signer, log.Checkpoint{Origin: l.cfg.Origin, Size: st.size, Hash: tree.Root})
 	if err != nil {
 		return nil, fmt.Errorf("merklelog: publish: %w", err)
 	}
-	// clock_timestamp, not now(): the transaction may have started before the lock was granted.
-	if _, err := tx.Exec(ctx, `INSERT INTO merklelog_checkpoint (size, root, signed, created_at)
-		VALUES ($1, $2, $3, clock_timestamp())`, size, root, signed); err != nil {
-		return nil, dbErr("store checkpoint", err)
+	if _, err := l.cfg.Checkpoints.PutCheckpoint(ctx, st.size, signed); err != nil {
+		return nil, fmt.Errorf("merklelog: publish: write-once copy of the checkpoint of size %d: %w", st.size, err)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, dbErr("store checkpoint", err)
+	next := &signedCheckpoint{cp: log.Checkpoint{Origin: l.cfg.Origin, Size: st.size, Hash: tree.Root}, signed: signed}
+	if latest != nil && latest.writeSet {
+		// The latest before this one, too, reached write-once storage only: restore it.
+		err = l.storeCheckpoints(ctx, tx, latest, next)
+	} else {
+		err = l.storeCheckpoints(ctx, tx, next)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return signed, nil
+}
+
+// storeCheckpoints stores the database copies of checkpoints and commits tx.
+func (l *Log) storeCheckpoints(ctx context.Context, tx pgx.Tx, cps ...*signedCheckpoint) error {
+	for _, c := range cps {
+		// clock_timestamp, not now(): the transaction may have started before the lock was granted.
+		if _, err := tx.Exec(ctx, `INSERT INTO merklelog_checkpoint (size, root, signed, created_at)
+			VALUES ($1, $2, $3, clock_timestamp())`, int64(c.cp.Size), c.cp.Hash, c.signed); err != nil {
+			return dbErr("store checkpoint", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return dbErr("store checkpoint", err)
+	}
+	return nil
 }
 
 // Checkpoint returns the latest stored signed checkpoint, or ErrNotFound before the first Publish.

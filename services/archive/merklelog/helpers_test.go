@@ -10,7 +10,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pecarchive/pecarchive/internal/testenv"
+	"github.com/pecarchive/pecarchive/services/archive/blob/fsstore"
 	"github.com/pecarchive/pecarchive/services/archive/merklelog"
+	"github.com/pecarchive/pecarchive/services/archive/merklelog/merklelogtest"
 	"github.com/pecarchive/pecarchive/tlog"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -33,6 +35,8 @@ type env struct {
 	log     *merklelog.Log
 	vkey    string
 	signer  note.Signer
+	// checkpoints is the log's write-once checkpoint storage (a filesystem store).
+	checkpoints *fsstore.Store
 }
 
 // newSchema returns a pool on a fresh schema of the test server (dropped on cleanup) with the
@@ -75,6 +79,10 @@ func newEnv(tb testing.TB, cfg merklelog.Config) *env {
 		if cfg.Verifier, err = tlog.NewVerifier(vkey); err != nil {
 			tb.Fatal(err)
 		}
+	}
+	if cfg.Checkpoints == nil {
+		e.checkpoints = newCheckpointStore(tb)
+		cfg.Checkpoints = e.checkpoints
 	}
 	cfg.Pool = e.pool
 	e.vkey, e.signer = vkey, cfg.Signer
@@ -124,4 +132,37 @@ func (e *env) appendTx(tb testing.TB, leaves [][]byte) uint64 {
 		tb.Fatal(err)
 	}
 	return first
+}
+
+// newCheckpointStore returns an empty filesystem store for write-once checkpoints.
+func newCheckpointStore(tb testing.TB) *fsstore.Store {
+	tb.Helper()
+	s, err := fsstore.New(context.Background(), fsstore.Config{Root: tb.TempDir()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// tamper runs one statement with the log tables' triggers disabled, as an insider who owns the
+// tables can.
+func (e *env) tamper(tb testing.TB, sql string, args ...any) {
+	tb.Helper()
+	err := merklelogtest.AsOwner(context.Background(), e.pool, nil, func(tx pgx.Tx) error {
+		_, err := tx.Exec(context.Background(), sql, args...)
+		return err
+	})
+	if err != nil {
+		tb.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// rebuild recomputes the stored tree from the leaves, as an insider who rewrote leaves does.
+func (e *env) rebuild(tb testing.TB) {
+	tb.Helper()
+	if err := merklelogtest.AsOwner(context.Background(), e.pool, nil, func(tx pgx.Tx) error {
+		return merklelogtest.Rebuild(context.Background(), tx)
+	}); err != nil {
+		tb.Fatal(err)
+	}
 }

@@ -12,7 +12,17 @@
 // range of the tree, i.e. the roots of the perfect subtrees covering it) and merklelog_checkpoint
 // (signed checkpoints). Any root, inclusion proof or consistency proof is made of complete
 // subtrees, so it is answered by one SELECT of at most about 2·log2(n) stored nodes; nothing is
-// ever rehashed beyond the leaves being appended.
+// ever rehashed beyond the leaves being appended. Triggers (migration 0002) refuse UPDATE, DELETE
+// and TRUNCATE on leaves, nodes and checkpoints, and any change of the state row but the
+// sequencer's forward move.
+//
+// # Checkpoints
+//
+// [Log.Publish] signs only a tree that extends the latest checkpoint the log signed, the newer of
+// the database's and the one kept on write-once storage (Config.Checkpoints), verified with the
+// log's keys, and writes every checkpoint to that storage before its database copy; see
+// [Log.CheckAppendOnly], ErrForked and ErrWrongKey. Checking a checkpoint against a log is
+// tlog.CheckAgainst.
 //
 // # Sequencing
 //
@@ -84,6 +94,13 @@ var (
 	ErrSchema = errors.New("merklelog: schema not migrated")
 	// ErrStale: the state given to QueueLockAt is not the log's any more.
 	ErrStale = errors.New("merklelog: the log moved since its state was read")
+	// ErrForked: the tree does not extend the latest checkpoint the log signed (it is smaller,
+	// tlog.ErrRollback, or another tree, tlog.ErrFork), so Publish refuses to sign it. The
+	// stored log was rewritten or restored from an older copy: run the audit.
+	ErrForked = errors.New("merklelog: the tree does not extend the latest signed checkpoint")
+	// ErrWrongKey: the latest checkpoints are not signed by any of the log's keys (the key was
+	// replaced, or checkpoints were forged), so Publish refuses to sign with this key.
+	ErrWrongKey = errors.New("merklelog: the log's checkpoints are not signed by its key")
 )
 
 // Config configures a [Log].
@@ -94,11 +111,20 @@ type Config struct {
 	// and must equal it (tlog checkpoints are signed by a key named after the origin).
 	Origin string
 	// Signer signs checkpoints (see tlog.NewSigner). Nil makes a read-only log: Publish fails
-	// with ErrNoSigner, everything else works.
+	// with ErrNoSigner, everything else works. A signer needs Verifier and Checkpoints.
 	Signer note.Signer
-	// Verifier, when set, is used by Verify to check checkpoint signatures (see tlog.NewVerifier
-	// and tlog.VerifierKey). Its name must equal the origin.
+	// Verifier is the public key of Signer (see tlog.NewVerifier and tlog.VerifierKey): Publish
+	// checks the latest checkpoint with it before it signs the next, and Verify checks every
+	// stored checkpoint. Its name must equal the origin. Nil on a read-only log: Verify then
+	// checks no signature.
 	Verifier note.Verifier
+	// OldVerifiers are the public keys the log signed with before its key was rotated (same
+	// origin): checkpoints signed by them verify too.
+	OldVerifiers []note.Verifier
+	// Checkpoints is the write-once storage every checkpoint is written to before its database
+	// copy (so none is handed out that is not kept there); Publish also takes the latest
+	// checkpoint from the newer of the two. Required with a Signer.
+	Checkpoints CheckpointStore
 }
 
 // Log is the PostgreSQL-backed transparency log. It is safe for concurrent use and keeps no
@@ -129,6 +155,21 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		}
 		if cfg.Origin != cfg.Verifier.Name() {
 			return nil, fmt.Errorf("%w: origin %q differs from verifier key name %q", ErrInvalid, cfg.Origin, cfg.Verifier.Name())
+		}
+	}
+	for _, v := range cfg.OldVerifiers {
+		if cfg.Verifier == nil || v == nil || v.Name() != cfg.Origin {
+			return nil, fmt.Errorf("%w: an old key needs the current one, and the same name %q (a rotated key keeps the origin)", ErrInvalid, cfg.Origin)
+		}
+	}
+	if cfg.Signer != nil && (cfg.Verifier == nil || cfg.Checkpoints == nil) {
+		return nil, fmt.Errorf("%w: a signer needs its public key (Verifier) and write-once checkpoint storage (Checkpoints)", ErrInvalid)
+	}
+	if cfg.Signer != nil {
+		msg := []byte("merklelog: does the verifier check this signer?\n")
+		sig, err := cfg.Signer.Sign(msg)
+		if err != nil || cfg.Signer.KeyHash() != cfg.Verifier.KeyHash() || !cfg.Verifier.Verify(msg, sig) {
+			return nil, fmt.Errorf("%w: Verifier is not the public key of Signer", ErrInvalid)
 		}
 	}
 	l := &Log{pool: cfg.Pool, cfg: cfg, rf: &compact.RangeFactory{Hash: hashChildren}}

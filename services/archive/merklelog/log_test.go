@@ -15,6 +15,7 @@ import (
 	"github.com/pecarchive/pecarchive/tlog"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/merkle/testonly"
+	"golang.org/x/mod/sumdb/note"
 )
 
 func equalProofs(a, b [][]byte) bool {
@@ -446,22 +447,37 @@ func TestNew(t *testing.T) {
 		t.Fatalf("New on unmigrated schema: %v", err)
 	}
 	e := newSchema(t)
-	if _, err := e.pool.Exec(ctx, `DELETE FROM merklelog_state`); err != nil {
-		t.Fatal(err)
-	}
+	e.tamper(t, `DELETE FROM merklelog_state`)
 	if _, err := merklelog.New(ctx, merklelog.Config{Pool: e.pool}); !errors.Is(err, merklelog.ErrSchema) {
 		t.Fatalf("New without state row: %v", err)
 	}
 	if _, err := e.pool.Exec(ctx, `INSERT INTO merklelog_state (size, compact) VALUES (0, '')`); err != nil {
 		t.Fatal(err)
 	}
-	skey, _, _ := tlog.GenerateKey(origin)
+	skey, vkey, _ := tlog.GenerateKey(origin)
 	s, _ := tlog.NewSigner(skey)
-	if _, err := merklelog.New(ctx, merklelog.Config{Pool: e.pool, Signer: s, Origin: "other"}); !errors.Is(err, merklelog.ErrInvalid) {
-		t.Fatalf("origin mismatch: %v", err)
+	v, _ := tlog.NewVerifier(vkey)
+	_, otherKey, _ := tlog.GenerateKey(origin)
+	ov, _ := tlog.NewVerifier(otherKey)
+	_, elsewhereKey, _ := tlog.GenerateKey("elsewhere.example/log")
+	ev, _ := tlog.NewVerifier(elsewhereKey)
+	cps := newCheckpointStore(t)
+	for name, cfg := range map[string]merklelog.Config{
+		"origin mismatch":          {Signer: s, Verifier: v, Checkpoints: cps, Origin: "other"},
+		"signer without verifier":  {Signer: s, Checkpoints: cps},
+		"signer without storage":   {Signer: s, Verifier: v},
+		"verifier of another key":  {Signer: s, Verifier: ov, Checkpoints: cps},
+		"old key of another name":  {Signer: s, Verifier: v, OldVerifiers: []note.Verifier{ev}, Checkpoints: cps},
+		"old key without current":  {OldVerifiers: []note.Verifier{ov}},
+		"verifier of another name": {Signer: s, Verifier: ev, Checkpoints: cps},
+	} {
+		cfg.Pool = e.pool
+		if _, err := merklelog.New(ctx, cfg); !errors.Is(err, merklelog.ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", name, err)
+		}
 	}
-	l, err := merklelog.New(ctx, merklelog.Config{Pool: e.pool, Signer: s})
-	if err != nil || l.Origin() != origin {
+	l, err := merklelog.New(ctx, merklelog.Config{Pool: e.pool, Signer: s, Verifier: v, OldVerifiers: []note.Verifier{ov}, Checkpoints: cps})
+	if err != nil || l.Origin() != origin || !l.CanSign() || len(l.Verifiers()) != 2 {
 		t.Fatalf("New: %v", err)
 	}
 	if _, err := merklelog.New(ctx, merklelog.Config{}); !errors.Is(err, merklelog.ErrInvalid) {

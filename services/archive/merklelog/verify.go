@@ -50,9 +50,9 @@ func (p Problem) String() string {
 // Verify audits the whole stored log in one consistent snapshot: it recomputes the tree from the
 // leaf data, checks every leaf (stored hash, encoding, no gaps), every stored
 // node (present, right hash, none beyond the tree), the state row, and every stored checkpoint
-// (signature when Config.Verifier is set, origin, stored size and root, root equal to the
-// recomputed tree at its size, consistency proof from the previous checkpoint built from the
-// stored nodes, creation times in size order). It reads everything once and keeps O(log n) hashes
+// (signature with the log's keys when Config.Verifier is set, origin, stored size and root, root
+// equal to the recomputed tree at its size, consistency proof from the previous checkpoint built
+// from the stored nodes, creation times in size order). It reads everything once and keeps O(log n) hashes
 // plus one 8-byte size per checkpoint in memory. It is meant for audits, not the hot path.
 //
 // problems is empty when the log is sound; err reports only failures to read.
@@ -228,7 +228,7 @@ func (a *auditor) run(ctx context.Context) error {
 		var cp log.Checkpoint
 		var err error
 		if l.cfg.Verifier != nil {
-			cp, err = tlog.VerifyCheckpointWith(c.signed, l.cfg.Verifier)
+			cp, err = tlog.VerifyCheckpointAny(c.signed, l.Verifiers())
 		} else {
 			cp, err = tlog.ParseCheckpoint(c.signed)
 		}
