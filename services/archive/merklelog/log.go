@@ -403,10 +403,16 @@ func (ap *Appender) QueueAppend(b *pgx.Batch, leaves [][]byte) (first uint64, er
 			SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])`, nLevel, nIdx, nHash)
 	}
 	packed := packRange(st.rng)
-	b.Queue(`UPDATE merklelog_state SET size = $1, compact = $2, updated_at = now() WHERE id AND size = $3`,
-		int64(st.rng.End()), packed, ap.size).Exec(func(tag pgconn.CommandTag) error {
-		if tag.RowsAffected() != 1 {
-			return fmt.Errorf("%w: state changed under the sequencer lock", ErrCorrupt)
+	// The state moves only from the one the leaves were computed on, and the server itself
+	// refuses otherwise (merklelog_stale raises), so that the transaction cannot commit: the
+	// caller's COMMIT may ride in the same pipeline, where a client-side check comes too late.
+	b.Queue(`WITH moved AS (UPDATE merklelog_state SET size = $1, compact = $2, updated_at = now()
+			WHERE id AND size = $3 AND compact = $4 RETURNING size)
+		SELECT coalesce((SELECT size FROM moved), merklelog_stale($3))`,
+		int64(st.rng.End()), packed, ap.size, ap.packed).QueryRow(func(row pgx.Row) error {
+		var moved int64
+		if err := row.Scan(&moved); err != nil {
+			return fmt.Errorf("%w: state changed under the sequencer lock: %w", ErrCorrupt, err)
 		}
 		return nil
 	})

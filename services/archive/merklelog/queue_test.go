@@ -1,6 +1,7 @@
 package merklelog_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"testing"
@@ -80,5 +81,50 @@ func TestQueueAppend(t *testing.T) {
 	}
 	if got := e.appendTx(t, [][]byte{leaf(7)}); got != 6 {
 		t.Fatalf("after a rollback the next leaf is %d, want 6", got)
+	}
+}
+
+// TestQueueLockAtStaleNeverCommits: a caller that appends with QueueLockAt and sends COMMIT in
+// the same pipeline, over a state changed behind its back at the same size (an insider's
+// recomputed tree), gets ErrStale, and the server refused the transaction: no leaf was added and
+// the state is the changed one, not the caller's.
+func TestQueueLockAtStaleNeverCommits(t *testing.T) {
+	e := newEnv(t, merklelog.Config{})
+	ctx := context.Background()
+	e.appendTx(t, [][]byte{leaf(0), leaf(1), leaf(2)})
+	var size int64
+	var packed []byte
+	if err := e.pool.QueryRow(ctx, `SELECT size, compact FROM merklelog_state`).Scan(&size, &packed); err != nil {
+		t.Fatal(err)
+	}
+	e.tamper(t, `UPDATE merklelog_leaf SET data = $1 WHERE idx = 1`, leaf(99))
+	e.rebuild(t)
+	var forged []byte
+	if err := e.pool.QueryRow(ctx, `SELECT compact FROM merklelog_state`).Scan(&forged); err != nil {
+		t.Fatal(err)
+	}
+
+	conn, err := e.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	var b pgx.Batch
+	b.BeginTx(pgx.TxOptions{})
+	ap := e.log.QueueLockAt(&b, size, packed)
+	if _, err := ap.QueueAppend(&b, [][]byte{leaf(3)}); err != nil {
+		t.Fatal(err)
+	}
+	b.Queue(`COMMIT`)
+	if err := conn.SendBatch(ctx, &b).Close(); !errors.Is(err, merklelog.ErrStale) {
+		t.Fatalf("append on a stale state: %v, want ErrStale", err)
+	}
+	var n int64
+	var now []byte
+	if err := e.pool.QueryRow(ctx, `SELECT size, compact FROM merklelog_state`).Scan(&n, &now); err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 || !bytes.Equal(now, forged) {
+		t.Fatalf("the stale append committed: size %d", n)
 	}
 }

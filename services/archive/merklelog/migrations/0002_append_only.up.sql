@@ -45,3 +45,12 @@ CREATE TRIGGER merklelog_state_kept BEFORE DELETE ON merklelog_state
     FOR EACH ROW EXECUTE FUNCTION merklelog_refuse_change();
 CREATE TRIGGER merklelog_state_no_truncate BEFORE TRUNCATE ON merklelog_state
     FOR EACH STATEMENT EXECUTE FUNCTION merklelog_refuse_change();
+
+-- The sequencer's guard: its UPDATE of the state names the state it computed the new leaves on,
+-- and calls this when that is not the stored one any more (the row changed behind its back), so
+-- that the appending transaction fails on the server and cannot commit.
+CREATE FUNCTION merklelog_stale(expected_size bigint) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'restrict_violation',
+        MESSAGE = format('merklelog: the state is not the one of size %s the leaves were appended to', expected_size);
+END $$;
