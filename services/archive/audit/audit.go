@@ -29,6 +29,10 @@
 //   - the tree: recomputed from the leaves, every stored node, the state, every stored checkpoint
 //     (root at its size, consistency with the previous one, signature when a key is given), via
 //     merklelog.Log.Verify;
+//   - every checkpoint kept on write-once storage, and every one held outside (Config.Outside):
+//     signed by the log's keys, not larger than the tree (log-rollback), extended by it
+//     (checkpoint-fork), with a database copy (checkpoint-missing), and no version written over
+//     it (checkpoint-shadowed); see checkpoints.go;
 //   - blobs no catalog row refers to (orphans: a crash between the blob write and the commit
 //     leaves one until the message is stored again; reported as warnings);
 //   - every deliveries row: derived again from its msgid's delivery events and original, as a
@@ -50,6 +54,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/pecarchive/pecarchive/pec"
 	"github.com/pecarchive/pecarchive/pec/smime"
@@ -86,7 +91,7 @@ const (
 )
 
 // Warning reports whether a finding kind is informative only.
-func Warning(kind string) bool { return kind == BlobOrphan }
+func Warning(kind string) bool { return kind == BlobOrphan || kind == CheckpointUnprotected }
 
 // Finding is one problem.
 type Finding struct {
@@ -105,7 +110,7 @@ func (f Finding) String() string {
 	if f.LeafIndex >= 0 {
 		s += fmt.Sprintf(" leaf:%d", f.LeafIndex)
 	}
-	if f.Kind == CheckpointInvalid {
+	if checkpointKind(f.Kind) && f.Size > 0 {
 		s += fmt.Sprintf(" size:%d", f.Size)
 	}
 	if f.Detail != "" {
@@ -125,7 +130,10 @@ type Report struct {
 	Blobs             uint64 // blobs in the store
 	BlobBytes         uint64 // bytes re-hashed
 	Checkpoints       uint64
-	DeliveryMsgIDs    uint64 // message ids whose deliveries were derived again
+	// WriteOnceCheckpoints and OutsideCheckpoints are the checkpoints checked from write-once
+	// storage and from Config.Outside.
+	WriteOnceCheckpoints, OutsideCheckpoints uint64
+	DeliveryMsgIDs                           uint64 // message ids whose deliveries were derived again
 	// LegacyRows are catalog rows under catalog/v1 leaves (written before catalog/v2): their
 	// received_at is checked to the second only, and LegacySources of their sources have no
 	// leaf: nothing but the catalog vouches for those.
@@ -173,6 +181,16 @@ type Config struct {
 	// LogKey, when set, is the log's public key (tlog verifier key): every checkpoint's
 	// signature is checked with it.
 	LogKey string
+	// LogKeys are more public keys of the log, one or more per string, one per line (see
+	// tlog.ParseVerifierKeys): the keys it signed with before a rotation. A checkpoint signed
+	// by any of them or by LogKey verifies.
+	LogKeys []string
+	// Checkpoints is the write-once storage of the log's checkpoints; nil means Blobs when it
+	// keeps them (fsstore and s3store do).
+	Checkpoints CheckpointSource
+	// Outside are signed checkpoints held outside the archive (an auditor's or a witness's
+	// copy): each is checked against the tree like a write-once one.
+	Outside []OutsideCheckpoint
 	// Workers read blobs concurrently (default DefaultWorkers).
 	Workers int
 	// MaxFindings bounds the report (default DefaultMaxFindings).
@@ -201,22 +219,27 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.MaxFindings <= 0 {
 		cfg.MaxFindings = DefaultMaxFindings
 	}
+	keys, err := logKeys(cfg)
+	if err != nil {
+		return Report{}, err
+	}
 	rd, err := reader.New(ctx, reader.Config{Pool: cfg.Pool, Blobs: cfg.Blobs, Log: cfg.Log, ParseOptions: cfg.ParseOptions})
 	if err != nil {
 		return Report{}, fmt.Errorf("audit: %w", err)
 	}
-	a := &auditor{cfg: cfg, cat: catalog.New(cfg.Pool), rd: rd, rep: Report{Started: time.Now().UTC()}}
+	a := &auditor{cfg: cfg, keys: keys, cat: catalog.New(cfg.Pool), rd: rd, rep: Report{Started: time.Now().UTC()}}
 	err = a.run(ctx)
 	a.rep.Finished = time.Now().UTC()
 	return a.rep, err
 }
 
 type auditor struct {
-	cfg Config
-	cat *catalog.Catalog
-	rd  *reader.Reader
-	mu  sync.Mutex
-	rep Report
+	cfg  Config
+	keys []note.Verifier // the log's public keys (Config.LogKey, LogKeys)
+	cat  *catalog.Catalog
+	rd   *reader.Reader
+	mu   sync.Mutex
+	rep  Report
 
 	deepMu    sync.Mutex
 	verifiers map[[32]byte]*smime.Verifier // Deep: by anchor set
@@ -239,6 +262,9 @@ func (a *auditor) run(ctx context.Context) error {
 	}
 	a.rep.LogSize = size
 	if err := a.tree(ctx); err != nil {
+		return err
+	}
+	if err := a.checkpoints(ctx, size); err != nil {
 		return err
 	}
 	if err := a.rowsAndLeaves(ctx, size); err != nil {
@@ -307,10 +333,10 @@ func (a *auditor) tree(ctx context.Context) error {
 	}
 	err = a.cfg.Log.Checkpoints(ctx, func(size uint64, signed []byte) error {
 		a.rep.Checkpoints++
-		if a.cfg.LogKey == "" {
+		if len(a.keys) == 0 {
 			return nil
 		}
-		cp, err := tlog.VerifyCheckpoint(signed, a.cfg.LogKey)
+		cp, err := tlog.VerifyCheckpointAny(signed, a.keys)
 		if err != nil {
 			a.add(Finding{Kind: CheckpointInvalid, LeafIndex: -1, Size: size, Detail: err.Error()})
 		} else if cp.Size != size {

@@ -46,7 +46,8 @@ func TestAudit(t *testing.T) {
 	}
 	skey, vkey, _ := tlog.GenerateKey(origin)
 	signer, _ := tlog.NewSigner(skey)
-	log, err := merklelog.New(ctx, merklelog.Config{Pool: pool, Signer: signer})
+	verifier, _ := tlog.NewVerifier(vkey)
+	log, err := merklelog.New(ctx, merklelog.Config{Pool: pool, Signer: signer, Verifier: verifier, Checkpoints: fs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,9 +155,7 @@ func TestAudit(t *testing.T) {
 	acc2 := recs[4]
 	forged := tlog.Leaf{Kind: tlog.KindMessage, SHA256: sha256.Sum256([]byte("forged")), Time: time.Unix(1700000000, 0), Extra: "x"}.Marshal()
 	fh := tlog.LeafHash(forged)
-	if _, err := pool.Exec(ctx, `UPDATE merklelog_leaf SET data = $1, hash = $2 WHERE idx = $3`, forged, fh[:], int64(acc2.LeafIndex)); err != nil {
-		t.Fatal(err)
-	}
+	asOwner(t, pool, `UPDATE merklelog_leaf SET data = $1, hash = $2 WHERE idx = $3`, forged, fh[:], int64(acc2.LeafIndex))
 	// 5. A message leaf with no catalog row, 6. a catalog row with no leaf.
 	ghost := sha256.Sum256([]byte("ghost"))
 	tx, err := pool.Begin(ctx)
@@ -211,9 +210,7 @@ func TestAudit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pool.Exec(ctx, `UPDATE merklelog_checkpoint SET signed = $1 WHERE size = $2`, resigned, int64(parsed.Size)); err != nil {
-		t.Fatal(err)
-	}
+	asOwner(t, pool, `UPDATE merklelog_checkpoint SET signed = $1 WHERE size = $2`, resigned, int64(parsed.Size))
 
 	rep, err = audit.Run(ctx, cfg)
 	if err != nil {

@@ -6,6 +6,7 @@ package merklelogtest
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -104,4 +105,62 @@ func Rebuild(ctx context.Context, tx pgx.Tx) error {
 		}
 	}
 	return nil
+}
+
+// Dump is a copy of every table of a schema, taken as a backup is (pg_dump), to be restored
+// over it later: the rollback of an insider who restores an older backup.
+type Dump struct {
+	pool   *pgxpool.Pool
+	tables []string
+}
+
+// dumpPrefix names the copies, kept in the same schema (so they go when it goes).
+const dumpPrefix = "dump_"
+
+// TakeDump copies every table of pool's current schema (the migration version tables too).
+func TakeDump(ctx context.Context, pool *pgxpool.Pool) (*Dump, error) {
+	rows, err := pool.Query(ctx, `SELECT tablename FROM pg_tables WHERE schemaname = current_schema()
+		AND left(tablename, length($1)) <> $1 ORDER BY tablename`, dumpPrefix)
+	if err != nil {
+		return nil, err
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	d := &Dump{pool: pool, tables: tables}
+	for _, t := range tables {
+		src, dst := pgx.Identifier{t}.Sanitize(), pgx.Identifier{dumpPrefix + t}.Sanitize()
+		if _, err := pool.Exec(ctx, "DROP TABLE IF EXISTS "+dst+"; CREATE TABLE "+dst+" AS SELECT * FROM "+src); err != nil {
+			return nil, fmt.Errorf("merklelogtest: dump %s: %w", t, err)
+		}
+	}
+	return d, nil
+}
+
+// Restore puts the dumped rows back in place of the current ones, in one transaction, with every
+// trigger and foreign key check off as pg_restore --disable-triggers does (as a superuser).
+func (d *Dump) Restore(ctx context.Context) error {
+	tx, err := d.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
+	if _, err := tx.Exec(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
+		return err
+	}
+	var all []string
+	for _, t := range d.tables {
+		all = append(all, pgx.Identifier{t}.Sanitize())
+	}
+	if _, err := tx.Exec(ctx, "TRUNCATE "+strings.Join(all, ", ")); err != nil {
+		return fmt.Errorf("merklelogtest: restore: %w", err)
+	}
+	for _, t := range d.tables {
+		if _, err := tx.Exec(ctx, "INSERT INTO "+pgx.Identifier{t}.Sanitize()+" OVERRIDING SYSTEM VALUE SELECT * FROM "+
+			pgx.Identifier{dumpPrefix + t}.Sanitize()); err != nil {
+			return fmt.Errorf("merklelogtest: restore %s: %w", t, err)
+		}
+	}
+	return tx.Commit(ctx)
 }
