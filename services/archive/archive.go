@@ -151,6 +151,9 @@ type Stats struct {
 	Batches    uint64 // commit transactions
 	Failed     uint64 // failed commit transactions
 	Published  uint64 // checkpoints published
+	// Refused counts checks that refused to sign: the tree did not extend the latest signed
+	// checkpoint, or that checkpoint was not signed by the log's key (see ErrSigningStopped).
+	Refused uint64
 	// Redone counts transactions rolled back because a message was already stored or the log
 	// had moved (another replica appended), then committed again after a look-up.
 	Redone uint64
@@ -196,8 +199,10 @@ type Archive struct {
 	stats           struct {
 		stored, duplicates, batches, failed, published, calls, batched, redone, accesses atomic.Uint64
 		prepare, put, commit, collect, transact                                          atomic.Int64 // nanoseconds
+		refused                                                                          atomic.Uint64
 	}
-	hooks hooks
+	hooks   hooks
+	stopped atomic.Pointer[error] // set when signing stopped (see publish.go)
 }
 
 // hooks let in-package tests inject failures at each step of Store.
@@ -289,6 +294,9 @@ func New(ctx context.Context, cfg Config) (*Archive, error) {
 		ders = append(ders, c.Raw)
 	}
 	a.anchors = catalog.AnchorSet(ders, "pec/smime anchors "+a.verifier.Anchors().ID())
+	if err := a.checkAppendOnly(ctx); err != nil {
+		return nil, err
+	}
 	a.done.Add(2)
 	go a.committer()
 	go a.publisher()
@@ -325,6 +333,7 @@ func (a *Archive) Stats() Stats {
 		Batches:    a.stats.batches.Load(),
 		Failed:     a.stats.failed.Load(),
 		Published:  a.stats.published.Load(),
+		Refused:    a.stats.refused.Load(),
 		Redone:     a.stats.redone.Load(),
 		Calls:      a.stats.calls.Load(),
 		Prepare:    time.Duration(a.stats.prepare.Load()),
@@ -337,14 +346,10 @@ func (a *Archive) Stats() Stats {
 }
 
 // Publish signs and stores a checkpoint of the current log (a no-op returning the latest when the
-// log did not grow).
+// log did not grow). It refuses to sign a tree that does not extend the latest signed checkpoint
+// and then stops signing (see ErrSigningStopped).
 func (a *Archive) Publish(ctx context.Context) ([]byte, error) {
-	signed, err := a.log.Publish(ctx)
-	if err != nil {
-		return nil, classify("publish checkpoint", err)
-	}
-	a.stats.published.Add(1)
-	return signed, nil
+	return a.publish(ctx)
 }
 
 func (a *Archive) publisher() {
@@ -373,8 +378,8 @@ func (a *Archive) publisher() {
 			noSigner = true
 			continue
 		}
-		if err != nil && a.cfg.OnError != nil {
-			a.cfg.OnError(err)
+		if err != nil && !errors.Is(err, ErrSigningStopped) && a.cfg.OnError != nil {
+			a.cfg.OnError(err) // a refusal was reported once, when signing stopped
 		}
 	}
 }

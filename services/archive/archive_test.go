@@ -103,7 +103,11 @@ func newFixture(t testing.TB, mod func(*archive.Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.log, err = merklelog.New(ctx, merklelog.Config{Pool: f.pool, Signer: signer})
+	verifier, err := tlog.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.log, err = merklelog.New(ctx, merklelog.Config{Pool: f.pool, Signer: signer, Verifier: verifier, Checkpoints: fs})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -128,7 +128,8 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	}
 	f.vkey = vkey
 	signer, _ := tlog.NewSigner(skey)
-	if f.log, err = merklelog.New(ctx, merklelog.Config{Pool: f.pool, Signer: signer}); err != nil {
+	logVerifier, _ := tlog.NewVerifier(vkey)
+	if f.log, err = merklelog.New(ctx, merklelog.Config{Pool: f.pool, Signer: signer, Verifier: logVerifier, Checkpoints: f.fs}); err != nil {
 		t.Fatal(err)
 	}
 	f.a, err = archive.New(ctx, archive.Config{Pool: f.pool, Blobs: f.fs, Log: f.log, Verifier: verifier,

@@ -65,7 +65,9 @@ func newEnvWith(t *testing.T, blobs blob.Store, edit func(*archive.Config)) *env
 	}
 	skey, vkey, _ := tlog.GenerateKey(origin)
 	signer, _ := tlog.NewSigner(skey)
-	log, err := merklelog.New(ctx, merklelog.Config{Pool: pool, Signer: signer})
+	verifier, _ := tlog.NewVerifier(vkey)
+	log, err := merklelog.New(ctx, merklelog.Config{Pool: pool, Signer: signer, Verifier: verifier,
+		Checkpoints: blobs.(merklelog.CheckpointStore)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,7 +62,11 @@ func TestRealArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, err := merklelog.New(ctx, merklelog.Config{Pool: pool, Origin: origin, Signer: signer})
+	logVerifier, err := tlog.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := merklelog.New(ctx, merklelog.Config{Pool: pool, Origin: origin, Signer: signer, Verifier: logVerifier, Checkpoints: blobs})
 	if err != nil {
 		t.Fatal(err)
 	}

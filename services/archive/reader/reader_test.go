@@ -71,10 +71,11 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f.vkey = vkey
 	signer, _ := tlog.NewSigner(skey)
+	logVerifier, _ := tlog.NewVerifier(vkey)
 	if err := archive.Migrate(ctx, f.pool); err != nil {
 		t.Fatal(err)
 	}
-	l, err := merklelog.New(ctx, merklelog.Config{Pool: f.pool, Signer: signer})
+	l, err := merklelog.New(ctx, merklelog.Config{Pool: f.pool, Signer: signer, Verifier: logVerifier, Checkpoints: f.fs})
 	if err != nil {
 		t.Fatal(err)
 	}
