@@ -63,7 +63,7 @@ func serveArchive(ctx context.Context, s settings, listen string, log *slog.Logg
 	if err != nil {
 		return err
 	}
-	l, vkey, err := s.openLog(ctx, pool, true)
+	l, vkey, err := s.openLog(ctx, pool, blobs, true)
 	if err != nil {
 		return err
 	}
@@ -77,7 +77,13 @@ func serveArchive(ctx context.Context, s settings, listen string, log *slog.Logg
 	}
 	a, err := archive.New(ctx, archive.Config{
 		Pool: pool, Blobs: blobs, Log: l, Verifier: v, CheckpointInterval: interval, NoMigrate: true,
-		OnError: func(err error) { log.Warn("archive background work", "err", err) },
+		OnError: func(err error) {
+			if errors.Is(err, archive.ErrIntegrity) {
+				log.Error("archive: evidence integrity", "err", err)
+				return
+			}
+			log.Warn("archive background work", "err", err)
+		},
 	})
 	if err != nil {
 		return err

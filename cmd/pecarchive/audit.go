@@ -44,7 +44,7 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pecarchive audit: %v\n", err)
 		return exitUsage
 	}
-	l, vkey, err := s.openLog(ctx, pool, false)
+	l, vkey, err := s.openLog(ctx, pool, blobs, false)
 	if err != nil {
 		fmt.Fprintf(stderr, "pecarchive audit: %v\n", err)
 		return exitUsage

@@ -430,7 +430,7 @@ func newPipeline(ctx context.Context, cfg archiveBenchConfig, s settings, pool *
 	if err := archive.Migrate(ctx, pool); err != nil {
 		return nil, err
 	}
-	l, _, err := openLogWithKey(ctx, pool, skey)
+	l, _, err := openLogWithKey(ctx, pool, blobs, skey, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/pecarchive/pecarchive/services/archive/blob"
 	"github.com/pecarchive/pecarchive/services/archive/blob/fsstore"
@@ -33,8 +35,10 @@ import (
 //	PECARCHIVE_S3_ACCESS_KEY, PECARCHIVE_S3_SECRET_KEY, PECARCHIVE_S3_BUCKET (default pecarchive-evidence),
 //	PECARCHIVE_S3_REGION, PECARCHIVE_S3_RETENTION (default 87600h), PECARCHIVE_S3_MODE (COMPLIANCE),
 //	PECARCHIVE_S3_ALLOW_NO_OBJECT_LOCK (false), PECARCHIVE_S3_CREATE_BUCKET (true)
-//	PECARCHIVE_LOG_KEY_FILE, PECARCHIVE_LOG_KEY   checkpoint signing key (default DATA_DIR/log.key, created)
+//	PECARCHIVE_LOG_KEY_FILE, PECARCHIVE_LOG_KEY   checkpoint signing key (default DATA_DIR/log.key,
+//	                                created only for an empty log; see logkey.go)
 //	PECARCHIVE_LOG_ORIGIN           origin for a created key (default pecarchive.local/log)
+//	PECARCHIVE_LOG_OLD_KEYS_FILE    public keys the log signed with before its key was rotated, one per line
 //	PECARCHIVE_CHECKPOINT_INTERVAL  (default 1m)
 //	PECARCHIVE_LISTEN               gRPC address (default 127.0.0.1:7443)
 //	PECARCHIVE_STORE_IDLE_TIMEOUT   cut a Store stream silent for that long (default 30s)
@@ -163,9 +167,10 @@ func (s settings) openBlobs(ctx context.Context) (blob.Store, string, error) {
 	return st, "filesystem " + dir + " (write-once files; weaker than S3 Object Lock)", nil
 }
 
-// logKey returns the checkpoint signing key, creating DATA_DIR/log.key on first use when none is
-// configured (embedded defaults).
-func (s settings) logKey(create bool) (string, error) {
+// logKey returns the checkpoint signing key: PECARCHIVE_LOG_KEY_FILE, PECARCHIVE_LOG_KEY or
+// DATA_DIR/log.key. It never creates one (openLog does, for an empty log only); with none it
+// fails with an error wrapping errNoLogKey.
+func (s settings) logKey() (string, error) {
 	if f := s.get(envLogKeyFile, ""); f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -177,36 +182,38 @@ func (s settings) logKey(create bool) (string, error) {
 		return strings.TrimSpace(k), nil
 	}
 	f := filepath.Join(s.dataDir(), "log.key")
-	if b, err := os.ReadFile(f); err == nil {
-		return strings.TrimSpace(string(b)), nil
-	} else if !os.IsNotExist(err) || !create {
-		return "", fmt.Errorf("no log key: set %s or %s, or create %s (pecarchive logkey generate): %v", envLogKeyFile, envLogKey, f, err)
+	b, err := os.ReadFile(f)
+	if os.IsNotExist(err) {
+		return "", fmt.Errorf("%w: set %s or %s, or create %s (pecarchive logkey generate)", errNoLogKey, envLogKeyFile, envLogKey, f)
 	}
-	skey, _, err := tlog.GenerateKey(s.get("PECARCHIVE_LOG_ORIGIN", "pecarchive.local/log"))
 	if err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(s.dataDir(), 0o750); err != nil {
-		return "", err
-	}
-	if err := writeSecretFile(f, []byte(skey+"\n")); err != nil {
-		return "", err
-	}
-	return skey, nil
+	return strings.TrimSpace(string(b)), nil
 }
 
-// openLog opens the transparency log with its signer (and verifier, for audits).
-func (s settings) openLog(ctx context.Context, pool *pgxpool.Pool, createKey bool) (*merklelog.Log, string, error) {
-	skey, err := s.logKey(createKey)
+// openLog opens the transparency log with its signer, the public keys it signed with before a
+// rotation, and blobs as its write-once checkpoint storage. With no key configured and createKey
+// set it creates DATA_DIR/log.key, for an empty log only (createLogKey).
+func (s settings) openLog(ctx context.Context, pool *pgxpool.Pool, blobs blob.Store, createKey bool) (*merklelog.Log, string, error) {
+	skey, err := s.logKey()
+	if errors.Is(err, errNoLogKey) && createKey {
+		skey, err = s.createLogKey(ctx, pool, blobs)
+	}
 	if err != nil {
 		return nil, "", err
 	}
-	return openLogWithKey(ctx, pool, skey)
+	old, err := s.oldLogKeys()
+	if err != nil {
+		return nil, "", err
+	}
+	return openLogWithKey(ctx, pool, blobs, skey, old)
 }
 
-// openLogWithKey opens the transparency log on pool, signing checkpoints with skey and checking
-// them (in audits) with its public key, which it returns.
-func openLogWithKey(ctx context.Context, pool *pgxpool.Pool, skey string) (*merklelog.Log, string, error) {
+// openLogWithKey opens the transparency log on pool, signing checkpoints with skey, keeping them
+// on blobs' write-once checkpoint storage and checking them with its public key, which it
+// returns, and with old (the keys of before a rotation).
+func openLogWithKey(ctx context.Context, pool *pgxpool.Pool, blobs blob.Store, skey string, old []note.Verifier) (*merklelog.Log, string, error) {
 	signer, err := tlog.NewSigner(skey)
 	if err != nil {
 		return nil, "", err
@@ -219,7 +226,11 @@ func openLogWithKey(ctx context.Context, pool *pgxpool.Pool, skey string) (*merk
 	if err != nil {
 		return nil, "", err
 	}
-	l, err := merklelog.New(ctx, merklelog.Config{Pool: pool, Signer: signer, Verifier: verifier})
+	cps, ok := blobs.(merklelog.CheckpointStore)
+	if !ok {
+		return nil, "", fmt.Errorf("the blob store %T keeps no checkpoints", blobs)
+	}
+	l, err := merklelog.New(ctx, merklelog.Config{Pool: pool, Signer: signer, Verifier: verifier, OldVerifiers: old, Checkpoints: cps})
 	if err != nil {
 		return nil, "", err
 	}

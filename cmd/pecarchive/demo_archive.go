@@ -54,7 +54,7 @@ func demoArchive(ctx context.Context, s settings, seed int64, dir string, out io
 	if err := archive.Migrate(ctx, pool); err != nil {
 		return err
 	}
-	l, vkey, err := openLogWithKey(ctx, pool, skey)
+	l, vkey, err := openLogWithKey(ctx, pool, blobs, skey, nil)
 	if err != nil {
 		return err
 	}

@@ -43,7 +43,7 @@ func (s settings) openLocal(ctx context.Context, cfg *archive.Config) (l *local,
 	if l.Blobs, _, err = s.openBlobs(ctx); err != nil {
 		return nil, nil, err
 	}
-	if l.Log, _, err = s.openLog(ctx, l.Pool, true); err != nil {
+	if l.Log, _, err = s.openLog(ctx, l.Pool, l.Blobs, true); err != nil {
 		return nil, nil, err
 	}
 	var c archive.Config

@@ -116,7 +116,7 @@ func TestProve(t *testing.T) {
 	}
 	// The in-process prove published a checkpoint: every receipt is proven against it.
 	s, _ := loadSettings("")
-	skey, err := s.logKey(false)
+	skey, err := s.logKey()
 	if err != nil {
 		t.Fatal(err)
 	}
