@@ -8,19 +8,64 @@ import (
 
 	"github.com/pecarchive/pecarchive/services/archive"
 	"github.com/pecarchive/pecarchive/services/archive/audit"
+	"github.com/pecarchive/pecarchive/services/archive/merklelog"
+	"github.com/pecarchive/pecarchive/tlog"
 )
 
+// auditKeys returns the log's public keys the audit checks signatures with: those given with
+// --log-key and --log-keys, or else the configured signing key's with the old keys of
+// PECARCHIVE_LOG_OLD_KEYS_FILE. With none, the audit refuses: it could not tell the log's
+// checkpoints from anyone's.
+func (s settings) auditKeys(given, files []string) ([]string, error) {
+	keys := append([]string(nil), given...)
+	for _, f := range files {
+		text, err := readKeyFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("--log-keys: %w", err)
+		}
+		keys = append(keys, text)
+	}
+	if len(keys) > 0 {
+		return keys, nil
+	}
+	skey, err := s.logKey()
+	if err != nil {
+		return nil, fmt.Errorf("%w (or give the log's public keys with --log-key or --log-keys)", err)
+	}
+	vkey, err := tlog.VerifierKey(skey)
+	if err != nil {
+		return nil, err
+	}
+	keys = append(keys, vkey)
+	if f := s.get(envLogOldKeys, ""); f != "" {
+		text, err := readKeyFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", envLogOldKeys, err)
+		}
+		keys = append(keys, text)
+	}
+	return keys, nil
+}
+
 func init() {
-	register("audit", "re-hash every blob, catalog row and log leaf, derive every derived row again; report anything missing, altered or unlogged", runAudit)
+	register("audit", "re-hash every blob, catalog row and log leaf, derive every derived row again, check the log against every signed checkpoint; report anything missing, altered or unlogged", runAudit)
 }
 
 func runAudit(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	config := fs.String("config", "", "config file of PECARCHIVE_* settings (environment overrides it)")
-	logKey := fs.String("log-key", "", "the log's public key to check checkpoint signatures with (default: derived from the configured signing key)")
+	var logKeys, keyFiles, outside multiFlag
+	fs.Var(&logKeys, "log-key", "a public key of the log to check checkpoint signatures with (repeatable: the keys of before a rotation too; "+
+		"default: derived from the configured signing key, with $"+envLogOldKeys+")")
+	fs.Var(&keyFiles, "log-keys", "a file of the log's public keys, one per line (repeatable)")
+	fs.Var(&outside, "checkpoint", "a signed checkpoint held outside the archive (an auditor's or a witness's copy) to check the log against (repeatable)")
 	deep := fs.Bool("deep", false, "also parse and verify every blob again as the archive does (with PECARCHIVE_TRUST and PECARCHIVE_PROVIDER_INDEX) and compare with its catalog row")
 	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pecarchive audit: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
 	s, err := loadSettings(*config)
@@ -44,15 +89,26 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pecarchive audit: %v\n", err)
 		return exitUsage
 	}
-	l, vkey, err := s.openLog(ctx, pool, blobs, false)
+	keys, err := s.auditKeys(logKeys, keyFiles)
 	if err != nil {
 		fmt.Fprintf(stderr, "pecarchive audit: %v\n", err)
 		return exitUsage
 	}
-	if *logKey != "" {
-		vkey = *logKey
+	var outs []audit.OutsideCheckpoint
+	for _, f := range outside {
+		b, err := readKeyFile(f)
+		if err != nil {
+			fmt.Fprintf(stderr, "pecarchive audit: --checkpoint: %v\n", err)
+			return exitUsage
+		}
+		outs = append(outs, audit.OutsideCheckpoint{Name: f, Signed: []byte(b)})
 	}
-	cfg := audit.Config{Pool: pool, Blobs: blobs, Log: l, LogKey: vkey, Deep: *deep}
+	l, err := merklelog.New(ctx, merklelog.Config{Pool: pool})
+	if err != nil {
+		fmt.Fprintf(stderr, "pecarchive audit: %v\n", err)
+		return exitUsage
+	}
+	cfg := audit.Config{Pool: pool, Blobs: blobs, Log: l, LogKeys: keys, Outside: outs, Deep: *deep}
 	if *deep {
 		// The archive's verifier (PECARCHIVE_TRUST, PECARCHIVE_PROVIDER_INDEX): its index for every
 		// message, its anchors for those verified without recorded ones.
@@ -79,6 +135,8 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 	if *deep {
 		fmt.Fprintf(stdout, "audit: %d blobs parsed and verified again\n", rep.Reparsed)
 	}
+	fmt.Fprintf(stdout, "audit: %d checkpoints on write-once storage and %d held outside checked against the log\n",
+		rep.WriteOnceCheckpoints, rep.OutsideCheckpoints)
 	for _, f := range rep.Findings {
 		sev := "PROBLEM"
 		if audit.Warning(f.Kind) {
