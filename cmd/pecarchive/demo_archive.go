@@ -185,8 +185,8 @@ func demoArchive(ctx context.Context, s settings, seed int64, dir string, out io
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "audit: %d leaves, %d catalog rows, %d blobs re-hashed, %d checkpoints, deliveries of %d message ids derived again: ",
-		rep.LogSize, rep.Rows, rep.Blobs, rep.Checkpoints, rep.DeliveryMsgIDs)
+	fmt.Fprintf(out, "audit: %d leaves, %d catalog rows, %d blobs re-hashed, %d checkpoints (%d kept on write-once storage), deliveries of %d message ids derived again: ",
+		rep.LogSize, rep.Rows, rep.Blobs, rep.Checkpoints, rep.WriteOnceCheckpoints, rep.DeliveryMsgIDs)
 	if !rep.OK() {
 		fmt.Fprintln(out, "FAILED")
 		for _, f := range rep.Findings {
