@@ -161,3 +161,41 @@ func TestParseVerifierKeys(t *testing.T) {
 		t.Errorf("empty: %d, %v", len(vs), err)
 	}
 }
+
+// FuzzCheckAgainst feeds arbitrary bytes as an outside checkpoint (what an auditor passes to
+// pecarchive audit --checkpoint) and as a key file: nothing panics, and every refusal is one of
+// tlog's errors.
+func FuzzCheckAgainst(f *testing.F) {
+	const origin = "fuzz.example/log"
+	const skey = "PRIVATE+KEY+fuzz.example/log+8cb906ce+ASfjudwgDkiNYeezCB0VlRX2b8txi7qOSyRi6z/m8x8X"
+	s, err := tlog.NewSigner(skey)
+	if err != nil {
+		f.Fatal(err)
+	}
+	vkey, _ := tlog.VerifierKey(skey)
+	vs, err := tlog.ParseVerifierKeys(vkey)
+	if err != nil {
+		f.Fatal(err)
+	}
+	ref := testonly.New(rfc6962.DefaultHasher)
+	for i := range 9 {
+		ref.AppendData([]byte{byte(i)})
+	}
+	for _, size := range []uint64{0, 3, 9} {
+		b, _ := tlog.SignCheckpoint(s, log.Checkpoint{Origin: origin, Size: size, Hash: ref.HashAt(size)})
+		f.Add(b, vkey)
+	}
+	f.Add([]byte(origin+"\n12\nAAAA\n\n— fuzz.example/log AAAAAAAA\n"), "# keys\n"+vkey+"\nnot a key\n")
+	f.Fuzz(func(t *testing.T, signed []byte, keys string) {
+		_, err := tlog.CheckAgainst(signed, vs, treeOf(ref))
+		if err != nil && !errors.Is(err, tlog.ErrInvalidCheckpoint) && !errors.Is(err, tlog.ErrRollback) &&
+			!errors.Is(err, tlog.ErrFork) && !errors.Is(err, tlog.ErrInvalidProof) {
+			t.Fatalf("CheckAgainst: unexpected error %v", err)
+		}
+		if parsed, err := tlog.ParseVerifierKeys(keys); err != nil && !errors.Is(err, tlog.ErrInvalidKey) {
+			t.Fatalf("ParseVerifierKeys: unexpected error %v", err)
+		} else if err == nil && len(parsed) > 0 {
+			_, _ = tlog.VerifyCheckpointAny(signed, parsed)
+		}
+	})
+}
