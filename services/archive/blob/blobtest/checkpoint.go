@@ -280,6 +280,18 @@ func (s *cpSuite) testDeleteMarker(t *testing.T) {
 	if c := only(t, st, 12); len(c.Versions) != 2 {
 		t.Fatalf("a put of the stored checkpoint behind a delete marker wrote a version: %v", c.Versions)
 	}
+	// A delete marker on a key that is not the first of a listing page: each key's versions are
+	// still listed together (a server may list a page's delete markers first).
+	s.o.DeleteMarker(t, st, 13)
+	cs = ListCheckpoints(t, st, 0)
+	if len(cs) != 2 || cs[0].Size != 12 || cs[1].Size != 13 {
+		t.Fatalf("after a second delete marker, %d checkpoints listed: %v", len(cs), cs)
+	}
+	for _, c := range cs {
+		if g := genuine(t, c); !bytes.Equal(g.Signed, CheckpointText(c.Size, "a")) || len(c.Shadows()) != 1 || !c.Shadows()[0].DeleteMarker {
+			t.Fatalf("checkpoint %d behind its delete marker: %q, shadows %v", c.Size, g.Signed, c.Shadows())
+		}
+	}
 
 	// A delete marker planted at a size the log has not reached (where the server keeps one):
 	// the log's checkpoint is written and is the genuine version.

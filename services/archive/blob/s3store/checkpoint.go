@@ -194,26 +194,41 @@ func (s *Store) Checkpoints(ctx context.Context, from uint64, fn func(blob.Check
 }
 
 // listCheckpoints lists the versions of the checkpoint keys under prefix after the key after and
-// calls fn once per key, versions oldest first, without reading them.
+// calls fn once per key, in key order, versions oldest first, without reading them. A listing is
+// in key order, but a server may send a page's delete markers ahead of its versions (versitygw
+// does) and repeat an entry at a page boundary: a key's entries are gathered until an entry that
+// is not a delete marker comes with a greater key, after which none of a smaller key can come.
 func (s *Store) listCheckpoints(ctx context.Context, prefix, after string, fn func(blob.Checkpoint) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var cur *blob.Checkpoint
-	var dropped int
-	flush := func() error {
-		if cur == nil {
-			return nil
+	type entries struct {
+		vs      []blob.CheckpointVersion // as listed: newest first, but delete markers may come first
+		dropped int
+	}
+	pending := map[uint64]*entries{}
+	flush := func(below uint64, all bool) error {
+		var sizes []uint64
+		for size := range pending {
+			if all || size < below {
+				sizes = append(sizes, size)
+			}
 		}
-		// Listed newest first (the S3 order of versions of a key): the oldest come last.
-		slices.Reverse(cur.Versions)
-		slices.SortStableFunc(cur.Versions, func(a, b blob.CheckpointVersion) int { return a.Modified.Compare(b.Modified) })
-		if dropped > 0 {
-			cur.Versions = append(cur.Versions, blob.CheckpointVersion{
-				Problem: fmt.Sprintf("%d newer versions not listed (at most %d are)", dropped, blob.MaxCheckpointVersions)})
+		slices.Sort(sizes)
+		for _, size := range sizes {
+			e := pending[size]
+			delete(pending, size)
+			vs := e.vs
+			slices.Reverse(vs)
+			slices.SortStableFunc(vs, func(a, b blob.CheckpointVersion) int { return a.Modified.Compare(b.Modified) })
+			if e.dropped > 0 {
+				vs = append(vs, blob.CheckpointVersion{
+					Problem: fmt.Sprintf("%d newer versions not listed (at most %d are)", e.dropped, blob.MaxCheckpointVersions)})
+			}
+			if err := fn(blob.Checkpoint{Size: size, Versions: vs}); err != nil {
+				return err
+			}
 		}
-		c := *cur
-		cur, dropped = nil, 0
-		return fn(c)
+		return nil
 	}
 	for o := range s.client.ListObjects(ctx, s.cfg.Bucket, minio.ListObjectsOptions{
 		Prefix: prefix, Recursive: true, WithVersions: true, StartAfter: after, MaxKeys: s.listPageSize,
@@ -225,33 +240,43 @@ func (s *Store) listCheckpoints(ctx context.Context, prefix, after string, fn fu
 		if !ok {
 			continue
 		}
-		if cur != nil && cur.Size != size {
-			if err := flush(); err != nil {
+		if !o.IsDeleteMarker {
+			if err := flush(size, false); err != nil {
 				return err
 			}
 		}
-		if cur == nil {
-			cur = &blob.Checkpoint{Size: size}
+		e := pending[size]
+		if e == nil {
+			e = &entries{}
+			pending[size] = e
 		}
-		// versitygw repeats the last version of a page at the start of the next one.
-		if slices.ContainsFunc(cur.Versions, func(v blob.CheckpointVersion) bool { return o.VersionID != "" && v.ID == o.VersionID }) {
-			continue
+		if slices.ContainsFunc(e.vs, func(v blob.CheckpointVersion) bool { return o.VersionID != "" && v.ID == o.VersionID }) {
+			continue // listed again at a page boundary
 		}
 		v := blob.CheckpointVersion{ID: o.VersionID, Modified: o.LastModified.UTC(), DeleteMarker: o.IsDeleteMarker}
 		if !v.DeleteMarker && o.Size > blob.MaxCheckpointSize {
 			v.Problem = fmt.Sprintf("is %d bytes, more than a checkpoint's %d", o.Size, blob.MaxCheckpointSize)
 		}
-		// Keep the oldest versions: they come last, so drop the newest beyond the bound.
-		if len(cur.Versions) == blob.MaxCheckpointVersions {
-			cur.Versions = cur.Versions[1:]
-			dropped++
+		// Keep the oldest versions: past the bound, the newest one is left out.
+		if len(e.vs) == blob.MaxCheckpointVersions {
+			e.dropped++
+			newest := 0
+			for i, x := range e.vs {
+				if x.Modified.After(e.vs[newest].Modified) {
+					newest = i
+				}
+			}
+			if !v.Modified.Before(e.vs[newest].Modified) {
+				continue
+			}
+			e.vs = slices.Delete(e.vs, newest, newest+1)
 		}
-		cur.Versions = append(cur.Versions, v)
+		e.vs = append(e.vs, v)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return flush()
+	return flush(0, true)
 }
 
 // putObjectVersion sends one PUT with both SHA-256 headers and the retention, like Put's, and
