@@ -1,0 +1,429 @@
+package evidence
+
+import (
+	"archive/zip"
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pecarchive/pecarchive/tlog"
+)
+
+// Content supplies the bytes of the messages a bundle holds, so a bundle is streamed from
+// wherever they are kept (the archive's blob store, memory in tests).
+type Content interface {
+	// OpenMessage returns the exact bytes of the message whose SHA-256 is sum. For a message
+	// carried inside another one (Message.ContainedIn) it returns the carried bytes.
+	OpenMessage(ctx context.Context, sum [32]byte) (io.ReadCloser, error)
+}
+
+// Bundle is what a bundle holds, except the message bytes ([Content] supplies them).
+type Bundle struct {
+	// CreatedAt is when the bundle is made (default: now).
+	CreatedAt time.Time
+	// ExportedBy names who asked for it.
+	ExportedBy string
+	Selectors  []Selector
+	// Checkpoint is the signed checkpoint (note) every inclusion proof is against, and LogKey the
+	// log's public verifier key.
+	Checkpoint []byte
+	LogKey     string
+	// Earlier are older signed checkpoints the bundle cites, each with its consistency proof to
+	// Checkpoint.
+	Earlier []Cited
+	// Messages are the messages with their records, leaves and proofs; File is set by [Write].
+	Messages []Message
+	// Chains and AnchorSets are the certificate sets the records name (by the SHA-256 of their
+	// concatenated DER; anchor sets are sorted and de-duplicated by Write).
+	Chains     []Certs
+	AnchorSets []Certs
+	Deliveries []Delivery
+}
+
+// Cited is an earlier checkpoint and the consistency proof from it to the bundle's checkpoint.
+type Cited struct {
+	Checkpoint []byte
+	Proof      [][]byte
+}
+
+// Certs is a certificate set as DER certificates.
+type Certs struct {
+	DER   [][]byte
+	Label string
+}
+
+// ChainID returns the identifier of a signer chain: SHA-256 over the DER certificates in order.
+func ChainID(der [][]byte) [32]byte {
+	h := sha256.New()
+	for _, c := range der {
+		h.Write(c)
+	}
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// AnchorsID returns the identifier of a trust-anchor set (pec/smime TrustStore.ID): SHA-256 over
+// the distinct DER certificates in ascending byte order.
+func AnchorsID(der [][]byte) [32]byte { return ChainID(sortedSet(der)) }
+
+func sortedSet(der [][]byte) [][]byte {
+	out := slices.Clone(der)
+	slices.SortFunc(out, bytes.Compare)
+	return slices.CompactFunc(out, bytes.Equal)
+}
+
+// Write writes the bundle b to w as a ZIP, streaming: each message is copied from c into its
+// entry while its SHA-256 is computed, and nothing but the manifest is held in memory, whatever
+// the size of the messages. It checks what it writes: a message whose bytes do not hash to its
+// name, a record naming a certificate set the bundle lacks, a checkpoint that does not parse, or
+// a verdict naming a receipt the bundle lacks is an error wrapping [ErrInvalid]; w then holds a
+// partial archive that must be discarded. It returns the manifest it wrote.
+func Write(ctx context.Context, w io.Writer, b *Bundle, c Content) (*Manifest, error) {
+	m, chains, anchors, err := b.manifest()
+	if err != nil {
+		return nil, err
+	}
+	bw := &bundleWriter{zw: zip.NewWriter(w), mod: b.createdAt()}
+	if err := bw.zw.SetComment("mimetype=" + MediaType); err != nil {
+		return nil, err
+	}
+	if err := bw.mimetype(); err != nil {
+		return nil, err
+	}
+	for i := range m.Messages {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := bw.message(ctx, &m.Messages[i], c); err != nil {
+			return nil, err
+		}
+	}
+	for i, s := range chains {
+		if err := bw.file(m.Chains[i].File, TypeCerts, pemCerts(s.DER)); err != nil {
+			return nil, err
+		}
+	}
+	for i, s := range anchors {
+		if err := bw.file(m.AnchorSets[i].File, TypeCerts, pemCerts(s.DER)); err != nil {
+			return nil, err
+		}
+	}
+	for i, e := range b.Earlier {
+		if err := bw.file(m.Log.Earlier[i].File, TypeCheckpoint, e.Checkpoint); err != nil {
+			return nil, err
+		}
+	}
+	if err := bw.file(NameCheckpoint, TypeCheckpoint, b.Checkpoint); err != nil {
+		return nil, err
+	}
+	if err := bw.file(NameLogKey, TypeKey, []byte(strings.TrimSpace(b.LogKey)+"\n")); err != nil {
+		return nil, err
+	}
+	m.Files = bw.files
+	if err := bw.stream(NameReport, TypeReport, func(w io.Writer) error { return renderReport(w, m) }); err != nil {
+		return nil, err
+	}
+	m.Files = bw.files
+	if err := bw.stream(NameManifest, TypeJSON, func(w io.Writer) error {
+		e := json.NewEncoder(w)
+		e.SetIndent("", " ")
+		return e.Encode(m)
+	}); err != nil {
+		return nil, err
+	}
+	m.Files = bw.files[:len(bw.files)-1] // manifest.json does not list itself
+	if err := bw.stream(NameASiCManifest, "", func(w io.Writer) error { return writeASiCManifest(w, bw.refs) }); err != nil {
+		return nil, err
+	}
+	if err := bw.zw.Close(); err != nil {
+		return nil, fmt.Errorf("evidence: write: %w", err)
+	}
+	return m, nil
+}
+
+func (b *Bundle) createdAt() time.Time {
+	if b.CreatedAt.IsZero() {
+		return time.Now().UTC().Truncate(time.Second)
+	}
+	return b.CreatedAt
+}
+
+// manifest builds the manifest of b (without Files) and checks that it holds together.
+func (b *Bundle) manifest() (m *Manifest, chains, anchors []Certs, err error) {
+	bad := func(format string, args ...any) (*Manifest, []Certs, []Certs, error) {
+		return nil, nil, nil, fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+	}
+	cp, err := tlog.ParseCheckpoint(b.Checkpoint)
+	if err != nil {
+		return bad("checkpoint: %v", err)
+	}
+	if _, err := tlog.NewVerifier(b.LogKey); err != nil {
+		return bad("log key: %v", err)
+	}
+	m = &Manifest{
+		Format:     Format,
+		CreatedAt:  FormatTime(b.createdAt()),
+		ExportedBy: b.ExportedBy,
+		Selectors:  nonNil(b.Selectors),
+		Log: Log{
+			Origin:     cp.Origin,
+			KeyFile:    NameLogKey,
+			Checkpoint: CheckpointRef{File: NameCheckpoint, Size: cp.Size, Root: base64.StdEncoding.EncodeToString(cp.Hash)},
+			Earlier:    []EarlierCheckpoint{},
+		},
+		Files:      []File{},
+		Messages:   make([]Message, len(b.Messages)),
+		Chains:     []CertSet{},
+		AnchorSets: []CertSet{},
+		Deliveries: make([]Delivery, len(b.Deliveries)),
+	}
+	for i, d := range b.Deliveries {
+		d.Recipients = slices.Clone(d.Recipients)
+		for j := range d.Recipients {
+			d.Recipients[j].Receipts = slices.Clone(d.Recipients[j].Receipts)
+		}
+		m.Deliveries[i] = d
+	}
+	seenCP := map[uint64]bool{}
+	for i, e := range b.Earlier {
+		ecp, err := tlog.ParseCheckpoint(e.Checkpoint)
+		if err != nil {
+			return bad("earlier checkpoint %d: %v", i, err)
+		}
+		if ecp.Size >= cp.Size || seenCP[ecp.Size] {
+			return bad("earlier checkpoint of size %d: not smaller than %d, or cited twice", ecp.Size, cp.Size)
+		}
+		seenCP[ecp.Size] = true
+		m.Log.Earlier = append(m.Log.Earlier, EarlierCheckpoint{
+			CheckpointRef:    CheckpointRef{File: CheckpointName(ecp.Size), Size: ecp.Size, Root: base64.StdEncoding.EncodeToString(ecp.Hash)},
+			ConsistencyProof: EncodeHashes(e.Proof),
+		})
+	}
+	sets := func(in []Certs, id func([][]byte) [32]byte, name func([32]byte) string, sorted bool) ([]Certs, []CertSet, map[string]bool, error) {
+		have := map[string]bool{}
+		var outC []Certs
+		outS := []CertSet{}
+		for _, s := range in {
+			der := s.DER
+			if sorted {
+				der = sortedSet(der)
+			}
+			if len(der) == 0 {
+				return nil, nil, nil, fmt.Errorf("an empty certificate set")
+			}
+			for _, c := range der {
+				if _, err := x509.ParseCertificate(c); err != nil {
+					return nil, nil, nil, fmt.Errorf("certificate set %q: %v", s.Label, err)
+				}
+			}
+			sum := id(der)
+			if have[hexSum(sum)] {
+				continue
+			}
+			have[hexSum(sum)] = true
+			outC = append(outC, Certs{DER: der, Label: s.Label})
+			outS = append(outS, CertSet{SHA256: hexSum(sum), File: name(sum), Label: s.Label})
+		}
+		return outC, outS, have, nil
+	}
+	var haveChain, haveAnchors map[string]bool
+	chains, m.Chains, haveChain, err = sets(b.Chains, ChainID, ChainName, false)
+	if err != nil {
+		return bad("chains: %v", err)
+	}
+	anchors, m.AnchorSets, haveAnchors, err = sets(b.AnchorSets, AnchorsID, AnchorsName, true)
+	if err != nil {
+		return bad("anchor sets: %v", err)
+	}
+	have := map[string]bool{}
+	for i, msg := range b.Messages {
+		sum, err := parseSum(msg.SHA256)
+		if err != nil {
+			return bad("message %d: %v", i, err)
+		}
+		if have[msg.SHA256] {
+			return bad("message %s is listed twice", msg.SHA256)
+		}
+		have[msg.SHA256] = true
+		if msg.Leaf.Index >= cp.Size {
+			return bad("message %s: leaf %d is not in the checkpoint's tree of size %d", msg.SHA256, msg.Leaf.Index, cp.Size)
+		}
+		r := msg.Record
+		if r.ChainSHA256 != "" && !haveChain[r.ChainSHA256] {
+			return bad("message %s: its chain %s is not in the bundle", msg.SHA256, r.ChainSHA256)
+		}
+		if r.AnchorsSHA256 != "" && !haveAnchors[r.AnchorsSHA256] {
+			return bad("message %s: its anchor set %s is not in the bundle", msg.SHA256, r.AnchorsSHA256)
+		}
+		msg.File = MessageName(sum)
+		msg.InclusionProof = nonNil(msg.InclusionProof)
+		msg.Record = r.nonNil()
+		m.Messages[i] = msg
+	}
+	for _, msg := range m.Messages {
+		if msg.ContainedIn != "" && !have[msg.ContainedIn] {
+			return bad("message %s: the message carrying it, %s, is not in the bundle", msg.SHA256, msg.ContainedIn)
+		}
+	}
+	for i := range m.Deliveries {
+		d := &m.Deliveries[i]
+		if d.SHA256 != "" && !have[d.SHA256] {
+			return bad("delivery %q: message %s is not in the bundle", d.MsgID, d.SHA256)
+		}
+		d.Recipients = nonNil(d.Recipients)
+		for j := range d.Recipients {
+			r := &d.Recipients[j]
+			r.Receipts = nonNil(r.Receipts)
+			if r.Deciding != "" && !slices.Contains(r.Receipts, r.Deciding) {
+				r.Receipts = append(r.Receipts, r.Deciding)
+			}
+			for _, s := range r.Receipts {
+				if !have[s] {
+					return bad("delivery %q recipient %q: receipt %s is not in the bundle", d.MsgID, r.Address, s)
+				}
+			}
+		}
+	}
+	return m, chains, anchors, nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func (r Record) nonNil() Record {
+	r.Recipients = nonNil(r.Recipients)
+	r.RecipientTypes = nonNil(r.RecipientTypes)
+	r.Problems = nonNil(r.Problems)
+	r.Signature.Reasons = nonNil(r.Signature.Reasons)
+	r.Signature.Details = nonNil(r.Signature.Details)
+	return r
+}
+
+func pemCerts(der [][]byte) []byte {
+	var b bytes.Buffer
+	for _, c := range der {
+		pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: c})
+	}
+	return b.Bytes()
+}
+
+// bundleWriter writes entries and remembers their digests for the manifests.
+type bundleWriter struct {
+	zw    *zip.Writer
+	mod   time.Time
+	files []File
+	refs  []asicRef
+}
+
+func (bw *bundleWriter) mimetype() error {
+	fh := &zip.FileHeader{
+		Name:               NameMimetype,
+		Method:             zip.Store,
+		CRC32:              crc32.ChecksumIEEE([]byte(MediaType)),
+		CompressedSize64:   uint64(len(MediaType)),
+		UncompressedSize64: uint64(len(MediaType)),
+	}
+	w, err := bw.zw.CreateRaw(fh)
+	if err != nil {
+		return fmt.Errorf("evidence: write: %w", err)
+	}
+	_, err = io.WriteString(w, MediaType)
+	return err
+}
+
+// entry starts an entry and returns a writer that hashes what goes into it, and a function that
+// records the entry once written.
+func (bw *bundleWriter) entry(name, typ string) (io.Writer, func() [32]byte, error) {
+	w, err := bw.zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Deflate, Modified: bw.mod.UTC()})
+	if err != nil {
+		return nil, nil, fmt.Errorf("evidence: write %s: %w", name, err)
+	}
+	h := &hashCounter{h: sha256.New()}
+	done := func() [32]byte {
+		var sum [32]byte
+		h.h.Sum(sum[:0])
+		if name != NameASiCManifest {
+			bw.refs = append(bw.refs, asicRef{URI: name, MimeType: typ, SHA256: sum})
+			bw.files = append(bw.files, File{Name: name, SHA256: hexSum(sum), Size: h.n, Type: typ})
+		}
+		return sum
+	}
+	return io.MultiWriter(w, h), done, nil
+}
+
+func (bw *bundleWriter) file(name, typ string, data []byte) error {
+	w, done, err := bw.entry(name, typ)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(data); err != nil {
+		return fmt.Errorf("evidence: write %s: %w", name, err)
+	}
+	done()
+	return nil
+}
+
+func (bw *bundleWriter) stream(name, typ string, fn func(io.Writer) error) error {
+	w, done, err := bw.entry(name, typ)
+	if err != nil {
+		return err
+	}
+	buf := bufio.NewWriterSize(w, 64<<10)
+	if err := fn(buf); err != nil {
+		return fmt.Errorf("evidence: write %s: %w", name, err)
+	}
+	if err := buf.Flush(); err != nil {
+		return fmt.Errorf("evidence: write %s: %w", name, err)
+	}
+	done()
+	return nil
+}
+
+func (bw *bundleWriter) message(ctx context.Context, m *Message, c Content) error {
+	want, _ := parseSum(m.SHA256)
+	rc, err := c.OpenMessage(ctx, want)
+	if err != nil {
+		return fmt.Errorf("evidence: message %s: %w", m.SHA256, err)
+	}
+	defer rc.Close()
+	w, done, err := bw.entry(m.File, TypeMessage)
+	if err != nil {
+		return err
+	}
+	n, err := io.Copy(w, rc)
+	if err != nil {
+		return fmt.Errorf("evidence: message %s: %w", m.SHA256, err)
+	}
+	if got := done(); got != want || n != m.Size {
+		return fmt.Errorf("%w: message %s: the content has %d bytes and SHA-256 %x, the record %d bytes", ErrInvalid, m.SHA256, n, got, m.Size)
+	}
+	return nil
+}
+
+type hashCounter struct {
+	h hash.Hash
+	n int64
+}
+
+func (h *hashCounter) Write(p []byte) (int, error) {
+	h.h.Write(p)
+	h.n += int64(len(p))
+	return len(p), nil
+}
