@@ -3,6 +3,9 @@ package evidence
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Errors of the reader. Every error [Open] and [Reader.ReadFile] return for a bundle they refuse
@@ -106,3 +109,34 @@ type Failure struct {
 }
 
 func (f Failure) String() string { return f.Kind + " " + f.Subject + ": " + f.Detail }
+
+// newFailure makes a Failure whose subject and detail are safe to print on a terminal: a hostile
+// bundle's strings end up in them, so control characters and invalid UTF-8 are escaped and each
+// is bounded.
+func newFailure(kind, subject, detail string) Failure {
+	return Failure{Kind: kind, Subject: printable(subject, 400), Detail: printable(detail, 2000)}
+}
+
+func printable(s string, max int) string {
+	cut := len(s) > max
+	if cut {
+		s = s[:max]
+	}
+	var b strings.Builder
+	for len(s) > 0 {
+		r, size := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[0])
+		case unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Bidi_Control, r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+		s = s[size:]
+	}
+	if cut {
+		b.WriteString("…")
+	}
+	return b.String()
+}

@@ -19,3 +19,9 @@ func WriteASiCManifest(w io.Writer, names, types []string, data [][]byte) error 
 
 // DecodeStrict exposes the strict JSON decoder.
 var DecodeStrict = decodeStrict
+
+// ParseASiCManifest exposes the ASiC manifest parser to the fuzz target.
+func ParseASiCManifest(data []byte) (n int, err error) {
+	refs, err := parseASiCManifest(data)
+	return len(refs), err
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/pecarchive/pecarchive/evidence"
 	"github.com/pecarchive/pecarchive/evidence/evidencetest"
@@ -234,5 +235,25 @@ func TestTamperLogKeyResigned(t *testing.T) {
 	res = verifyBytes(t, data, "")
 	if !res.OK || res.KeySource != evidence.KeyBundled || len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "--log-key") {
 		t.Fatalf("without a key: ok %v, source %q, warnings %q\n%s", res.OK, res.KeySource, res.Warnings, failures(res))
+	}
+}
+
+// A hostile manifest's strings reach the failures; they come out printable, one line each.
+func TestFailuresArePrintable(t *testing.T) {
+	f := getFixture(t)
+	es := unzip(t, f.bundle)
+	mm := manifestOf(t, es)
+	mm.Deliveries[0].MsgID = "x\x1b[2J\nfile ok: \u202eevil\xff"
+	mm.Deliveries[0].Recipients[0].Verdict = "\x1b]0;pwned\x07"
+	setManifest(t, es, mm)
+	res := verifyBytes(t, rezip(t, reseal(t, es)), f.arch.VKey)
+	if res.OK {
+		t.Fatal("verified")
+	}
+	for _, fl := range res.Failures {
+		s := fl.String()
+		if strings.ContainsAny(s, "\x1b\n\r\x07\u202e") || !utf8.ValidString(s) {
+			t.Errorf("failure not printable: %q", s)
+		}
 	}
 }

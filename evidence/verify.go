@@ -97,11 +97,11 @@ func Verify(ctx context.Context, rd *Reader, opts *VerifyOptions) *Result {
 }
 
 func (r *Result) fail(kind, subject, format string, args ...any) {
-	r.Failures = append(r.Failures, Failure{Kind: kind, Subject: subject, Detail: fmt.Sprintf(format, args...)})
+	r.Failures = append(r.Failures, newFailure(kind, subject, fmt.Sprintf(format, args...)))
 }
 
 func (r *Result) warn(format string, args ...any) {
-	r.Warnings = append(r.Warnings, fmt.Sprintf(format, args...))
+	r.Warnings = append(r.Warnings, printable(fmt.Sprintf(format, args...), 2000))
 }
 
 func (r *Result) done() *Result {
@@ -377,7 +377,7 @@ func (v *verifier) checkMessages(ctx context.Context) {
 	}
 	for i, msg := range msgs {
 		if seen[msg.SHA256] {
-			results[i] = &msgResult{failures: []Failure{{FailClaim, "message " + msg.SHA256, "listed twice"}}}
+			results[i] = &msgResult{failures: []Failure{newFailure(FailClaim, "message "+msg.SHA256, "listed twice")}}
 			continue
 		}
 		seen[msg.SHA256] = true
@@ -388,7 +388,9 @@ func (v *verifier) checkMessages(ctx context.Context) {
 	v.msgs = make(map[string]*msgResult, len(msgs))
 	for i, r := range results {
 		v.res.Failures = append(v.res.Failures, r.failures...)
-		v.res.Warnings = append(v.res.Warnings, r.warnings...)
+		for _, w := range r.warnings {
+			v.res.Warnings = append(v.res.Warnings, printable(w, 2000))
+		}
 		if _, dup := v.msgs[msgs[i].SHA256]; !dup {
 			v.msgs[msgs[i].SHA256] = r
 		}
@@ -415,7 +417,7 @@ func (v *verifier) checkMessage(ctx context.Context, msg *Message, mu *sync.Mute
 	r := &msgResult{}
 	subject := "message " + msg.SHA256
 	fail := func(kind, subj, format string, args ...any) {
-		r.failures = append(r.failures, Failure{Kind: kind, Subject: subj, Detail: fmt.Sprintf(format, args...)})
+		r.failures = append(r.failures, newFailure(kind, subj, fmt.Sprintf(format, args...)))
 	}
 	sum, err := parseSum(msg.SHA256)
 	if err != nil {
