@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/pecarchive/pecarchive/evidence"
+	"github.com/pecarchive/pecarchive/tlog"
+)
+
+func init() {
+	register("verify-bundle", "check an evidence bundle offline (no database, no network)", runVerifyBundle)
+}
+
+// verifyBundleResult is `pecarchive verify-bundle --json` (a contract: ok and failures; the rest
+// extends it).
+type verifyBundleResult struct {
+	Bundle     string             `json:"bundle"`
+	OK         bool               `json:"ok"`
+	Failures   []evidence.Failure `json:"failures"`
+	Warnings   []string           `json:"warnings"`
+	LogKey     string             `json:"log_key"` // "given" or "bundled": what the checkpoint was checked against
+	Messages   int                `json:"messages"`
+	Deliveries int                `json:"deliveries"`
+}
+
+func runVerifyBundle(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("verify-bundle", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	keyArg := fs.String("log-key", "", "file holding the log's public key, obtained independently of the bundle (or the key itself); without it the bundled key is used, which proves only that the bundle agrees with itself")
+	asJSON := fs.Bool("json", false, "print one JSON object with ok and failures[]")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: pecarchive verify-bundle BUNDLE.zip [--log-key FILE] [--json]")
+		fs.PrintDefaults()
+	}
+	files, err := parseInterleaved(fs, args)
+	if err != nil {
+		return exitUsage
+	}
+	if len(files) != 1 {
+		fs.Usage()
+		return exitUsage
+	}
+	key, err := readLogKey(*keyArg)
+	if err != nil {
+		fmt.Fprintf(stderr, "pecarchive verify-bundle: %v\n", err)
+		return exitUsage
+	}
+	f, err := os.Open(files[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "pecarchive verify-bundle: %v\n", err)
+		return exitUsage
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		fmt.Fprintf(stderr, "pecarchive verify-bundle: %s is not a regular file\n", files[0])
+		return exitUsage
+	}
+	res := evidence.VerifyReaderAt(context.Background(), f, st.Size(), &evidence.VerifyOptions{LogKey: key})
+	for _, w := range res.Warnings {
+		fmt.Fprintf(stderr, "WARNING: %s\n", w)
+	}
+	if *asJSON {
+		out := verifyBundleResult{Bundle: files[0], OK: res.OK, Failures: res.Failures, Warnings: res.Warnings,
+			LogKey: res.KeySource, Messages: res.Messages, Deliveries: res.Deliveries}
+		if err := json.NewEncoder(stdout).Encode(out); err != nil {
+			return exitUsage
+		}
+	} else {
+		for _, fl := range res.Failures {
+			fmt.Fprintln(stdout, fl.String())
+		}
+		status := "OK"
+		if !res.OK {
+			status = fmt.Sprintf("FAILED (%d failures)", len(res.Failures))
+		}
+		against := map[string]string{evidence.KeyGiven: "the key given", evidence.KeyBundled: "the BUNDLED key only"}[res.KeySource]
+		if against == "" {
+			against = "no key"
+		}
+		fmt.Fprintf(stdout, "verify-bundle: %s: %d messages, %d deliveries, checkpoint checked against %s: %s\n",
+			files[0], res.Messages, res.Deliveries, against, status)
+	}
+	if !res.OK {
+		return exitNotValid
+	}
+	return exitOK
+}
+
+// readLogKey returns the public key named by arg: a file holding it (the output of `pecarchive
+// logkey public`), or the key itself; "" when arg is empty.
+func readLogKey(arg string) (string, error) {
+	if arg == "" {
+		return "", nil
+	}
+	data, err := os.ReadFile(arg)
+	if err != nil {
+		if _, kerr := tlog.NewVerifier(arg); kerr == nil {
+			return arg, nil
+		}
+		return "", fmt.Errorf("log key: %w", err)
+	}
+	if len(data) > 4096 {
+		return "", fmt.Errorf("log key: %s is not a key file", arg)
+	}
+	key := strings.TrimSpace(string(data))
+	if _, err := tlog.NewVerifier(key); err != nil {
+		return "", fmt.Errorf("log key in %s: %w", arg, err)
+	}
+	return key, nil
+}
