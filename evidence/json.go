@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -31,96 +31,98 @@ func decodeStrict(data []byte, v any) error {
 	return nil
 }
 
-type jsonFrame struct {
-	object  bool
-	wantKey bool
-	keys    map[string]struct{}
-}
-
-// checkTokens walks the token stream of data: one value, keys of the form [a-z0-9_]+ and unique
-// within their object, no null, bounded depth.
+// checkTokens scans data as JSON for what encoding/json does not refuse: a key not of the form
+// [a-z0-9_]+ as written (so an escaped key is refused), a key repeated in its object, null, nesting deeper than
+// maxJSONDepth, or more than one top-level value. It relies on encoding/json for the rest of the
+// syntax: on input that is not JSON it may return nil, and the decoder then refuses it.
 func checkTokens(data []byte) error {
-	d := json.NewDecoder(bytes.NewReader(data))
-	d.UseNumber()
-	var stack []*jsonFrame
-	values := 0
-	valueDone := func() {
-		if n := len(stack); n > 0 && stack[n-1].object {
-			stack[n-1].wantKey = true
-		}
-		if len(stack) == 0 {
-			values++
-		}
+	type frame struct {
+		object bool
+		keys   []string
 	}
-	for {
-		tok, err := d.Token()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		if values > 0 {
-			return errors.New("data after the top-level value")
-		}
-		if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].wantKey {
-			top := stack[n-1]
-			if tok == json.Delim('}') {
-				stack = stack[:n-1]
-				valueDone()
-				continue
-			}
-			key, ok := tok.(string)
-			if !ok {
-				return fmt.Errorf("object key expected, got %v", tok)
-			}
-			if !plainKey(key) {
-				return fmt.Errorf("key %.60q is not of the schema's form [a-z0-9_]+", key)
-			}
-			if _, dup := top.keys[key]; dup {
-				return fmt.Errorf("duplicate key %q", key)
-			}
-			top.keys[key] = struct{}{}
-			top.wantKey = false
+	var stack []frame
+	values := 0
+	expectKey := false
+	for i := 0; i < len(data); i++ {
+		c := data[i]
+		switch c {
+		case ' ', '\t', '\n', '\r', ',', ':':
 			continue
 		}
-		switch t := tok.(type) {
-		case json.Delim:
-			switch t {
-			case '{', '[':
-				if len(stack) >= maxJSONDepth {
-					return fmt.Errorf("nested deeper than %d", maxJSONDepth)
-				}
-				f := &jsonFrame{object: t == '{', wantKey: t == '{'}
-				if f.object {
-					f.keys = make(map[string]struct{})
-				}
-				stack = append(stack, f)
-			default: // ']' ('}' is handled with the keys)
-				stack = stack[:len(stack)-1]
-				valueDone()
-			}
-		case nil:
-			return errors.New("null is not allowed")
-		default:
-			valueDone()
+		if len(stack) == 0 && values > 0 {
+			return errors.New("data after the top-level value")
 		}
-	}
-	if values != 1 || len(stack) != 0 {
-		return errors.New("not one complete JSON value")
+		if expectKey && c != '}' {
+			if c != '"' {
+				return nil // not JSON: the decoder says why
+			}
+			j := i + 1
+			for j < len(data) && data[j] != '"' {
+				if b := data[j]; !('a' <= b && b <= 'z' || '0' <= b && b <= '9' || b == '_') {
+					return fmt.Errorf("key %.60q is not of the schema's form [a-z0-9_]+", keyAt(data, i))
+				}
+				j++
+			}
+			if j >= len(data) || j == i+1 {
+				return fmt.Errorf("key %.60q is not of the schema's form [a-z0-9_]+", keyAt(data, i))
+			}
+			key := string(data[i+1 : j])
+			top := &stack[len(stack)-1]
+			for _, k := range top.keys {
+				if k == key {
+					return fmt.Errorf("duplicate key %q", key)
+				}
+			}
+			top.keys = append(top.keys, key)
+			expectKey = false
+			i = j
+			continue
+		}
+		switch c {
+		case '{', '[':
+			if len(stack) >= maxJSONDepth {
+				return fmt.Errorf("nested deeper than %d", maxJSONDepth)
+			}
+			stack = append(stack, frame{object: c == '{'})
+			expectKey = c == '{'
+			continue
+		case '}', ']':
+			if len(stack) == 0 {
+				return nil
+			}
+			stack = stack[:len(stack)-1]
+			expectKey = false
+		case '"':
+			j := i + 1
+			for j < len(data) && data[j] != '"' {
+				if data[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			i = j
+		case 'n':
+			return errors.New("null is not allowed")
+		default: // a number, true or false
+			for i+1 < len(data) && !strings.ContainsRune(" \t\n\r,:]}", rune(data[i+1])) {
+				i++
+			}
+		}
+		// A value ended: in an object, a key comes next.
+		if n := len(stack); n > 0 && stack[n-1].object {
+			expectKey = true
+		} else if n == 0 {
+			values++
+		}
 	}
 	return nil
 }
 
-func plainKey(k string) bool {
-	if k == "" {
-		return false
+// keyAt returns the start of the string at data[i:] for an error message.
+func keyAt(data []byte, i int) string {
+	s := string(data[i+1 : min(len(data), i+62)])
+	if j := strings.IndexByte(s, '"'); j >= 0 {
+		s = s[:j]
 	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_') {
-			return false
-		}
-	}
-	return true
+	return s
 }
