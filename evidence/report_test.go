@@ -1,14 +1,21 @@
 package evidence_test
 
 import (
+	"bytes"
+	"html"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pecarchive/pecarchive/evidence"
+	"github.com/pecarchive/pecarchive/evidence/evidencetest"
+	"github.com/pecarchive/pecarchive/internal/samples"
 	"github.com/pecarchive/pecarchive/internal/testenv"
+	"github.com/pecarchive/pecarchive/pec/smime"
 )
 
 // reportOf returns report.html of the fixture bundle.
@@ -95,4 +102,90 @@ func TestReportInChromium(t *testing.T) {
 			t.Errorf("the PDF lacks %q", want)
 		}
 	}
+}
+
+// The OpenSSL commands the report gives, run as an auditor would in the extracted bundle: every
+// fingerprint matches and every signature of a trusted message verifies as of its signing time.
+// On the fixture and on the real Aruba envelope of 2023 (SHA-1, real AgID chain).
+func TestReportOpenSSL(t *testing.T) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Fatal("openssl is not installed (run scripts/browser.sh)")
+	}
+	f := getFixture(t)
+	t.Run("fixture", func(t *testing.T) { checkOpenSSL(t, f.bundle, f.manifest) })
+	t.Run("real envelope", func(t *testing.T) {
+		raw := samples.Read(t, "real/aruba-busta-trasporto-2023-08-18.eml")
+		a, err := evidencetest.New(smime.DefaultTrustStore())
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := a.Add(t.Context(), raw, time.Date(2023, 8, 18, 15, 37, 30, 0, time.UTC), [32]byte{})
+		if !m.Record.Signature.Trusted {
+			t.Fatalf("the real envelope is not trusted as of its signing time: %v", m.Record.Signature.Reasons)
+		}
+		b, err := a.Bundle(nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		man, err := evidence.Write(t.Context(), &buf, b, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res := verifyBytes(t, buf.Bytes(), a.VKey); !res.OK {
+			t.Fatalf("the bundle does not verify:\n%s", failures(res))
+		}
+		checkOpenSSL(t, buf.Bytes(), man)
+	})
+}
+
+var opensslLine = regexp.MustCompile(`(?m)^openssl smime -verify -in (messages/[0-9a-f]{64}\.eml) [^<\n]*-out /dev/null`)
+
+func checkOpenSSL(t *testing.T, bundle []byte, m *evidence.Manifest) {
+	dir := t.TempDir()
+	es := unzip(t, bundle)
+	for _, e := range es {
+		p := filepath.Join(dir, filepath.FromSlash(e.name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, e.data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	report := html.UnescapeString(string(es[find(es, evidence.NameReport)].data))
+	dgst := regexp.MustCompile(`openssl dgst -sha256 [^<\n]*`).FindString(report)
+	if dgst == "" {
+		t.Fatal("the report gives no openssl dgst command")
+	}
+	cmd := exec.Command("sh", "-c", dgst)
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fl := range m.Files {
+		if fl.Name != evidence.NameReport && !strings.Contains(string(out), "SHA2-256("+fl.Name+")= "+fl.SHA256) {
+			t.Errorf("openssl dgst does not give %s for %s", fl.SHA256, fl.Name)
+		}
+	}
+	trusted := map[string]bool{}
+	for _, msg := range m.Messages {
+		trusted[msg.File] = msg.Record.Signature.Trusted
+	}
+	n := 0
+	for _, match := range opensslLine.FindAllStringSubmatch(report, -1) {
+		cmd := exec.Command("sh", "-c", match[0])
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		ok := err == nil && strings.Contains(string(out), "Verification successful")
+		if ok != trusted[match[1]] {
+			t.Errorf("%s: trusted %v, openssl says:\n%s", match[0], trusted[match[1]], out)
+		}
+		n++
+	}
+	if n == 0 {
+		t.Fatal("the report gives no OpenSSL command")
+	}
+	t.Logf("%d OpenSSL verifications", n)
 }

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Ensures headless Chromium and pdftotext/pdfinfo (poppler-utils) are installed, as the tests of
-# report.html expect: they render it in a real browser, print it to PDF and read the PDF's text.
+# Ensures headless Chromium, pdftotext/pdfinfo (poppler-utils) and openssl are installed, as the
+# tests of report.html expect: they render it in a real browser, print it to PDF, read the PDF's
+# text, and run the OpenSSL commands it gives.
 # Installs the Debian packages with apt-get where missing (a fresh Debian CI machine).
 set -euo pipefail
 missing=()
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing+=(chromium)
 { command -v pdftotext >/dev/null 2>&1 && command -v pdfinfo >/dev/null 2>&1; } || missing+=(poppler-utils)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
