@@ -13,8 +13,9 @@ import (
 	"github.com/pecarchive/pecarchive/pec/smime"
 )
 
-// fixture is one archive holding a conversation (one notice to three recipients: delivered,
-// unknown address, late then delivered), with an earlier checkpoint.
+// fixture is one archive holding a conversation (one notice to five recipients: delivered,
+// unknown address, late then delivered, and two whose delivery receipts fail verification),
+// with an earlier checkpoint.
 type fixture struct {
 	arch     *evidencetest.Archive
 	provider *pectest.Provider
@@ -28,6 +29,12 @@ var (
 	fixtureOnce sync.Once
 	fixtureVal  *fixture
 	fixtureErr  error
+)
+
+// Recipients of the fixture whose delivery receipts fail verification.
+var (
+	tamperedTo = "anna.verdi@" + pectest.ProviderB.Domain
+	rogueTo    = "paolo.neri@" + pectest.ProviderB.Domain
 )
 
 func anchorsOf(p *pectest.Provider) *smime.TrustStore {
@@ -56,7 +63,8 @@ func newFixture() (*fixture, error) {
 		Original: &pectest.Original{
 			Subject: "Convocazione assemblea 2025 <b>&amp; \"ordine\"</b> <script>alert(1)</script>",
 			To:      []string{"mario.rossi@" + pectest.ProviderB.Domain},
-			Cc:      []string{"ufficio@" + pectest.ProviderA.Domain, "luca.bianchi@" + pectest.ProviderB.Domain},
+			Cc: []string{"ufficio@" + pectest.ProviderA.Domain, "luca.bianchi@" + pectest.ProviderB.Domain,
+				tamperedTo, rogueTo},
 		},
 		Outcomes: map[string]pectest.Outcome{
 			"luca.bianchi@" + pectest.ProviderB.Domain: {Error: pec.ErrNoDest},
@@ -65,6 +73,27 @@ func newFixture() (*fixture, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	// Two delivery receipts fail verification: one tampered with after signing, one signed by a
+	// look-alike CA. Neither may make its recipient DELIVERED.
+	rogue, err := pectest.NewProvider(12, &pectest.Options{Provider: pectest.ProviderB, Defect: pectest.DefectUntrusted})
+	if err != nil {
+		return nil, err
+	}
+	for i, g := range c.Messages {
+		if g.Kind != pec.KindAvvenutaConsegna {
+			continue
+		}
+		switch g.Recipient {
+		case tamperedTo:
+			if c.Messages[i], err = pectest.Damage(g, pectest.FailureTampered); err != nil {
+				return nil, err
+			}
+		case rogueTo:
+			if c.Messages[i], err = rogue.Delivery(pectest.Params{Original: c.Original, Recipient: rogueTo, At: g.Time}); err != nil {
+				return nil, err
+			}
+		}
 	}
 	a, err := evidencetest.New(anchorsOf(p))
 	if err != nil {

@@ -29,6 +29,25 @@ func TestTamper(t *testing.T) {
 			notDelivered = i
 		}
 	}
+	// The tampered delivery receipt and its recipient.
+	var forgedIdx int
+	var forged string
+	for i, r := range m.Deliveries[0].Recipients {
+		if r.Address != tamperedTo {
+			continue
+		}
+		forgedIdx = i
+		for _, s := range r.Receipts {
+			for _, msg := range m.Messages {
+				if msg.SHA256 == s && msg.Record.Kind == "avvenuta-consegna" {
+					forged = s
+				}
+			}
+		}
+	}
+	if forged == "" {
+		t.Fatal("no tampered delivery receipt in the fixture")
+	}
 	firstEML := m.Messages[1].File // a receipt
 	chainFile := m.Chains[0].File
 	anchorFile := m.AnchorSets[0].File
@@ -73,6 +92,26 @@ func TestTamper(t *testing.T) {
 			setManifest(t, es, mm)
 			return es
 		}, want{evidence.FailFile, evidence.NameManifest, "SHA-256"}, want{evidence.FailClaim, "recipient " + m.Deliveries[0].Recipients[notDelivered].Address, "not a delivery receipt for this recipient"}},
+		{"a forged receipt made deciding", func(t *testing.T, es []entry) []entry {
+			mm := manifestOf(t, es)
+			r := &mm.Deliveries[0].Recipients[forgedIdx]
+			r.Verdict, r.Deciding = evidence.VerdictDelivered, forged
+			setManifest(t, es, mm)
+			return es
+		}, want{evidence.FailFile, evidence.NameManifest, "SHA-256"}, want{evidence.FailClaim, "recipient " + tamperedTo, "not valid and trusted"}},
+		{"a forged receipt's record made trusted", func(t *testing.T, es []entry) []entry {
+			mm := manifestOf(t, es)
+			for i := range mm.Messages {
+				if mm.Messages[i].SHA256 == forged {
+					sig := &mm.Messages[i].Record.Signature
+					sig.Valid, sig.Trusted, sig.Reasons = true, true, []string{"weak-digest-sha1"}
+				}
+			}
+			r := &mm.Deliveries[0].Recipients[forgedIdx]
+			r.Verdict, r.Deciding = evidence.VerdictDelivered, forged
+			setManifest(t, es, mm)
+			return es
+		}, want{evidence.FailFile, evidence.NameManifest, "SHA-256"}, want{evidence.FailSignature, "signature of " + forged, "does not verify"}},
 		{"a proof hash", func(t *testing.T, es []entry) []entry {
 			mm := manifestOf(t, es)
 			p := mm.Messages[2].InclusionProof
