@@ -19,8 +19,8 @@ import (
 type Limits struct {
 	// MaxEntries bounds the number of entries; default 1,000,000.
 	MaxEntries int
-	// MaxEntrySize bounds one entry's uncompressed size; default 1 GiB (the archive refuses
-	// messages over 64 MiB by default).
+	// MaxEntrySize bounds one entry's uncompressed size; default 256 MiB (the archive refuses
+	// messages over 64 MiB by default). A message is read whole to be parsed.
 	MaxEntrySize int64
 	// MaxTotalSize bounds the sum of the entries' uncompressed sizes, declared and actually read;
 	// default 64 GiB.
@@ -33,7 +33,7 @@ type Limits struct {
 // Default limits.
 const (
 	DefaultMaxEntries      = 1_000_000
-	DefaultMaxEntrySize    = 1 << 30
+	DefaultMaxEntrySize    = 256 << 20
 	DefaultMaxTotalSize    = 64 << 30
 	DefaultMaxManifestSize = 512 << 20
 )
@@ -271,7 +271,8 @@ func (r *Reader) ReadFile(name string, max int64) ([]byte, error) {
 		return nil, err
 	}
 	defer rc.Close()
-	buf := bytes.NewBuffer(make([]byte, 0, e.Size))
+	// The declared size is a claim: grow past the first megabyte only as bytes arrive.
+	buf := bytes.NewBuffer(make([]byte, 0, min(e.Size, 1<<20)))
 	if _, err := io.Copy(buf, rc); err != nil {
 		return nil, err
 	}
