@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/pecarchive/pecarchive/evidence/verdict"
-	"github.com/pecarchive/pecarchive/pec"
 	"github.com/pecarchive/pecarchive/services/archive/catalog"
 	"github.com/pecarchive/pecarchive/services/archive/reader"
 )
@@ -302,164 +301,54 @@ func toVerdict(m *catalog.Message) verdict.Message {
 		Valid: m.Verdict.Valid, Trusted: m.Verdict.Trusted, Reasons: m.Verdict.Reasons}
 }
 
-// counts reports whether the verdict rule may rest on m (see verdict.Counts).
-func counts(m *catalog.Message) bool {
-	vm := toVerdict(m)
-	return verdict.Counts(&vm)
-}
-
-// sendings returns the PEC ids of the sendings that the rows of one msgid prove: the
-// identificativi of the counting acceptances, transport envelopes and receipts, in the order of
-// the rows. A Message-ID is chosen by the sender's mail client and may be sent again, or reused
-// by someone else; the sender's provider gives each sending its own PEC id, which all of its
-// receipts repeat.
-func sendings(rows []catalog.Message) []string {
-	var ids []string
-	for i := range rows {
-		m := &rows[i]
-		if m.Kind != pec.KindNotPEC && m.PECID != "" && counts(m) && !slices.Contains(ids, m.PECID) {
-			ids = append(ids, m.PECID)
-		}
-	}
-	return ids
-}
-
 // answersFor decides for the message msgid from its catalog rows (the original and its copies,
-// envelopes and receipts, oldest first): one answer per sending the rows prove, newest first, or
-// one answer when they prove at most one. With only set, just the answer for that PEC id (when
+// envelopes and receipts, oldest first) with verdict.Conversation, the rule an offline verifier
+// of an evidence bundle applies again: one answer per sending the rows prove, newest first, or
+// one answer when they prove at most one; with only set, just the answer for that PEC id (when
 // the rows prove it). It returns the answers, the SHA-256s they carry (for the access record,
 // each once) and their receipts (for their proofs).
 func answersFor(msgid string, rows []catalog.Message, only string) ([]MessageAnswer, [][32]byte, []*Receipt) {
-	ids := sendings(rows)
-	if len(ids) == 0 {
-		ids = []string{""}
-	}
-	if only != "" && slices.Contains(ids, only) {
-		ids = []string{only}
+	vrows := make([]verdict.Row, len(rows))
+	for i := range rows {
+		m := &rows[i]
+		vrows[i] = verdict.Row{Message: toVerdict(m), MessageID: m.MessageID, Subject: m.Subject, Sender: m.Sender, HeaderDate: m.HeaderDate}
 	}
 	var out []MessageAnswer
 	var sums [][32]byte
-	var receipts []*Receipt
-	for _, id := range ids {
-		m, ss, rs := answerFor(msgid, id, rows)
-		if len(ss) == 0 {
-			continue // nothing left of it (a race with nothing: rows are never deleted)
+	var all []*Receipt
+	add := func(s [32]byte) {
+		if !slices.Contains(sums, s) {
+			sums = append(sums, s)
 		}
-		out = append(out, m)
-		for _, s := range ss {
-			if !slices.Contains(sums, s) {
-				sums = append(sums, s)
+	}
+	for _, a := range verdict.Conversation(msgid, vrows, only) {
+		ans := MessageAnswer{MsgID: a.MsgID, PECID: a.PECID, Subject: a.Subject, Sender: a.Sender, SentAt: a.SentAt}
+		if a.Original >= 0 {
+			ans.SHA256 = rows[a.Original].SHA256
+			add(ans.SHA256)
+		}
+		receipts := make([]*Receipt, len(a.Receipts))
+		for j, i := range a.Receipts {
+			receipts[j] = &Receipt{Message: rows[i]}
+			add(rows[i].SHA256)
+		}
+		for _, r := range a.Recipients {
+			ra := RecipientAnswer{Address: r.Address, Verdict: r.Verdict, ExplanationIT: r.ExplanationIT, ExplanationEN: r.ExplanationEN, At: r.At}
+			if r.Deciding >= 0 {
+				ra.Deciding = receipts[r.Deciding].SHA256
 			}
-		}
-		receipts = append(receipts, rs...)
-	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].SentAt.After(out[j].SentAt) })
-	return out, sums, receipts
-}
-
-// answerFor decides for the sending pecID of the message msgid (any sending when pecID is
-// empty) from its catalog rows. Counting envelopes, acceptances and receipts of other sendings
-// are left to their own answers; rows that do not count are listed wherever their msgid puts
-// them (they never decide, and what they claim of their sending is not to be believed). It
-// returns the answer, the SHA-256s it carries and its receipts.
-func answerFor(msgid, pecID string, rows []catalog.Message) (MessageAnswer, [][32]byte, []*Receipt) {
-	ans := MessageAnswer{MsgID: msgid, PECID: pecID}
-	var sent, envelope, copyOf, acceptance *catalog.Message
-	var receipts []*Receipt
-	var vms []verdict.Message
-	for i := range rows {
-		m := &rows[i]
-		if pecID != "" && m.Kind != pec.KindNotPEC && m.PECID != pecID && counts(m) {
-			continue // another sending's
-		}
-		switch {
-		case m.Kind == pec.KindNotPEC && m.MessageID == msgid && sent == nil:
-			sent = m
-		case m.Kind == pec.KindNotPEC && copyOf == nil:
-			copyOf = m
-		case m.Kind == pec.KindPostaCertificata && envelope == nil:
-			envelope = m
-		case m.Kind.IsReceipt():
-			receipts = append(receipts, &Receipt{Message: *m})
-			vms = append(vms, toVerdict(m))
-			if m.Kind == pec.KindAccettazione && (acceptance == nil || !counts(acceptance) && counts(m)) {
-				acceptance = m
+			for _, i := range r.Receipts {
+				ra.Receipts = append(ra.Receipts, receipts[i])
 			}
+			for _, i := range r.Conflicts {
+				ra.Conflicting = append(ra.Conflicting, receipts[i].SHA256)
+			}
+			ans.Recipients = append(ans.Recipients, ra)
 		}
+		out = append(out, ans)
+		all = append(all, receipts...)
 	}
-	orig := sent
-	if orig == nil {
-		orig = envelope
-	}
-	if orig == nil {
-		orig = copyOf
-	}
-	var sums [][32]byte
-	var recipients []string
-	if orig != nil {
-		ans.SHA256 = orig.SHA256
-		sums = append(sums, orig.SHA256)
-		recipients = orig.Recipients
-		ans.Subject, ans.Sender = subjectOf(orig), orig.Sender
-		if orig.Kind == pec.KindNotPEC {
-			ans.SentAt = orig.HeaderDate
-		}
-	}
-	// The PEC id, sender and sending time of the acceptance (a counting one if any).
-	if acceptance != nil {
-		ans.SentAt = acceptance.DaticertTime
-		if ans.PECID == "" {
-			ans.PECID = acceptance.PECID
-		}
-		if ans.Sender == "" {
-			ans.Sender = acceptance.Sender
-		}
-		if ans.Subject == "" {
-			ans.Subject = subjectOf(acceptance)
-		}
-	}
-	for _, r := range receipts {
-		sums = append(sums, r.SHA256)
-		if ans.PECID == "" {
-			ans.PECID = r.PECID
-		}
-		if ans.Sender == "" {
-			ans.Sender = r.Sender
-		}
-		if ans.Subject == "" {
-			ans.Subject = subjectOf(&r.Message)
-		}
-	}
-	if ans.PECID == "" && envelope != nil {
-		ans.PECID = envelope.PECID
-	}
-	res := verdict.Decide(verdict.Original{MsgID: msgid, PECID: pecID, Recipients: recipients}, vms)
-	for _, r := range res.Recipients {
-		ra := RecipientAnswer{Address: r.Address, Verdict: r.Verdict, ExplanationIT: r.ExplanationIT, ExplanationEN: r.ExplanationEN, At: r.At}
-		if r.Deciding >= 0 {
-			ra.Deciding = receipts[r.Deciding].SHA256
-		}
-		for _, i := range r.Receipts {
-			ra.Receipts = append(ra.Receipts, receipts[i])
-		}
-		for _, i := range r.Conflicts {
-			ra.Conflicting = append(ra.Conflicting, receipts[i].SHA256)
-		}
-		ans.Recipients = append(ans.Recipients, ra)
-	}
-	return ans, sums, receipts
-}
-
-// subjectOf returns the subject of the original a message is or is about: a PEC message's
-// subject is "TIPO: subject".
-func subjectOf(m *catalog.Message) string {
-	if m.Kind == pec.KindNotPEC {
-		return m.Subject
-	}
-	if _, rest, ok := strings.Cut(m.Subject, ": "); ok {
-		return rest
-	}
-	return m.Subject
+	return out, sums, all
 }
 
 func isNotFound(err error) bool { return errors.Is(err, reader.ErrNotFound) }
