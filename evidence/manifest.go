@@ -267,8 +267,12 @@ type Recipient struct {
 	At string `json:"at"`
 	// Deciding is the SHA-256 of the receipt the verdict rests on, "" when none.
 	Deciding string `json:"deciding"`
-	// Receipts are every receipt about this recipient in the bundle (Deciding among them).
+	// Receipts are every receipt about this recipient in the bundle (Deciding among them), valid
+	// or not, in the order the archive received them.
 	Receipts []string `json:"receipts"`
+	// Conflicts are the valid and trusted receipts about this recipient that contradict one
+	// another (a delivery and a non-delivery), empty when they agree.
+	Conflicts []string `json:"conflicts"`
 }
 
 // parseSum parses a lower-case hex SHA-256.

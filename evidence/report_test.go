@@ -83,11 +83,20 @@ func TestReportInChromium(t *testing.T) {
 	if !strings.Contains(info["Page size"], "(A4)") {
 		t.Errorf("page size %q is not A4", info["Page size"])
 	}
-	text := testenv.PDFText(t, pdf)
+	// Lines wrap where the page ends them: compare with white space collapsed.
+	text := strings.Join(strings.Fields(testenv.PDFText(t, pdf)), " ")
 	for _, r := range f.delivery.Recipients {
 		labels := map[string]string{evidence.VerdictDelivered: "CONSEGNATO", evidence.VerdictNotDelivered: "NON CONSEGNATO"}
-		for _, want := range []string{r.Address, "(" + r.Verdict + ")", labels[r.Verdict], r.ExplanationIT, r.ExplanationEN} {
+		for _, want := range []string{r.Address, "(" + r.Verdict + ")", labels[r.Verdict]} {
 			if !strings.Contains(text, want) {
+				t.Errorf("the PDF lacks %q for %s", want, r.Address)
+			}
+		}
+		// pdftotext joins a word broken at a hyphen at the end of a line: compare explanations
+		// without hyphens or spaces.
+		flat := strings.NewReplacer(" ", "", "-", "").Replace(text)
+		for _, want := range []string{r.ExplanationIT, r.ExplanationEN} {
+			if !strings.Contains(flat, strings.NewReplacer(" ", "", "-", "").Replace(want)) {
 				t.Errorf("the PDF lacks %q for %s", want, r.Address)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -204,7 +205,38 @@ func TestTamper(t *testing.T) {
 			e := &es[find(es, evidence.NameReport)]
 			e.data = bytes.Replace(e.data, []byte("NON CONSEGNATO"), []byte("CONSEGNATO"), 1)
 			return es
-		}, want{evidence.FailFile, evidence.NameReport, "SHA-256"}, want{}},
+		}, want{evidence.FailFile, evidence.NameReport, "SHA-256"}, want{evidence.FailFile, evidence.NameReport, "not the statement"}},
+		{"an explanation", func(t *testing.T, es []entry) []entry {
+			mm := manifestOf(t, es)
+			mm.Deliveries[0].Recipients[notDelivered].ExplanationIT = "Consegnato."
+			setManifest(t, es, mm)
+			return es
+		}, want{evidence.FailFile, evidence.NameManifest, "SHA-256"}, want{evidence.FailClaim, "recipient " + m.Deliveries[0].Recipients[notDelivered].Address, "explanation_it"}},
+		{"a verdict weakened", func(t *testing.T, es []entry) []entry {
+			mm := manifestOf(t, es)
+			mm.Deliveries[0].Recipients[notDelivered].Verdict = evidence.VerdictWarned
+			setManifest(t, es, mm)
+			return es
+		}, want{evidence.FailFile, evidence.NameManifest, "SHA-256"}, want{evidence.FailClaim, "recipient " + m.Deliveries[0].Recipients[notDelivered].Address, "its receipts give NOT_DELIVERED"}},
+		{"a receipt hidden from a recipient", func(t *testing.T, es []entry) []entry {
+			mm := manifestOf(t, es)
+			r := &mm.Deliveries[0].Recipients[delivered]
+			r.Receipts = r.Receipts[1:]
+			setManifest(t, es, mm)
+			return es
+		}, want{evidence.FailFile, evidence.NameManifest, "SHA-256"}, want{evidence.FailClaim, "recipient " + m.Deliveries[0].Recipients[delivered].Address, "receipts"}},
+		{"a receipt removed from the bundle", func(t *testing.T, es []entry) []entry {
+			// The forger drops the non-delivery notice and every mention of it.
+			mm := manifestOf(t, es)
+			r := &mm.Deliveries[0].Recipients[notDelivered]
+			gone := r.Deciding
+			r.Receipts = slices.DeleteFunc(r.Receipts, func(s string) bool { return s == gone })
+			r.Verdict, r.Deciding = evidence.VerdictAcceptedOnly, ""
+			mm.Messages = slices.DeleteFunc(mm.Messages, func(m evidence.Message) bool { return m.SHA256 == gone })
+			setManifest(t, es, mm)
+			i := find(es, "messages/"+gone+".eml")
+			return append(es[:i], es[i+1:]...)
+		}, want{evidence.FailFile, evidence.NameManifest, "SHA-256"}, want{evidence.FailClaim, "recipient " + m.Deliveries[0].Recipients[notDelivered].Address, ""}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -216,7 +248,7 @@ func TestTamper(t *testing.T) {
 			if c.sealed.kind == "" {
 				return
 			}
-			es = reseal(t, c.alter(t, unzip(t, f.bundle)))
+			es = resealReport(t, c.alter(t, unzip(t, f.bundle)), c.name != "the report")
 			res = verifyBytes(t, rezip(t, es), f.arch.VKey)
 			if res.OK || !hasFailure(res, c.sealed.kind, c.sealed.subject, c.sealed.detail) {
 				t.Errorf("resealed: want a %s failure of %q (%q), got:\n%s", c.sealed.kind, c.sealed.subject, c.sealed.detail, failures(res))

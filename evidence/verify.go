@@ -138,7 +138,9 @@ type msgResult struct {
 	warnings  []string
 	postacert [32]byte // SHA-256 of the postacert.eml the bytes carry (zero when none)
 	hashOK    bool
+	valid     bool // the signature is valid as recomputed (and as claimed)
 	trusted   bool // the signature is valid and trusted as recomputed (and as claimed)
+	received  time.Time
 }
 
 func (v *verifier) run(ctx context.Context) {
@@ -165,6 +167,31 @@ func (v *verifier) run(ctx context.Context) {
 	v.checkMessages(ctx)
 	v.checkFiles()
 	v.checkDeliveries()
+	v.checkReport()
+}
+
+// checkReport checks that report.html is the statement the manifest renders to, so that what a
+// person reads says what the verified manifest says.
+func (v *verifier) checkReport() {
+	got, err := v.rd.ReadFile(NameReport, v.rd.limits.MaxManifestSize)
+	if err != nil {
+		return // missing or unreadable: already named
+	}
+	m := *v.m
+	i := slices.IndexFunc(m.Files, func(f File) bool { return f.Name == NameReport })
+	if i < 0 {
+		v.res.fail(FailClaim, NameReport, "not listed in %s", NameManifest)
+		return
+	}
+	m.Files = m.Files[:i] // the files written before it, which it lists
+	var want bytes.Buffer
+	if err := renderReport(&want, &m); err != nil {
+		v.res.fail(FailFile, NameReport, "the manifest does not render: %v", err)
+		return
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		v.res.fail(FailFile, NameReport, "it is not the statement %s renders to: what it says differs from the manifest", NameManifest)
+	}
 }
 
 // readManifest reads and decodes manifest.json.
@@ -474,7 +501,8 @@ func (v *verifier) checkMessage(ctx context.Context, msg *Message, mu *sync.Mute
 	if err != nil || received.IsZero() {
 		fail(FailClaim, subject, "received_at: %.60q is not a time", rec.ReceivedAt)
 	}
-	r.trusted = v.checkSignature(ctx, msg, pm, fail, &r.warnings)
+	r.received = received
+	r.valid, r.trusted = v.checkSignature(ctx, msg, pm, fail, &r.warnings)
 
 	// The leaf and its inclusion in the checkpoint's tree.
 	if err == nil && msg.Leaf.Time != received.Unix() {
@@ -499,8 +527,8 @@ func (v *verifier) checkMessage(ctx context.Context, msg *Message, mu *sync.Mute
 }
 
 // checkSignature re-verifies the message's signature and compares the verdict with the record's.
-// It returns whether the signature is valid and trusted, as recomputed and as claimed.
-func (v *verifier) checkSignature(ctx context.Context, msg *Message, pm *pec.Message, fail func(kind, subj, format string, args ...any), warnings *[]string) bool {
+// It returns whether the signature is valid, and valid and trusted, as recomputed and as claimed.
+func (v *verifier) checkSignature(ctx context.Context, msg *Message, pm *pec.Message, fail func(kind, subj, format string, args ...any), warnings *[]string) (valid, trusted bool) {
 	rec := msg.Record
 	claim := rec.Signature
 	subject := "signature of " + msg.SHA256
@@ -513,7 +541,7 @@ func (v *verifier) checkSignature(ctx context.Context, msg *Message, pm *pec.Mes
 		sv = v.unsigned
 	default:
 		fail(FailClaim, subject, "the record names anchor set %.64q, which the bundle does not hold", rec.AnchorsSHA256)
-		return false
+		return false, false
 	}
 	rt, _ := parseTime(rec.ReceivedAt)
 	vd := sv.VerifyMessage(ctx, pm, &smime.VerifyOptions{ReceivedAt: rt})
@@ -529,7 +557,8 @@ func (v *verifier) checkSignature(ctx context.Context, msg *Message, pm *pec.Mes
 			claimed = append(claimed, reason)
 		}
 	}
-	trusted := vd.Trusted && claim.Trusted
+	valid = vd.Valid && claim.Valid
+	trusted = vd.Trusted && claim.Trusted
 	switch {
 	case claim.Trusted && !vd.Trusted && vd.Valid:
 		fail(FailSignature, subject, "the signer is not trusted as of %s with anchor set %s: %s",
@@ -573,7 +602,7 @@ func (v *verifier) checkSignature(ctx context.Context, msg *Message, pm *pec.Mes
 			fail(FailClaim, subject, "the record's chain %s is not in the bundle", rec.ChainSHA256)
 		}
 	}
-	return trusted
+	return valid, trusted
 }
 
 // checkFiles compares the entries with the two manifests: every data entry is listed in both,
@@ -673,32 +702,137 @@ func (v *verifier) namedFiles() []string {
 	return out
 }
 
-// checkDeliveries checks that each verdict is one of the contract's and names receipts the bundle
-// holds and verified.
+// checkDeliveries re-derives every delivery claim from the bundle's messages with the rule the
+// query service answered with ([DeriveDeliveries], verdict.Conversation), each message's
+// signature counting only as far as it verified here, and names every difference.
 func (v *verifier) checkDeliveries() {
-	for _, d := range v.m.Deliveries {
-		if d.SHA256 != "" {
-			if _, ok := v.msgs[d.SHA256]; !ok {
-				v.res.fail(FailClaim, "delivery "+d.MsgID, "message %.64q is not in the bundle", d.SHA256)
+	view := make([]Message, 0, len(v.m.Messages))
+	for _, msg := range v.m.Messages {
+		mr, ok := v.msgs[msg.SHA256]
+		if !ok {
+			continue
+		}
+		sig := &msg.Record.Signature
+		sig.Valid, sig.Trusted = sig.Valid && mr.hashOK && mr.valid, sig.Trusted && mr.hashOK && mr.trusted
+		view = append(view, msg)
+	}
+	// The claims about one Message-ID, one per sending, in the order derived (newest first).
+	byMsgID := map[string][]int{}
+	var order []string
+	for i, d := range v.m.Deliveries {
+		k := normID(d.MsgID)
+		if _, ok := byMsgID[k]; !ok {
+			order = append(order, k)
+		}
+		byMsgID[k] = append(byMsgID[k], i)
+	}
+	for _, k := range order {
+		derived := DeriveDeliveries(k, view)
+		claimed := byMsgID[k]
+		if len(claimed) != len(derived) {
+			var ids []string
+			for _, g := range derived {
+				ids = append(ids, g.PECID)
+			}
+			v.res.fail(FailClaim, "delivery "+v.m.Deliveries[claimed[0]].MsgID, "the manifest makes %d claims about it; its messages prove %d sendings (PEC ids %q)",
+				len(claimed), len(derived), ids)
+		}
+		for j, i := range claimed {
+			g := Delivery{Recipients: []Recipient{}}
+			if j < len(derived) {
+				g = derived[j]
+			}
+			v.checkDelivery(v.m.Deliveries[i], g)
+		}
+	}
+}
+
+// checkDelivery compares the claim d with the claim g derived again from the bundle's messages.
+func (v *verifier) checkDelivery(d, g Delivery) {
+	subject := "delivery " + d.MsgID
+	if d.PECID != "" {
+		subject += " (" + d.PECID + ")"
+	}
+	claim := func(field, claimed, got string) {
+		if claimed != got {
+			v.res.fail(FailClaim, subject, "%s: the manifest says %.200q, its messages give %.200q", field, claimed, got)
+		}
+	}
+	claim("msgid", d.MsgID, g.MsgID)
+	claim("pec_id", d.PECID, g.PECID)
+	claim("subject", d.Subject, g.Subject)
+	claim("sender", d.Sender, g.Sender)
+	if !sameTime(d.SentAt, g.SentAt) {
+		claim("sent_at", d.SentAt, g.SentAt)
+	}
+	claim("sha256", d.SHA256, g.SHA256)
+	if len(d.Recipients) != len(g.Recipients) {
+		var got []string
+		for _, r := range g.Recipients {
+			got = append(got, r.Address)
+		}
+		v.res.fail(FailClaim, subject, "the manifest names %d recipients; the receipts name %d (%s)", len(d.Recipients), len(g.Recipients), strings.Join(got, ", "))
+	}
+	for i, r := range d.Recipients {
+		rsub := subject + " recipient " + r.Address
+		if !slices.Contains(Verdicts, r.Verdict) {
+			v.res.fail(FailClaim, rsub, "verdict %.40q is not one of %s", r.Verdict, strings.Join(Verdicts, ", "))
+		}
+		for _, s := range append(slices.Clone(r.Receipts), r.Conflicts...) {
+			if _, ok := v.msgs[s]; !ok {
+				v.res.fail(FailClaim, rsub, "receipt %.64q is not in the bundle", s)
 			}
 		}
-		for _, r := range d.Recipients {
-			subject := "delivery " + d.MsgID + " recipient " + r.Address
-			if !slices.Contains(Verdicts, r.Verdict) {
-				v.res.fail(FailClaim, subject, "verdict %.40q is not one of %s", r.Verdict, strings.Join(Verdicts, ", "))
-			}
-			for _, s := range r.Receipts {
-				if _, ok := v.msgs[s]; !ok {
-					v.res.fail(FailClaim, subject, "receipt %.64q is not in the bundle", s)
-				}
-			}
-			if r.Deciding != "" && !slices.Contains(r.Receipts, r.Deciding) {
-				v.res.fail(FailClaim, subject, "the deciding receipt %.64q is not among its receipts", r.Deciding)
-			}
-			if r.Verdict == VerdictDelivered {
-				v.checkDelivered(d, r, subject)
+		if r.Verdict == VerdictDelivered {
+			v.checkDelivered(d, r, rsub)
+		}
+		if i >= len(g.Recipients) {
+			continue
+		}
+		gr := g.Recipients[i]
+		if r.Address != gr.Address {
+			v.res.fail(FailClaim, rsub, "the receipts give recipient %q in this place", gr.Address)
+			continue
+		}
+		if r.Verdict != gr.Verdict {
+			v.res.fail(FailClaim, rsub, "the manifest says %s; its receipts give %s: %s", r.Verdict, gr.Verdict, gr.ExplanationEN)
+			continue
+		}
+		rclaim := func(field, claimed, got string) {
+			if claimed != got {
+				v.res.fail(FailClaim, rsub, "%s: the manifest says %.300q, its receipts give %.300q", field, claimed, got)
 			}
 		}
+		rclaim("deciding", r.Deciding, gr.Deciding)
+		if !sameTime(r.At, gr.At) {
+			rclaim("at", r.At, gr.At)
+		}
+		rclaim("receipts", strings.Join(r.Receipts, " "), strings.Join(gr.Receipts, " "))
+		rclaim("conflicts", strings.Join(r.Conflicts, " "), strings.Join(gr.Conflicts, " "))
+		rclaim("explanation_it", r.ExplanationIT, gr.ExplanationIT)
+		rclaim("explanation_en", r.ExplanationEN, gr.ExplanationEN)
+	}
+}
+
+// checkDelivered checks the one rule no bundle may bend: DELIVERED rests on a valid and trusted
+// delivery receipt (avvenuta-consegna) for that very recipient about that very message.
+func (v *verifier) checkDelivered(d Delivery, r Recipient, subject string) {
+	var rec *Record
+	for i := range v.m.Messages {
+		if v.m.Messages[i].SHA256 == r.Deciding {
+			rec = &v.m.Messages[i].Record
+			break
+		}
+	}
+	mr, ok := v.msgs[r.Deciding]
+	switch {
+	case r.Deciding == "" || !ok || rec == nil:
+		v.res.fail(FailClaim, subject, "DELIVERED without a deciding receipt in the bundle")
+	case !mr.trusted:
+		v.res.fail(FailClaim, subject, "DELIVERED rests on receipt %s, whose signature is not valid and trusted", r.Deciding)
+	case rec.Kind != string(pec.KindAvvenutaConsegna) || rec.Consegna != normAddr(r.Address) || rec.OrigMsgID != normID(d.MsgID):
+		v.res.fail(FailClaim, subject, "DELIVERED rests on receipt %s (kind %s, consegna %q, about %q), not a delivery receipt for this recipient and message",
+			r.Deciding, rec.Kind, rec.Consegna, rec.OrigMsgID)
 	}
 }
 
@@ -723,24 +857,15 @@ func pemDER(data []byte) ([][]byte, error) {
 	return out, nil
 }
 
-// checkDelivered checks the one rule no bundle may bend: DELIVERED rests on a valid and trusted
-// delivery receipt (avvenuta-consegna) for that very recipient about that very message.
-func (v *verifier) checkDelivered(d Delivery, r Recipient, subject string) {
-	var rec *Record
-	for i := range v.m.Messages {
-		if v.m.Messages[i].SHA256 == r.Deciding {
-			rec = &v.m.Messages[i].Record
-			break
-		}
+// sameTime reports whether two manifest times are the same instant with the same offset (or both
+// unknown), however each is spelt.
+func sameTime(a, b string) bool {
+	ta, err1 := parseTime(a)
+	tb, err2 := parseTime(b)
+	if err1 != nil || err2 != nil {
+		return false
 	}
-	mr, ok := v.msgs[r.Deciding]
-	switch {
-	case r.Deciding == "" || !ok || rec == nil:
-		v.res.fail(FailClaim, subject, "DELIVERED without a deciding receipt in the bundle")
-	case !mr.trusted:
-		v.res.fail(FailClaim, subject, "DELIVERED rests on receipt %s, whose signature is not valid and trusted", r.Deciding)
-	case rec.Kind != string(pec.KindAvvenutaConsegna) || rec.Consegna != normAddr(r.Address) || rec.OrigMsgID != normID(d.MsgID):
-		v.res.fail(FailClaim, subject, "DELIVERED rests on receipt %s (kind %s, consegna %q, about %q), not a delivery receipt for this recipient and message",
-			r.Deciding, rec.Kind, rec.Consegna, rec.OrigMsgID)
-	}
+	_, oa := ta.Zone()
+	_, ob := tb.Zone()
+	return ta.Equal(tb) && oa == ob
 }

@@ -199,6 +199,7 @@ func (b *Bundle) manifest() (m *Manifest, chains, anchors []Certs, err error) {
 		d.Recipients = slices.Clone(d.Recipients)
 		for j := range d.Recipients {
 			d.Recipients[j].Receipts = slices.Clone(d.Recipients[j].Receipts)
+			d.Recipients[j].Conflicts = nonNil(slices.Clone(d.Recipients[j].Conflicts))
 		}
 		m.Deliveries[i] = d
 	}
@@ -295,7 +296,7 @@ func (b *Bundle) manifest() (m *Manifest, chains, anchors []Certs, err error) {
 			if r.Deciding != "" && !slices.Contains(r.Receipts, r.Deciding) {
 				r.Receipts = append(r.Receipts, r.Deciding)
 			}
-			for _, s := range r.Receipts {
+			for _, s := range append(slices.Clone(r.Receipts), r.Conflicts...) {
 				if !have[s] {
 					return bad("delivery %q recipient %q: receipt %s is not in the bundle", d.MsgID, r.Address, s)
 				}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"hash/crc32"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 
@@ -97,10 +98,27 @@ func setManifest(t testing.TB, entries []entry, m *evidence.Manifest) {
 	entries[find(entries, evidence.NameManifest)].data = b
 }
 
-// reseal makes the two manifests agree with the entries again, as a forger who edits files would:
-// manifest.json's file list (entries added or removed included) and the ASiC manifest.
+// reseal makes the manifests and the report agree with the entries again, as a forger who edits
+// files and holds the code would: manifest.json's file list (entries added or removed included),
+// report.html rendered again from the manifest, and the ASiC manifest.
 func reseal(t testing.TB, entries []entry) []entry {
 	t.Helper()
+	return resealReport(t, entries, true)
+}
+
+func resealReport(t testing.TB, entries []entry, render bool) []entry {
+	t.Helper()
+	if render {
+		entries = resealReport(t, entries, false)
+		m := manifestOf(t, entries)
+		i := slices.IndexFunc(m.Files, func(f evidence.File) bool { return f.Name == evidence.NameReport })
+		m.Files = m.Files[:i]
+		var b bytes.Buffer
+		if err := evidence.RenderReport(&b, m); err != nil {
+			t.Fatal(err)
+		}
+		entries[find(entries, evidence.NameReport)].data = b.Bytes()
+	}
 	m := manifestOf(t, entries)
 	types := map[string]string{}
 	for _, f := range m.Files {

@@ -210,63 +210,8 @@ func (a *Archive) AddConversation(ctx context.Context, c *pectest.Conversation) 
 	return Claims(orig, all)
 }
 
-// Claims returns the delivery claims about orig from the receipts among msgs, by a simplified
-// rule: per recipient of the original, the strongest valid and trusted receipt decides; only
-// untrusted receipts make it UNVERIFIED.
+// Claims returns the claim about orig from the records of msgs, by the rule of the query
+// service (evidence.DeriveDeliveries, verdict.Conversation): the claim about its one sending.
 func Claims(orig evidence.Message, msgs []evidence.Message) evidence.Delivery {
-	r := orig.Record
-	d := evidence.Delivery{MsgID: r.MessageID, Subject: r.Subject, Sender: r.Sender, SentAt: r.HeaderDate, SHA256: orig.SHA256}
-	rank := map[string]int{"accettazione": 1, "preavviso-errore-consegna": 2, "errore-consegna": 3, "non-accettazione": 3, "avvenuta-consegna": 4}
-	verdicts := map[string]string{"accettazione": evidence.VerdictAcceptedOnly, "preavviso-errore-consegna": evidence.VerdictWarned,
-		"errore-consegna": evidence.VerdictNotDelivered, "non-accettazione": evidence.VerdictNotAccepted, "avvenuta-consegna": evidence.VerdictDelivered}
-	for _, addr := range r.Recipients {
-		rc := evidence.Recipient{Address: addr, Verdict: evidence.VerdictPending, Receipts: []string{}}
-		best, untrusted := 0, 0
-		for _, m := range msgs {
-			mr := m.Record
-			if mr.OrigMsgID != r.MessageID || rank[mr.Kind] == 0 {
-				continue
-			}
-			if mr.Kind != "accettazione" && mr.Kind != "non-accettazione" && mr.Consegna != addr {
-				continue
-			}
-			if d.PECID == "" {
-				d.PECID = mr.PECID
-			}
-			rc.Receipts = append(rc.Receipts, m.SHA256)
-			if !mr.Signature.Trusted {
-				untrusted++
-				continue
-			}
-			if rank[mr.Kind] > best {
-				best = rank[mr.Kind]
-				rc.Verdict, rc.Deciding, rc.At = verdicts[mr.Kind], m.SHA256, mr.DaticertTime
-			}
-		}
-		if best == 0 && untrusted > 0 {
-			rc.Verdict = evidence.VerdictUnverified
-		}
-		rc.ExplanationIT, rc.ExplanationEN = explain(rc.Verdict)
-		d.Recipients = append(d.Recipients, rc)
-	}
-	return d
-}
-
-func explain(v string) (it, en string) {
-	switch v {
-	case evidence.VerdictDelivered:
-		return "Il gestore del destinatario ha attestato la consegna con una ricevuta firmata valida.",
-			"The recipient's provider certified delivery with a validly signed receipt."
-	case evidence.VerdictNotDelivered:
-		return "Il gestore ha attestato che il messaggio non è stato consegnato.", "The provider certified the message was not delivered."
-	case evidence.VerdictWarned:
-		return "Il gestore ha avvisato che la consegna non è avvenuta entro 12 ore.", "The provider warned delivery did not happen within 12 hours."
-	case evidence.VerdictAcceptedOnly:
-		return "Il messaggio è stato accettato dal gestore del mittente; nessuna ricevuta di consegna.", "The sender's provider accepted the message; no delivery receipt."
-	case evidence.VerdictUnverified:
-		return "Le sole ricevute per questo destinatario non superano la verifica della firma.", "The only receipts for this recipient fail signature verification."
-	case evidence.VerdictNotAccepted:
-		return "Il gestore del mittente non ha accettato il messaggio.", "The sender's provider did not accept the message."
-	}
-	return "Nessuna ricevuta per questo destinatario.", "No receipt for this recipient."
+	return evidence.DeriveDeliveries(orig.Record.MessageID, msgs)[0]
 }
