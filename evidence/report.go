@@ -51,7 +51,8 @@ type recipientView struct {
 	ExplanationIT, ExplanationEN  string
 	At                            string
 	AcceptedAt, AcceptedBy        string
-	DecidedBy                     string // provider of the deciding receipt
+	DecidedBy                     string   // provider of the deciding receipt
+	Conflicts                     []string // valid receipts that contradict one another
 	Events                        []eventView
 	Timeline                      timelineView
 }
@@ -177,6 +178,7 @@ func newReportView(m *Manifest) *reportView {
 				Address: r.Address, Verdict: r.Verdict, VerdictIT: labels[0], VerdictEN: labels[1],
 				Class:         "v-" + strings.ToLower(strings.ReplaceAll(r.Verdict, "_", "-")),
 				ExplanationIT: r.ExplanationIT, ExplanationEN: r.ExplanationEN, At: humanTime(r.At),
+				Conflicts: r.Conflicts,
 			}
 			type ev struct {
 				eventView
