@@ -129,7 +129,3 @@ func plainKey(k string) bool {
 	}
 	return true
 }
-
-// RenderReport exposes the report renderer: tests reseal tampered bundles with it, as a forger
-// holding the code would.
-func RenderReport(w io.Writer, m *Manifest) error { return renderReport(w, m) }

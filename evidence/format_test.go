@@ -42,7 +42,7 @@ func TestASiCLayout(t *testing.T) {
 		t.Errorf("comment %q", zr.Comment)
 	}
 	es := unzip(t, b)
-	x := es[find(es, evidence.NameASiCManifest)].data
+	x := es[find(es, evidence.NameASiCManifest)].Data
 	var doc struct {
 		XMLName xml.Name `xml:"http://uri.etsi.org/02918/v1.2.1# ASiCManifest"`
 		Refs    []struct {
@@ -60,8 +60,8 @@ func TestASiCLayout(t *testing.T) {
 	// Every entry but mimetype and META-INF/ is a data object, listed once.
 	var want []string
 	for _, e := range es {
-		if e.name != evidence.NameMimetype && !strings.HasPrefix(e.name, "META-INF/") {
-			want = append(want, e.name)
+		if e.Name != evidence.NameMimetype && !strings.HasPrefix(e.Name, "META-INF/") {
+			want = append(want, e.Name)
 		}
 	}
 	if len(doc.Refs) != len(want) {
@@ -72,7 +72,7 @@ func TestASiCLayout(t *testing.T) {
 			t.Errorf("reference %d: %+v", i, r)
 		}
 	}
-	if es[len(es)-1].name != evidence.NameASiCManifest || es[len(es)-2].name != evidence.NameManifest || es[len(es)-3].name != evidence.NameReport {
+	if es[len(es)-1].Name != evidence.NameASiCManifest || es[len(es)-2].Name != evidence.NameManifest || es[len(es)-3].Name != evidence.NameReport {
 		t.Errorf("the last entries are not report.html, manifest.json, META-INF/ASiCManifest.xml")
 	}
 }
@@ -80,7 +80,7 @@ func TestASiCLayout(t *testing.T) {
 func TestASiCManifestStrict(t *testing.T) {
 	f := getFixture(t)
 	es := unzip(t, f.bundle)
-	orig := string(es[find(es, evidence.NameASiCManifest)].data)
+	orig := string(es[find(es, evidence.NameASiCManifest)].Data)
 	cases := map[string]string{
 		"DTD":             strings.Replace(orig, "<asic:ASiCManifest", "<!DOCTYPE x [<!ENTITY e \"e\">]><asic:ASiCManifest", 1),
 		"wrong namespace": strings.Replace(orig, "02918/v1.2.1#", "2918/v1.1.1#", 1),
@@ -93,7 +93,7 @@ func TestASiCManifestStrict(t *testing.T) {
 	for name, x := range cases {
 		t.Run(name, func(t *testing.T) {
 			es := unzip(t, f.bundle)
-			es[find(es, evidence.NameASiCManifest)].data = []byte(x)
+			es[find(es, evidence.NameASiCManifest)].Data = []byte(x)
 			res := verifyBytes(t, rezip(t, es), f.arch.VKey)
 			if res.OK || !hasFailure(res, evidence.FailFile, evidence.NameASiCManifest, "malformed ASiC manifest") {
 				t.Fatalf("got:\n%s", failures(res))
@@ -106,7 +106,7 @@ func TestASiCManifestStrict(t *testing.T) {
 func TestManifestStrictJSON(t *testing.T) {
 	f := getFixture(t)
 	es := unzip(t, f.bundle)
-	orig := string(es[find(es, evidence.NameManifest)].data)
+	orig := string(es[find(es, evidence.NameManifest)].Data)
 	cases := map[string]string{
 		"duplicate key":        strings.Replace(orig, `"format": "pecarchive-bundle/v1",`, `"format": "pecarchive-bundle/v1", "format": "pecarchive-bundle/v1",`, 1),
 		"duplicate nested key": strings.Replace(orig, `"origin": `, `"origin": "x", "origin": `, 1),
@@ -125,7 +125,7 @@ func TestManifestStrictJSON(t *testing.T) {
 				t.Fatal("the case changes nothing")
 			}
 			es := unzip(t, f.bundle)
-			es[find(es, evidence.NameManifest)].data = []byte(j)
+			es[find(es, evidence.NameManifest)].Data = []byte(j)
 			res := verifyBytes(t, rezip(t, es), f.arch.VKey)
 			if res.OK || !hasFailure(res, evidence.FailBundle, evidence.NameManifest, "") {
 				t.Fatalf("got:\n%s", failures(res))

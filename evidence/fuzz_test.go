@@ -26,7 +26,7 @@ func FuzzBundleReader(f *testing.F) {
 	es := unzip(f, fx.bundle)
 	small := []entry{es[0]}
 	for _, e := range es {
-		switch e.name {
+		switch e.Name {
 		case evidence.NameManifest, evidence.NameASiCManifest, evidence.NameCheckpoint, evidence.NameLogKey:
 			small = append(small, e)
 		}
@@ -71,7 +71,7 @@ func FuzzBundleReader(f *testing.F) {
 func FuzzManifestJSON(f *testing.F) {
 	fx := getFixture(f)
 	es := unzip(f, fx.bundle)
-	m := es[find(es, evidence.NameManifest)].data
+	m := es[find(es, evidence.NameManifest)].Data
 	if len(m) > 4096 {
 		m = m[:4096]
 	}
@@ -113,7 +113,7 @@ func FuzzManifestJSON(f *testing.F) {
 func FuzzASiCManifest(f *testing.F) {
 	fx := getFixture(f)
 	es := unzip(f, fx.bundle)
-	x := es[find(es, evidence.NameASiCManifest)].data
+	x := es[find(es, evidence.NameASiCManifest)].Data
 	if len(x) > 4096 {
 		x = x[:4096]
 	}

@@ -16,10 +16,12 @@ var reportTemplate string
 
 var reportTmpl = template.Must(template.New("report").Parse(reportTemplate))
 
-// renderReport writes report.html for m: self-contained (inline style and SVG, no script, no
+// RenderReport writes report.html for m: self-contained (inline style and SVG, no script, no
 // external resource), Italian first and English second, every value from the manifest escaped by
-// html/template (subjects and addresses come from mail and are hostile).
-func renderReport(w io.Writer, m *Manifest) error {
+// html/template (subjects and addresses come from mail and are hostile). m.Files are the files
+// the report lists: those written before it. The rendering is deterministic: the verifier checks
+// that a bundle's report.html is exactly what its manifest renders to.
+func RenderReport(w io.Writer, m *Manifest) error {
 	return reportTmpl.Execute(w, newReportView(m))
 }
 

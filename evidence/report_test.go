@@ -22,7 +22,7 @@ import (
 func reportOf(t *testing.T) (string, *fixture) {
 	f := getFixture(t)
 	es := unzip(t, f.bundle)
-	return string(es[find(es, evidence.NameReport)].data), f
+	return string(es[find(es, evidence.NameReport)].Data), f
 }
 
 // The report loads nothing and runs nothing, and everything from mail is escaped.
@@ -154,15 +154,15 @@ func checkOpenSSL(t *testing.T, bundle []byte, m *evidence.Manifest) {
 	dir := t.TempDir()
 	es := unzip(t, bundle)
 	for _, e := range es {
-		p := filepath.Join(dir, filepath.FromSlash(e.name))
+		p := filepath.Join(dir, filepath.FromSlash(e.Name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(p, e.data, 0o644); err != nil {
+		if err := os.WriteFile(p, e.Data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	report := html.UnescapeString(string(es[find(es, evidence.NameReport)].data))
+	report := html.UnescapeString(string(es[find(es, evidence.NameReport)].Data))
 	dgst := regexp.MustCompile(`openssl dgst -sha256 [^<\n]*`).FindString(report)
 	if dgst == "" {
 		t.Fatal("the report gives no openssl dgst command")

@@ -185,7 +185,7 @@ func (v *verifier) checkReport() {
 	}
 	m.Files = m.Files[:i] // the files written before it, which it lists
 	var want bytes.Buffer
-	if err := renderReport(&want, &m); err != nil {
+	if err := RenderReport(&want, &m); err != nil {
 		v.res.fail(FailFile, NameReport, "the manifest does not render: %v", err)
 		return
 	}

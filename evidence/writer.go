@@ -138,7 +138,7 @@ func Write(ctx context.Context, w io.Writer, b *Bundle, c Content) (*Manifest, e
 		return nil, err
 	}
 	m.Files = bw.files
-	if err := bw.stream(NameReport, TypeReport, func(w io.Writer) error { return renderReport(w, m) }); err != nil {
+	if err := bw.stream(NameReport, TypeReport, func(w io.Writer) error { return RenderReport(w, m) }); err != nil {
 		return nil, err
 	}
 	m.Files = bw.files
