@@ -88,7 +88,7 @@ func Tamper(t *testing.T, bundle []byte, vkey string) {
 	p := findParts(t, ManifestOf(t, orig))
 	m := p.m
 	d := m.Deliveries[p.delivery]
-	rsub := func(j int) string { return "delivery " + d.MsgID + " recipient " + d.Recipients[j].Address }
+	rsub := func(j int) string { return " recipient " + d.Recipients[j].Address }
 	other, err := pectest.NewCA(99, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -233,7 +233,7 @@ func Tamper(t *testing.T, bundle []byte, vkey string) {
 	}
 	if p.badIn >= 0 {
 		bd := m.Deliveries[p.badIn]
-		bsub := "delivery " + bd.MsgID + " recipient " + bd.Recipients[p.badRecipient].Address
+		bsub := " recipient " + bd.Recipients[p.badRecipient].Address
 		cases = append(cases,
 			TamperCase{Name: "a receipt failing verification made deciding", Alter: edit(func(mm *evidence.Manifest) {
 				r := &mm.Deliveries[p.badIn].Recipients[p.badRecipient]

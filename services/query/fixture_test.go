@@ -148,7 +148,7 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 		t.Fatal(err)
 	}
 	f.rec = &switchRecorder{a: f.a}
-	if f.svc, err = query.New(ctx, query.Config{Reader: f.rd, Recorder: f.rec}); err != nil {
+	if f.svc, err = query.New(ctx, query.Config{Reader: f.rd, Recorder: f.rec, LogKey: vkey}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -1,9 +1,11 @@
 package query
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"errors"
+	"hash"
 	"io"
 	"log/slog"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/pecarchive/pecarchive/evidence"
 	"github.com/pecarchive/pecarchive/evidence/verdict"
 	querypb "github.com/pecarchive/pecarchive/gen/pecarchive/query/v1"
 	"github.com/pecarchive/pecarchive/internal/auth"
@@ -277,9 +280,78 @@ func (h *Handlers) statusError(ctx context.Context, op string, err error) error 
 		code, msg = codes.DataLoss, "stored evidence failed an integrity check; the archive's audit names it"
 	case errors.Is(err, reader.ErrSchema):
 		code, msg = codes.FailedPrecondition, "the evidence store is not set up"
+	case errors.Is(err, ErrLogKey):
+		code, msg = codes.FailedPrecondition, "the service's log public key is not set, or does not verify the log's checkpoint"
+	case errors.Is(err, evidence.ErrInvalid):
+		code, msg = codes.DataLoss, "stored evidence does not hold together for a bundle; the archive's audit names it"
 	}
 	if h.log != nil && code != codes.InvalidArgument && code != codes.NotFound {
 		h.log.Warn("query: "+op, "code", code.String(), "err", err)
 	}
 	return status.Error(code, "query: "+op+": "+msg)
+}
+
+// ExportEvidenceBundle streams an evidence bundle. Errors before the first chunk are status
+// codes as for every RPC; a stream cut later ends without its closing response (Sha256, Size),
+// which tells the client the bundle is incomplete.
+func (h *Handlers) ExportEvidenceBundle(req *querypb.ExportEvidenceBundleRequest, stream querypb.EvidenceService_ExportEvidenceBundleServer) error {
+	ctx := stream.Context()
+	who, err := caller(ctx)
+	if err != nil {
+		return err
+	}
+	er := ExportRequest{Cite: req.GetCite()}
+	for _, ps := range req.GetSelectors() {
+		var sel Selector
+		switch s := ps.GetSelector().(type) {
+		case *querypb.Selector_Msgid:
+			sel.MsgID = s.Msgid
+		case *querypb.Selector_PecId:
+			sel.PECID = s.PecId
+		case *querypb.Selector_Parties:
+			sel.Sender, sel.Recipient = s.Parties.GetSender(), s.Parties.GetRecipient()
+			sel.Since, sel.Until = timeOf(s.Parties.GetSince()), timeOf(s.Parties.GetUntil())
+		}
+		er.Selectors = append(er.Selectors, sel)
+	}
+	cw := &chunkWriter{stream: stream, sum: sha256.New()}
+	bw := bufio.NewWriterSize(cw, ExportChunk)
+	err = h.svc.Export(ctx, who, querypb.EvidenceService_ExportEvidenceBundle_FullMethodName, er, bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		if cw.err != nil { // the client went away
+			return cw.err
+		}
+		return h.statusError(ctx, "export evidence bundle", err)
+	}
+	return stream.Send(&querypb.ExportEvidenceBundleResponse{Sha256: cw.sum.Sum(nil), Size: cw.n})
+}
+
+// chunkWriter sends what is written to it as chunks of at most ExportChunk bytes.
+type chunkWriter struct {
+	stream querypb.EvidenceService_ExportEvidenceBundleServer
+	sum    hash.Hash
+	n      int64
+	err    error
+}
+
+func (c *chunkWriter) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	written := 0
+	for len(p) > 0 {
+		n := min(len(p), ExportChunk)
+		if err := c.stream.Send(&querypb.ExportEvidenceBundleResponse{Chunk: p[:n]}); err != nil {
+			c.err = err
+			return written, err
+		}
+		c.sum.Write(p[:n])
+		c.n += int64(n)
+		written += n
+		p = p[n:]
+	}
+	return written, nil
 }

@@ -20,6 +20,9 @@ var (
 	ErrInvalid = errors.New("query: invalid request")
 	// ErrNotRecorded: the read could not be recorded with the archive, so it was refused.
 	ErrNotRecorded = errors.New("query: the read could not be recorded")
+	// ErrLogKey: an export needs the log's public key (Config.LogKey), and it must verify the
+	// log's checkpoint.
+	ErrLogKey = errors.New("query: the log's public key is not configured or does not verify its checkpoint")
 )
 
 // Reader is what the service reads through; *reader.Reader implements it.
@@ -34,6 +37,8 @@ type Reader interface {
 	InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error)
 	InclusionProofs(ctx context.Context, indices []uint64, size uint64) ([][][]byte, error)
 	ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error)
+	Chain(ctx context.Context, sum [32]byte) (catalog.CertSet, error)
+	Anchors(ctx context.Context, sum [32]byte) (catalog.CertSet, error)
 }
 
 var _ Reader = (*reader.Reader)(nil)
@@ -87,6 +92,9 @@ type Config struct {
 	// archive publishes one every minute or so: an answer's checkpoint is at most that much
 	// older, and receipts newer than it come without a proof.
 	CheckpointTTL time.Duration
+	// LogKey is the log's public (note verifier) key, which evidence bundles carry and which
+	// must verify the checkpoint they are proven against. Required by Export only.
+	LogKey string
 }
 
 // Service answers the questions of the query API. It is safe for concurrent use and keeps no

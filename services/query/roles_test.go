@@ -28,6 +28,8 @@ var allowed = map[string][]auth.Role{
 	"GetCheckpoint":       {auth.RoleAuditor},
 	"GetInclusionProof":   {auth.RoleAuditor},
 	"GetConsistencyProof": {auth.RoleAuditor},
+	// Evidence bundles are for auditors, and for the back office to hand to lawyers.
+	"ExportEvidenceBundle": {auth.RoleBackoffice, auth.RoleAuditor},
 }
 
 // The role matrix: every RPC, called with every role there is, with an unknown token and with
@@ -63,6 +65,10 @@ func TestRoleMatrix(t *testing.T) {
 			_, err := cl.GetConsistencyProof(ctx, &querypb.GetConsistencyProofRequest{FromSize: 1, ToSize: cp.Size})
 			return err
 		},
+		"ExportEvidenceBundle": func(ctx context.Context, cl querypb.EvidenceServiceClient) error {
+			_, _, err := exportBundle(ctx, cl, &querypb.ExportEvidenceBundleRequest{Selectors: []*querypb.Selector{selMsgID(c.orig.MessageID)}})
+			return err
+		},
 	}
 	// Every RPC of the service is in the matrix.
 	for _, m := range querypb.EvidenceService_ServiceDesc.Methods {
@@ -86,7 +92,7 @@ func TestRoleMatrix(t *testing.T) {
 				want = codes.Unauthenticated
 			case slices.Contains(allowed[rpc], role):
 				want = codes.OK
-				if rpc == "ProveDelivery" || rpc == "GetMessage" || rpc == "SearchMessages" {
+				if rpc == "ProveDelivery" || rpc == "GetMessage" || rpc == "SearchMessages" || rpc == "ExportEvidenceBundle" {
 					recorded++
 				}
 			}

@@ -22,7 +22,7 @@ import (
 )
 
 // DefaultPolicy returns the role table of the query API, deny by default: "backoffice" may
-// prove, search and fetch; "service" may prove and fetch; "auditor" may call everything,
+// prove, search, fetch and export evidence bundles; "service" may prove and fetch; "auditor" may call everything,
 // checkpoints and log proofs included. Server reflection needs one of these roles; health
 // checks need none ([PublicMethods]).
 func DefaultPolicy() auth.Policy {
@@ -31,6 +31,7 @@ func DefaultPolicy() auth.Policy {
 		querypb.EvidenceService_ProveDelivery_FullMethodName:                   all,
 		querypb.EvidenceService_GetMessage_FullMethodName:                      all,
 		querypb.EvidenceService_SearchMessages_FullMethodName:                  {auth.RoleBackoffice, auth.RoleAuditor},
+		querypb.EvidenceService_ExportEvidenceBundle_FullMethodName:            {auth.RoleBackoffice, auth.RoleAuditor},
 		querypb.EvidenceService_GetCheckpoint_FullMethodName:                   {auth.RoleAuditor},
 		querypb.EvidenceService_GetInclusionProof_FullMethodName:               {auth.RoleAuditor},
 		querypb.EvidenceService_GetConsistencyProof_FullMethodName:             {auth.RoleAuditor},

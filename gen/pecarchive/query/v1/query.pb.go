@@ -9,7 +9,7 @@
 //
 // Every RPC is authenticated (mTLS client certificate or bearer token) and authorised by role,
 // deny by default:
-//   backoffice  ProveDelivery, SearchMessages, GetMessage
+//   backoffice  ProveDelivery, SearchMessages, GetMessage, ExportEvidenceBundle
 //   service     ProveDelivery, GetMessage
 //   auditor     every RPC
 // gRPC health checking (grpc.health.v1) answers without credentials; server reflection needs
@@ -1685,6 +1685,228 @@ func (x *GetConsistencyProofResponse) GetHashes() [][]byte {
 	return nil
 }
 
+// Selector selects messages as ProveDeliveryRequest does: by the original's Message-ID, by PEC
+// id, or by parties and time.
+type Selector struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Selector:
+	//
+	//	*Selector_Msgid
+	//	*Selector_PecId
+	//	*Selector_Parties
+	Selector      isSelector_Selector `protobuf_oneof:"selector"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Selector) Reset() {
+	*x = Selector{}
+	mi := &file_pecarchive_query_v1_query_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Selector) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Selector) ProtoMessage() {}
+
+func (x *Selector) ProtoReflect() protoreflect.Message {
+	mi := &file_pecarchive_query_v1_query_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Selector.ProtoReflect.Descriptor instead.
+func (*Selector) Descriptor() ([]byte, []int) {
+	return file_pecarchive_query_v1_query_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Selector) GetSelector() isSelector_Selector {
+	if x != nil {
+		return x.Selector
+	}
+	return nil
+}
+
+func (x *Selector) GetMsgid() string {
+	if x != nil {
+		if x, ok := x.Selector.(*Selector_Msgid); ok {
+			return x.Msgid
+		}
+	}
+	return ""
+}
+
+func (x *Selector) GetPecId() string {
+	if x != nil {
+		if x, ok := x.Selector.(*Selector_PecId); ok {
+			return x.PecId
+		}
+	}
+	return ""
+}
+
+func (x *Selector) GetParties() *Parties {
+	if x != nil {
+		if x, ok := x.Selector.(*Selector_Parties); ok {
+			return x.Parties
+		}
+	}
+	return nil
+}
+
+type isSelector_Selector interface {
+	isSelector_Selector()
+}
+
+type Selector_Msgid struct {
+	Msgid string `protobuf:"bytes,1,opt,name=msgid,proto3,oneof"`
+}
+
+type Selector_PecId struct {
+	PecId string `protobuf:"bytes,2,opt,name=pec_id,json=pecId,proto3,oneof"`
+}
+
+type Selector_Parties struct {
+	Parties *Parties `protobuf:"bytes,3,opt,name=parties,proto3,oneof"`
+}
+
+func (*Selector_Msgid) isSelector_Selector() {}
+
+func (*Selector_PecId) isSelector_Selector() {}
+
+func (*Selector_Parties) isSelector_Selector() {}
+
+// ExportEvidenceBundleRequest selects the messages of a bundle.
+type ExportEvidenceBundleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Selectors select the messages (at least one, at most 100): every message any of them
+	// matches is in the bundle (for a batch such as every notice of a convocation), with all of
+	// its conversation (original, envelopes, receipts).
+	Selectors []*Selector `protobuf:"bytes,1,rep,name=selectors,proto3" json:"selectors,omitempty"`
+	// Cite are earlier signed checkpoints of this log (for example one an auditor kept, at most
+	// 16): the bundle holds each with the consistency proof from it to the bundle's checkpoint.
+	Cite          [][]byte `protobuf:"bytes,2,rep,name=cite,proto3" json:"cite,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportEvidenceBundleRequest) Reset() {
+	*x = ExportEvidenceBundleRequest{}
+	mi := &file_pecarchive_query_v1_query_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportEvidenceBundleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportEvidenceBundleRequest) ProtoMessage() {}
+
+func (x *ExportEvidenceBundleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pecarchive_query_v1_query_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportEvidenceBundleRequest.ProtoReflect.Descriptor instead.
+func (*ExportEvidenceBundleRequest) Descriptor() ([]byte, []int) {
+	return file_pecarchive_query_v1_query_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ExportEvidenceBundleRequest) GetSelectors() []*Selector {
+	if x != nil {
+		return x.Selectors
+	}
+	return nil
+}
+
+func (x *ExportEvidenceBundleRequest) GetCite() [][]byte {
+	if x != nil {
+		return x.Cite
+	}
+	return nil
+}
+
+// ExportEvidenceBundleResponse is one piece of the stream.
+type ExportEvidenceBundleResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Chunk is the next piece of the ZIP (at most 256 KiB).
+	Chunk []byte `protobuf:"bytes,1,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	// Sha256 and Size describe the whole ZIP; they are set on the last response only, which
+	// carries no chunk. A stream that ends without them is incomplete.
+	Sha256        []byte `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Size          int64  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportEvidenceBundleResponse) Reset() {
+	*x = ExportEvidenceBundleResponse{}
+	mi := &file_pecarchive_query_v1_query_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportEvidenceBundleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportEvidenceBundleResponse) ProtoMessage() {}
+
+func (x *ExportEvidenceBundleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pecarchive_query_v1_query_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportEvidenceBundleResponse.ProtoReflect.Descriptor instead.
+func (*ExportEvidenceBundleResponse) Descriptor() ([]byte, []int) {
+	return file_pecarchive_query_v1_query_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ExportEvidenceBundleResponse) GetChunk() []byte {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
+func (x *ExportEvidenceBundleResponse) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+func (x *ExportEvidenceBundleResponse) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 var File_pecarchive_query_v1_query_proto protoreflect.FileDescriptor
 
 const file_pecarchive_query_v1_query_proto_rawDesc = "" +
@@ -1817,7 +2039,20 @@ const file_pecarchive_query_v1_query_proto_rawDesc = "" +
 	"\x1bGetConsistencyProofResponse\x12\x1b\n" +
 	"\tfrom_size\x18\x01 \x01(\x04R\bfromSize\x12\x17\n" +
 	"\ato_size\x18\x02 \x01(\x04R\x06toSize\x12\x16\n" +
-	"\x06hashes\x18\x03 \x03(\fR\x06hashes*\xca\x01\n" +
+	"\x06hashes\x18\x03 \x03(\fR\x06hashes\"\x81\x01\n" +
+	"\bSelector\x12\x16\n" +
+	"\x05msgid\x18\x01 \x01(\tH\x00R\x05msgid\x12\x17\n" +
+	"\x06pec_id\x18\x02 \x01(\tH\x00R\x05pecId\x128\n" +
+	"\aparties\x18\x03 \x01(\v2\x1c.pecarchive.query.v1.PartiesH\x00R\apartiesB\n" +
+	"\n" +
+	"\bselector\"n\n" +
+	"\x1bExportEvidenceBundleRequest\x12;\n" +
+	"\tselectors\x18\x01 \x03(\v2\x1d.pecarchive.query.v1.SelectorR\tselectors\x12\x12\n" +
+	"\x04cite\x18\x02 \x03(\fR\x04cite\"`\n" +
+	"\x1cExportEvidenceBundleResponse\x12\x14\n" +
+	"\x05chunk\x18\x01 \x01(\fR\x05chunk\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\fR\x06sha256\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size*\xca\x01\n" +
 	"\aVerdict\x12\x17\n" +
 	"\x13VERDICT_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11VERDICT_DELIVERED\x10\x01\x12\x19\n" +
@@ -1831,7 +2066,7 @@ const file_pecarchive_query_v1_query_proto_rawDesc = "" +
 	"\x1cSIGNATURE_FILTER_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18SIGNATURE_FILTER_TRUSTED\x10\x01\x12 \n" +
 	"\x1cSIGNATURE_FILTER_NOT_TRUSTED\x10\x02\x12\x1e\n" +
-	"\x1aSIGNATURE_FILTER_NOT_VALID\x10\x032\x9b\x05\n" +
+	"\x1aSIGNATURE_FILTER_NOT_VALID\x10\x032\x9a\x06\n" +
 	"\x0fEvidenceService\x12f\n" +
 	"\rProveDelivery\x12).pecarchive.query.v1.ProveDeliveryRequest\x1a*.pecarchive.query.v1.ProveDeliveryResponse\x12_\n" +
 	"\n" +
@@ -1839,7 +2074,8 @@ const file_pecarchive_query_v1_query_proto_rawDesc = "" +
 	"\x0eSearchMessages\x12*.pecarchive.query.v1.SearchMessagesRequest\x1a+.pecarchive.query.v1.SearchMessagesResponse\x12f\n" +
 	"\rGetCheckpoint\x12).pecarchive.query.v1.GetCheckpointRequest\x1a*.pecarchive.query.v1.GetCheckpointResponse\x12r\n" +
 	"\x11GetInclusionProof\x12-.pecarchive.query.v1.GetInclusionProofRequest\x1a..pecarchive.query.v1.GetInclusionProofResponse\x12x\n" +
-	"\x13GetConsistencyProof\x12/.pecarchive.query.v1.GetConsistencyProofRequest\x1a0.pecarchive.query.v1.GetConsistencyProofResponseBBZ@github.com/pecarchive/pecarchive/gen/pecarchive/query/v1;queryv1b\x06proto3"
+	"\x13GetConsistencyProof\x12/.pecarchive.query.v1.GetConsistencyProofRequest\x1a0.pecarchive.query.v1.GetConsistencyProofResponse\x12}\n" +
+	"\x14ExportEvidenceBundle\x120.pecarchive.query.v1.ExportEvidenceBundleRequest\x1a1.pecarchive.query.v1.ExportEvidenceBundleResponse0\x01BBZ@github.com/pecarchive/pecarchive/gen/pecarchive/query/v1;queryv1b\x06proto3"
 
 var (
 	file_pecarchive_query_v1_query_proto_rawDescOnce sync.Once
@@ -1854,66 +2090,73 @@ func file_pecarchive_query_v1_query_proto_rawDescGZIP() []byte {
 }
 
 var file_pecarchive_query_v1_query_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pecarchive_query_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_pecarchive_query_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_pecarchive_query_v1_query_proto_goTypes = []any{
-	(Verdict)(0),                        // 0: pecarchive.query.v1.Verdict
-	(SignatureFilter)(0),                // 1: pecarchive.query.v1.SignatureFilter
-	(*Parties)(nil),                     // 2: pecarchive.query.v1.Parties
-	(*ProveDeliveryRequest)(nil),        // 3: pecarchive.query.v1.ProveDeliveryRequest
-	(*Checkpoint)(nil),                  // 4: pecarchive.query.v1.Checkpoint
-	(*Receipt)(nil),                     // 5: pecarchive.query.v1.Receipt
-	(*RecipientProof)(nil),              // 6: pecarchive.query.v1.RecipientProof
-	(*MessageProof)(nil),                // 7: pecarchive.query.v1.MessageProof
-	(*ProveDeliveryResponse)(nil),       // 8: pecarchive.query.v1.ProveDeliveryResponse
-	(*GetMessageRequest)(nil),           // 9: pecarchive.query.v1.GetMessageRequest
-	(*GetMessageResponse)(nil),          // 10: pecarchive.query.v1.GetMessageResponse
-	(*MessageFilter)(nil),               // 11: pecarchive.query.v1.MessageFilter
-	(*SearchMessagesRequest)(nil),       // 12: pecarchive.query.v1.SearchMessagesRequest
-	(*MessageSummary)(nil),              // 13: pecarchive.query.v1.MessageSummary
-	(*SearchMessagesResponse)(nil),      // 14: pecarchive.query.v1.SearchMessagesResponse
-	(*GetCheckpointRequest)(nil),        // 15: pecarchive.query.v1.GetCheckpointRequest
-	(*GetCheckpointResponse)(nil),       // 16: pecarchive.query.v1.GetCheckpointResponse
-	(*GetInclusionProofRequest)(nil),    // 17: pecarchive.query.v1.GetInclusionProofRequest
-	(*GetInclusionProofResponse)(nil),   // 18: pecarchive.query.v1.GetInclusionProofResponse
-	(*GetConsistencyProofRequest)(nil),  // 19: pecarchive.query.v1.GetConsistencyProofRequest
-	(*GetConsistencyProofResponse)(nil), // 20: pecarchive.query.v1.GetConsistencyProofResponse
-	(*timestamppb.Timestamp)(nil),       // 21: google.protobuf.Timestamp
+	(Verdict)(0),                         // 0: pecarchive.query.v1.Verdict
+	(SignatureFilter)(0),                 // 1: pecarchive.query.v1.SignatureFilter
+	(*Parties)(nil),                      // 2: pecarchive.query.v1.Parties
+	(*ProveDeliveryRequest)(nil),         // 3: pecarchive.query.v1.ProveDeliveryRequest
+	(*Checkpoint)(nil),                   // 4: pecarchive.query.v1.Checkpoint
+	(*Receipt)(nil),                      // 5: pecarchive.query.v1.Receipt
+	(*RecipientProof)(nil),               // 6: pecarchive.query.v1.RecipientProof
+	(*MessageProof)(nil),                 // 7: pecarchive.query.v1.MessageProof
+	(*ProveDeliveryResponse)(nil),        // 8: pecarchive.query.v1.ProveDeliveryResponse
+	(*GetMessageRequest)(nil),            // 9: pecarchive.query.v1.GetMessageRequest
+	(*GetMessageResponse)(nil),           // 10: pecarchive.query.v1.GetMessageResponse
+	(*MessageFilter)(nil),                // 11: pecarchive.query.v1.MessageFilter
+	(*SearchMessagesRequest)(nil),        // 12: pecarchive.query.v1.SearchMessagesRequest
+	(*MessageSummary)(nil),               // 13: pecarchive.query.v1.MessageSummary
+	(*SearchMessagesResponse)(nil),       // 14: pecarchive.query.v1.SearchMessagesResponse
+	(*GetCheckpointRequest)(nil),         // 15: pecarchive.query.v1.GetCheckpointRequest
+	(*GetCheckpointResponse)(nil),        // 16: pecarchive.query.v1.GetCheckpointResponse
+	(*GetInclusionProofRequest)(nil),     // 17: pecarchive.query.v1.GetInclusionProofRequest
+	(*GetInclusionProofResponse)(nil),    // 18: pecarchive.query.v1.GetInclusionProofResponse
+	(*GetConsistencyProofRequest)(nil),   // 19: pecarchive.query.v1.GetConsistencyProofRequest
+	(*GetConsistencyProofResponse)(nil),  // 20: pecarchive.query.v1.GetConsistencyProofResponse
+	(*Selector)(nil),                     // 21: pecarchive.query.v1.Selector
+	(*ExportEvidenceBundleRequest)(nil),  // 22: pecarchive.query.v1.ExportEvidenceBundleRequest
+	(*ExportEvidenceBundleResponse)(nil), // 23: pecarchive.query.v1.ExportEvidenceBundleResponse
+	(*timestamppb.Timestamp)(nil),        // 24: google.protobuf.Timestamp
 }
 var file_pecarchive_query_v1_query_proto_depIdxs = []int32{
-	21, // 0: pecarchive.query.v1.Parties.since:type_name -> google.protobuf.Timestamp
-	21, // 1: pecarchive.query.v1.Parties.until:type_name -> google.protobuf.Timestamp
+	24, // 0: pecarchive.query.v1.Parties.since:type_name -> google.protobuf.Timestamp
+	24, // 1: pecarchive.query.v1.Parties.until:type_name -> google.protobuf.Timestamp
 	2,  // 2: pecarchive.query.v1.ProveDeliveryRequest.parties:type_name -> pecarchive.query.v1.Parties
-	21, // 3: pecarchive.query.v1.Receipt.signed_at:type_name -> google.protobuf.Timestamp
+	24, // 3: pecarchive.query.v1.Receipt.signed_at:type_name -> google.protobuf.Timestamp
 	0,  // 4: pecarchive.query.v1.RecipientProof.verdict:type_name -> pecarchive.query.v1.Verdict
 	5,  // 5: pecarchive.query.v1.RecipientProof.receipts:type_name -> pecarchive.query.v1.Receipt
-	21, // 6: pecarchive.query.v1.MessageProof.sent_at:type_name -> google.protobuf.Timestamp
+	24, // 6: pecarchive.query.v1.MessageProof.sent_at:type_name -> google.protobuf.Timestamp
 	6,  // 7: pecarchive.query.v1.MessageProof.recipients:type_name -> pecarchive.query.v1.RecipientProof
 	4,  // 8: pecarchive.query.v1.ProveDeliveryResponse.checkpoint:type_name -> pecarchive.query.v1.Checkpoint
 	7,  // 9: pecarchive.query.v1.ProveDeliveryResponse.messages:type_name -> pecarchive.query.v1.MessageProof
 	1,  // 10: pecarchive.query.v1.MessageFilter.signature:type_name -> pecarchive.query.v1.SignatureFilter
-	21, // 11: pecarchive.query.v1.MessageFilter.since:type_name -> google.protobuf.Timestamp
-	21, // 12: pecarchive.query.v1.MessageFilter.until:type_name -> google.protobuf.Timestamp
+	24, // 11: pecarchive.query.v1.MessageFilter.since:type_name -> google.protobuf.Timestamp
+	24, // 12: pecarchive.query.v1.MessageFilter.until:type_name -> google.protobuf.Timestamp
 	11, // 13: pecarchive.query.v1.SearchMessagesRequest.filter:type_name -> pecarchive.query.v1.MessageFilter
-	21, // 14: pecarchive.query.v1.MessageSummary.received_at:type_name -> google.protobuf.Timestamp
+	24, // 14: pecarchive.query.v1.MessageSummary.received_at:type_name -> google.protobuf.Timestamp
 	13, // 15: pecarchive.query.v1.SearchMessagesResponse.messages:type_name -> pecarchive.query.v1.MessageSummary
 	4,  // 16: pecarchive.query.v1.GetCheckpointResponse.checkpoint:type_name -> pecarchive.query.v1.Checkpoint
-	3,  // 17: pecarchive.query.v1.EvidenceService.ProveDelivery:input_type -> pecarchive.query.v1.ProveDeliveryRequest
-	9,  // 18: pecarchive.query.v1.EvidenceService.GetMessage:input_type -> pecarchive.query.v1.GetMessageRequest
-	12, // 19: pecarchive.query.v1.EvidenceService.SearchMessages:input_type -> pecarchive.query.v1.SearchMessagesRequest
-	15, // 20: pecarchive.query.v1.EvidenceService.GetCheckpoint:input_type -> pecarchive.query.v1.GetCheckpointRequest
-	17, // 21: pecarchive.query.v1.EvidenceService.GetInclusionProof:input_type -> pecarchive.query.v1.GetInclusionProofRequest
-	19, // 22: pecarchive.query.v1.EvidenceService.GetConsistencyProof:input_type -> pecarchive.query.v1.GetConsistencyProofRequest
-	8,  // 23: pecarchive.query.v1.EvidenceService.ProveDelivery:output_type -> pecarchive.query.v1.ProveDeliveryResponse
-	10, // 24: pecarchive.query.v1.EvidenceService.GetMessage:output_type -> pecarchive.query.v1.GetMessageResponse
-	14, // 25: pecarchive.query.v1.EvidenceService.SearchMessages:output_type -> pecarchive.query.v1.SearchMessagesResponse
-	16, // 26: pecarchive.query.v1.EvidenceService.GetCheckpoint:output_type -> pecarchive.query.v1.GetCheckpointResponse
-	18, // 27: pecarchive.query.v1.EvidenceService.GetInclusionProof:output_type -> pecarchive.query.v1.GetInclusionProofResponse
-	20, // 28: pecarchive.query.v1.EvidenceService.GetConsistencyProof:output_type -> pecarchive.query.v1.GetConsistencyProofResponse
-	23, // [23:29] is the sub-list for method output_type
-	17, // [17:23] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	2,  // 17: pecarchive.query.v1.Selector.parties:type_name -> pecarchive.query.v1.Parties
+	21, // 18: pecarchive.query.v1.ExportEvidenceBundleRequest.selectors:type_name -> pecarchive.query.v1.Selector
+	3,  // 19: pecarchive.query.v1.EvidenceService.ProveDelivery:input_type -> pecarchive.query.v1.ProveDeliveryRequest
+	9,  // 20: pecarchive.query.v1.EvidenceService.GetMessage:input_type -> pecarchive.query.v1.GetMessageRequest
+	12, // 21: pecarchive.query.v1.EvidenceService.SearchMessages:input_type -> pecarchive.query.v1.SearchMessagesRequest
+	15, // 22: pecarchive.query.v1.EvidenceService.GetCheckpoint:input_type -> pecarchive.query.v1.GetCheckpointRequest
+	17, // 23: pecarchive.query.v1.EvidenceService.GetInclusionProof:input_type -> pecarchive.query.v1.GetInclusionProofRequest
+	19, // 24: pecarchive.query.v1.EvidenceService.GetConsistencyProof:input_type -> pecarchive.query.v1.GetConsistencyProofRequest
+	22, // 25: pecarchive.query.v1.EvidenceService.ExportEvidenceBundle:input_type -> pecarchive.query.v1.ExportEvidenceBundleRequest
+	8,  // 26: pecarchive.query.v1.EvidenceService.ProveDelivery:output_type -> pecarchive.query.v1.ProveDeliveryResponse
+	10, // 27: pecarchive.query.v1.EvidenceService.GetMessage:output_type -> pecarchive.query.v1.GetMessageResponse
+	14, // 28: pecarchive.query.v1.EvidenceService.SearchMessages:output_type -> pecarchive.query.v1.SearchMessagesResponse
+	16, // 29: pecarchive.query.v1.EvidenceService.GetCheckpoint:output_type -> pecarchive.query.v1.GetCheckpointResponse
+	18, // 30: pecarchive.query.v1.EvidenceService.GetInclusionProof:output_type -> pecarchive.query.v1.GetInclusionProofResponse
+	20, // 31: pecarchive.query.v1.EvidenceService.GetConsistencyProof:output_type -> pecarchive.query.v1.GetConsistencyProofResponse
+	23, // 32: pecarchive.query.v1.EvidenceService.ExportEvidenceBundle:output_type -> pecarchive.query.v1.ExportEvidenceBundleResponse
+	26, // [26:33] is the sub-list for method output_type
+	19, // [19:26] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_pecarchive_query_v1_query_proto_init() }
@@ -1926,13 +2169,18 @@ func file_pecarchive_query_v1_query_proto_init() {
 		(*ProveDeliveryRequest_PecId)(nil),
 		(*ProveDeliveryRequest_Parties)(nil),
 	}
+	file_pecarchive_query_v1_query_proto_msgTypes[19].OneofWrappers = []any{
+		(*Selector_Msgid)(nil),
+		(*Selector_PecId)(nil),
+		(*Selector_Parties)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pecarchive_query_v1_query_proto_rawDesc), len(file_pecarchive_query_v1_query_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -9,7 +9,7 @@
 //
 // Every RPC is authenticated (mTLS client certificate or bearer token) and authorised by role,
 // deny by default:
-//   backoffice  ProveDelivery, SearchMessages, GetMessage
+//   backoffice  ProveDelivery, SearchMessages, GetMessage, ExportEvidenceBundle
 //   service     ProveDelivery, GetMessage
 //   auditor     every RPC
 // gRPC health checking (grpc.health.v1) answers without credentials; server reflection needs
@@ -48,12 +48,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	EvidenceService_ProveDelivery_FullMethodName       = "/pecarchive.query.v1.EvidenceService/ProveDelivery"
-	EvidenceService_GetMessage_FullMethodName          = "/pecarchive.query.v1.EvidenceService/GetMessage"
-	EvidenceService_SearchMessages_FullMethodName      = "/pecarchive.query.v1.EvidenceService/SearchMessages"
-	EvidenceService_GetCheckpoint_FullMethodName       = "/pecarchive.query.v1.EvidenceService/GetCheckpoint"
-	EvidenceService_GetInclusionProof_FullMethodName   = "/pecarchive.query.v1.EvidenceService/GetInclusionProof"
-	EvidenceService_GetConsistencyProof_FullMethodName = "/pecarchive.query.v1.EvidenceService/GetConsistencyProof"
+	EvidenceService_ProveDelivery_FullMethodName        = "/pecarchive.query.v1.EvidenceService/ProveDelivery"
+	EvidenceService_GetMessage_FullMethodName           = "/pecarchive.query.v1.EvidenceService/GetMessage"
+	EvidenceService_SearchMessages_FullMethodName       = "/pecarchive.query.v1.EvidenceService/SearchMessages"
+	EvidenceService_GetCheckpoint_FullMethodName        = "/pecarchive.query.v1.EvidenceService/GetCheckpoint"
+	EvidenceService_GetInclusionProof_FullMethodName    = "/pecarchive.query.v1.EvidenceService/GetInclusionProof"
+	EvidenceService_GetConsistencyProof_FullMethodName  = "/pecarchive.query.v1.EvidenceService/GetConsistencyProof"
+	EvidenceService_ExportEvidenceBundle_FullMethodName = "/pecarchive.query.v1.EvidenceService/ExportEvidenceBundle"
 )
 
 // EvidenceServiceClient is the client API for EvidenceService service.
@@ -82,6 +83,13 @@ type EvidenceServiceClient interface {
 	// GetConsistencyProof returns the proof that the tree of size from_size is a prefix of the tree
 	// of size to_size.
 	GetConsistencyProof(ctx context.Context, in *GetConsistencyProofRequest, opts ...grpc.CallOption) (*GetConsistencyProofResponse, error)
+	// ExportEvidenceBundle streams an evidence bundle: a ZIP (an ETSI ASiC-E container; the format
+	// is package evidence's) of every message the selectors match, byte-exact, with what an auditor
+	// needs to check it offline with pecarchive verify-bundle: records, verdicts, signer chains and
+	// trust anchors, the signed checkpoint with an inclusion proof for every message, consistency
+	// proofs from the checkpoints cited, and a statement in Italian and English. The export is
+	// recorded like every read of evidence, before the first byte is sent.
+	ExportEvidenceBundle(ctx context.Context, in *ExportEvidenceBundleRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportEvidenceBundleResponse], error)
 }
 
 type evidenceServiceClient struct {
@@ -161,6 +169,25 @@ func (c *evidenceServiceClient) GetConsistencyProof(ctx context.Context, in *Get
 	return out, nil
 }
 
+func (c *evidenceServiceClient) ExportEvidenceBundle(ctx context.Context, in *ExportEvidenceBundleRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportEvidenceBundleResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &EvidenceService_ServiceDesc.Streams[1], EvidenceService_ExportEvidenceBundle_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExportEvidenceBundleRequest, ExportEvidenceBundleResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EvidenceService_ExportEvidenceBundleClient = grpc.ServerStreamingClient[ExportEvidenceBundleResponse]
+
 // EvidenceServiceServer is the server API for EvidenceService service.
 // All implementations must embed UnimplementedEvidenceServiceServer
 // for forward compatibility.
@@ -187,6 +214,13 @@ type EvidenceServiceServer interface {
 	// GetConsistencyProof returns the proof that the tree of size from_size is a prefix of the tree
 	// of size to_size.
 	GetConsistencyProof(context.Context, *GetConsistencyProofRequest) (*GetConsistencyProofResponse, error)
+	// ExportEvidenceBundle streams an evidence bundle: a ZIP (an ETSI ASiC-E container; the format
+	// is package evidence's) of every message the selectors match, byte-exact, with what an auditor
+	// needs to check it offline with pecarchive verify-bundle: records, verdicts, signer chains and
+	// trust anchors, the signed checkpoint with an inclusion proof for every message, consistency
+	// proofs from the checkpoints cited, and a statement in Italian and English. The export is
+	// recorded like every read of evidence, before the first byte is sent.
+	ExportEvidenceBundle(*ExportEvidenceBundleRequest, grpc.ServerStreamingServer[ExportEvidenceBundleResponse]) error
 	mustEmbedUnimplementedEvidenceServiceServer()
 }
 
@@ -214,6 +248,9 @@ func (UnimplementedEvidenceServiceServer) GetInclusionProof(context.Context, *Ge
 }
 func (UnimplementedEvidenceServiceServer) GetConsistencyProof(context.Context, *GetConsistencyProofRequest) (*GetConsistencyProofResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetConsistencyProof not implemented")
+}
+func (UnimplementedEvidenceServiceServer) ExportEvidenceBundle(*ExportEvidenceBundleRequest, grpc.ServerStreamingServer[ExportEvidenceBundleResponse]) error {
+	return status.Error(codes.Unimplemented, "method ExportEvidenceBundle not implemented")
 }
 func (UnimplementedEvidenceServiceServer) mustEmbedUnimplementedEvidenceServiceServer() {}
 func (UnimplementedEvidenceServiceServer) testEmbeddedByValue()                         {}
@@ -337,6 +374,17 @@ func _EvidenceService_GetConsistencyProof_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EvidenceService_ExportEvidenceBundle_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ExportEvidenceBundleRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(EvidenceServiceServer).ExportEvidenceBundle(m, &grpc.GenericServerStream[ExportEvidenceBundleRequest, ExportEvidenceBundleResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EvidenceService_ExportEvidenceBundleServer = grpc.ServerStreamingServer[ExportEvidenceBundleResponse]
+
 // EvidenceService_ServiceDesc is the grpc.ServiceDesc for EvidenceService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -369,6 +417,11 @@ var EvidenceService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "GetMessage",
 			Handler:       _EvidenceService_GetMessage_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "ExportEvidenceBundle",
+			Handler:       _EvidenceService_ExportEvidenceBundle_Handler,
 			ServerStreams: true,
 		},
 	},
