@@ -39,6 +39,7 @@ import (
 //	                                created only for an empty log; see logkey.go)
 //	PECARCHIVE_LOG_ORIGIN           origin for a created key (default pecarchive.local/log)
 //	PECARCHIVE_LOG_OLD_KEYS_FILE    public keys the log signed with before its key was rotated, one per line
+//	PECARCHIVE_LOG_PUBLIC_KEY_FILE, PECARCHIVE_LOG_PUBLIC_KEY   the log's public key evidence bundles carry (see export.go)
 //	PECARCHIVE_CHECKPOINT_INTERVAL  (default 1m)
 //	PECARCHIVE_LISTEN               gRPC address (default 127.0.0.1:7443)
 //	PECARCHIVE_STORE_IDLE_TIMEOUT   cut a Store stream silent for that long (default 30s)

@@ -25,6 +25,12 @@ import (
 // delivery receipt) in the archive the settings name, verifying against the test provider.
 func archiveConversation(t *testing.T) *pectest.Original {
 	t.Helper()
+	return archiveConversationWith(t, "Convocazione assemblea", "convocazione-1@pec.ordine.example.it")
+}
+
+// archiveConversationWith is archiveConversation with the notice's subject and Message-ID.
+func archiveConversationWith(t *testing.T, subject, msgid string) *pectest.Original {
+	t.Helper()
 	ctx := context.Background()
 	s, err := loadSettings("")
 	if err != nil {
@@ -46,7 +52,7 @@ func archiveConversation(t *testing.T) *pectest.Original {
 	}
 	defer closeLocal()
 	o, err := prov.Original(&pectest.Original{To: []string{"mario.rossi@pec.esempio.it", "anna.bianchi@pec.esempio.it"},
-		Subject: "Convocazione assemblea", MessageID: "convocazione-1@pec.ordine.example.it"})
+		Subject: subject, MessageID: msgid})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -138,7 +138,12 @@ func (s settings) openQuery(ctx context.Context) (*query.Service, func(), error)
 		closeAll()
 		return nil, nil, err
 	}
-	svc, err := query.New(ctx, query.Config{Reader: rd, Recorder: rec})
+	key, err := s.logPublicKey() // for evidence bundles
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	svc, err := query.New(ctx, query.Config{Reader: rd, Recorder: rec, LogKey: key})
 	if err != nil {
 		closeAll()
 		return nil, nil, err

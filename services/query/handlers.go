@@ -255,6 +255,12 @@ func (h *Handlers) GetConsistencyProof(ctx context.Context, req *querypb.GetCons
 	return &querypb.GetConsistencyProofResponse{FromSize: req.GetFromSize(), ToSize: req.GetToSize(), Hashes: proof}, nil
 }
 
+// StatusError is the status an error of the [Service] becomes in a handler (for in-process
+// callers that want the same words and codes); nothing is logged.
+func StatusError(ctx context.Context, op string, err error) error {
+	return (&Handlers{}).statusError(ctx, op, err)
+}
+
 // statusError is the one place where the service's errors, sorted into kinds where they arose,
 // become gRPC status codes. Messages help the caller and say nothing of the storage behind (no
 // SQL, no paths, no addresses); what they hide goes to the log.
@@ -302,17 +308,7 @@ func (h *Handlers) ExportEvidenceBundle(req *querypb.ExportEvidenceBundleRequest
 	}
 	er := ExportRequest{Cite: req.GetCite()}
 	for _, ps := range req.GetSelectors() {
-		var sel Selector
-		switch s := ps.GetSelector().(type) {
-		case *querypb.Selector_Msgid:
-			sel.MsgID = s.Msgid
-		case *querypb.Selector_PecId:
-			sel.PECID = s.PecId
-		case *querypb.Selector_Parties:
-			sel.Sender, sel.Recipient = s.Parties.GetSender(), s.Parties.GetRecipient()
-			sel.Since, sel.Until = timeOf(s.Parties.GetSince()), timeOf(s.Parties.GetUntil())
-		}
-		er.Selectors = append(er.Selectors, sel)
+		er.Selectors = append(er.Selectors, SelectorFromProto(ps))
 	}
 	cw := &chunkWriter{stream: stream, sum: sha256.New()}
 	bw := bufio.NewWriterSize(cw, ExportChunk)
@@ -354,4 +350,20 @@ func (c *chunkWriter) Write(p []byte) (int, error) {
 		p = p[n:]
 	}
 	return written, nil
+}
+
+// SelectorFromProto converts a selector of the API (an empty one selects nothing, which the
+// service refuses).
+func SelectorFromProto(ps *querypb.Selector) Selector {
+	var sel Selector
+	switch s := ps.GetSelector().(type) {
+	case *querypb.Selector_Msgid:
+		sel.MsgID = s.Msgid
+	case *querypb.Selector_PecId:
+		sel.PECID = s.PecId
+	case *querypb.Selector_Parties:
+		sel.Sender, sel.Recipient = s.Parties.GetSender(), s.Parties.GetRecipient()
+		sel.Since, sel.Until = timeOf(s.Parties.GetSince()), timeOf(s.Parties.GetUntil())
+	}
+	return sel
 }

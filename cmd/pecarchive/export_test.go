@@ -1,0 +1,146 @@
+package main
+
+import (
+	"archive/zip"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pecarchive/pecarchive/internal/auth"
+)
+
+// The export contract, end to end: pecarchive export writes a bundle (in-process, and from a
+// running query service), pecarchive verify-bundle checks it offline with the log's public key;
+// a batch of selectors makes one bundle; a cited checkpoint gets its consistency proof; nothing
+// is left behind when the export fails or matches nothing.
+func TestExportAndVerifyBundle(t *testing.T) {
+	serviceEnv(t)
+	o := archiveConversation(t)
+	dir := t.TempDir()
+	code, vkey, errOut := runCLI(t, "logkey", "public")
+	if code != exitOK {
+		t.Fatalf("logkey public: %s", errOut)
+	}
+	keyFile := filepath.Join(dir, "log.pub")
+	os.WriteFile(keyFile, []byte(vkey), 0o644)
+
+	out := filepath.Join(dir, "convocazione.zip")
+	code, stdout, errOut := runCLI(t, "export", "--msgid", o.MessageID, "--out", out)
+	if code != exitOK || !strings.Contains(stdout, "sha256 ") || !strings.Contains(stdout, "verify-bundle") {
+		t.Fatalf("export: exit %d\n%s\n%s", code, stdout, errOut)
+	}
+	code, stdout, errOut = runCLI(t, "verify-bundle", out, "--log-key", keyFile)
+	if code != exitOK {
+		t.Fatalf("verify-bundle: exit %d\n%s\n%s", code, stdout, errOut)
+	}
+	code, stdout, _ = runCLI(t, "verify-bundle", "--json", "--log-key", keyFile, out)
+	var res verifyBundleResult
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil || code != exitOK || !res.OK || res.Deliveries != 1 || res.Messages < 4 {
+		t.Fatalf("verify-bundle --json: exit %d %+v %v", code, res, err)
+	}
+	// Never overwritten.
+	if code, _, _ := runCLI(t, "export", "--msgid", o.MessageID, "--out", out); code != exitUsage {
+		t.Errorf("export over an existing file: exit %d", code)
+	}
+	// The checkpoint of that bundle, cited by the next one.
+	zr, err := zip.OpenReader(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cp []byte
+	for _, f := range zr.File {
+		if f.Name == "checkpoint.txt" {
+			rc, _ := f.Open()
+			cp, _ = io.ReadAll(rc)
+			rc.Close()
+		}
+	}
+	zr.Close()
+	cpFile := filepath.Join(dir, "held-checkpoint.txt")
+	os.WriteFile(cpFile, cp, 0o644)
+	o2 := archiveConversationWith(t, "Secondo avviso", "secondo-avviso@pec.ordine.example.it")
+	sels := filepath.Join(dir, "selectors")
+	os.WriteFile(sels, []byte("# the 2025 convocation\n--msgid "+o.MessageID+"\n\n--pec-id "+o2.ID+"\n"), 0o644)
+	batch := filepath.Join(dir, "batch.zip")
+	if code, stdout, errOut := runCLI(t, "export", "--selectors", sels, "--checkpoint", cpFile, "--out", batch); code != exitOK {
+		t.Fatalf("batch export: exit %d\n%s\n%s", code, stdout, errOut)
+	}
+	code, stdout, _ = runCLI(t, "verify-bundle", "--json", "--log-key", vkey, batch)
+	res = verifyBundleResult{}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil || code != exitOK || res.Deliveries != 2 {
+		t.Fatalf("batch: exit %d %+v %v", code, res, err)
+	}
+	// Nothing matched: exit 3, no file, no partial file.
+	none := filepath.Join(dir, "none.zip")
+	if code, _, errOut := runCLI(t, "export", "--msgid", "nobody-sent-this@x", "--out", none); code != exitNoMatch {
+		t.Errorf("nothing matched: exit %d %s", code, errOut)
+	}
+	for _, args := range [][]string{
+		{"--msgid", "a"},                       // no --out
+		{"--out", filepath.Join(dir, "x.zip")}, // no selector
+		{"--out", filepath.Join(dir, "x.zip"), "--msgid", "a", "--pec-id", "b"},
+		{"--out", filepath.Join(dir, "x.zip"), "--recipient", "x@y"},
+		{"--out", filepath.Join(dir, "x.zip"), "--selectors", filepath.Join(dir, "absent")},
+		{"--out", filepath.Join(dir, "x.zip"), "--msgid", "a", "--checkpoint", filepath.Join(dir, "absent")},
+		{"--out", filepath.Join(dir, "x.zip"), "--msgid", "a", "extra"},
+	} {
+		if code, _, _ := runCLI(t, append([]string{"export"}, args...)...); code != exitUsage {
+			t.Errorf("export %v: exit %d, want %d", args, code, exitUsage)
+		}
+	}
+	bad := filepath.Join(dir, "bad-selectors")
+	os.WriteFile(bad, []byte("--msgid a --pec-id b\n"), 0o644)
+	if code, _, _ := runCLI(t, "export", "--selectors", bad, "--out", filepath.Join(dir, "x.zip")); code != exitUsage {
+		t.Errorf("a bad selectors file: exit %d", code)
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.Contains(e.Name(), ".partial-") || e.Name() == "none.zip" || e.Name() == "x.zip" {
+			t.Errorf("left behind: %s", e.Name())
+		}
+	}
+
+	// From a running query service, as an auditor.
+	creds := filepath.Join(dir, "credentials")
+	os.WriteFile(creds, []byte("token "+auth.HashToken("revisore-token")+" revisore auditor\n"), 0o600)
+	t.Setenv("PECARCHIVE_QUERY_CREDENTIALS_FILE", creds)
+	s, _ := loadSettings("")
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serveQuery(ctx, s, "127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil)), ready)
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("query service: %v", err)
+	}
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("query service: %v", err)
+		}
+	}()
+	t.Setenv("PECARCHIVE_QUERY_ADDR", addr)
+	tok := filepath.Join(dir, "token")
+	os.WriteFile(tok, []byte("revisore-token\n"), 0o600)
+	t.Setenv("PECARCHIVE_QUERY_TOKEN_FILE", tok)
+	remote := filepath.Join(dir, "remote.zip")
+	if code, stdout, errOut := runCLI(t, "export", "--msgid", o.MessageID, "--out", remote); code != exitOK {
+		t.Fatalf("remote export: exit %d\n%s\n%s", code, stdout, errOut)
+	}
+	if code, stdout, errOut := runCLI(t, "verify-bundle", remote, "--log-key", keyFile); code != exitOK {
+		t.Fatalf("verify the remote bundle: exit %d\n%s\n%s", code, stdout, errOut)
+	}
+	os.WriteFile(tok, []byte("wrong\n"), 0o600)
+	if code, _, errOut := runCLI(t, "export", "--msgid", o.MessageID, "--out", filepath.Join(dir, "denied.zip")); code != exitNotValid || !strings.Contains(errOut, "not authenticated") {
+		t.Errorf("wrong token: exit %d %s", code, errOut)
+	}
+}
