@@ -49,6 +49,7 @@ import (
 
 	"github.com/pecarchive/pecarchive/internal/pgmigrate"
 	"github.com/pecarchive/pecarchive/pec"
+	"github.com/pecarchive/pecarchive/record"
 )
 
 // Migrations is the catalog's migration set (migrations/NNNN_name.up.sql), run by
@@ -66,100 +67,13 @@ var (
 	ErrInvalid  = errors.New("catalog: invalid argument")
 )
 
-// Verdict is the outcome of verifying a message's signature (see pec/smime), as stored.
-type Verdict struct {
-	Present     bool   // a signature is present
-	Valid       bool   // the CMS signature matches the exact signed bytes
-	Trusted     bool   // chain, PEC profile, e-mail and provider index hold as of VerifiedAt
-	Digest      string // digest algorithm: "sha1", "sha256", ...
-	Signer      string // signer certificate subject DN
-	SignerEmail string
-	// Provider is the providerName of the provider-index entry listing the signer, when an index
-	// was used.
-	Provider   string
-	SignedAt   time.Time // zero when unknown
-	VerifiedAt time.Time // the time the verification was made as of; zero when not verified
-	// Reasons are the machine-readable verification reasons (pec/smime Reason values).
-	Reasons []string
-	// Details are human-readable explanations of the reasons.
-	Details []string
-}
-
-// Message is one row of the messages table: what the archive knows about one raw message.
-// Zero [32]byte values mean "none"; zero times mean "unknown".
-type Message struct {
-	SHA256 [32]byte
-	Size   int64
-	Kind   pec.Kind
-	// MessageID is the message's own Message-ID (without angle brackets). A transport
-	// envelope's Message-ID is its PEC id.
-	MessageID string
-	// PECID is the daticert identificativo.
-	PECID string
-	// OrigMsgID is the daticert msgid: the Message-ID of the original the message is about.
-	OrigMsgID string
-	// XRiferimento is the X-Riferimento-Message-ID header.
-	XRiferimento string
-	// RefMsgID is the correlation key (see [RefMsgID]): the Message-ID of the original the
-	// message is, is a copy of, or is about. Derived by Normalize when empty.
-	RefMsgID string
-	// Sender is the daticert mittente, else the From address.
-	Sender string
-	// From is the From address.
-	From string
-	// Recipients are the daticert destinatari for PEC kinds, else the To and Cc addresses;
-	// RecipientTypes has the daticert tipo of each ("" when unknown), same length.
-	Recipients     []string
-	RecipientTypes []string
-	Subject        string
-	// Provider is the daticert gestore-emittente.
-	Provider string
-	// DaticertTime is the daticert data, in its zona as a fixed zone.
-	DaticertTime time.Time
-	// HeaderDate is the Date header.
-	HeaderDate   time.Time
-	ReceiptType  pec.ReceiptType
-	Errore       pec.ErrorCode
-	ErroreEsteso string
-	Consegna     string
-	Verdict      Verdict
-	// Problems are the parse problems (and anything else the archive flagged).
-	Problems []string
-	// ChainSHA256 identifies the signer's certificate chain in cert_chains.
-	ChainSHA256 [32]byte
-	// AnchorsSHA256 identifies the trust-anchor set used, in trust_anchor_sets.
-	AnchorsSHA256 [32]byte
-	// PostacertSHA256 is the SHA-256 of the postacert.eml carried inside the message.
-	PostacertSHA256 [32]byte
-	// LeafIndex is the index of the message's leaf in the transparency log.
-	LeafIndex uint64
-	// ReceivedAt is when the archive first stored the message (microsecond precision; the log
-	// leaf carries it truncated to seconds).
-	ReceivedAt time.Time
-	// ContainedIn, when set, is the SHA-256 of the message whose blob carries this message's
-	// bytes (the postacert.eml of a complete delivery receipt, which has no blob of its own; see
-	// [ExtractContained]). It says where the bytes are, not what they are: it is not part of the
-	// evidence digest.
-	ContainedIn [32]byte
-	// BlobVersion is the version of the blob-store object that holds the bytes as the archive
-	// wrote them (an S3 version ID, see blob.Versioner); "" when the store keeps no versions or
-	// the message has no blob of its own. Like ContainedIn it is not part of the evidence digest:
-	// reads and the audit use it and re-hash what they read.
-	BlobVersion string
-}
-
-// Source is one place a message was found.
-type Source struct {
-	Mailbox      string
-	Folder       string
-	UIDValidity  uint32
-	UID          uint32
-	InternalDate time.Time
-	Path         string
-	// Parent is set for a message extracted from another one (Path names the part).
-	Parent    [32]byte
-	FirstSeen time.Time
-}
+// Message is one row of the messages table, Verdict its signature's verdict and Source a place
+// it was found: the record of package record, which owns its normalisation and digests.
+type (
+	Message = record.Message
+	Verdict = record.Verdict
+	Source  = record.Source
+)
 
 // SourceRow is a source of the message SHA256, for [Batch].
 type SourceRow struct {

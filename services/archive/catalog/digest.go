@@ -1,498 +1,109 @@
 package catalog
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"sort"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/pecarchive/pecarchive/pec"
+	"github.com/pecarchive/pecarchive/record"
 	"github.com/pecarchive/pecarchive/tlog"
 )
 
-// Limits applied by [Message.Normalize] so that no input can make a row unstorable.
+// The normalisation of a record and the digests its leaves carry are package record's, so that
+// an offline verifier recomputes them without a database; the catalog writes and reads them.
+
+// Limits applied by [record.Message.Normalize] so that no input can make a row unstorable.
 const (
-	MaxText      = 4096 // bytes of one text field (subject, errore-esteso, signer, ...)
-	MaxID        = 998  // bytes of a message id or an address (RFC 5322 line length)
-	MaxList      = 1000 // entries of a list (recipients, reasons, problems)
-	MaxListEntry = 1024 // bytes of one reason or problem
+	MaxText      = record.MaxText
+	MaxID        = record.MaxID
+	MaxList      = record.MaxList
+	MaxListEntry = record.MaxListEntry
 )
 
-// clean makes s storable in a PostgreSQL text column: valid UTF-8, no NUL, at most max bytes
-// (cut at a rune boundary). It is idempotent.
-func clean(s string, max int) string {
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "\uFFFD")
-	}
-	if strings.IndexByte(s, 0) >= 0 {
-		s = strings.ReplaceAll(s, "\x00", "")
-	}
-	if len(s) > max {
-		i := max
-		for i > 0 && !utf8.RuneStart(s[i]) {
-			i--
-		}
-		s = s[:i]
-	}
-	return s
-}
-
-func cleanList(l []string, max int) []string {
-	if len(l) > MaxList {
-		l = l[:MaxList]
-	}
-	out := make([]string, len(l))
-	for i, s := range l {
-		out[i] = clean(s, max)
-	}
-	return out
-}
-
-// addr normalises an e-mail address for correlation: trimmed, lower case.
-// Cleaning comes first so that trimming sees the final characters (a NUL after a space would
-// otherwise leave the space for a second pass to trim: normalisation must be idempotent).
-func addr(s string) string { return strings.TrimSpace(clean(strings.ToLower(s), MaxID)) }
-
-// MsgID normalises a message id for correlation: cleaned, then trimmed of white space and of
-// the angle brackets around it (every enclosing pair, so that normalising twice changes nothing).
-func MsgID(s string) string {
-	s = strings.TrimSpace(clean(s, MaxID))
-	for len(s) >= 2 && s[0] == '<' && s[len(s)-1] == '>' {
-		s = strings.TrimSpace(s[1 : len(s)-1])
-	}
-	return s
-}
-
-func normTime(t time.Time) time.Time {
-	if t.IsZero() {
-		return time.Time{}
-	}
-	return t.Truncate(time.Microsecond)
-}
-
-// RefMsgID returns the correlation key of a message: the Message-ID of the original it is, is a
-// copy of, or is about. For a PEC message (receipt, envelope) that is the daticert msgid, else
-// its X-Riferimento-Message-ID. For a message that is not PEC it is its X-Riferimento-Message-ID
-// when it has one (a provider's copy of an original, such as the postacert.eml of an envelope or
-// a complete delivery receipt, whose own Message-ID is the PEC id), else its own Message-ID (the
-// original as sent).
-func RefMsgID(kind pec.Kind, messageID, origMsgID, xRiferimento string) string {
-	if kind == pec.KindNotPEC {
-		if x := MsgID(xRiferimento); x != "" {
-			return x
-		}
-		return MsgID(messageID)
-	}
-	if o := MsgID(origMsgID); o != "" {
-		return o
-	}
-	return MsgID(xRiferimento)
-}
-
-// Normalize makes m storable and canonical: text cleaned and bounded, addresses lower-cased,
-// message ids without angle brackets, times truncated to microseconds (PostgreSQL's precision),
-// RecipientTypes as long as Recipients, RefMsgID derived when empty. It is idempotent; [Write]
-// and [Message.EvidenceDigest] rely on it.
-func (m *Message) Normalize() {
-	m.Kind = pec.Kind(clean(string(m.Kind), 64))
-	m.MessageID = MsgID(m.MessageID)
-	m.PECID = MsgID(m.PECID)
-	m.OrigMsgID = MsgID(m.OrigMsgID)
-	m.XRiferimento = MsgID(m.XRiferimento)
-	if m.RefMsgID == "" {
-		m.RefMsgID = RefMsgID(m.Kind, m.MessageID, m.OrigMsgID, m.XRiferimento)
-	}
-	m.RefMsgID = MsgID(m.RefMsgID)
-	m.Sender = addr(m.Sender)
-	m.From = addr(m.From)
-	if len(m.Recipients) > MaxList {
-		m.Recipients = m.Recipients[:MaxList]
-	}
-	rs := make([]string, len(m.Recipients))
-	ts := make([]string, len(m.Recipients))
-	for i, r := range m.Recipients {
-		rs[i] = addr(r)
-		if i < len(m.RecipientTypes) {
-			ts[i] = clean(m.RecipientTypes[i], 32)
-		}
-	}
-	m.Recipients, m.RecipientTypes = rs, ts
-	m.Subject = clean(m.Subject, MaxText)
-	m.Provider = clean(m.Provider, MaxText)
-	m.DaticertTime = normTime(m.DaticertTime)
-	m.HeaderDate = normTime(m.HeaderDate)
-	m.ReceiptType = pec.ReceiptType(clean(string(m.ReceiptType), 32))
-	m.Errore = pec.ErrorCode(clean(string(m.Errore), 32))
-	m.ErroreEsteso = clean(m.ErroreEsteso, MaxText)
-	m.Consegna = addr(m.Consegna)
-	m.Verdict.Digest = clean(m.Verdict.Digest, 64)
-	m.Verdict.Signer = clean(m.Verdict.Signer, MaxText)
-	m.Verdict.SignerEmail = addr(m.Verdict.SignerEmail)
-	m.Verdict.SignedAt = normTime(m.Verdict.SignedAt)
-	m.Verdict.VerifiedAt = normTime(m.Verdict.VerifiedAt)
-	m.Verdict.Provider = clean(m.Verdict.Provider, MaxText)
-	m.Verdict.Reasons = cleanList(m.Verdict.Reasons, MaxListEntry)
-	m.Verdict.Details = cleanList(m.Verdict.Details, MaxListEntry)
-	m.Problems = cleanList(m.Problems, MaxListEntry)
-	m.ReceivedAt = normTime(m.ReceivedAt)
-	m.BlobVersion = clean(m.BlobVersion, 1024)
-}
-
-// Digest versions: the prefix of a message leaf's Extra field says which fields its digest
-// covers (see SCHEMA.md, "Tamper evidence").
+// Digest versions (see package record).
 const (
-	// DigestV1 covers the evidence fields (every field but LeafIndex, ReceivedAt, ContainedIn
-	// and BlobVersion); the leaf's own time carries ReceivedAt to the second. Leaves written
-	// before catalog/v2.
-	DigestV1 = "catalog/v1"
-	// DigestV2 carries two digests: the evidence fields with ReceivedAt to the microsecond
-	// ([Message.EvidenceDigestV2]), and the message's first source (the place the Store call
-	// that archived it named, FirstSeen included; [SourceDigest]). Every further source has a
-	// leaf of its own (SourceDigestVersion).
-	DigestV2 = "catalog/v2"
-	// DigestVersion is DigestV1, the version of [Message.EvidenceDigest] and [Message.LeafExtra].
-	DigestVersion = DigestV1
-	// SourceDigestVersion prefixes the Extra field of a tlog.KindSource leaf ([SourceLeafExtra]).
-	SourceDigestVersion = "catalog/source/v1"
+	DigestV1            = record.DigestV1
+	DigestV2            = record.DigestV2
+	DigestVersion       = record.DigestVersion
+	SourceDigestVersion = record.SourceDigestVersion
 )
 
-// digester writes a canonical, length-prefixed encoding.
-type digester struct{ b bytes.Buffer }
-
-func (d *digester) str(s string) {
-	var n [binary.MaxVarintLen64]byte
-	d.b.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
-	d.b.WriteString(s)
-}
-
-func (d *digester) num(v int64) {
-	var n [binary.MaxVarintLen64]byte
-	d.b.Write(n[:binary.PutVarint(n[:], v)])
-}
-
-func (d *digester) tm(t time.Time) {
-	if t.IsZero() {
-		d.b.WriteByte(0)
-		return
-	}
-	d.b.WriteByte(1)
-	d.num(t.UnixMicro())
-	_, off := t.Zone()
-	d.num(int64(off))
-}
-
-func (d *digester) flag(v bool) {
-	if v {
-		d.b.WriteByte(1)
-	} else {
-		d.b.WriteByte(0)
-	}
-}
-
-func (d *digester) list(l []string) {
-	d.num(int64(len(l)))
-	for _, s := range l {
-		d.str(s)
-	}
-}
-
-func (d *digester) source(s *Source) {
-	n := normSource(s)
-	d.str(n.Mailbox)
-	d.str(n.Folder)
-	d.num(int64(n.UIDValidity))
-	d.num(int64(n.UID))
-	d.tm(n.InternalDate)
-	d.str(n.Path)
-	d.b.Write(n.Parent[:])
-	d.tm(n.FirstSeen)
-}
-
-func (d *digester) sum() [32]byte { return sha256.Sum256(d.b.Bytes()) }
-
-// normSource returns s as message_sources stores it: text cleaned and bounded, times to the
-// microsecond in UTC.
-func normSource(s *Source) Source {
-	n := *s
-	n.Mailbox, n.Folder, n.Path = clean(n.Mailbox, MaxText), clean(n.Folder, MaxText), clean(n.Path, MaxText)
-	n.InternalDate = normTime(n.InternalDate).UTC()
-	n.FirstSeen = normTime(n.FirstSeen).UTC()
-	return n
-}
-
-// EvidenceDigest returns the SHA-256 of a canonical, length-prefixed encoding of m's evidence
-// fields (every field except LeafIndex, ReceivedAt, ContainedIn and BlobVersion), after
-// [Message.Normalize]: the catalog/v1 digest. It does not modify m.
-func (m *Message) EvidenceDigest() [32]byte {
-	var d digester
-	d.b.WriteString(DigestV1)
-	m.evidence(&d)
-	return d.sum()
-}
-
-// EvidenceDigestV2 returns the row digest of a catalog/v2 leaf: the catalog/v1 fields and
-// ReceivedAt to the microsecond. It does not modify m.
-func (m *Message) EvidenceDigestV2() [32]byte {
-	var d digester
-	d.b.WriteString(DigestV2)
-	c := m.evidence(&d)
-	d.tm(c.ReceivedAt.UTC())
-	return d.sum()
-}
-
-// evidence writes the catalog/v1 fields of m, normalised, and returns the normalised copy.
-func (m *Message) evidence(d *digester) *Message {
-	c := *m
-	c.Normalize()
-	d.b.Write(c.SHA256[:])
-	d.num(c.Size)
-	d.str(string(c.Kind))
-	d.str(c.MessageID)
-	d.str(c.PECID)
-	d.str(c.OrigMsgID)
-	d.str(c.XRiferimento)
-	d.str(c.RefMsgID)
-	d.str(c.Sender)
-	d.str(c.From)
-	d.list(c.Recipients)
-	d.list(c.RecipientTypes)
-	d.str(c.Subject)
-	d.str(c.Provider)
-	d.tm(c.DaticertTime)
-	d.tm(c.HeaderDate.UTC())
-	d.str(string(c.ReceiptType))
-	d.str(string(c.Errore))
-	d.str(c.ErroreEsteso)
-	d.str(c.Consegna)
-	d.flag(c.Verdict.Present)
-	d.flag(c.Verdict.Valid)
-	d.flag(c.Verdict.Trusted)
-	d.str(c.Verdict.Digest)
-	d.str(c.Verdict.Signer)
-	d.str(c.Verdict.SignerEmail)
-	d.str(c.Verdict.Provider)
-	d.tm(c.Verdict.SignedAt.UTC())
-	d.tm(c.Verdict.VerifiedAt.UTC())
-	d.list(c.Verdict.Reasons)
-	d.list(c.Verdict.Details)
-	d.list(c.Problems)
-	d.b.Write(c.ChainSHA256[:])
-	d.b.Write(c.AnchorsSHA256[:])
-	d.b.Write(c.PostacertSHA256[:])
-	return &c
-}
-
-// LeafExtra returns the Extra field of a catalog/v1 message leaf: "catalog/v1 " and the hex
-// [Message.EvidenceDigest]. The archive writes catalog/v2 leaves ([Message.LeafExtraV2]).
-func (m *Message) LeafExtra() string {
-	d := m.EvidenceDigest()
-	return DigestV1 + " " + hex.EncodeToString(d[:])
-}
-
-// LeafExtraV2 returns the Extra field of the message's log leaf as the archive writes it:
-// "catalog/v2 ", the hex [Message.EvidenceDigestV2], a space and the hex [SourceDigest] of its
-// first source.
-func (m *Message) LeafExtraV2(first *Source) string {
-	d := m.EvidenceDigestV2()
-	f := SourceDigest(m.SHA256, first)
-	return DigestV2 + " " + hex.EncodeToString(d[:]) + " " + hex.EncodeToString(f[:])
-}
-
-// ParseLeafExtra returns the evidence digest carried by a catalog/v1 leaf's Extra field.
-func ParseLeafExtra(extra string) ([32]byte, error) {
-	d, err := ParseLeafDigest(extra)
-	if err == nil && d.Version != DigestV1 {
-		err = fmt.Errorf("%w: leaf extra %.80q is not a %s digest", ErrInvalid, extra, DigestV1)
-	}
-	return d.Row, err
-}
+// Why a leaf does not vouch for a catalog row (see [CheckMessageLeaf], [CheckSourceLeaf]).
+var (
+	ErrNotItsLeaf    = record.ErrNotItsLeaf
+	ErrAltered       = record.ErrAltered
+	ErrSourceAltered = record.ErrSourceAltered
+)
 
 // LeafDigest is what the Extra field of a leaf the catalog writes carries.
-type LeafDigest struct {
-	Version string   // DigestV1, DigestV2 or SourceDigestVersion
-	Row     [32]byte // DigestV1, DigestV2: the messages row's digest
-	Source  [32]byte // DigestV2: the first source's; SourceDigestVersion: the source's
+type LeafDigest = record.LeafDigest
+
+func clean(s string, max int) string         { return record.Clean(s, max) }
+func addr(s string) string                   { return record.Addr(s) }
+func normTime(t time.Time) time.Time         { return record.NormTime(t) }
+func cleanList(l []string, max int) []string { return record.CleanList(l, max) }
+func invalid(err error) error                { return fmt.Errorf("%w: %w", ErrInvalid, err) }
+
+// MsgID normalises a message id for correlation (see [record.MsgID]).
+func MsgID(s string) string { return record.MsgID(s) }
+
+// RefMsgID returns the correlation key of a message (see [record.RefMsgID]).
+func RefMsgID(kind pec.Kind, messageID, origMsgID, xRiferimento string) string {
+	return record.RefMsgID(kind, messageID, origMsgID, xRiferimento)
 }
 
-// ParseLeafDigest parses a leaf's Extra field as the catalog writes it.
-func ParseLeafDigest(extra string) (LeafDigest, error) {
-	var d LeafDigest
-	f := strings.Split(extra, " ")
-	var dst [][32]byte
-	switch f[0] {
-	case DigestV1:
-		dst = [][32]byte{d.Row}
-	case DigestV2:
-		dst = [][32]byte{d.Row, d.Source}
-	case SourceDigestVersion:
-		dst = [][32]byte{d.Source}
-	}
-	if dst == nil || len(f) != 1+len(dst) {
-		return d, fmt.Errorf("%w: leaf extra %.80q is not a catalog digest", ErrInvalid, extra)
-	}
-	for i, h := range f[1:] {
-		if len(h) != 64 {
-			return d, fmt.Errorf("%w: leaf extra %.80q is not a catalog digest", ErrInvalid, extra)
-		}
-		if _, err := hex.Decode(dst[i][:], []byte(h)); err != nil || hex.EncodeToString(dst[i][:]) != h {
-			return d, fmt.Errorf("%w: leaf extra %.80q: not lower-case hex", ErrInvalid, extra)
-		}
-	}
-	d.Version = f[0]
-	switch d.Version {
-	case DigestV1:
-		d.Row = dst[0]
-	case DigestV2:
-		d.Row, d.Source = dst[0], dst[1]
-	default:
-		d.Source = dst[0]
+// ParseLeafExtra returns the evidence digest carried by a catalog/v1 leaf's Extra field; the
+// error wraps ErrInvalid.
+func ParseLeafExtra(extra string) ([32]byte, error) {
+	d, err := record.ParseLeafExtra(extra)
+	if err != nil {
+		return d, invalid(err)
 	}
 	return d, nil
 }
 
-// SourceDigest returns the catalog/source/v1 digest of the source src of the message sum, as
-// message_sources stores it (FirstSeen included).
-func SourceDigest(sum [32]byte, src *Source) [32]byte {
-	var d digester
-	d.b.WriteString(SourceDigestVersion)
-	d.b.Write(sum[:])
-	d.source(src)
-	return d.sum()
+// ParseLeafDigest parses a leaf's Extra field as the catalog writes it; the error wraps
+// ErrInvalid.
+func ParseLeafDigest(extra string) (LeafDigest, error) {
+	d, err := record.ParseLeafDigest(extra)
+	if err != nil {
+		return d, invalid(err)
+	}
+	return d, nil
 }
+
+// SourceDigest returns the catalog/source/v1 digest of the source src of the message sum.
+func SourceDigest(sum [32]byte, src *Source) [32]byte { return record.SourceDigest(sum, src) }
 
 // SourceLeafExtra returns the Extra field of the tlog.KindSource leaf of the source src of the
-// message sum: "catalog/source/v1 " and the hex [SourceDigest].
-func SourceLeafExtra(sum [32]byte, src *Source) string {
-	d := SourceDigest(sum, src)
-	return SourceDigestVersion + " " + hex.EncodeToString(d[:])
-}
+// message sum.
+func SourceLeafExtra(sum [32]byte, src *Source) string { return record.SourceLeafExtra(sum, src) }
 
-// Why a leaf does not vouch for a catalog row (see [CheckMessageLeaf], [CheckSourceLeaf]).
-var (
-	// ErrNotItsLeaf: the leaf is of another kind, for another message, or carries no catalog
-	// digest.
-	ErrNotItsLeaf = errors.New("catalog: the leaf is not the row's")
-	// ErrAltered: the leaf is the row's, but the row differs from what it commits to.
-	ErrAltered = errors.New("catalog: the row differs from what its leaf commits to")
-	// ErrSourceAltered: the message's leaf is the row's, but the first source it commits to is
-	// missing or differs.
-	ErrSourceAltered = errors.New("catalog: the message's first source differs from what its leaf commits to")
-)
-
-// CheckMessageLeaf checks that leaf commits to the messages row m, under the leaf's digest
-// version: its kind and message, its time (ReceivedAt to the second) and digests (catalog/v1:
-// the evidence fields; catalog/v2: those with ReceivedAt to the microsecond, and first, the
-// message's first source, nil when it has none). The error wraps ErrNotItsLeaf, ErrAltered or
-// ErrSourceAltered and says what differs.
+// CheckMessageLeaf checks that leaf commits to the messages row m and its first source (see
+// [record.CheckMessageLeaf]).
 func CheckMessageLeaf(leaf tlog.Leaf, m *Message, first *Source) error {
-	switch {
-	case leaf.Kind != tlog.KindMessage:
-		return fmt.Errorf("%w: it is a %q leaf", ErrNotItsLeaf, leaf.Kind)
-	case leaf.SHA256 != m.SHA256:
-		return fmt.Errorf("%w: it is for message %x", ErrNotItsLeaf, leaf.SHA256)
-	}
-	d, err := ParseLeafDigest(leaf.Extra)
-	switch {
-	case err != nil:
-		return fmt.Errorf("%w: %v", ErrNotItsLeaf, err)
-	case !leaf.Time.Equal(normTime(m.ReceivedAt).Truncate(time.Second)):
-		return fmt.Errorf("%w: received_at %s, the leaf says %s", ErrAltered,
-			m.ReceivedAt.UTC().Format(time.RFC3339Nano), leaf.Time.Format(time.RFC3339))
-	case d.Version == DigestV1:
-		if d.Row != m.EvidenceDigest() {
-			return fmt.Errorf("%w: the row's evidence fields differ from the %s digest", ErrAltered, d.Version)
-		}
-	case d.Version == DigestV2:
-		if d.Row != m.EvidenceDigestV2() {
-			return fmt.Errorf("%w: the row's evidence fields or received_at (to the microsecond) differ from the %s digest", ErrAltered, d.Version)
-		}
-		if first == nil {
-			return fmt.Errorf("%w: the message has no first source, which its %s leaf covers", ErrSourceAltered, d.Version)
-		}
-		if d.Source != SourceDigest(m.SHA256, first) {
-			return fmt.Errorf("%w: %s", ErrSourceAltered, DescribeSource(first))
-		}
-	default:
-		return fmt.Errorf("%w: a %s digest on a message leaf", ErrNotItsLeaf, d.Version)
-	}
-	return nil
+	return record.CheckMessageLeaf(leaf, m, first)
 }
 
-// CheckSourceLeaf checks that leaf commits to the source src of the message sum (a
-// message_sources row with a leaf of its own). The error wraps ErrNotItsLeaf or ErrAltered.
+// CheckSourceLeaf checks that leaf commits to the source src of the message sum (see
+// [record.CheckSourceLeaf]).
 func CheckSourceLeaf(leaf tlog.Leaf, sum [32]byte, src *Source) error {
-	switch {
-	case leaf.Kind != tlog.KindSource:
-		return fmt.Errorf("%w: it is a %q leaf", ErrNotItsLeaf, leaf.Kind)
-	case leaf.SHA256 != sum:
-		return fmt.Errorf("%w: it is for message %x", ErrNotItsLeaf, leaf.SHA256)
-	}
-	d, err := ParseLeafDigest(leaf.Extra)
-	switch {
-	case err != nil:
-		return fmt.Errorf("%w: %v", ErrNotItsLeaf, err)
-	case d.Version != SourceDigestVersion:
-		return fmt.Errorf("%w: a %s digest on a source leaf", ErrNotItsLeaf, d.Version)
-	case d.Source != SourceDigest(sum, src) || !leaf.Time.Equal(normTime(src.FirstSeen).Truncate(time.Second)):
-		return fmt.Errorf("%w: %s differs from its %s digest", ErrAltered, DescribeSource(src), d.Version)
-	}
-	return nil
+	return record.CheckSourceLeaf(leaf, sum, src)
 }
 
 // DescribeSource names a source for a finding.
-func DescribeSource(s *Source) string {
-	var where string
-	switch {
-	case s.Mailbox != "" || s.Folder != "":
-		where = fmt.Sprintf("mailbox %q folder %q UIDVALIDITY %d UID %d", s.Mailbox, s.Folder, s.UIDValidity, s.UID)
-	case s.Parent != ([32]byte{}):
-		where = fmt.Sprintf("%q in %x", s.Path, s.Parent[:8])
-	default:
-		where = fmt.Sprintf("path %q", s.Path)
-	}
-	return "source " + where + " first seen " + s.FirstSeen.UTC().Format(time.RFC3339Nano)
-}
+func DescribeSource(s *Source) string { return record.DescribeSource(s) }
 
-// certConcatSum returns SHA-256 over the concatenated DER certificates (DER is self-delimiting,
-// so the concatenation is unambiguous).
-func certConcatSum(certs [][]byte) [32]byte {
-	h := sha256.New()
-	for _, c := range certs {
-		h.Write(c)
-	}
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
-}
-
-// ChainSet returns the CertSet of a signer chain (DER, signer first; order kept). Its SHA256 is
-// the SHA-256 of the concatenated DER.
+// ChainSet returns the CertSet of a signer chain (DER, signer first; order kept), identified by
+// [record.ChainID].
 func ChainSet(certs [][]byte) CertSet {
-	return CertSet{SHA256: certConcatSum(certs), Certs: certs}
+	return CertSet{SHA256: record.ChainID(certs), Certs: certs}
 }
 
-// AnchorSet returns the CertSet of a trust-anchor set: the DER certificates sorted by their bytes,
-// duplicates removed, and SHA256 over their concatenation, which is what pec/smime's
-// TrustStore.ID is (in hex), so the same anchors always give the same key. label is
+// AnchorSet returns the CertSet of a trust-anchor set: the DER certificates sorted and without
+// duplicates, identified as pec/smime's TrustStore.ID is ([record.AnchorSet]). label is
 // informational.
 func AnchorSet(certs [][]byte, label string) CertSet {
-	out := make([][]byte, len(certs))
-	copy(out, certs)
-	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i], out[j]) < 0 })
-	k := 0
-	for i := range out {
-		if i > 0 && bytes.Equal(out[i], out[k-1]) {
-			continue
-		}
-		out[k] = out[i]
-		k++
-	}
-	out = out[:k]
-	return CertSet{SHA256: certConcatSum(out), Label: clean(label, MaxText), Certs: out}
+	sorted, id := record.AnchorSet(certs)
+	return CertSet{SHA256: id, Label: clean(label, MaxText), Certs: sorted}
 }

@@ -54,7 +54,7 @@ func queueMessages(batch *pgx.Batch, msgs []Message) {
 		n := min(len(msgs), maxInsertRows)
 		args := make([]any, 0, n*len(msgCols))
 		for i := range n {
-			args = append(args, msgs[i].values()...)
+			args = append(args, messageValues(&msgs[i])...)
 		}
 		batch.Queue(insertMessagesSQL[n-1], args...)
 		msgs = msgs[n:]
@@ -91,7 +91,8 @@ func nonNil(l []string) []string {
 	return l
 }
 
-func (m *Message) values() []any {
+// messageValues returns the columns of the messages row of m, in msgCols order.
+func messageValues(m *Message) []any {
 	var zone any
 	if !m.DaticertTime.IsZero() {
 		_, off := m.DaticertTime.Zone()
