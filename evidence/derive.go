@@ -7,6 +7,7 @@ import (
 
 	"github.com/pecarchive/pecarchive/evidence/verdict"
 	"github.com/pecarchive/pecarchive/pec"
+	"github.com/pecarchive/pecarchive/record"
 )
 
 // DeriveDeliveries derives the claims about the sent message msgid from the records of the
@@ -16,7 +17,7 @@ import (
 // (per PEC id), newest first. The verifier derives every delivery again with it, each message
 // counting only as far as its signature verified.
 func DeriveDeliveries(msgid string, msgs []Message) []Delivery {
-	key := normID(msgid)
+	key := record.MsgID(msgid)
 	type row struct {
 		r        verdict.Row
 		sum      string
@@ -25,7 +26,7 @@ func DeriveDeliveries(msgid string, msgs []Message) []Delivery {
 	var rows []row
 	for i := range msgs {
 		rec := &msgs[i].Record
-		if key == "" || normID(rec.MessageID) != key && rec.RefMsgID != key {
+		if key == "" || record.MsgID(rec.MessageID) != key && rec.RefMsgID != key {
 			continue
 		}
 		received, _ := parseTime(rec.ReceivedAt)
@@ -77,7 +78,7 @@ func rowOf(msg *Message) verdict.Row {
 	date, _ := parseTime(rec.HeaderDate)
 	key := rec.RefMsgID
 	if key == "" {
-		key = refMsgID(pec.Kind(rec.Kind), rec.MessageID, rec.OrigMsgID, rec.XRiferimento)
+		key = record.RefMsgID(pec.Kind(rec.Kind), rec.MessageID, rec.OrigMsgID, rec.XRiferimento)
 	}
 	return verdict.Row{
 		Message: verdict.Message{SHA256: sum, Kind: pec.Kind(rec.Kind), MsgID: key, PECID: rec.PECID, ReceiptType: pec.ReceiptType(rec.ReceiptType),

@@ -164,6 +164,9 @@ type Message struct {
 	InclusionProof []string `json:"inclusion_proof"`
 	// Record is what the archive catalogued about the message.
 	Record Record `json:"record"`
+	// FirstSource is where the archive first found the message: a catalog/v2 leaf commits to
+	// it along with the record (a catalog/v1 leaf, older, to the record alone).
+	FirstSource Source `json:"first_source"`
 }
 
 // Leaf is a message's log leaf: tlog.Leaf{Kind: "message", SHA256, Time, Extra}.
@@ -171,7 +174,9 @@ type Leaf struct {
 	Index uint64 `json:"index"`
 	// Time is the leaf's time in Unix seconds: the record's received_at, truncated.
 	Time int64 `json:"time"`
-	// Extra is the leaf's extra field: the evidence digest of the record.
+	// Extra is the leaf's extra field: the digests of the record (and of the first source) it
+	// commits to, as package record computes them ("catalog/v2 <record> <first source>", or
+	// "catalog/v1 <record>" for older leaves).
 	Extra string `json:"extra"`
 }
 

@@ -1,213 +1,154 @@
 package evidence
 
 import (
-	"crypto/sha256"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/pecarchive/pecarchive/pec"
-	"github.com/pecarchive/pecarchive/pec/smime"
+	"github.com/pecarchive/pecarchive/record"
 )
 
-// The catalog's normalisation of what it records (services/archive/catalog, Message.Normalize):
-// the record in a bundle is normalised, so what the bytes show is normalised the same way before
-// the two are compared. These must stay equal to the catalog's.
-const (
-	maxText = 4096 // bytes of one text field
-	maxID   = 998  // bytes of a message id or an address
-	maxList = 1000 // entries of a list
-)
-
-// clean makes s valid UTF-8 without NUL, at most max bytes (cut at a rune boundary).
-func clean(s string, max int) string {
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "\uFFFD")
-	}
-	if strings.IndexByte(s, 0) >= 0 {
-		s = strings.ReplaceAll(s, "\x00", "")
-	}
-	if len(s) > max {
-		i := max
-		for i > 0 && !utf8.RuneStart(s[i]) {
-			i--
-		}
-		s = s[:i]
-	}
-	return s
+// Source is where the archive first found a message: the source its catalog/v2 leaf covers.
+type Source struct {
+	Mailbox      string `json:"mailbox"`
+	Folder       string `json:"folder"`
+	UIDValidity  uint32 `json:"uidvalidity"`
+	UID          uint32 `json:"uid"`
+	InternalDate string `json:"internal_date"`
+	Path         string `json:"path"`
+	// Parent is the SHA-256 of the message this one was extracted from, "" when none.
+	Parent    string `json:"parent"`
+	FirstSeen string `json:"first_seen"`
 }
 
-func normAddr(s string) string { return strings.TrimSpace(clean(strings.ToLower(s), maxID)) }
-
-func normID(s string) string {
-	s = strings.TrimSpace(clean(s, maxID))
-	for len(s) >= 2 && s[0] == '<' && s[len(s)-1] == '>' {
-		s = strings.TrimSpace(s[1 : len(s)-1])
-	}
-	return s
-}
-
-// refMsgID is the catalog's correlation key: the Message-ID of the original a message is, is a
-// copy of, or is about.
-func refMsgID(kind pec.Kind, messageID, origMsgID, xRiferimento string) string {
-	if kind == pec.KindNotPEC {
-		if x := normID(xRiferimento); x != "" {
-			return x
-		}
-		return normID(messageID)
-	}
-	if o := normID(origMsgID); o != "" {
-		return o
-	}
-	return normID(xRiferimento)
-}
-
-// shown is what a message's bytes show, in the record's terms.
-type shown struct {
-	kind, messageID, pecID, origMsgID, xRif, refMsgID string
-	sender, from                                      string
-	recipients, recipientTypes                        []string
-	subject, provider                                 string
-	daticertTime, headerDate                          time.Time
-	receiptType, errore, erroreEsteso, consegna       string
-	postacert                                         string
-}
-
-// describe returns what the parsed message shows, described and normalised as the archive
-// catalogues it.
-func describe(pm *pec.Message, postacert [32]byte) shown {
-	h := &pm.Headers
-	s := shown{
-		kind: string(pm.Kind), messageID: normID(h.MessageID), xRif: normID(h.XRiferimentoMessageID),
-		from: normAddr(h.From), sender: h.From, subject: clean(h.Subject, maxText), headerDate: h.Date,
-		receiptType: clean(string(pm.ReceiptType()), 32), postacert: optHex(postacert),
-	}
-	if s.kind == "" {
-		s.kind = string(pec.KindNotPEC)
-	}
-	if d := pm.Daticert; d != nil {
-		s.pecID = normID(d.Identificativo)
-		s.origMsgID = normID(d.MsgID)
-		if d.Mittente != "" {
-			s.sender = d.Mittente
-		}
-		for _, r := range d.Destinatari {
-			s.recipients = append(s.recipients, r.Address)
-			s.recipientTypes = append(s.recipientTypes, string(r.Type))
-		}
-		s.provider = clean(d.GestoreEmittente, maxText)
-		s.daticertTime = d.Data
-		s.errore = clean(string(d.Errore), 32)
-		s.erroreEsteso = clean(d.ErroreEsteso, maxText)
-		s.consegna = normAddr(d.Consegna)
-	}
-	if pm.Daticert == nil && !pec.Kind(s.kind).IsReceipt() {
-		for _, l := range [][]string{h.To, h.Cc} {
-			for _, r := range l {
-				s.recipients = append(s.recipients, r)
-				s.recipientTypes = append(s.recipientTypes, "")
-			}
-		}
-	}
-	s.sender = normAddr(s.sender)
-	if len(s.recipients) > maxList {
-		s.recipients, s.recipientTypes = s.recipients[:maxList], s.recipientTypes[:maxList]
-	}
-	for i := range s.recipients {
-		s.recipients[i] = normAddr(s.recipients[i])
-		s.recipientTypes[i] = clean(s.recipientTypes[i], 32)
-	}
-	s.refMsgID = refMsgID(pec.Kind(s.kind), s.messageID, s.origMsgID, s.xRif)
-	return s
-}
-
-// compareRecord returns a sentence for every field where the record differs from what the
-// parsed message shows.
-func compareRecord(rec *Record, pm *pec.Message, postacert [32]byte) []string {
-	s := describe(pm, postacert)
-	var out []string
-	str := func(field, claimed, got string) {
-		if claimed != got {
-			out = append(out, fmt.Sprintf("%s: the record says %.200q, the message shows %.200q", field, claimed, got))
-		}
-	}
-	list := func(field string, claimed, got []string) {
-		if !slices.Equal(claimed, got) && !(len(claimed) == 0 && len(got) == 0) {
-			out = append(out, fmt.Sprintf("%s: the record says %.300q, the message shows %.300q", field, claimed, got))
-		}
-	}
-	tm := func(field, claimed string, got time.Time, zone bool) {
-		t, err := parseTime(claimed)
-		if err != nil {
-			out = append(out, fmt.Sprintf("%s: %v", field, err))
-			return
-		}
-		got = got.Truncate(time.Microsecond)
-		_, off1 := t.Zone()
-		_, off2 := got.Zone()
-		if !t.Equal(got) || zone && !t.IsZero() && off1 != off2 {
-			out = append(out, fmt.Sprintf("%s: the record says %q, the message shows %q", field, claimed, FormatTime(got)))
-		}
-	}
-	str("kind", rec.Kind, s.kind)
-	str("message_id", rec.MessageID, s.messageID)
-	str("pec_id", rec.PECID, s.pecID)
-	str("orig_msgid", rec.OrigMsgID, s.origMsgID)
-	str("x_riferimento", rec.XRiferimento, s.xRif)
-	str("ref_msgid", rec.RefMsgID, s.refMsgID)
-	str("sender", rec.Sender, s.sender)
-	str("from", rec.From, s.from)
-	list("recipients", rec.Recipients, s.recipients)
-	list("recipient_types", rec.RecipientTypes, s.recipientTypes)
-	str("subject", rec.Subject, s.subject)
-	str("provider", rec.Provider, s.provider)
-	tm("daticert_time", rec.DaticertTime, s.daticertTime, true)
-	tm("header_date", rec.HeaderDate, s.headerDate, false)
-	str("receipt_type", rec.ReceiptType, s.receiptType)
-	str("errore", rec.Errore, s.errore)
-	str("errore_esteso", rec.ErroreEsteso, s.erroreEsteso)
-	str("consegna", rec.Consegna, s.consegna)
-	str("postacert_sha256", rec.PostacertSHA256, s.postacert)
-	return out
-}
-
-// NewRecord describes a message as the archive records it (the catalog's description, normalised):
-// pm is the parsed message, vd the verdict on its signature and receivedAt when the archive
-// received it. Problems are the parse problems. It is what the verifier compares a bundle's
-// records with, and what tools and tests that build bundles outside the archive use.
-func NewRecord(pm *pec.Message, vd *smime.Verdict, receivedAt time.Time) Record {
-	var post [32]byte
-	if len(pm.Postacert) > 0 {
-		post = sha256.Sum256(pm.Postacert)
-	}
-	s := describe(pm, post)
+// RecordOf is the bundle's form of a record of package record (the catalog's row).
+func RecordOf(m *record.Message) Record {
+	v := &m.Verdict
 	r := Record{
-		Kind: s.kind, MessageID: s.messageID, PECID: s.pecID, OrigMsgID: s.origMsgID, XRiferimento: s.xRif,
-		RefMsgID: s.refMsgID, Sender: s.sender, From: s.from, Recipients: s.recipients, RecipientTypes: s.recipientTypes,
-		Subject: s.subject, Provider: s.provider, DaticertTime: FormatTime(s.daticertTime.Truncate(time.Microsecond)),
-		HeaderDate: FormatTime(s.headerDate.Truncate(time.Microsecond)), ReceiptType: s.receiptType, Errore: s.errore,
-		ErroreEsteso: s.erroreEsteso, Consegna: s.consegna, PostacertSHA256: s.postacert,
-		ReceivedAt: FormatTime(receivedAt.Truncate(time.Microsecond)),
-	}
-	for _, p := range pm.Problems {
-		r.Problems = append(r.Problems, clean(p.Error(), 1024))
-	}
-	if vd != nil {
-		r.Signature = Signature{
-			Present: vd.Present, Valid: vd.Valid, Trusted: vd.Trusted, Digest: vd.Digest, Signer: clean(vd.Signer, maxText),
-			SignerEmail: normAddr(vd.SignerEmail), Provider: clean(vd.Provider, maxText),
-			SignedAt:   FormatTime(vd.SignedAt.Truncate(time.Microsecond)),
-			VerifiedAt: FormatTime(vd.VerifiedAt.Truncate(time.Microsecond)),
-			Reasons:    slices.Clone(vd.Reasons), Details: slices.Clone(vd.Details),
-		}
-		if vd.Present {
-			if der := vd.ChainDER(); len(der) > 0 {
-				r.ChainSHA256 = hexSum(ChainID(der))
-			}
-			r.AnchorsSHA256 = vd.AnchorSetID
-		}
+		Kind: string(m.Kind), MessageID: m.MessageID, PECID: m.PECID, OrigMsgID: m.OrigMsgID, XRiferimento: m.XRiferimento,
+		RefMsgID: m.RefMsgID, Sender: m.Sender, From: m.From, Recipients: m.Recipients, RecipientTypes: m.RecipientTypes,
+		Subject: m.Subject, Provider: m.Provider, DaticertTime: FormatTime(m.DaticertTime),
+		HeaderDate: FormatTime(m.HeaderDate), ReceiptType: string(m.ReceiptType), Errore: string(m.Errore),
+		ErroreEsteso: m.ErroreEsteso, Consegna: m.Consegna,
+		Signature: Signature{Present: v.Present, Valid: v.Valid, Trusted: v.Trusted, Digest: v.Digest, Signer: v.Signer,
+			SignerEmail: v.SignerEmail, Provider: v.Provider, SignedAt: FormatTime(v.SignedAt),
+			VerifiedAt: FormatTime(v.VerifiedAt), Reasons: v.Reasons, Details: v.Details},
+		Problems: m.Problems, ChainSHA256: optHex(m.ChainSHA256), AnchorsSHA256: optHex(m.AnchorsSHA256),
+		PostacertSHA256: optHex(m.PostacertSHA256), ReceivedAt: FormatTime(m.ReceivedAt),
 	}
 	return r.nonNil()
+}
+
+// SourceOf is the bundle's form of a source of package record.
+func SourceOf(s *record.Source) Source {
+	return Source{Mailbox: s.Mailbox, Folder: s.Folder, UIDValidity: s.UIDValidity, UID: s.UID,
+		InternalDate: FormatTime(s.InternalDate), Path: s.Path, Parent: optHex(s.Parent), FirstSeen: FormatTime(s.FirstSeen)}
+}
+
+// message is the record back in the form of package record, with the message's SHA-256 and
+// size.
+func (r *Record) message(sum [32]byte, size int64) (record.Message, error) {
+	m := record.Message{SHA256: sum, Size: size, Kind: pec.Kind(r.Kind), MessageID: r.MessageID, PECID: r.PECID,
+		OrigMsgID: r.OrigMsgID, XRiferimento: r.XRiferimento, RefMsgID: r.RefMsgID, Sender: r.Sender, From: r.From,
+		Recipients: slices.Clone(r.Recipients), RecipientTypes: slices.Clone(r.RecipientTypes), Subject: r.Subject,
+		Provider: r.Provider, ReceiptType: pec.ReceiptType(r.ReceiptType), Errore: pec.ErrorCode(r.Errore),
+		ErroreEsteso: r.ErroreEsteso, Consegna: r.Consegna, Problems: slices.Clone(r.Problems)}
+	s := &r.Signature
+	m.Verdict = record.Verdict{Present: s.Present, Valid: s.Valid, Trusted: s.Trusted, Digest: s.Digest, Signer: s.Signer,
+		SignerEmail: s.SignerEmail, Provider: s.Provider, Reasons: slices.Clone(s.Reasons), Details: slices.Clone(s.Details)}
+	var err error
+	times := []struct {
+		name string
+		s    string
+		dst  *time.Time
+	}{{"daticert_time", r.DaticertTime, &m.DaticertTime}, {"header_date", r.HeaderDate, &m.HeaderDate},
+		{"signed_at", s.SignedAt, &m.Verdict.SignedAt}, {"verified_at", s.VerifiedAt, &m.Verdict.VerifiedAt},
+		{"received_at", r.ReceivedAt, &m.ReceivedAt}}
+	for _, t := range times {
+		if *t.dst, err = parseTime(t.s); err != nil {
+			return m, fmt.Errorf("%s: %v", t.name, err)
+		}
+	}
+	sums := []struct {
+		name string
+		s    string
+		dst  *[32]byte
+	}{{"chain_sha256", r.ChainSHA256, &m.ChainSHA256}, {"anchors_sha256", r.AnchorsSHA256, &m.AnchorsSHA256},
+		{"postacert_sha256", r.PostacertSHA256, &m.PostacertSHA256}}
+	for _, x := range sums {
+		if *x.dst, err = optSum(x.s); err != nil {
+			return m, fmt.Errorf("%s: %v", x.name, err)
+		}
+	}
+	return m, nil
+}
+
+// source is the source back in the form of package record.
+func (s *Source) source() (record.Source, error) {
+	out := record.Source{Mailbox: s.Mailbox, Folder: s.Folder, UIDValidity: s.UIDValidity, UID: s.UID, Path: s.Path}
+	var err error
+	if out.InternalDate, err = parseTime(s.InternalDate); err != nil {
+		return out, fmt.Errorf("internal_date: %v", err)
+	}
+	if out.FirstSeen, err = parseTime(s.FirstSeen); err != nil {
+		return out, fmt.Errorf("first_seen: %v", err)
+	}
+	if out.Parent, err = optSum(s.Parent); err != nil {
+		return out, fmt.Errorf("parent: %v", err)
+	}
+	return out, nil
+}
+
+// compareRecord returns a sentence for every field, except the signature's, where the record
+// differs from the description the verifier made of the bytes (record.Describe): both are
+// normalised first. The parse problems are diagnostics of the parser's version, not claims: a
+// difference there is returned apart, as a note.
+func compareRecord(claimed, got *record.Message) (diffs []string, note string) {
+	c, g := *claimed, *got
+	c.Normalize()
+	g.Normalize()
+	str := func(field, a, b string) {
+		if a != b {
+			diffs = append(diffs, fmt.Sprintf("%s: the record says %.200q, the message shows %.200q", field, a, b))
+		}
+	}
+	list := func(field string, a, b []string) {
+		if !slices.Equal(a, b) && !(len(a) == 0 && len(b) == 0) {
+			diffs = append(diffs, fmt.Sprintf("%s: the record says %.300q, the message shows %.300q", field, a, b))
+		}
+	}
+	tm := func(field string, a, b time.Time, zone bool) {
+		_, oa := a.Zone()
+		_, ob := b.Zone()
+		if !a.Equal(b) || zone && !a.IsZero() && oa != ob {
+			diffs = append(diffs, fmt.Sprintf("%s: the record says %q, the message shows %q", field, FormatTime(a), FormatTime(b)))
+		}
+	}
+	if c.Size != g.Size {
+		diffs = append(diffs, fmt.Sprintf("size: the record says %d, the message has %d bytes", c.Size, g.Size))
+	}
+	str("kind", string(c.Kind), string(g.Kind))
+	str("message_id", c.MessageID, g.MessageID)
+	str("pec_id", c.PECID, g.PECID)
+	str("orig_msgid", c.OrigMsgID, g.OrigMsgID)
+	str("x_riferimento", c.XRiferimento, g.XRiferimento)
+	str("ref_msgid", c.RefMsgID, g.RefMsgID)
+	str("sender", c.Sender, g.Sender)
+	str("from", c.From, g.From)
+	list("recipients", c.Recipients, g.Recipients)
+	list("recipient_types", c.RecipientTypes, g.RecipientTypes)
+	str("subject", c.Subject, g.Subject)
+	str("provider", c.Provider, g.Provider)
+	tm("daticert_time", c.DaticertTime, g.DaticertTime, true)
+	tm("header_date", c.HeaderDate, g.HeaderDate, false)
+	str("receipt_type", string(c.ReceiptType), string(g.ReceiptType))
+	str("errore", string(c.Errore), string(g.Errore))
+	str("errore_esteso", c.ErroreEsteso, g.ErroreEsteso)
+	str("consegna", c.Consegna, g.Consegna)
+	str("postacert_sha256", optHex(c.PostacertSHA256), optHex(g.PostacertSHA256))
+	if !slices.Equal(c.Problems, g.Problems) && !(len(c.Problems) == 0 && len(g.Problems) == 0) {
+		note = fmt.Sprintf("the parse problems the record lists (%d) differ from this verifier's (%d): %.300q", len(c.Problems), len(g.Problems), g.Problems)
+	}
+	return diffs, note
 }

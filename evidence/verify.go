@@ -20,6 +20,7 @@ import (
 
 	"github.com/pecarchive/pecarchive/pec"
 	"github.com/pecarchive/pecarchive/pec/smime"
+	"github.com/pecarchive/pecarchive/record"
 	"github.com/pecarchive/pecarchive/tlog"
 )
 
@@ -475,44 +476,51 @@ func (v *verifier) checkMessage(ctx context.Context, msg *Message, mu *sync.Mute
 		return r
 	}
 	r.hashOK = true
-	if int64(len(raw)) != msg.Size {
-		fail(FailClaim, subject, "size is %d, the manifest says %d", len(raw), msg.Size)
-	}
 	rec := msg.Record
 
-	// What the bytes show.
-	pm, perr := pec.Parse(raw, &pec.Options{Limits: pec.Limits{MaxSize: max(len(raw), 1)}})
-	if pm == nil {
-		pm = &pec.Message{Kind: pec.KindNotPEC}
+	// What the archive recorded, and what the message's leaf commits to: the record (and the
+	// first source, for a catalog/v2 leaf), recomputed here with package record.
+	claimed, err := rec.message(sum, msg.Size)
+	if err != nil {
+		fail(FailClaim, subject, "the record: %v", err)
+		return r
 	}
-	if perr != nil {
-		fail(FailClaim, subject, "the message does not parse: %v", perr)
+	r.received = claimed.ReceivedAt
+	first, err := msg.FirstSource.source()
+	if err != nil {
+		fail(FailClaim, subject, "first_source: %v", err)
 	}
-	if len(pm.Postacert) > 0 {
-		r.postacert = sha256.Sum256(pm.Postacert)
-	}
-	for _, d := range compareRecord(&rec, pm, r.postacert) {
-		fail(FailClaim, subject, "%s", d)
-	}
-
-	// The signature, as of its signing time (bounded by the time the archive received the
-	// message, as the archive verified it), with the bundled anchors only.
-	received, err := parseTime(rec.ReceivedAt)
-	if err != nil || received.IsZero() {
-		fail(FailClaim, subject, "received_at: %.60q is not a time", rec.ReceivedAt)
-	}
-	r.received = received
-	r.valid, r.trusted = v.checkSignature(ctx, msg, pm, fail, &r.warnings)
-
-	// The leaf and its inclusion in the checkpoint's tree.
-	if err == nil && msg.Leaf.Time != received.Unix() {
-		fail(FailClaim, subject, "leaf time %d differs from received_at %s", msg.Leaf.Time, rec.ReceivedAt)
-	}
-	leaf := tlog.Leaf{Kind: tlog.KindMessage, SHA256: sum, Time: received, Extra: msg.Leaf.Extra}
+	leaf := tlog.Leaf{Kind: tlog.KindMessage, SHA256: sum, Time: time.Unix(msg.Leaf.Time, 0).UTC(), Extra: msg.Leaf.Extra}
 	if err := leaf.Validate(); err != nil {
 		fail(FailClaim, subject, "leaf: %v", err)
 		return r
 	}
+	if err := record.CheckMessageLeaf(leaf, &claimed, &first); err != nil {
+		fail(FailClaim, subject, "%v", err)
+	}
+
+	// What the bytes show, described as the archive describes a message it stores, with the
+	// signature verified as of its signing time (bounded by the time the archive received the
+	// message, as the archive verified it) with the bundled anchors only.
+	pm, perr := pec.Parse(raw, &pec.Options{Limits: pec.Limits{MaxSize: max(len(raw), 1)}})
+	if pm == nil {
+		pm = &pec.Message{Kind: pec.KindNotPEC}
+	}
+	if len(pm.Postacert) > 0 {
+		r.postacert = sha256.Sum256(pm.Postacert)
+	}
+	var vd *smime.Verdict
+	vd, r.valid, r.trusted = v.checkSignature(ctx, msg, pm, fail, &r.warnings)
+	shown := record.Describe(sum, int64(len(raw)), pm, perr, vd)
+	diffs, note := compareRecord(&claimed, &shown)
+	for _, d := range diffs {
+		fail(FailClaim, subject, "%s", d)
+	}
+	if note != "" {
+		r.warnings = append(r.warnings, subject+": "+note)
+	}
+
+	// The leaf's inclusion in the checkpoint's tree.
 	if !v.cpOK {
 		return r
 	}
@@ -528,7 +536,7 @@ func (v *verifier) checkMessage(ctx context.Context, msg *Message, mu *sync.Mute
 
 // checkSignature re-verifies the message's signature and compares the verdict with the record's.
 // It returns whether the signature is valid, and valid and trusted, as recomputed and as claimed.
-func (v *verifier) checkSignature(ctx context.Context, msg *Message, pm *pec.Message, fail func(kind, subj, format string, args ...any), warnings *[]string) (valid, trusted bool) {
+func (v *verifier) checkSignature(ctx context.Context, msg *Message, pm *pec.Message, fail func(kind, subj, format string, args ...any), warnings *[]string) (vd *smime.Verdict, valid, trusted bool) {
 	rec := msg.Record
 	claim := rec.Signature
 	subject := "signature of " + msg.SHA256
@@ -541,10 +549,11 @@ func (v *verifier) checkSignature(ctx context.Context, msg *Message, pm *pec.Mes
 		sv = v.unsigned
 	default:
 		fail(FailClaim, subject, "the record names anchor set %.64q, which the bundle does not hold", rec.AnchorsSHA256)
-		return false, false
+		return nil, false, false
 	}
 	rt, _ := parseTime(rec.ReceivedAt)
-	vd := sv.VerifyMessage(ctx, pm, &smime.VerifyOptions{ReceivedAt: rt})
+	verdict := sv.VerifyMessage(ctx, pm, &smime.VerifyOptions{ReceivedAt: rt})
+	vd = &verdict
 	if claim.Valid && !vd.Valid {
 		fail(FailSignature, subject, "the signature does not verify: %s", strings.Join(vd.Reasons, ", "))
 	}
@@ -602,7 +611,7 @@ func (v *verifier) checkSignature(ctx context.Context, msg *Message, pm *pec.Mes
 			fail(FailClaim, subject, "the record's chain %s is not in the bundle", rec.ChainSHA256)
 		}
 	}
-	return valid, trusted
+	return vd, valid, trusted
 }
 
 // checkFiles compares the entries with the two manifests: every data entry is listed in both,
@@ -720,7 +729,7 @@ func (v *verifier) checkDeliveries() {
 	byMsgID := map[string][]int{}
 	var order []string
 	for i, d := range v.m.Deliveries {
-		k := normID(d.MsgID)
+		k := record.MsgID(d.MsgID)
 		if _, ok := byMsgID[k]; !ok {
 			order = append(order, k)
 		}
@@ -830,7 +839,7 @@ func (v *verifier) checkDelivered(d Delivery, r Recipient, subject string) {
 		v.res.fail(FailClaim, subject, "DELIVERED without a deciding receipt in the bundle")
 	case !mr.trusted:
 		v.res.fail(FailClaim, subject, "DELIVERED rests on receipt %s, whose signature is not valid and trusted", r.Deciding)
-	case rec.Kind != string(pec.KindAvvenutaConsegna) || rec.Consegna != normAddr(r.Address) || rec.OrigMsgID != normID(d.MsgID):
+	case rec.Kind != string(pec.KindAvvenutaConsegna) || rec.Consegna != record.Addr(r.Address) || rec.OrigMsgID != record.MsgID(d.MsgID):
 		v.res.fail(FailClaim, subject, "DELIVERED rests on receipt %s (kind %s, consegna %q, about %q), not a delivery receipt for this recipient and message",
 			r.Deciding, rec.Kind, rec.Consegna, rec.OrigMsgID)
 	}

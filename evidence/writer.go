@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pecarchive/pecarchive/record"
 	"github.com/pecarchive/pecarchive/tlog"
 )
 
@@ -66,25 +67,20 @@ type Certs struct {
 	Label string
 }
 
-// ChainID returns the identifier of a signer chain: SHA-256 over the DER certificates in order.
-func ChainID(der [][]byte) [32]byte {
-	h := sha256.New()
-	for _, c := range der {
-		h.Write(c)
-	}
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
-}
+// ChainID returns the identifier of a signer chain: SHA-256 over the DER certificates in order
+// (record.ChainID).
+func ChainID(der [][]byte) [32]byte { return record.ChainID(der) }
 
 // AnchorsID returns the identifier of a trust-anchor set (pec/smime TrustStore.ID): SHA-256 over
-// the distinct DER certificates in ascending byte order.
-func AnchorsID(der [][]byte) [32]byte { return ChainID(sortedSet(der)) }
+// the distinct DER certificates in ascending byte order (record.AnchorSet).
+func AnchorsID(der [][]byte) [32]byte {
+	_, id := record.AnchorSet(der)
+	return id
+}
 
 func sortedSet(der [][]byte) [][]byte {
-	out := slices.Clone(der)
-	slices.SortFunc(out, bytes.Compare)
-	return slices.CompactFunc(out, bytes.Equal)
+	sorted, _ := record.AnchorSet(der)
+	return sorted
 }
 
 // Write writes the bundle b to w as a ZIP, streaming: each message is copied from c into its

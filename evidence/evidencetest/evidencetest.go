@@ -22,6 +22,7 @@ import (
 	"github.com/pecarchive/pecarchive/pec"
 	"github.com/pecarchive/pecarchive/pec/pectest"
 	"github.com/pecarchive/pecarchive/pec/smime"
+	"github.com/pecarchive/pecarchive/record"
 	"github.com/pecarchive/pecarchive/tlog"
 )
 
@@ -69,23 +70,27 @@ func (a *Archive) Add(ctx context.Context, raw []byte, receivedAt time.Time, con
 		}
 	}
 	receivedAt = receivedAt.UTC().Truncate(time.Microsecond)
-	pm, _ := pec.Parse(raw, nil)
+	pm, perr := pec.Parse(raw, nil)
 	if pm == nil {
 		pm = &pec.Message{Kind: pec.KindNotPEC}
 	}
 	vd := a.verifier.VerifyMessage(ctx, pm, &smime.VerifyOptions{ReceivedAt: receivedAt})
-	rec := evidence.NewRecord(pm, &vd, receivedAt)
+	rec := record.Describe(sum, int64(len(raw)), pm, perr, &vd)
+	rec.ReceivedAt = receivedAt
+	rec.Normalize()
 	if vd.Present && len(vd.Chain) > 0 {
 		a.chains[evidence.ChainID(vd.ChainDER())] = vd.ChainDER()
 	}
-	// A stand-in for the catalog's evidence digest: any extra of the leaf syntax will do here.
-	d := sha256.Sum256(fmt.Appendf(nil, "%+v", rec))
-	leaf := tlog.Leaf{Kind: tlog.KindMessage, SHA256: sum, Time: receivedAt, Extra: "catalog/v1 " + hex.EncodeToString(d[:])}
+	// As the archive logs it: a catalog/v2 leaf over the record and its first source.
+	first := record.Source{Mailbox: "ordine@pec.ordine.example.it", Folder: "INBOX", UIDValidity: 1,
+		UID: uint32(len(a.msgs) + 1), FirstSeen: receivedAt}
+	leaf := tlog.Leaf{Kind: tlog.KindMessage, SHA256: sum, Time: receivedAt, Extra: rec.LeafExtraV2(&first)}
 	m := evidence.Message{
-		SHA256: hex.EncodeToString(sum[:]),
-		Size:   int64(len(raw)),
-		Leaf:   evidence.Leaf{Index: a.tree.Size(), Time: receivedAt.Unix(), Extra: leaf.Extra},
-		Record: rec,
+		SHA256:      hex.EncodeToString(sum[:]),
+		Size:        int64(len(raw)),
+		Leaf:        evidence.Leaf{Index: a.tree.Size(), Time: receivedAt.Unix(), Extra: leaf.Extra},
+		Record:      evidence.RecordOf(&rec),
+		FirstSource: evidence.SourceOf(&first),
 	}
 	if containedIn != ([32]byte{}) {
 		m.ContainedIn = hex.EncodeToString(containedIn[:])

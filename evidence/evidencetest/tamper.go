@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pecarchive/pecarchive/evidence"
 	"github.com/pecarchive/pecarchive/pec/pectest"
@@ -116,6 +117,26 @@ func Tamper(t *testing.T, bundle []byte, vkey string) {
 		{Name: "a record", Alter: edit(func(mm *evidence.Manifest) {
 			mm.Messages[msgIndex(mm, p.receiptSum)].Record.Subject = "Un altro oggetto"
 		}), Naive: manifestSHA, Sealed: want{evidence.FailClaim, "message " + p.receiptSum, "subject"}},
+		{Name: "a record consistent with the bytes", Alter: edit(func(mm *evidence.Manifest) {
+			// A field the bytes do not show, which only the leaf's digest covers.
+			mm.Messages[msgIndex(mm, p.receiptSum)].Record.Signature.Details = []string{"verified by hand"}
+		}), Naive: manifestSHA, Sealed: want{evidence.FailClaim, "message " + p.receiptSum, "differs from what its leaf commits to"}},
+		{Name: "a received time", Alter: edit(func(mm *evidence.Manifest) {
+			r := &mm.Messages[msgIndex(mm, p.receiptSum)].Record
+			t, _ := time.Parse(time.RFC3339Nano, r.ReceivedAt)
+			r.ReceivedAt = evidence.FormatTime(t.Add(time.Microsecond))
+		}), Naive: manifestSHA, Sealed: want{evidence.FailClaim, "message " + p.receiptSum, "differs from what its leaf commits to"}},
+		{Name: "the first source", Alter: edit(func(mm *evidence.Manifest) {
+			mm.Messages[msgIndex(mm, p.receiptSum)].FirstSource.Folder = "Posta inviata"
+		}), Naive: manifestSHA, Sealed: want{evidence.FailClaim, "message " + p.receiptSum, "first source"}},
+		{Name: "a leaf's digest", Alter: edit(func(mm *evidence.Manifest) {
+			l := &mm.Messages[msgIndex(mm, p.receiptSum)].Leaf
+			last := "0"
+			if strings.HasSuffix(l.Extra, "0") {
+				last = "1"
+			}
+			l.Extra = l.Extra[:len(l.Extra)-1] + last
+		}), Naive: manifestSHA, Sealed: want{evidence.FailProof, "inclusion of " + p.receiptSum, "computed root"}},
 		{Name: "a verdict", Alter: edit(func(mm *evidence.Manifest) {
 			mm.Deliveries[p.delivery].Recipients[p.notDelivered].Verdict = evidence.VerdictDelivered
 		}), Naive: manifestSHA, Sealed: want{evidence.FailClaim, rsub(p.notDelivered), "DELIVERED rests on receipt"}},

@@ -164,30 +164,50 @@ func (s *Service) bundle(ctx context.Context, who Caller, req ExportRequest) (*e
 		}
 		idx[i] = rows[i].LeafIndex
 	}
-	var proofs [][][]byte
-	if len(idx) > 0 {
-		if proofs, err = s.rd.InclusionProofs(ctx, idx, cp.Size); err != nil {
-			return nil, nil, err
-		}
+	// The leaves as the log holds them, their proofs, and the first sources the leaves cover,
+	// each with one query.
+	proofs, err := s.rd.InclusionProofs(ctx, idx, cp.Size)
+	if err != nil {
+		return nil, nil, err
+	}
+	leaves, err := s.rd.LeavesAt(ctx, idx)
+	if err != nil {
+		return nil, nil, err
 	}
 	returned := make([][32]byte, len(rows))
+	for i := range rows {
+		returned[i] = rows[i].SHA256
+	}
+	unlogged, err := s.rd.UnloggedSources(ctx, returned)
+	if err != nil {
+		return nil, nil, err
+	}
 	chains, anchors := map[[32]byte]bool{}, map[[32]byte]bool{}
 	for i := range rows {
 		m := &rows[i]
-		returned[i] = m.SHA256
-		// The leaf as the log holds it.
-		data, err := s.rd.LeafData(ctx, m.LeafIndex)
-		if err != nil {
-			return nil, nil, err
-		}
-		leaf, err := tlog.ParseLeaf(data)
+		leaf, err := tlog.ParseLeaf(leaves[i])
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: leaf %d: %w", reader.ErrIntegrity, m.LeafIndex, err)
+		}
+		// The first source is the unlogged one the leaf's digest names (catalog/v2); a
+		// catalog/v1 leaf names none, and the earliest is given for information.
+		var first catalog.Source
+		if srcs := unlogged[m.SHA256]; len(srcs) > 0 {
+			first = srcs[0]
+			if d, err := catalog.ParseLeafDigest(leaf.Extra); err == nil && d.Version == catalog.DigestV2 {
+				for _, src := range srcs {
+					if catalog.SourceDigest(m.SHA256, &src) == d.Source {
+						first = src
+						break
+					}
+				}
+			}
 		}
 		b.Messages = append(b.Messages, evidence.Message{
 			SHA256: hex.EncodeToString(m.SHA256[:]), Size: m.Size, ContainedIn: hexOrEmpty(m.ContainedIn),
 			Leaf:           evidence.Leaf{Index: m.LeafIndex, Time: leaf.Time.Unix(), Extra: leaf.Extra},
-			InclusionProof: evidence.EncodeHashes(proofs[i]), Record: recordOf(m),
+			InclusionProof: evidence.EncodeHashes(proofs[i]), Record: evidence.RecordOf(m),
+			FirstSource: evidence.SourceOf(&first),
 		})
 		if m.ChainSHA256 != ([32]byte{}) && !chains[m.ChainSHA256] {
 			chains[m.ChainSHA256] = true
@@ -264,21 +284,4 @@ func deliveryOf(a *MessageAnswer) evidence.Delivery {
 		d.Recipients = append(d.Recipients, er)
 	}
 	return d
-}
-
-// recordOf is a catalog row in the bundle's terms.
-func recordOf(m *catalog.Message) evidence.Record {
-	v := &m.Verdict
-	return evidence.Record{
-		Kind: string(m.Kind), MessageID: m.MessageID, PECID: m.PECID, OrigMsgID: m.OrigMsgID, XRiferimento: m.XRiferimento,
-		RefMsgID: m.RefMsgID, Sender: m.Sender, From: m.From, Recipients: m.Recipients, RecipientTypes: m.RecipientTypes,
-		Subject: m.Subject, Provider: m.Provider, DaticertTime: evidence.FormatTime(m.DaticertTime),
-		HeaderDate: evidence.FormatTime(m.HeaderDate), ReceiptType: string(m.ReceiptType), Errore: string(m.Errore),
-		ErroreEsteso: m.ErroreEsteso, Consegna: m.Consegna,
-		Signature: evidence.Signature{Present: v.Present, Valid: v.Valid, Trusted: v.Trusted, Digest: v.Digest, Signer: v.Signer,
-			SignerEmail: v.SignerEmail, Provider: v.Provider, SignedAt: evidence.FormatTime(v.SignedAt),
-			VerifiedAt: evidence.FormatTime(v.VerifiedAt), Reasons: v.Reasons, Details: v.Details},
-		Problems: m.Problems, ChainSHA256: hexOrEmpty(m.ChainSHA256), AnchorsSHA256: hexOrEmpty(m.AnchorsSHA256),
-		PostacertSHA256: hexOrEmpty(m.PostacertSHA256), ReceivedAt: evidence.FormatTime(m.ReceivedAt),
-	}
 }

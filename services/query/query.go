@@ -39,6 +39,8 @@ type Reader interface {
 	ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error)
 	Chain(ctx context.Context, sum [32]byte) (catalog.CertSet, error)
 	Anchors(ctx context.Context, sum [32]byte) (catalog.CertSet, error)
+	LeavesAt(ctx context.Context, indices []uint64) ([][]byte, error)
+	UnloggedSources(ctx context.Context, sums [][32]byte) (map[[32]byte][]catalog.Source, error)
 }
 
 var _ Reader = (*reader.Reader)(nil)
