@@ -116,15 +116,22 @@ func (s *Service) bundle(ctx context.Context, who Caller, req ExportRequest) (*e
 			token = next
 		}
 	}
-	// Their conversations, the claims, and every row once.
+	// Their conversations (a query per catalog.MaxKeys of them), the claims, and every row once.
 	var rows []catalog.Message
 	have := map[[32]byte]bool{}
-	for _, id := range msgids {
-		conv, err := s.rd.Messages(ctx, reader.Selector{MsgID: id}, catalog.MaxLimit)
+	convs := make(map[string][]catalog.Message, len(msgids))
+	for lo := 0; lo < len(msgids); lo += catalog.MaxKeys {
+		part, err := s.rd.MessagesByMsgIDs(ctx, msgids[lo:min(lo+catalog.MaxKeys, len(msgids))], catalog.MaxLimit)
 		if err != nil {
 			return nil, nil, err
 		}
+		for k, v := range part {
+			convs[k] = v
+		}
+	}
+	for _, id := range msgids {
 		// Every sending of the Message-ID (the verifier derives them all from the same rows).
+		conv := convs[id]
 		answers, _, _ := answersFor(id, conv, "")
 		for i := range answers {
 			b.Deliveries = append(b.Deliveries, deliveryOf(&answers[i]))

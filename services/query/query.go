@@ -39,6 +39,7 @@ type Reader interface {
 	ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error)
 	Chain(ctx context.Context, sum [32]byte) (catalog.CertSet, error)
 	Anchors(ctx context.Context, sum [32]byte) (catalog.CertSet, error)
+	MessagesByMsgIDs(ctx context.Context, msgids []string, limit int) (map[string][]catalog.Message, error)
 	LeavesAt(ctx context.Context, indices []uint64) ([][]byte, error)
 	UnloggedSources(ctx context.Context, sums [][32]byte) (map[[32]byte][]catalog.Source, error)
 }

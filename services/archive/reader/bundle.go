@@ -18,3 +18,10 @@ func (r *Reader) UnloggedSources(ctx context.Context, sums [][32]byte) (map[[32]
 	s, err := r.cat.UnloggedSources(ctx, sums)
 	return s, classify("sources", err)
 }
+
+// MessagesByMsgIDs is Messages by msgid for many msgids with one query (see
+// catalog.Catalog.ByMsgIDs).
+func (r *Reader) MessagesByMsgIDs(ctx context.Context, msgids []string, limit int) (map[string][]catalog.Message, error) {
+	ms, err := r.cat.ByMsgIDs(ctx, msgids, limit)
+	return ms, classify("messages", err)
+}
