@@ -84,20 +84,75 @@ func sortedSet(der [][]byte) [][]byte {
 }
 
 // Write writes the bundle b to w as a ZIP, streaming: each message is copied from c into its
-// entry while its SHA-256 is computed, and nothing but the manifest is held in memory, whatever
-// the size of the messages. It checks what it writes: a message whose bytes do not hash to its
-// name, a record naming a certificate set the bundle lacks, a checkpoint that does not parse, or
-// a verdict naming a receipt the bundle lacks is an error wrapping [ErrInvalid]; w then holds a
-// partial archive that must be discarded. It returns the manifest it wrote.
+// entry while its SHA-256 is computed, and nothing but the manifest and the report is held in
+// memory, whatever the size of the messages. It checks what it writes: a message whose bytes do
+// not hash to its name or differ in size from its record, a record naming a certificate set the
+// bundle lacks, a checkpoint that does not parse, or a verdict naming a receipt the bundle lacks
+// is an error wrapping [ErrInvalid]; w then holds a partial archive that must be discarded. It
+// returns the manifest it wrote.
+//
+// Every file but the messages is known before the first byte is written, and so are the
+// messages' names and sizes (a message's name is its SHA-256): the report and the manifest are
+// rendered and compressed on another goroutine while the messages stream.
 func Write(ctx context.Context, w io.Writer, b *Bundle, c Content) (*Manifest, error) {
 	m, chains, anchors, err := b.manifest()
 	if err != nil {
 		return nil, err
 	}
+	type small struct {
+		name, typ string
+		data      []byte
+	}
+	var smalls []small
+	for i, s := range chains {
+		smalls = append(smalls, small{m.Chains[i].File, TypeCerts, pemCerts(s.DER)})
+	}
+	for i, s := range anchors {
+		smalls = append(smalls, small{m.AnchorSets[i].File, TypeCerts, pemCerts(s.DER)})
+	}
+	for i, e := range b.Earlier {
+		smalls = append(smalls, small{m.Log.Earlier[i].File, TypeCheckpoint, e.Checkpoint})
+	}
+	smalls = append(smalls, small{NameCheckpoint, TypeCheckpoint, b.Checkpoint},
+		small{NameLogKey, TypeKey, []byte(strings.TrimSpace(b.LogKey) + "\n")})
+	files := make([]File, 0, len(m.Messages)+len(smalls)+2)
+	for _, msg := range m.Messages {
+		files = append(files, File{Name: msg.File, SHA256: msg.SHA256, Size: msg.Size, Type: TypeMessage})
+	}
+	for _, sm := range smalls {
+		sum := sha256.Sum256(sm.data)
+		files = append(files, File{Name: sm.name, SHA256: hexSum(sum), Size: int64(len(sm.data)), Type: sm.typ})
+	}
+
+	// The report lists the files before it; the manifest lists the report too.
+	type rendered struct {
+		report, manifest compressed
+		files            []File // the files the manifest lists: all but itself and META-INF
+		err              error
+	}
+	ready := make(chan rendered, 1)
+	view := *m
+	go func() {
+		var r rendered
+		view.Files = files
+		if r.report, r.err = compress(func(w io.Writer) error { return RenderReport(w, &view) }); r.err != nil {
+			ready <- r
+			return
+		}
+		r.files = append(slices.Clip(files), File{Name: NameReport, SHA256: hexSum(r.report.sum), Size: r.report.size, Type: TypeReport})
+		view.Files = r.files
+		r.manifest, r.err = compress(func(w io.Writer) error {
+			e := json.NewEncoder(w)
+			e.SetIndent("", " ")
+			return e.Encode(&view)
+		})
+		ready <- r
+	}()
+
 	bw := &bundleWriter{zw: zip.NewWriter(w), mod: b.createdAt()}
 	// Deflate at its fastest level: mail compresses little better at higher levels (base64
 	// attachments hardly at all) and a bundle is written once per request, on the request's time.
-	bw.zw.RegisterCompressor(zip.Deflate, newFastFlate)
+	UseCompressor(bw.zw)
 	if err := bw.zw.SetComment("mimetype=" + MediaType); err != nil {
 		return nil, err
 	}
@@ -112,47 +167,68 @@ func Write(ctx context.Context, w io.Writer, b *Bundle, c Content) (*Manifest, e
 			return nil, err
 		}
 	}
-	for i, s := range chains {
-		if err := bw.file(m.Chains[i].File, TypeCerts, pemCerts(s.DER)); err != nil {
+	for _, sm := range smalls {
+		if err := bw.file(sm.name, sm.data); err != nil {
 			return nil, err
 		}
 	}
-	for i, s := range anchors {
-		if err := bw.file(m.AnchorSets[i].File, TypeCerts, pemCerts(s.DER)); err != nil {
-			return nil, err
-		}
+	r := <-ready
+	if r.err != nil {
+		return nil, fmt.Errorf("evidence: write: %w", r.err)
 	}
-	for i, e := range b.Earlier {
-		if err := bw.file(m.Log.Earlier[i].File, TypeCheckpoint, e.Checkpoint); err != nil {
-			return nil, err
-		}
-	}
-	if err := bw.file(NameCheckpoint, TypeCheckpoint, b.Checkpoint); err != nil {
+	if err := bw.raw(NameReport, r.report); err != nil {
 		return nil, err
 	}
-	if err := bw.file(NameLogKey, TypeKey, []byte(strings.TrimSpace(b.LogKey)+"\n")); err != nil {
+	if err := bw.raw(NameManifest, r.manifest); err != nil {
 		return nil, err
 	}
-	m.Files = bw.files
-	if err := bw.stream(NameReport, TypeReport, func(w io.Writer) error { return RenderReport(w, m) }); err != nil {
-		return nil, err
+	refs := make([]asicRef, 0, len(r.files)+1)
+	for _, f := range append(slices.Clip(r.files), File{Name: NameManifest, SHA256: hexSum(r.manifest.sum), Type: TypeJSON}) {
+		sum, _ := parseSum(f.SHA256)
+		refs = append(refs, asicRef{URI: f.Name, MimeType: f.Type, SHA256: sum})
 	}
-	m.Files = bw.files
-	if err := bw.stream(NameManifest, TypeJSON, func(w io.Writer) error {
-		e := json.NewEncoder(w)
-		e.SetIndent("", " ")
-		return e.Encode(m)
-	}); err != nil {
-		return nil, err
-	}
-	m.Files = bw.files[:len(bw.files)-1] // manifest.json does not list itself
-	if err := bw.stream(NameASiCManifest, "", func(w io.Writer) error { return writeASiCManifest(w, bw.refs) }); err != nil {
+	if err := bw.stream(NameASiCManifest, func(w io.Writer) error { return writeASiCManifest(w, refs) }); err != nil {
 		return nil, err
 	}
 	if err := bw.zw.Close(); err != nil {
 		return nil, fmt.Errorf("evidence: write: %w", err)
 	}
+	m.Files = r.files
 	return m, nil
+}
+
+// compressed is an entry deflated ahead of writing.
+type compressed struct {
+	data []byte // deflated
+	crc  uint32
+	size int64
+	sum  [32]byte
+}
+
+// compress deflates what fn writes, as the entries of a bundle are deflated.
+func compress(fn func(io.Writer) error) (compressed, error) {
+	var out compressed
+	var buf bytes.Buffer
+	fw, err := newFastFlate(&buf)
+	if err != nil {
+		return out, err
+	}
+	h := sha256.New()
+	crc := crc32.NewIEEE()
+	n := &hashCounter{h: h}
+	bw := bufio.NewWriterSize(io.MultiWriter(fw, crc, n), 64<<10)
+	if err := fn(bw); err != nil {
+		return out, err
+	}
+	if err := bw.Flush(); err != nil {
+		return out, err
+	}
+	if err := fw.Close(); err != nil {
+		return out, err
+	}
+	out.data, out.crc, out.size = buf.Bytes(), crc.Sum32(), n.n
+	h.Sum(out.sum[:0])
+	return out, nil
 }
 
 func (b *Bundle) createdAt() time.Time {
@@ -326,12 +402,10 @@ func pemCerts(der [][]byte) []byte {
 	return b.Bytes()
 }
 
-// bundleWriter writes entries and remembers their digests for the manifests.
+// bundleWriter writes the entries of a bundle.
 type bundleWriter struct {
-	zw    *zip.Writer
-	mod   time.Time
-	files []File
-	refs  []asicRef
+	zw  *zip.Writer
+	mod time.Time
 }
 
 func (bw *bundleWriter) mimetype() error {
@@ -350,40 +424,48 @@ func (bw *bundleWriter) mimetype() error {
 	return err
 }
 
-// entry starts an entry and returns a writer that hashes what goes into it, and a function that
-// records the entry once written.
-func (bw *bundleWriter) entry(name, typ string) (io.Writer, func() [32]byte, error) {
+// entry starts an entry and returns a writer that hashes and counts what goes into it, and a
+// function that returns the SHA-256 and size once it is written.
+func (bw *bundleWriter) entry(name string) (io.Writer, func() ([32]byte, int64), error) {
 	w, err := bw.zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Deflate, Modified: bw.mod.UTC()})
 	if err != nil {
 		return nil, nil, fmt.Errorf("evidence: write %s: %w", name, err)
 	}
 	h := &hashCounter{h: sha256.New()}
-	done := func() [32]byte {
+	done := func() ([32]byte, int64) {
 		var sum [32]byte
 		h.h.Sum(sum[:0])
-		if name != NameASiCManifest {
-			bw.refs = append(bw.refs, asicRef{URI: name, MimeType: typ, SHA256: sum})
-			bw.files = append(bw.files, File{Name: name, SHA256: hexSum(sum), Size: h.n, Type: typ})
-		}
-		return sum
+		return sum, h.n
 	}
 	return io.MultiWriter(w, h), done, nil
 }
 
-func (bw *bundleWriter) file(name, typ string, data []byte) error {
-	w, done, err := bw.entry(name, typ)
+func (bw *bundleWriter) file(name string, data []byte) error {
+	w, _, err := bw.entry(name)
 	if err != nil {
 		return err
 	}
 	if _, err := w.Write(data); err != nil {
 		return fmt.Errorf("evidence: write %s: %w", name, err)
 	}
-	done()
 	return nil
 }
 
-func (bw *bundleWriter) stream(name, typ string, fn func(io.Writer) error) error {
-	w, done, err := bw.entry(name, typ)
+// raw writes an entry deflated ahead (sizes and CRC in its header, no data descriptor).
+func (bw *bundleWriter) raw(name string, c compressed) error {
+	w, err := bw.zw.CreateRaw(&zip.FileHeader{Name: name, Method: zip.Deflate, Modified: bw.mod.UTC(), CRC32: c.crc,
+		CompressedSize64: uint64(len(c.data)), UncompressedSize64: uint64(c.size)})
+	if err == nil {
+		_, err = w.Write(c.data)
+	}
+	if err != nil {
+		return fmt.Errorf("evidence: write %s: %w", name, err)
+	}
+	return nil
+}
+
+func (bw *bundleWriter) stream(name string, fn func(io.Writer) error) error {
+	w, _, err := bw.entry(name)
 	if err != nil {
 		return err
 	}
@@ -394,7 +476,6 @@ func (bw *bundleWriter) stream(name, typ string, fn func(io.Writer) error) error
 	if err := buf.Flush(); err != nil {
 		return fmt.Errorf("evidence: write %s: %w", name, err)
 	}
-	done()
 	return nil
 }
 
@@ -405,15 +486,14 @@ func (bw *bundleWriter) message(ctx context.Context, m *Message, c Content) erro
 		return fmt.Errorf("evidence: message %s: %w", m.SHA256, err)
 	}
 	defer rc.Close()
-	w, done, err := bw.entry(m.File, TypeMessage)
+	w, done, err := bw.entry(m.File)
 	if err != nil {
 		return err
 	}
-	n, err := io.Copy(w, rc)
-	if err != nil {
+	if _, err := io.Copy(w, rc); err != nil {
 		return fmt.Errorf("evidence: message %s: %w", m.SHA256, err)
 	}
-	if got := done(); got != want || n != m.Size {
+	if got, n := done(); got != want || n != m.Size {
 		return fmt.Errorf("%w: message %s: the content has %d bytes and SHA-256 %x, the record %d bytes", ErrInvalid, m.SHA256, n, got, m.Size)
 	}
 	return nil
@@ -429,6 +509,10 @@ func (h *hashCounter) Write(p []byte) (int, error) {
 	h.n += int64(len(p))
 	return len(p), nil
 }
+
+// UseCompressor makes zw deflate as bundles are deflated: at the fastest level, with writers
+// reused across entries and archives (a benchmark's floor zips with it too).
+func UseCompressor(zw *zip.Writer) { zw.RegisterCompressor(zip.Deflate, newFastFlate) }
 
 // A deflate writer's state is about a megabyte: keep them for reuse across entries and bundles.
 var flatePool sync.Pool
