@@ -152,6 +152,9 @@ func (v *verifier) run(ctx context.Context) {
 	v.m = m
 	v.res.Manifest = m
 	v.res.Deliveries = len(m.Deliveries)
+	// The report is rendered again from the manifest alone: on its own goroutine.
+	report := make(chan []Failure, 1)
+	go func() { report <- v.checkReport() }()
 
 	// Every entry: its hash; the small ones kept for the checks below. Messages are hashed
 	// as they are verified.
@@ -168,31 +171,31 @@ func (v *verifier) run(ctx context.Context) {
 	v.checkMessages(ctx)
 	v.checkFiles()
 	v.checkDeliveries()
-	v.checkReport()
+	v.res.Failures = append(v.res.Failures, <-report...)
 }
 
 // checkReport checks that report.html is the statement the manifest renders to, so that what a
-// person reads says what the verified manifest says.
-func (v *verifier) checkReport() {
+// person reads says what the verified manifest says. It reads only the manifest and the report,
+// and returns its failures (it runs beside the other checks).
+func (v *verifier) checkReport() []Failure {
 	got, err := v.rd.ReadFile(NameReport, v.rd.limits.MaxManifestSize)
 	if err != nil {
-		return // missing or unreadable: already named
+		return nil // missing or unreadable: named by the file checks
 	}
 	m := *v.m
 	i := slices.IndexFunc(m.Files, func(f File) bool { return f.Name == NameReport })
 	if i < 0 {
-		v.res.fail(FailClaim, NameReport, "not listed in %s", NameManifest)
-		return
+		return []Failure{newFailure(FailClaim, NameReport, "not listed in "+NameManifest)}
 	}
 	m.Files = m.Files[:i] // the files written before it, which it lists
 	var want bytes.Buffer
 	if err := RenderReport(&want, &m); err != nil {
-		v.res.fail(FailFile, NameReport, "the manifest does not render: %v", err)
-		return
+		return []Failure{newFailure(FailFile, NameReport, "the manifest does not render: "+err.Error())}
 	}
 	if !bytes.Equal(got, want.Bytes()) {
-		v.res.fail(FailFile, NameReport, "it is not the statement %s renders to: what it says differs from the manifest", NameManifest)
+		return []Failure{newFailure(FailFile, NameReport, "it is not the statement "+NameManifest+" renders to: what it says differs from the manifest")}
 	}
+	return nil
 }
 
 // readManifest reads and decodes manifest.json.
