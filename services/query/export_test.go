@@ -6,9 +6,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"runtime"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -17,6 +23,9 @@ import (
 	"github.com/pecarchive/pecarchive/evidence/evidencetest"
 	querypb "github.com/pecarchive/pecarchive/gen/pecarchive/query/v1"
 	"github.com/pecarchive/pecarchive/internal/auth"
+	"github.com/pecarchive/pecarchive/pec"
+	"github.com/pecarchive/pecarchive/pec/pectest"
+	"github.com/pecarchive/pecarchive/services/archive"
 	"github.com/pecarchive/pecarchive/services/query"
 )
 
@@ -168,4 +177,84 @@ func TestExportErrors(t *testing.T) {
 		t.Errorf("unrecorded export: %v, %d bytes", err, len(resp.GetChunk()))
 	}
 	f.rec.off.Store(false)
+}
+
+// A bundle of 1,000 messages and a bundle of one 50 MB message, exported from the real archive
+// and verified; the export of the large one streams it (it allocates a small fraction of it).
+func TestExportLarge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("archives 1,000 messages and one of 50 MB")
+	}
+	f := newFixture(t, fixtureOptions{})
+	ctx := context.Background()
+	g := gen(t)
+	sender := "grande-invio@" + pectest.ProviderA.Domain
+	for i := range 200 { // 200 notices of 5 messages: original, acceptance, envelope, delivery, its postacert
+		o, err := provA.Original(&pectest.Original{From: sender, To: []string{fmt.Sprintf("socio-%d@%s", i, pectest.ProviderB.Domain)},
+			Subject: fmt.Sprintf("Avviso %d", i), MessageID: fmt.Sprintf("avviso-grande-%d@pec.ordine.example.it", i),
+			Date: pectest.DefaultTime.Add(time.Duration(i) * time.Minute)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, raw := range [][]byte{o.Raw, g(provA.Acceptance(pectest.Params{Original: o})).Bytes,
+			g(provA.Envelope(pectest.Params{Original: o})).Bytes, g(provB.Delivery(pectest.Params{Original: o, ReceiptType: pec.ReceiptCompleta})).Bytes} {
+			if _, err := f.a.Store(ctx, raw, archive.Source{Mailbox: "bench", Folder: "INBOX"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// One signed transport envelope of about 50 MB.
+	part := 12 << 20
+	o, err := provA.Original(&pectest.Original{From: "grande@" + pectest.ProviderA.Domain, To: []string{"destinatario@" + pectest.ProviderB.Domain},
+		MessageID: "cinquanta-mega@pec.ordine.example.it", Body: strings.Repeat("Allegato di prova. ", 360_000),
+		Attachments: []pectest.Attachment{{Name: "a.pdf", Data: provA.FileData(part, "a")}, {Name: "b.pdf", Data: provA.FileData(part, "b")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := g(provA.Envelope(pectest.Params{Original: o}))
+	if len(env.Bytes) < 48<<20 {
+		t.Fatalf("the envelope has %d bytes", len(env.Bytes))
+	}
+	if _, err := f.a.Store(ctx, env.Bytes, archive.Source{Mailbox: "bench", Folder: "INBOX"}); err != nil {
+		t.Fatal(err)
+	}
+	f.publish(t)
+	who := query.Caller{Name: "test", Auth: "local"}
+	method := querypb.EvidenceService_ExportEvidenceBundle_FullMethodName
+
+	var buf bytes.Buffer
+	if err := f.svc.Export(ctx, who, method, query.ExportRequest{Selectors: []query.Selector{{Sender: sender}}}, &buf); err != nil {
+		t.Fatal(err)
+	}
+	res := verifyBundle(t, buf.Bytes(), f.vkey)
+	if !res.OK || res.Messages != 1000 || res.Deliveries != 200 {
+		t.Fatalf("1,000 messages: ok %v, %d messages, %d deliveries\n%s", res.OK, res.Messages, res.Deliveries, evidencetest.Failures(res))
+	}
+
+	file := filepath.Join(t.TempDir(), "big.zip")
+	out, err := os.Create(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	err = f.svc.Export(ctx, who, method, query.ExportRequest{Selectors: []query.Selector{{MsgID: o.MessageID}}}, out)
+	runtime.ReadMemStats(&after)
+	out.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("exporting a %d-byte message allocated %d bytes", len(env.Bytes), alloc)
+	if alloc > uint64(len(env.Bytes))/4 {
+		t.Errorf("exporting a %d-byte message allocated %d bytes: not streamed", len(env.Bytes), alloc)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := verifyBundle(t, data, f.vkey); !res.OK || res.Messages != 1 {
+		t.Fatalf("50 MB: %d messages\n%s", res.Messages, evidencetest.Failures(res))
+	}
 }
