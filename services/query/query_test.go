@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/pecarchive/pecarchive/evidence/evidencetest"
 	querypb "github.com/pecarchive/pecarchive/gen/pecarchive/query/v1"
 	"github.com/pecarchive/pecarchive/internal/auth"
 	"github.com/pecarchive/pecarchive/internal/pgerr"
@@ -585,5 +586,15 @@ func TestTwoSendings(t *testing.T) {
 	// only the first sending's two and that copy.
 	if acc := f.accesses(t); len(acc) != 2 || len(acc[0].Returned) != 5 || len(acc[1].Returned) != 3 {
 		t.Errorf("access rows %+v", acc)
+	}
+	// An evidence bundle of the Message-ID holds a claim per sending, and verifies: the offline
+	// verifier derives the two sendings again from the same rows.
+	data, _, err := exportBundle(ctx, cl, &querypb.ExportEvidenceBundleRequest{Selectors: []*querypb.Selector{selMsgID(o.MessageID)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := verifyBundle(t, data, f.vkey)
+	if !res.OK || len(res.Manifest.Deliveries) != 2 || res.Manifest.Deliveries[0].PECID != second {
+		t.Fatalf("bundle: ok %v, %d deliveries\n%s", res.OK, len(res.Manifest.Deliveries), evidencetest.Failures(res))
 	}
 }
