@@ -1,9 +1,13 @@
 package evidence_test
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/transparency-dev/formats/log"
 
 	"github.com/pecarchive/pecarchive/evidence"
 	"github.com/pecarchive/pecarchive/evidence/evidencetest"
@@ -79,6 +83,60 @@ func TestFailuresArePrintable(t *testing.T) {
 		s := fl.String()
 		if strings.ContainsAny(s, "\x1b\n\r\x07\u202e") || !utf8.ValidString(s) {
 			t.Errorf("failure not printable: %q", s)
+		}
+	}
+}
+
+// A checkpoint held outside the bundle is checked as the archive's audit checks one
+// (tlog.CheckAgainst): one the bundle cites, or the bundle's own, holds; a fork, a newer one, one
+// the bundle has no proof from, and one signed by another key are named. A rotated log's keys,
+// given together, verify.
+func TestGivenCheckpoints(t *testing.T) {
+	f := getFixture(t)
+	es := unzip(t, f.bundle)
+	own := es[find(es, evidence.NameCheckpoint)].Data
+	cp, err := tlog.ParseCheckpoint(own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	earlier, err := tlog.ParseCheckpoint(f.earlier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := tlog.NewSigner(f.arch.SKey)
+	sign := func(size uint64, root []byte) []byte {
+		b, err := tlog.SignCheckpoint(signer, log.Checkpoint{Origin: cp.Origin, Size: size, Hash: root})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	other, err := evidencetest.New(anchorsOf(f.provider))
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify := func(key string, held ...[]byte) *evidence.Result {
+		return evidence.VerifyReaderAt(t.Context(), bytes.NewReader(f.bundle), int64(len(f.bundle)), &evidence.VerifyOptions{LogKey: key, Checkpoints: held})
+	}
+	if res := verify(f.arch.VKey, f.earlier, own); !res.OK || res.GivenCheckpoints != 2 {
+		t.Fatalf("the cited and the bundle's own: ok %v, %d checked\n%s", res.OK, res.GivenCheckpoints, failures(res))
+	}
+	if res := verify(other.VKey + "\n" + f.arch.VKey + "\n"); !res.OK {
+		t.Fatalf("a rotated log's keys:\n%s", failures(res))
+	}
+	forkRoot := sha256.Sum256([]byte("another tree"))
+	for name, c := range map[string]struct {
+		held          []byte
+		kind, details string
+	}{
+		"a fork":                 {sign(earlier.Size, forkRoot[:]), evidence.FailProof, "does not extend"},
+		"a newer checkpoint":     {sign(cp.Size+10, forkRoot[:]), evidence.FailProof, "older than it"},
+		"no proof in the bundle": {sign(earlier.Size-1, forkRoot[:]), evidence.FailProof, "no consistency proof"},
+		"another key":            {other.Checkpoint(), evidence.FailSignature, "invalid checkpoint"},
+	} {
+		res := verify(f.arch.VKey, c.held)
+		if res.OK || !hasFailure(res, c.kind, "checkpoint given #1", c.details) {
+			t.Errorf("%s:\n%s", name, failures(res))
 		}
 	}
 }

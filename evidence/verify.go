@@ -26,14 +26,19 @@ import (
 
 // VerifyOptions configure [Verify]. A nil *VerifyOptions verifies against the bundled key.
 type VerifyOptions struct {
-	// LogKey is the log's public verifier key, obtained independently of the bundle. When empty,
-	// the checkpoint is checked against the key in the bundle, which proves only that the bundle
-	// is consistent with itself; the result then carries a warning saying so.
+	// LogKey is the log's public verifier key, obtained independently of the bundle, or several
+	// keys one per line (a log whose key was rotated: its checkpoints verify with one of them).
+	// When empty, the checkpoint is checked against the key in the bundle, which proves only that
+	// the bundle is consistent with itself; the result then carries a warning saying so.
 	LogKey string
 	// Workers is how many messages are verified at once; 0 means GOMAXPROCS.
 	Workers int
 	// Limits bound what is read (see [Open]).
 	Limits Limits
+	// Checkpoints are signed checkpoints of the log held outside the bundle (an auditor's or a
+	// witness's copy): each must be signed by the log and extended by the bundle's tree, shown by
+	// a consistency proof the bundle carries (one it cites) or by equal roots at equal sizes.
+	Checkpoints [][]byte
 }
 
 // Key sources of [Result].KeySource.
@@ -52,9 +57,11 @@ type Result struct {
 	Warnings []string
 	// KeySource says which key the checkpoint was checked against: KeyGiven or KeyBundled.
 	KeySource string
-	// Messages and Deliveries count what was checked.
-	Messages   int
-	Deliveries int
+	// Messages and Deliveries count what was checked; GivenCheckpoints the checkpoints of
+	// VerifyOptions.Checkpoints that the bundle's tree extends.
+	Messages         int
+	Deliveries       int
+	GivenCheckpoints int
 	// Manifest is the bundle's manifest when it could be read.
 	Manifest *Manifest
 }
@@ -250,31 +257,33 @@ func (v *verifier) checkLog() {
 	if m.Log.KeyFile != NameLogKey || m.Log.Checkpoint.File != NameCheckpoint {
 		v.res.fail(FailClaim, NameManifest, "log.key_file and log.checkpoint.file must be %q and %q", NameLogKey, NameCheckpoint)
 	}
+	// The keys: those given (a rotated log has several, one per line), else the bundle's own.
 	bundled, hasKey := v.small[NameLogKey]
-	key := strings.TrimSpace(v.opts.LogKey)
-	switch {
-	case key != "":
+	var keys []note.Verifier
+	if strings.TrimSpace(v.opts.LogKey) != "" {
 		v.res.KeySource = KeyGiven
-		if hasKey && strings.TrimSpace(string(bundled)) != key {
-			v.res.fail(FailClaim, NameLogKey, "the bundle's log key differs from the key given, which the checkpoint was checked against")
-		}
-	case hasKey:
-		v.res.KeySource = KeyBundled
-		key = strings.TrimSpace(string(bundled))
-		v.res.warn("the checkpoint was checked against the key inside the bundle (%s), which proves only that the bundle agrees with itself: check it again with --log-key and the log's public key obtained independently", NameLogKey)
-	default:
-		v.res.fail(FailFile, NameLogKey, "%v", ErrMissing)
-	}
-	var nv note.Verifier
-	if key != "" {
 		var err error
-		if nv, err = tlog.NewVerifier(key); err != nil {
-			subject := NameLogKey
-			if v.res.KeySource == KeyGiven {
-				subject = "log key given"
-			}
-			v.res.fail(FailSignature, subject, "%v", err)
+		if keys, err = tlog.ParseVerifierKeys(v.opts.LogKey); err != nil || len(keys) == 0 {
+			v.res.fail(FailSignature, "log key given", "%v", err)
 		}
+		if hasKey {
+			if bk, err := tlog.NewVerifier(string(bundled)); err != nil || !slices.ContainsFunc(keys, func(k note.Verifier) bool {
+				return k.Name() == bk.Name() && k.KeyHash() == bk.KeyHash()
+			}) {
+				v.res.fail(FailClaim, NameLogKey, "the bundle's log key differs from the keys given, which the checkpoint was checked against")
+			}
+		}
+	} else if hasKey {
+		v.res.KeySource = KeyBundled
+		v.res.warn("the checkpoint was checked against the key inside the bundle (%s), which proves only that the bundle agrees with itself: check it again with --log-key and the log's public key obtained independently", NameLogKey)
+		k, err := tlog.NewVerifier(string(bundled))
+		if err != nil {
+			v.res.fail(FailSignature, NameLogKey, "%v", err)
+		} else {
+			keys = []note.Verifier{k}
+		}
+	} else {
+		v.res.fail(FailFile, NameLogKey, "%v", ErrMissing)
 	}
 	signed, ok := v.small[NameCheckpoint]
 	if !ok {
@@ -287,14 +296,40 @@ func (v *verifier) checkLog() {
 		return
 	}
 	v.cp, v.cpOK = cp, true
-	if nv != nil {
-		if _, err := tlog.VerifyCheckpointWith(signed, nv); err != nil {
+	if len(keys) > 0 {
+		if _, err := tlog.VerifyCheckpointAny(signed, keys); err != nil {
 			v.res.fail(FailSignature, NameCheckpoint, "%v", err)
 		}
 	}
 	if m.Log.Origin != cp.Origin || m.Log.Checkpoint.Size != cp.Size || m.Log.Checkpoint.Root != base64.StdEncoding.EncodeToString(cp.Hash) {
 		v.res.fail(FailClaim, "log.checkpoint", "the manifest says origin %q, size %d, root %s; %s says origin %q, size %d, root %s",
 			m.Log.Origin, m.Log.Checkpoint.Size, m.Log.Checkpoint.Root, NameCheckpoint, cp.Origin, cp.Size, base64.StdEncoding.EncodeToString(cp.Hash))
+	}
+	// Earlier checkpoints, the bundle's and the caller's, are checked against the bundle's tree
+	// as the archive's audit checks a checkpoint against the log (tlog.CheckAgainst): signed by
+	// the log, and extended by the bundle's tree, shown by the bundle's consistency proofs.
+	proofs := map[uint64][][]byte{}
+	for _, e := range m.Log.Earlier {
+		if p, err := decodeHashes(e.ConsistencyProof); err == nil {
+			proofs[e.Size] = p
+		}
+	}
+	tree := tlog.Tree{Size: cp.Size, Root: cp.Hash, Consistency: func(from uint64) ([][]byte, error) {
+		p, ok := proofs[from]
+		if !ok {
+			return nil, fmt.Errorf("the bundle holds no consistency proof from size %d (cite that checkpoint when exporting: pecarchive export --checkpoint FILE)", from)
+		}
+		return p, nil
+	}}
+	check := func(data []byte) (log.Checkpoint, error) {
+		if len(keys) == 0 {
+			ecp, err := tlog.ParseCheckpoint(data)
+			if err == nil {
+				err = tlog.Extends(ecp, tree)
+			}
+			return ecp, err
+		}
+		return tlog.CheckAgainst(data, keys, tree)
 	}
 	for _, e := range m.Log.Earlier {
 		subject := "checkpoint " + e.File
@@ -307,28 +342,35 @@ func (v *verifier) checkLog() {
 			v.res.fail(FailFile, e.File, "%v", ErrMissing)
 			continue
 		}
-		var ecp log.Checkpoint
-		var err error
-		if nv != nil {
-			ecp, err = tlog.VerifyCheckpointWith(data, nv)
-		} else {
-			ecp, err = tlog.ParseCheckpoint(data)
+		if _, err := decodeHashes(e.ConsistencyProof); err != nil {
+			v.res.fail(FailProof, "consistency "+e.File+" -> "+NameCheckpoint, "%v", err)
+			continue
 		}
-		if err != nil {
+		ecp, err := check(data)
+		switch {
+		case errors.Is(err, tlog.ErrInvalidCheckpoint), errors.Is(err, tlog.ErrInvalidKey):
 			v.res.fail(FailSignature, e.File, "%v", err)
 			continue
+		case err != nil:
+			v.res.fail(FailProof, "consistency "+e.File+" -> "+NameCheckpoint, "%v", err)
 		}
 		if ecp.Size != e.Size || base64.StdEncoding.EncodeToString(ecp.Hash) != e.Root || ecp.Origin != cp.Origin {
 			v.res.fail(FailClaim, subject, "the manifest says size %d, root %s; the file says size %d, root %s, origin %q",
 				e.Size, e.Root, ecp.Size, base64.StdEncoding.EncodeToString(ecp.Hash), ecp.Origin)
-			continue
 		}
-		p, err := decodeHashes(e.ConsistencyProof)
-		if err == nil {
-			err = tlog.VerifyConsistency(ecp.Size, cp.Size, p, ecp.Hash, cp.Hash)
-		}
-		if err != nil {
-			v.res.fail(FailProof, "consistency "+e.File+" -> "+NameCheckpoint, "%v", err)
+	}
+	for i, data := range v.opts.Checkpoints {
+		subject := fmt.Sprintf("checkpoint given #%d", i+1)
+		ecp, err := check(data)
+		switch {
+		case errors.Is(err, tlog.ErrInvalidCheckpoint), errors.Is(err, tlog.ErrInvalidKey):
+			v.res.fail(FailSignature, subject, "%v", err)
+		case errors.Is(err, tlog.ErrRollback):
+			v.res.fail(FailProof, subject, "the bundle's checkpoint (size %d) is older than it (size %d): the bundle cannot show that its log extends it; ask for a bundle exported since", cp.Size, ecp.Size)
+		case err != nil:
+			v.res.fail(FailProof, subject, "%v", err)
+		default:
+			v.res.GivenCheckpoints++
 		}
 	}
 }

@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/pecarchive/pecarchive/evidence"
 	"github.com/pecarchive/pecarchive/tlog"
@@ -32,10 +32,12 @@ type verifyBundleResult struct {
 func runVerifyBundle(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("verify-bundle", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	keyArg := fs.String("log-key", "", "file holding the log's public key, obtained independently of the bundle (or the key itself); without it the bundled key is used, which proves only that the bundle agrees with itself")
+	keyArg := fs.String("log-key", "", "file holding the log's public key, obtained independently of the bundle (or the key itself; for a log whose key was rotated, a file of its keys, one per line); without it the bundled key is used, which proves only that the bundle agrees with itself")
+	var held multiFlag
+	fs.Var(&held, "checkpoint", "a signed checkpoint of the log you hold (repeatable): the bundle must show that its log extends it")
 	asJSON := fs.Bool("json", false, "print one JSON object with ok and failures[]")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: pecarchive verify-bundle BUNDLE.zip [--log-key FILE] [--json]")
+		fmt.Fprintln(stderr, "usage: pecarchive verify-bundle BUNDLE.zip [--log-key FILE] [--checkpoint FILE]... [--json]")
 		fs.PrintDefaults()
 	}
 	files, err := parseInterleaved(fs, args)
@@ -51,6 +53,15 @@ func runVerifyBundle(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pecarchive verify-bundle: %v\n", err)
 		return exitUsage
 	}
+	var checkpoints [][]byte
+	for _, f := range held {
+		b, err := readSmallFile(f, tlog.MaxCheckpointSize)
+		if err != nil {
+			fmt.Fprintf(stderr, "pecarchive verify-bundle: %v\n", err)
+			return exitUsage
+		}
+		checkpoints = append(checkpoints, b)
+	}
 	f, err := os.Open(files[0])
 	if err != nil {
 		fmt.Fprintf(stderr, "pecarchive verify-bundle: %v\n", err)
@@ -62,7 +73,7 @@ func runVerifyBundle(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pecarchive verify-bundle: %s is not a regular file\n", files[0])
 		return exitUsage
 	}
-	res := evidence.VerifyReaderAt(context.Background(), f, st.Size(), &evidence.VerifyOptions{LogKey: key})
+	res := evidence.VerifyReaderAt(context.Background(), f, st.Size(), &evidence.VerifyOptions{LogKey: key, Checkpoints: checkpoints})
 	for _, w := range res.Warnings {
 		fmt.Fprintf(stderr, "WARNING: %s\n", w)
 	}
@@ -94,24 +105,42 @@ func runVerifyBundle(args []string, stdout, stderr io.Writer) int {
 }
 
 // readLogKey returns the public key named by arg: a file holding it (the output of `pecarchive
-// logkey public`), or the key itself; "" when arg is empty.
+// logkey public`; for a rotated log, its keys one per line), or the key itself; "" when arg is
+// empty.
 func readLogKey(arg string) (string, error) {
 	if arg == "" {
 		return "", nil
 	}
-	data, err := os.ReadFile(arg)
+	data, err := readSmallFile(arg, 64<<10)
 	if err != nil {
 		if _, kerr := tlog.NewVerifier(arg); kerr == nil {
 			return arg, nil
 		}
 		return "", fmt.Errorf("log key: %w", err)
 	}
-	if len(data) > 4096 {
-		return "", fmt.Errorf("log key: %s is not a key file", arg)
+	keys, err := tlog.ParseVerifierKeys(string(data))
+	if err == nil && len(keys) == 0 {
+		err = errors.New("no key in it")
 	}
-	key := strings.TrimSpace(string(data))
-	if _, err := tlog.NewVerifier(key); err != nil {
+	if err != nil {
 		return "", fmt.Errorf("log key in %s: %w", arg, err)
 	}
-	return key, nil
+	return string(data), nil
+}
+
+// readSmallFile reads a file of at most max bytes.
+func readSmallFile(name string, max int64) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s is over %d bytes", name, max)
+	}
+	return b, nil
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,6 +76,33 @@ func TestVerifyBundleCLI(t *testing.T) {
 	}
 	if f, ok := res["failures"].([]any); !ok || len(f) != 0 {
 		t.Fatalf("--json failures: %v", res["failures"])
+	}
+	// A checkpoint the auditor holds: the bundle's own holds; a file that is not one is a
+	// failure named, a file that is missing a usage error.
+	zr, err := zip.OpenReader(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cp []byte
+	for _, f := range zr.File {
+		if f.Name == "checkpoint.txt" {
+			rc, _ := f.Open()
+			cp, _ = io.ReadAll(rc)
+			rc.Close()
+		}
+	}
+	zr.Close()
+	held := filepath.Join(t.TempDir(), "held.txt")
+	os.WriteFile(held, cp, 0o644)
+	if code, out, errOut := runCLI(t, "verify-bundle", path, "--log-key", keyFile, "--checkpoint", held); code != exitOK {
+		t.Fatalf("--checkpoint: exit %d\n%s\n%s", code, out, errOut)
+	}
+	os.WriteFile(held, []byte("not a checkpoint\n"), 0o644)
+	if code, out, _ := runCLI(t, "verify-bundle", path, "--log-key", keyFile, "--checkpoint", held); code != exitNotValid || !strings.Contains(out, "signature checkpoint given #1") {
+		t.Fatalf("a bad --checkpoint: exit %d\n%s", code, out)
+	}
+	if code, _, _ := runCLI(t, "verify-bundle", path, "--checkpoint", filepath.Join(t.TempDir(), "absent")); code != exitUsage {
+		t.Fatalf("a missing --checkpoint file: exit %d", code)
 	}
 }
 

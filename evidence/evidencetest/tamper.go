@@ -210,7 +210,7 @@ func Tamper(t *testing.T, bundle []byte, vkey string) {
 		{Name: "the log key", Alter: func(t *testing.T, es []Entry) []Entry {
 			es[Find(es, evidence.NameLogKey)].Data = []byte(m.Log.Origin + "+00000000+AQ" + strings.Repeat("A", 42) + "=\n")
 			return es
-		}, Naive: want{evidence.FailFile, evidence.NameLogKey, "SHA-256"}, Sealed: want{evidence.FailClaim, evidence.NameLogKey, "differs from the key given"}},
+		}, Naive: want{evidence.FailFile, evidence.NameLogKey, "SHA-256"}, Sealed: want{evidence.FailClaim, evidence.NameLogKey, "differs from the keys given"}},
 		{Name: "the report", Alter: func(t *testing.T, es []Entry) []Entry {
 			e := &es[Find(es, evidence.NameReport)]
 			e.Data = bytes.Replace(e.Data, []byte("NON CONSEGNATO"), []byte("CONSEGNATO"), 1)
