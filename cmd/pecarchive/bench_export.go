@@ -52,7 +52,7 @@ func benchExport(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench export", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	sizes := fs.String("sizes", "1,100,1000", "bundle sizes, in messages (1, or multiples of 5: notices of an original, an acceptance, an envelope and a complete delivery receipt carrying the original)")
-	rounds := fs.Int("rounds", 5, "rounds of floor and export per size, taking turns; medians are reported")
+	rounds := fs.Int("rounds", 9, "rounds of floor and export per size, taking turns; medians are reported")
 	bigMB := fs.Int("big-mb", 50, "size in MB of the one large message (a signed transport envelope) bundled alone; 0 skips it")
 	keep := fs.Bool("keep", false, "keep the PostgreSQL schema and the data folder (their names are printed)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the largest bundle's rounds (exports and floors) to this file")
@@ -283,12 +283,13 @@ func runExportBench(ctx context.Context, cfg exportBenchConfig, out io.Writer) e
 		return time.Since(w0), cpuTime() - c0, err
 	}
 	floorFile := filepath.Join(dir, "floor.zip")
-	floor := func(sums [][32]byte) (time.Duration, error) {
+	floor := func(sums [][32]byte) (time.Duration, time.Duration, error) {
 		f, err := os.Create(floorFile)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		defer f.Close()
+		c0 := cpuTime()
 		w0 := time.Now()
 		bw := bufio.NewWriterSize(f, 1<<20)
 		zw := zip.NewWriter(bw)
@@ -296,7 +297,7 @@ func runExportBench(ctx context.Context, cfg exportBenchConfig, out io.Writer) e
 		for _, sum := range sums {
 			rc, err := rd.Open(ctx, sum)
 			if err != nil {
-				return 0, err
+				return 0, 0, err
 			}
 			w, err := zw.CreateHeader(&zip.FileHeader{Name: evidence.MessageName(sum), Method: zip.Deflate, Modified: w0})
 			if err == nil {
@@ -304,16 +305,16 @@ func runExportBench(ctx context.Context, cfg exportBenchConfig, out io.Writer) e
 			}
 			rc.Close()
 			if err != nil {
-				return 0, err
+				return 0, 0, err
 			}
 		}
 		if err := zw.Close(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if err := bw.Flush(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		return time.Since(w0), nil
+		return time.Since(w0), cpuTime() - c0, nil
 	}
 	verify := func(workers int) (*evidence.Result, time.Duration, time.Duration, error) {
 		f, err := os.Open(bundleFile)
@@ -363,7 +364,7 @@ func runExportBench(ctx context.Context, cfg exportBenchConfig, out io.Writer) e
 		if len(g.sums) != g.messages {
 			return fmt.Errorf("the bundle of %s holds %d messages, not %d", g.sender, len(g.sums), g.messages)
 		}
-		var ex, exCPU, fl []time.Duration
+		var ex, exCPU, fl, flCPU []time.Duration
 		if cfg.CPUProfile != "" && gi == len(groups)-1 { // the largest bundle's rounds, floor included
 			f, err := os.Create(cfg.CPUProfile)
 			if err != nil {
@@ -376,11 +377,11 @@ func runExportBench(ctx context.Context, cfg exportBenchConfig, out io.Writer) e
 			defer pprof.StopCPUProfile()
 		}
 		for range cfg.Rounds {
-			d, err := floor(g.sums)
+			d, c, err := floor(g.sums)
 			if err != nil {
 				return err
 			}
-			fl = append(fl, d)
+			fl, flCPU = append(fl, d), append(flCPU, c)
 			w, c, err := export(req)
 			if err != nil {
 				return err
@@ -404,8 +405,9 @@ func runExportBench(ctx context.Context, cfg exportBenchConfig, out io.Writer) e
 		}
 		perCore := float64(g.messages) / median(vc).Seconds()
 		r := float64(median(fl)) / float64(median(ex))
-		fmt.Fprintf(out, "bundle of %s (%.2f MB; floor zip %.2f MB): export %s (CPU %s), zip floor %s: floor/export %.2f\n",
-			plural(g.messages, "message"), float64(st.Size())/1e6, float64(fst.Size())/1e6, ms(median(ex)), ms(median(exCPU)), ms(median(fl)), r)
+		fmt.Fprintf(out, "bundle of %s (%.2f MB; floor zip %.2f MB): export %s (CPU %s), zip floor %s (CPU %s): floor/export %.2f (CPU %.2f)\n",
+			plural(g.messages, "message"), float64(st.Size())/1e6, float64(fst.Size())/1e6, ms(median(ex)), ms(median(exCPU)),
+			ms(median(fl)), ms(median(flCPU)), r, float64(median(flCPU))/float64(median(exCPU)))
 		fmt.Fprintf(out, "  verify-bundle: %s on one core (CPU %s: %.0f messages/s per core), %s on %d cores\n",
 			ms(median(vw)), ms(median(vc)), perCore, ms(median(vw2)), runtime.GOMAXPROCS(0))
 		if cfg.Subprocess {

@@ -19,8 +19,8 @@ func TestBenchExportSmall(t *testing.T) {
 	text := out.String()
 	for _, re := range []string{
 		`(?m)^fill: 10 messages stored through the archive`,
-		`(?m)^bundle of 1 message \(.*\): export [\d.]+ ms \(CPU [\d.]+ ms\), zip floor [\d.]+ ms: floor/export \d+\.\d\d$`,
-		`(?m)^bundle of 10 messages .*floor/export \d+\.\d\d$`,
+		`(?m)^bundle of 1 message \(.*\): export [\d.]+ ms \(CPU [\d.]+ ms\), zip floor [\d.]+ ms \(CPU [\d.]+ ms\): floor/export \d+\.\d\d \(CPU \d+\.\d\d\)$`,
+		`(?m)^bundle of 10 messages .*floor/export \d+\.\d\d \(CPU \d+\.\d\d\)$`,
 		`(?m)^  verify-bundle: [\d.]+ ms on one core \(CPU [\d.]+ ms: \d+ messages/s per core\)`,
 		`(?m)^bundle of one 2 MB message`,
 		`(?m)^ratio: \d+\.\d\d\n$`,
