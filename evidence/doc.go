@@ -36,12 +36,22 @@
 // # What the verifier checks
 //
 // [Verify] recomputes every hash (ASiC manifest, manifest.json's file list, message names, chain
-// and anchor-set identifiers), re-parses every message with package pec and compares what it
-// shows with the manifest's record of it, re-verifies every signature as of its signing time with
-// the bundled trust anchors only, checks the checkpoint's signature (against the key the caller
-// gives, otherwise against the bundled key, which it reports as a warning), every inclusion proof
-// and every consistency proof, and that each recipient's verdict names receipts the bundle holds.
-// It names each failure precisely ([Failure]): which file, claim, proof or signature.
+// and anchor-set identifiers); recomputes each message's record digests with package record and
+// checks them against its log leaf (a catalog/v2 leaf covers the record, received_at to the
+// microsecond, and the first source), and the leaf's inclusion proof against the checkpoint;
+// checks the checkpoint's signature (against the keys the caller gives, otherwise against the
+// bundled key, which it reports as a warning); re-parses every message and describes it as the
+// archive does (record.Describe) to compare with its record; re-verifies every signature as of
+// its signing time with the bundled trust anchors only; derives every delivery claim again with
+// the query service's rule (verdict.Conversation, [DeriveDeliveries]), each message counting
+// only as far as its signature verified; checks the earlier checkpoints the bundle cites, and
+// any the caller holds, as the archive's audit does (tlog.CheckAgainst); and checks that
+// report.html is exactly what the manifest renders to. It names each failure precisely
+// ([Failure]): which file, claim, proof or signature.
+//
+// A bundle is a selection of the archive: it proves what it holds, not that nothing was left
+// out. What an export held is recorded in the log (the access record of the export, with every
+// SHA-256), where an auditor with access to the log can compare it.
 //
 // # Hostile bundles
 //
