@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -295,5 +297,26 @@ func TestAuditShadowedCheckpoint(t *testing.T) {
 			w.store(t, 1)
 			w.publish(t)
 		})
+	}
+}
+
+// TestAuditSymlinkedCheckpoints: a filesystem store's checkpoints directory replaced by a link
+// to a copy of it (which its owner could then rewrite) is named, and the audit goes on.
+func TestAuditSymlinkedCheckpoints(t *testing.T) {
+	fs := blobStores(t)["fsstore"](t).(*fsstore.Store)
+	w := newWorld(t, fs)
+	w.store(t, 2)
+	w.publish(t)
+	dir := filepath.Dir(fs.CheckpointPath(2))
+	elsewhere := filepath.Join(t.TempDir(), "checkpoints")
+	if err := os.Rename(dir, elsewhere); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, dir); err != nil {
+		t.Fatal(err)
+	}
+	rep := w.audit(t, nil)
+	if rep.OK() || !namesCheckpoint(rep, audit.CheckpointInvalid, 0, "symbolic link") || rep.Rows != 2 {
+		t.Fatalf("symlinked checkpoints directory: OK %v, %d rows audited, findings %v", rep.OK(), rep.Rows, rep.Findings)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/pecarchive/pecarchive/services/archive/blob"
 )
@@ -47,37 +46,13 @@ func (s *Store) PutCheckpoint(ctx context.Context, size uint64, signed []byte) (
 		return false, fmt.Errorf("fsstore: put checkpoint %d: %d bytes (1 to %d): %w", size, len(signed), blob.MaxCheckpointSize, blob.ErrIntegrity)
 	}
 	path := s.checkpointPath(size)
-	dir := filepath.Dir(path)
-	if _, err := os.Lstat(path); err == nil {
-		return false, s.existingCheckpoint(path, signed)
-	}
-	if err := mkdirDurable(dir); err != nil {
-		return false, s.ioErr("put checkpoint", path, err)
-	}
-	tmp, err := writeTemp(dir, signed)
-	if err != nil {
-		return false, s.ioErr("put checkpoint", path, err)
-	}
-	defer os.Remove(tmp)
-	if err := os.Link(tmp, path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return false, s.existingCheckpoint(path, signed)
-		}
-		return false, s.ioErr("put checkpoint", path, err)
-	}
-	if err := os.Remove(tmp); err != nil {
-		return false, s.ioErr("put checkpoint", path, err)
-	}
-	if err := syncDir(dir); err != nil {
-		return false, s.ioErr("put checkpoint", path, err)
-	}
-	return true, nil
+	return s.writeOnce("put checkpoint", path, signed, func() error { return s.existingCheckpoint(path, signed) })
 }
 
 // existingCheckpoint accepts the checkpoint stored at path when it is signed, byte for byte, and
 // makes its directory entry durable.
 func (s *Store) existingCheckpoint(path string, signed []byte) error {
-	got, problem, err := readCheckpointFile(path)
+	got, problem, err := s.readCheckpointFile(filepath.Base(path))
 	if err != nil {
 		return s.ioErr("put checkpoint", path, err)
 	}
@@ -93,12 +68,14 @@ func (s *Store) existingCheckpoint(path string, signed []byte) error {
 	return nil
 }
 
-// readCheckpointFile reads the checkpoint file at path without following a symbolic link.
-// problem says why the file is not a readable checkpoint (not a regular file, too large).
-func readCheckpointFile(path string) (data []byte, problem string, err error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	if errors.Is(err, syscall.ELOOP) {
-		return nil, "is a symbolic link, not a regular file", nil
+// readCheckpointFile reads the checkpoint file name of the checkpoints directory as objects are
+// read (openNoFollow): without following a symbolic link in place of the file or of the
+// directory, and without blocking on a named pipe. problem says why the file is not a readable
+// checkpoint (a link, not a regular file, too large).
+func (s *Store) readCheckpointFile(name string) (data []byte, problem string, err error) {
+	f, err := openNoFollow(s.root, checkpointsDir, name)
+	if err != nil && isLinkError(err) {
+		return nil, "is a symbolic link or not a regular file, or its directory is", nil
 	}
 	if err != nil {
 		return nil, "", err
@@ -109,7 +86,7 @@ func readCheckpointFile(path string) (data []byte, problem string, err error) {
 		return nil, "", err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Sprintf("is not a regular file (%s)", fi.Mode().Type()), nil
+		return nil, fmt.Sprintf("is a %s, not a regular file", typeName(fi.Mode().Type())), nil
 	}
 	if fi.Size() > blob.MaxCheckpointSize {
 		return nil, fmt.Sprintf("is %d bytes, more than a checkpoint's %d", fi.Size(), blob.MaxCheckpointSize), nil
@@ -129,10 +106,14 @@ func readCheckpointFile(path string) (data []byte, problem string, err error) {
 // with a Problem; other names (temporary files) are skipped.
 func (s *Store) Checkpoints(ctx context.Context, from uint64, fn func(blob.Checkpoint) error) error {
 	dir := filepath.Join(s.root, checkpointsDir)
-	entries, err := os.ReadDir(dir) // sorted by name, which is by size
-	if errors.Is(err, fs.ErrNotExist) {
+	if fi, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
 		return nil
+	} else if err != nil {
+		return s.ioErr("list checkpoints", dir, err)
+	} else if !fi.IsDir() {
+		return fmt.Errorf("fsstore: list checkpoints: %s is a %s, not a directory: %w", dir, typeName(fi.Mode().Type()), blob.ErrIntegrity)
 	}
+	entries, err := os.ReadDir(dir) // sorted by name, which is by size
 	if err != nil {
 		return s.ioErr("list checkpoints", dir, err)
 	}
@@ -152,7 +133,7 @@ func (s *Store) Checkpoints(ctx context.Context, from uint64, fn func(blob.Check
 		if fi, err := os.Lstat(path); err == nil {
 			v.Modified = fi.ModTime().UTC()
 		}
-		data, problem, err := readCheckpointFile(path)
+		data, problem, err := s.readCheckpointFile(e.Name())
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // removed since listed
 		}

@@ -149,37 +149,45 @@ func (s *Store) Put(ctx context.Context, sum [32]byte, data []byte) (bool, error
 		return false, fmt.Errorf("fsstore: put: %w", err)
 	}
 	path := s.Path(sum)
+	return s.writeOnce("put", path, data, func() error { return s.existing(sum, path, data) })
+}
+
+// writeOnce creates the read-only file path holding data, never over an existing one: a
+// temporary file in its directory, fsynced, hard-linked to path (which fails when path exists),
+// then the directory fsynced. When path exists, or a concurrent writer links it first, existing
+// decides (it compares what is stored with data). A symbolic link in place of the directory is
+// refused (blob.ErrIntegrity): writing through it would put the file where reads never look.
+// Put and PutCheckpoint write through it.
+func (s *Store) writeOnce(op, path string, data []byte, existing func() error) (created bool, err error) {
 	dir := filepath.Dir(path)
 	if _, err := os.Lstat(path); err == nil {
-		return false, s.existing(sum, path, data)
+		return false, existing()
 	}
 	if err := mkdirDurable(dir); err != nil {
-		return false, s.ioErr("put", path, err)
+		return false, s.ioErr(op, path, err)
 	}
 	if fi, err := os.Lstat(dir); err != nil {
-		return false, s.ioErr("put", path, err)
+		return false, s.ioErr(op, path, err)
 	} else if !fi.IsDir() {
-		// A link in place of the fan-out directory: writing through it would put the object
-		// where reads never look.
-		return false, fmt.Errorf("fsstore: put: %s is a %s, not a directory: %w", dir, typeName(fi.Mode().Type()), blob.ErrIntegrity)
+		return false, fmt.Errorf("fsstore: %s: %s is a %s, not a directory: %w", op, dir, typeName(fi.Mode().Type()), blob.ErrIntegrity)
 	}
 	tmp, err := writeTemp(dir, data)
 	if err != nil {
-		return false, s.ioErr("put", path, err)
+		return false, s.ioErr(op, path, err)
 	}
 	defer os.Remove(tmp)
 	if err := os.Link(tmp, path); err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			// Lost a race with a concurrent Put (or another process): check what won.
-			return false, s.existing(sum, path, data)
+			// Lost a race with a concurrent writer (or another process): check what won.
+			return false, existing()
 		}
-		return false, s.ioErr("put", path, err)
+		return false, s.ioErr(op, path, err)
 	}
 	if err := os.Remove(tmp); err != nil {
-		return false, s.ioErr("put", path, err)
+		return false, s.ioErr(op, path, err)
 	}
 	if err := syncDir(dir); err != nil {
-		return false, s.ioErr("put", path, err)
+		return false, s.ioErr(op, path, err)
 	}
 	return true, nil
 }

@@ -3,6 +3,7 @@ package fsstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -191,5 +192,78 @@ func TestSymlinkedObjectsDirectory(t *testing.T) {
 	}
 	if _, found := auditWalk(t, s); len(found) != 1 {
 		t.Fatalf("AuditWalk found %v, want the objects directory", found)
+	}
+}
+
+// A named pipe in place of a checkpoint fails that checkpoint at once instead of blocking the
+// listing (and with it the archive's publish and the audit) or a PutCheckpoint of that size.
+func TestFIFOCheckpoint(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no named pipes")
+	}
+	ctx := context.Background()
+	s := newStore(t).(*fsstore.Store)
+	if _, err := s.PutCheckpoint(ctx, 3, blobtest.CheckpointText(3, "a")); err != nil {
+		t.Fatal(err)
+	}
+	path := s.CheckpointPath(4)
+	if err := syscall.Mkfifo(path, 0o644); err != nil {
+		t.Skip(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		var cs []blob.Checkpoint
+		err := s.Checkpoints(ctx, 0, func(c blob.Checkpoint) error {
+			cs = append(cs, c)
+			return nil
+		})
+		if err == nil && (len(cs) != 2 || cs[1].Size != 4 || !strings.Contains(cs[1].Versions[0].Problem, "not a regular file")) {
+			err = fmt.Errorf("listed %v, want checkpoint 3 and the FIFO reported", cs)
+		}
+		if err == nil {
+			if _, perr := s.PutCheckpoint(ctx, 4, blobtest.CheckpointText(4, "a")); !errors.Is(perr, blob.ErrIntegrity) {
+				err = fmt.Errorf("PutCheckpoint over a FIFO = %v, want ErrIntegrity", perr)
+			}
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a FIFO in place of a checkpoint blocked")
+	}
+}
+
+// The checkpoints directory replaced by a symbolic link to a copy of it: the listing and
+// PutCheckpoint refuse it (ErrIntegrity) instead of reading or writing checkpoints elsewhere.
+func TestSymlinkedCheckpointsDirectory(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no symbolic links")
+	}
+	ctx := context.Background()
+	s := newStore(t).(*fsstore.Store)
+	if _, err := s.PutCheckpoint(ctx, 3, blobtest.CheckpointText(3, "a")); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(s.CheckpointPath(3))
+	elsewhere := filepath.Join(t.TempDir(), "checkpoints")
+	if err := os.Rename(dir, elsewhere); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, dir); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Checkpoints(ctx, 0, func(blob.Checkpoint) error { return nil })
+	if !errors.Is(err, blob.ErrIntegrity) || !strings.Contains(err.Error(), "symbolic link") {
+		t.Fatalf("Checkpoints through a symlinked directory = %v, want ErrIntegrity naming the link", err)
+	}
+	if _, err := s.PutCheckpoint(ctx, 5, blobtest.CheckpointText(5, "a")); !errors.Is(err, blob.ErrIntegrity) {
+		t.Fatalf("PutCheckpoint through a symlinked directory = %v, want ErrIntegrity", err)
+	}
+	if entries, _ := os.ReadDir(elsewhere); len(entries) != 1 {
+		t.Fatalf("the link's target has %d entries, want the one moved there", len(entries))
 	}
 }
