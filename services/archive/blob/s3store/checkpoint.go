@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"slices"
@@ -100,7 +98,7 @@ func (s *Store) sameCheckpoint(ctx context.Context, key string, g blob.Checkpoin
 // a conditional PUT found the key taken. On a bucket without versioning the version is "null".
 func (s *Store) putCheckpointObject(ctx context.Context, key string, sum [32]byte, data []byte, conditional bool) (version string, err error) {
 	for attempt := 0; ; attempt++ {
-		version, err := s.putObjectVersion(ctx, key, sum, data, conditional)
+		version, err := s.putObject(ctx, key, sum, data, conditional)
 		if err == nil {
 			if version == "" {
 				version = "null"
@@ -277,32 +275,4 @@ func (s *Store) listCheckpoints(ctx context.Context, prefix, after string, fn fu
 		return err
 	}
 	return flush(0, true)
-}
-
-// putObjectVersion sends one PUT with both SHA-256 headers and the retention, like Put's, and
-// returns the version id the server gave the object.
-func (s *Store) putObjectVersion(ctx context.Context, key string, sum [32]byte, data []byte, conditional bool) (string, error) {
-	opts := minio.PutObjectOptions{
-		ContentType:          "application/octet-stream",
-		DisableContentSha256: true,
-		UserMetadata: map[string]string{
-			"x-amz-checksum-sha256": base64.StdEncoding.EncodeToString(sum[:]),
-		},
-	}
-	if s.locked.Load() {
-		opts.Mode = s.mode
-		opts.RetainUntilDate = s.cfg.Now().Add(s.cfg.Retention).UTC().Truncate(time.Second).Add(time.Second)
-	}
-	if conditional {
-		opts.SetMatchETagExcept("*")
-	}
-	info, err := s.core.PutObject(ctx, s.cfg.Bucket, key, bytes.NewReader(data), int64(len(data)),
-		"", hex.EncodeToString(sum[:]), opts)
-	if err != nil {
-		return "", err
-	}
-	if got := info.ChecksumSHA256; got != "" && got != base64.StdEncoding.EncodeToString(sum[:]) {
-		return "", fmt.Errorf("server stored %s with checksum %s: %w", key, got, blob.ErrIntegrity)
-	}
-	return info.VersionID, nil
 }
