@@ -88,6 +88,7 @@ const (
 	ChainAltered      = "chain-altered"       // a cert_chains row whose certificates do not hash to its key, or missing
 	AnchorsAltered    = "anchors-altered"     // a trust_anchor_sets row whose certificates do not hash to its key, or missing
 	RowNotFromBlob    = "row-not-from-blob"   // --deep: parsing and verifying the blob again does not give the row's evidence fields
+	AnchorsUntrusted  = "anchors-untrusted"   // --deep: a trust_anchor_sets row the archive verified with holds certificates the audit's anchors do not
 )
 
 // Warning reports whether a finding kind is informative only.
@@ -242,7 +243,7 @@ type auditor struct {
 	rep  Report
 
 	deepMu    sync.Mutex
-	verifiers map[[32]byte]*smime.Verifier // Deep: by anchor set
+	verifiers map[[32]byte]deepVerifier // Deep: by anchor set
 }
 
 func (a *auditor) add(f Finding) {
