@@ -270,3 +270,27 @@ func TestAudit(t *testing.T) {
 		t.Error("warning classification")
 	}
 }
+
+// TestAuditNonCanonicalRow: the digests are of the normalised row, so an insider could store a
+// row's values in a form that normalises to the same digest (an address in capitals, a message id
+// in angle brackets or with a space, recipient types cut short) and make look-ups, which compare
+// the stored values, miss it while it matched its leaf. The audit names each such field.
+func TestAuditNonCanonicalRow(t *testing.T) {
+	e := newEnv(t, nil)
+	acc, del, orig := e.recs["acc"], e.recs["delA"], e.recs["orig"]
+	e.insider(`UPDATE messages SET sender = upper(sender), message_id = '<' || message_id || '>' WHERE sha256 = $1`, acc.SHA256[:])
+	e.insider(`UPDATE messages SET pec_id = pec_id || ' ' WHERE sha256 = $1`, del.SHA256[:])
+	e.insider(`UPDATE messages SET ref_msgid = '', recipient_types = '{}' WHERE sha256 = $1`, orig.SHA256[:])
+	rep := e.audit()
+	if rep.OK() {
+		t.Fatal("rows stored otherwise than the archive writes them audit OK")
+	}
+	for _, c := range []struct {
+		rec   archive.Record
+		field string
+	}{{acc, "sender"}, {acc, "message_id"}, {del, "pec_id"}, {orig, "ref_msgid"}, {orig, "recipient_types"}} {
+		if !finds(rep, audit.RowAltered, c.rec.SHA256, int64(c.rec.LeafIndex)) || !named(rep, audit.RowAltered, c.field) {
+			t.Errorf("%s of %x not named", c.field, c.rec.SHA256[:4])
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/pecarchive/pecarchive/services/archive/catalog"
 	"github.com/pecarchive/pecarchive/tlog"
@@ -205,6 +206,11 @@ func (a *auditor) compare(r *catalog.AuditRow, leaf tlog.Leaf, perr error) {
 	f := Finding{SHA256: m.SHA256, LeafIndex: int64(m.LeafIndex)}
 	switch {
 	case err == nil:
+		// The digest is of the normalised row: the stored values must be that form too.
+		if nc := m.NonCanonical(); len(nc) > 0 {
+			f.Kind, f.Detail = RowAltered, "stored otherwise than the archive writes it, though it normalises to what its leaf commits to: "+strings.Join(nc, ", ")
+			a.add(f)
+		}
 		return
 	case errors.Is(err, catalog.ErrNotItsLeaf):
 		f.Kind = RowLeafMismatch

@@ -14,7 +14,8 @@ import (
 )
 
 // FuzzNormalize: whatever a parser extracts, Normalize makes it storable (valid UTF-8, no NUL,
-// bounded), is idempotent, and the evidence digest does not depend on normalisation.
+// bounded), is idempotent (what it makes is canonical), and the evidence digest does not depend
+// on normalisation.
 func FuzzNormalize(f *testing.F) {
 	f.Add("<id@x>", "Sender@EXAMPLE.it", "CONSEGNA: caf\xe9\x00", "a@b", "opec.1@pec.it")
 	f.Add(strings.Repeat("é", 3000), "", strings.Repeat("\x00", 10), strings.Repeat("x", 5000), " <a> ")
@@ -49,6 +50,9 @@ func FuzzNormalize(f *testing.F) {
 		}
 		if n.Subject != m.Subject || n.MessageID != m.MessageID || n.Sender != m.Sender || n.RefMsgID != m.RefMsgID {
 			t.Fatal("Normalize is not idempotent")
+		}
+		if nc := m.NonCanonical(); nc != nil {
+			t.Fatalf("a normalised row is not canonical: %v", nc)
 		}
 		if _, err := catalog.ParseLeafExtra(m.LeafExtra()); err != nil {
 			t.Fatal(err)
@@ -93,4 +97,27 @@ func FuzzParseLeafDigest(f *testing.F) {
 			t.Fatalf("%q parsed, but is not canonical (%q)", extra, want)
 		}
 	})
+}
+
+// TestNonCanonical: a row normalises to the same digest whether or not its values are stored as
+// the archive writes them; NonCanonical names each field that is not.
+func TestNonCanonical(t *testing.T) {
+	m := catalog.Message{Kind: pec.KindAccettazione, MessageID: "id@x", OrigMsgID: "orig@x", PECID: "opec.1@pec.it", Sender: "a@pec.it",
+		Recipients: []string{"b@pec.it", "c@pec.it"}, RecipientTypes: []string{"certificato", ""}}
+	m.Normalize()
+	if nc := m.NonCanonical(); nc != nil {
+		t.Fatalf("a normalised row: %v", nc)
+	}
+	d := m.EvidenceDigestV2()
+	e := m
+	e.MessageID, e.Sender, e.RecipientTypes, e.RefMsgID = "<id@x>", "A@PEC.IT", []string{"certificato"}, ""
+	if e.EvidenceDigestV2() != d {
+		t.Fatal("the edit changed the digest; the test means one that does not")
+	}
+	got := strings.Join(e.NonCanonical(), "; ")
+	for _, f := range []string{`message_id "<id@x>"`, `sender "A@PEC.IT"`, `recipient_types ["certificato"]`, `ref_msgid ""`} {
+		if !strings.Contains(got, f) {
+			t.Errorf("NonCanonical = %s; want it to name %s", got, f)
+		}
+	}
 }
