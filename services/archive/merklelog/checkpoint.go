@@ -12,7 +12,8 @@ import (
 
 // Publish signs a checkpoint for the current tree and stores it, returning the signed note
 // (tlog.VerifyCheckpoint checks it). When the latest stored checkpoint already has the current
-// size, Publish returns it unchanged, so calling it on a timer is cheap. Publishers on several
+// size, Publish returns it unchanged once it verifies with the log's keys and has the tree's
+// root, so calling it on a timer is cheap (no write-once storage is read). Publishers on several
 // replicas are serialized by an advisory lock, so checkpoints are stored in increasing size and
 // time order.
 //
@@ -36,16 +37,21 @@ func (l *Log) Publish(ctx context.Context) (signed []byte, err error) {
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case db != nil && db.size == st.size:
-		return db.signed, nil // nothing new to sign
-	case db != nil && db.size > st.size:
-		return nil, fmt.Errorf("%w: %w: the database's latest checkpoint has size %d but the tree has %d leaves",
-			ErrForked, tlog.ErrRollback, db.size, st.size)
-	}
 	tree, err := l.tree(ctx, tx, st)
 	if err != nil {
 		return nil, err
+	}
+	if db != nil && db.size >= st.size {
+		// Nothing new to sign: the database's latest checkpoint, once it verifies and the tree
+		// extends it (so a tree rewritten at that size is refused now, not at the next leaf).
+		latest, err := l.verifyDB(db)
+		if err == nil {
+			err = extends(latest, tree)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return db.signed, nil
 	}
 	latest, err := l.latestSigned(ctx, db, tree)
 	if err != nil {

@@ -63,14 +63,10 @@ func (l *Log) latestSigned(ctx context.Context, db *storedCheckpoint, tree tlog.
 	var latest *signedCheckpoint
 	from := uint64(0)
 	if db != nil {
-		cp, err := tlog.VerifyCheckpointAny(db.signed, vs)
-		if err != nil {
-			return nil, fmt.Errorf("%w: the database's latest checkpoint, of size %d: %w", ErrWrongKey, db.size, err)
+		var err error
+		if latest, err = l.verifyDB(db); err != nil {
+			return nil, err
 		}
-		if cp.Size != db.size {
-			return nil, fmt.Errorf("%w: the database's checkpoint row of size %d holds a checkpoint of size %d", ErrCorrupt, db.size, cp.Size)
-		}
-		latest = &signedCheckpoint{cp: cp, signed: db.signed}
 		from = db.size + 1
 	}
 	invalid := 0
@@ -117,17 +113,39 @@ func (l *Log) latestSigned(ctx context.Context, db *storedCheckpoint, tree tlog.
 		}
 		return nil, nil
 	}
-	if err := tlog.Extends(latest.cp, tree); err != nil {
-		if errors.Is(err, tlog.ErrRollback) || errors.Is(err, tlog.ErrFork) {
-			where := "database"
-			if latest.writeSet {
-				where = "write-once storage"
-			}
-			return nil, fmt.Errorf("%w: latest checkpoint (size %d, from the %s): %w", ErrForked, latest.cp.Size, where, err)
-		}
+	if err := extends(latest, tree); err != nil {
 		return nil, err
 	}
 	return latest, nil
+}
+
+// verifyDB verifies the database's latest checkpoint db with the log's keys (else ErrWrongKey).
+func (l *Log) verifyDB(db *storedCheckpoint) (*signedCheckpoint, error) {
+	vs := l.Verifiers()
+	if len(vs) == 0 {
+		return nil, fmt.Errorf("%w: no key to check the latest checkpoint with (Config.Verifier)", ErrInvalid)
+	}
+	cp, err := tlog.VerifyCheckpointAny(db.signed, vs)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the database's latest checkpoint, of size %d: %w", ErrWrongKey, db.size, err)
+	}
+	if cp.Size != db.size {
+		return nil, fmt.Errorf("%w: the database's checkpoint row of size %d holds a checkpoint of size %d", ErrCorrupt, db.size, cp.Size)
+	}
+	return &signedCheckpoint{cp: cp, signed: db.signed}, nil
+}
+
+// extends checks that tree extends latest, a checkpoint the log signed (else ErrForked).
+func extends(latest *signedCheckpoint, tree tlog.Tree) error {
+	err := tlog.Extends(latest.cp, tree)
+	if errors.Is(err, tlog.ErrRollback) || errors.Is(err, tlog.ErrFork) {
+		where := "database"
+		if latest.writeSet {
+			where = "write-once storage"
+		}
+		return fmt.Errorf("%w: latest checkpoint (size %d, from the %s): %w", ErrForked, latest.cp.Size, where, err)
+	}
+	return err
 }
 
 // tree returns the tree of the sequencer state st, its consistency proofs read through q.

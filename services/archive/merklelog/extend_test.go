@@ -147,7 +147,7 @@ func TestPublishRefusesForkedTree(t *testing.T) {
 	e.grow(t, 20)
 	e.publish(t)
 	e.grow(t, 10)
-	c30 := e.publish(t)
+	e.publish(t)
 	if err := e.log.CheckAppendOnly(ctx); err != nil {
 		t.Fatalf("CheckAppendOnly on a sound log: %v", err)
 	}
@@ -166,10 +166,9 @@ func TestPublishRefusesForkedTree(t *testing.T) {
 			t.Errorf("%s: Publish = %v, want ErrForked (fork)", what, err)
 		}
 	}
-	// At the size of the last checkpoint Publish has nothing new to sign and signs nothing.
-	if got, err := e.log.Publish(ctx); err != nil || !bytes.Equal(got, c30) {
-		t.Fatalf("Publish at the signed size: %v", err)
-	}
+	// At the size of the last checkpoint Publish has nothing new to sign, and the tree of that
+	// size is not the one signed: refused at once, not at the next leaf.
+	refuses("at the signed size")
 	e.grow(t, 5)
 	refuses("checkpoints kept")
 	e.tamper(t, `DELETE FROM merklelog_checkpoint`)
@@ -297,4 +296,30 @@ func mustSign(t *testing.T, s note.Signer, size uint64) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestPublishChecksTheDatabasesLatest: nothing new to sign is no reason to trust the database's
+// latest checkpoint. A row inserted at the tree's size, or beyond it, that the log's keys do not
+// verify is refused as such (ErrWrongKey), never handed out as the log's checkpoint nor taken for
+// a rollback.
+func TestPublishChecksTheDatabasesLatest(t *testing.T) {
+	e := newEnv(t, merklelog.Config{})
+	ctx := context.Background()
+	e.grow(t, 4)
+	e.publish(t)
+	e.grow(t, 2)
+	other, _, _ := tlog.GenerateKey(origin)
+	otherSigner, _ := tlog.NewSigner(other)
+	for _, size := range []uint64{6, 100} {
+		forged := mustSign(t, otherSigner, size)
+		e.tamper(t, `INSERT INTO merklelog_checkpoint (size, root, signed) VALUES ($1, $2, $3)`, int64(size), bytes.Repeat([]byte{7}, 32), forged)
+		got, err := e.log.Publish(ctx)
+		if !errors.Is(err, merklelog.ErrWrongKey) {
+			t.Errorf("Publish with a forged checkpoint of size %d in the database = %q, %v; want ErrWrongKey", size, got, err)
+		}
+		e.tamper(t, `DELETE FROM merklelog_checkpoint WHERE size = $1`, int64(size))
+	}
+	if _, err := e.log.Publish(ctx); err != nil {
+		t.Fatalf("Publish once the forged rows are gone: %v", err)
+	}
 }
