@@ -378,6 +378,12 @@ func (a *auditor) blobsOfRows(ctx context.Context, size uint64) error {
 				if err == nil && a.cfg.Deep {
 					a.reparse(ctx, &m, raw)
 				}
+				if err != nil && m.BlobVersion != "" && (errors.Is(err, reader.ErrNotFound) || errors.Is(err, reader.ErrIntegrity)) {
+					var named bool
+					if named, err = a.versionElsewhere(ctx, &m, err); named {
+						continue
+					}
+				}
 				switch {
 				case err == nil:
 					if int64(n) != m.Size {
@@ -416,6 +422,23 @@ func (a *auditor) blobsOfRows(ctx context.Context, size uint64) error {
 		return fmt.Errorf("audit: catalog: %w", err)
 	}
 	return nil
+}
+
+// versionElsewhere is called when the version of m's blob that its row records (blob_version)
+// is missing or holds other bytes: when the blob store still serves m's genuine bytes from
+// another version of the object, the row's blob_version is what was changed, and it is named
+// (row-altered); named is false, and err returned as it came, otherwise.
+func (a *auditor) versionElsewhere(ctx context.Context, m *catalog.Message, err error) (named bool, _ error) {
+	n, gerr := a.readBlob(ctx, m.SHA256)
+	switch {
+	case gerr == nil && int64(n) == m.Size:
+		a.add(Finding{Kind: RowAltered, SHA256: m.SHA256, LeafIndex: int64(m.LeafIndex),
+			Detail: fmt.Sprintf("blob_version %q does not hold the message's bytes (%v); another version of its object does, intact", m.BlobVersion, err)})
+		return true, nil
+	case errors.Is(gerr, blob.ErrUnavailable):
+		return false, fmt.Errorf("%w: %w", reader.ErrUnavailable, gerr)
+	}
+	return false, err
 }
 
 // readBlob reads the whole blob, which the store's reader verifies against sum.

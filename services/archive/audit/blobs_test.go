@@ -102,6 +102,79 @@ func TestAuditShadowedS3Versions(t *testing.T) {
 	}
 }
 
+// TestAuditBlobVersionPointedElsewhere: with the service's S3 credentials and write access to
+// PostgreSQL, an insider writes a version of their own over a receipt's object and points its
+// row's blob_version at it, points another row's at a delete marker they put over its object,
+// and a third's at a version that does not exist. Reads by those versions fail (never return
+// other bytes), and the audit names each row's blob_version, whose object still holds the
+// genuine bytes: not a missing or altered blob, and not a store it cannot read (a delete
+// marker's version cannot be read: the audit stopped as if the store were down).
+func TestAuditBlobVersionPointedElsewhere(t *testing.T) {
+	for _, kind := range []string{testenv.VersityGW, testenv.MinIO} {
+		t.Run(kind, func(t *testing.T) {
+			ctx := context.Background()
+			srv := testenv.SharedS3(t, kind)
+			st, err := s3store.New(ctx, s3store.Config{Endpoint: srv.Endpoint, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+				Region: srv.Region, Bucket: testenv.Bucket("version-" + kind), Retention: time.Hour, CreateBucket: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := newEnv(t, st)
+			acc, delA, orig := e.recs["acc"], e.recs["delA"], e.recs["orig"]
+			c, err := minio.New(srv.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(srv.AccessKey, srv.SecretKey, ""), Region: srv.Region})
+			if err != nil {
+				t.Fatal(err)
+			}
+			forged := bytes.Replace(e.raw["acc"], []byte("accettazione"), []byte("ACCETTAZIONE"), 1)
+			fs := sha256.Sum256(forged)
+			info, err := minio.Core{Client: c}.PutObject(ctx, st.Bucket(), blob.Key(acc.SHA256), bytes.NewReader(forged), int64(len(forged)), "",
+				hex.EncodeToString(fs[:]), minio.PutObjectOptions{DisableContentSha256: true, Mode: minio.Compliance,
+					RetainUntilDate: time.Now().Add(time.Hour).UTC().Truncate(time.Second),
+					UserMetadata:    map[string]string{"x-amz-checksum-sha256": base64.StdEncoding.EncodeToString(fs[:])}})
+			if err != nil || info.VersionID == "" {
+				t.Fatalf("forged version: %q, %v", info.VersionID, err)
+			}
+			if err := c.RemoveObject(ctx, st.Bucket(), blob.Key(delA.SHA256), minio.RemoveObjectOptions{}); err != nil {
+				t.Fatalf("delete marker: %v", err)
+			}
+			marker := ""
+			for o := range c.ListObjects(ctx, st.Bucket(), minio.ListObjectsOptions{Prefix: blob.Key(delA.SHA256), WithVersions: true}) {
+				if o.Err != nil {
+					t.Fatal(o.Err)
+				}
+				if o.IsDeleteMarker {
+					marker = o.VersionID
+				}
+			}
+			if marker == "" {
+				t.Fatal("no delete marker listed")
+			}
+			for sum, v := range map[[32]byte]string{acc.SHA256: info.VersionID, delA.SHA256: marker, orig.SHA256: "no-such-version"} {
+				e.insider(`UPDATE messages SET blob_version = $1 WHERE sha256 = $2`, v, sum[:])
+			}
+			for _, name := range []string{"acc", "delA", "orig"} {
+				if rc, err := e.rd.Open(ctx, e.recs[name].SHA256); err == nil {
+					got, err := io.ReadAll(rc)
+					rc.Close()
+					if err == nil && !bytes.Equal(got, e.raw[name]) {
+						t.Fatalf("%s: read other bytes than the genuine", name)
+					}
+				}
+			}
+
+			rep := e.audit()
+			for _, r := range []archive.Record{acc, delA, orig} {
+				if !finds(rep, audit.RowAltered, r.SHA256, int64(r.LeafIndex)) || !named(rep, audit.RowAltered, "blob_version") {
+					t.Errorf("%x: its blob_version is not named", r.SHA256[:8])
+				}
+				if finds(rep, audit.BlobMissing, r.SHA256, -1) || finds(rep, audit.BlobAltered, r.SHA256, -1) {
+					t.Errorf("%x: its intact blob is named missing or altered", r.SHA256[:8])
+				}
+			}
+		})
+	}
+}
+
 // Attack 7 (filesystem half): a stored blob replaced by a symbolic link to a copy of its bytes
 // outside the store. Reads refuse it and the audit names the link (blob-irregular) and the row
 // whose blob it stands in for. Before, the read followed the link and the walk skipped it: the

@@ -578,6 +578,14 @@ func (s *Store) GetVersion(ctx context.Context, sum [32]byte, version string) (i
 	key := blob.Key(sum)
 	rc, oi, _, err := s.core.GetObject(ctx, s.cfg.Bucket, key, minio.GetObjectOptions{VersionID: version})
 	if err != nil {
+		switch r := minio.ToErrorResponse(err); {
+		case r.Code == "MethodNotAllowed":
+			// The version is a delete marker: there are no bytes at this version.
+			return nil, fmt.Errorf("s3store: get %s version %q: a delete marker: %w", key, version, blob.ErrNotFound)
+		case r.Code == "InvalidArgument" && version != "":
+			// No version has this id ("Invalid version id specified").
+			return nil, fmt.Errorf("s3store: get %s version %q: %s: %w", key, version, r.Message, blob.ErrNotFound)
+		}
 		return nil, s.wrap("get", key, err)
 	}
 	return blob.NewVerifyingReader(&bodyReader{rc: rc, s: s, key: key}, sum, oi.Size), nil

@@ -125,9 +125,20 @@ func TestShadowedVersions(t *testing.T) {
 				t.Fatal(err)
 			}
 			check("delete marker")
-			// A missing version is not found.
+			// A missing version is not found; so is a delete marker's and a malformed version id
+			// (a row's blob_version pointed there), never a store that cannot be read.
 			if _, err := s.GetVersion(ctx(t), otherSum, v1); !errors.Is(err, blob.ErrNotFound) {
 				t.Fatalf("GetVersion of another key's version = %v, want ErrNotFound", err)
+			}
+			for o := range rawClient(t, srv).ListObjects(ctx(t), s.Bucket(), minio.ListObjectsOptions{Prefix: blob.Key(sum), WithVersions: true}) {
+				if o.Err == nil && o.IsDeleteMarker {
+					if _, err := s.GetVersion(ctx(t), sum, o.VersionID); !errors.Is(err, blob.ErrNotFound) {
+						t.Fatalf("GetVersion of a delete marker = %v, want ErrNotFound", err)
+					}
+				}
+			}
+			if _, err := s.GetVersion(ctx(t), sum, "no-such-version"); !errors.Is(err, blob.ErrNotFound) {
+				t.Fatalf("GetVersion of a malformed version id = %v, want ErrNotFound", err)
 			}
 		})
 	}
