@@ -204,8 +204,12 @@ func (a *auditor) checkpoints(ctx context.Context, size uint64) error {
 		found := false
 		stop := errors.New("found")
 		err := src.Checkpoints(ctx, d.size, func(c blob.Checkpoint) error {
-			found = c.Size == d.size
-			return stop
+			g, ok := c.Genuine()
+			found = c.Size == d.size && ok && bytes.Equal(g.Signed, d.signed)
+			if found || c.Size > d.size {
+				return stop
+			}
+			return nil
 		})
 		if err != nil && !errors.Is(err, stop) {
 			return fmt.Errorf("audit: write-once checkpoints: %w", err)
@@ -217,21 +221,47 @@ func (a *auditor) checkpoints(ctx context.Context, size uint64) error {
 		return nil
 	}
 
+	// The keys of one size (normally one; others were planted, or are a fork's) share the
+	// database's checkpoint of that size, cur, which must be one of them.
+	var cur *dbCheckpoint
+	curMatched := false
+	finish := func() error {
+		d, matched := cur, curMatched
+		cur = nil
+		if d != nil && !matched {
+			return unprotected(*d)
+		}
+		return nil
+	}
 	err = src.Checkpoints(ctx, 0, func(c blob.Checkpoint) error {
 		a.rep.WriteOnceCheckpoints++
-		for next != nil && next.size < c.Size {
-			if err := unprotected(*next); err != nil {
+		if cur != nil && cur.size < c.Size {
+			if err := finish(); err != nil {
 				return err
 			}
+		}
+		for cur == nil && next != nil && next.size <= c.Size {
+			d := *next
 			pull()
+			if d.size < c.Size {
+				if err := unprotected(d); err != nil {
+					return err
+				}
+				continue
+			}
+			cur, curMatched = &d, false
 		}
 		var db []byte
-		if next != nil && next.size == c.Size {
-			db = next.signed
-			pull()
+		if cur != nil {
+			db = cur.signed
 		}
-		return a.writeOnce(ctx, c, db, tree, treeOK)
+		same, err := a.writeOnce(ctx, c, db, tree, treeOK)
+		curMatched = curMatched || same
+		return err
 	})
+	if err == nil {
+		err = finish()
+	}
 	if err == nil {
 		for ; next != nil; pull() {
 			if err = unprotected(*next); err != nil {
@@ -259,20 +289,21 @@ func (a *auditor) checkpoints(ctx context.Context, size uint64) error {
 }
 
 // writeOnce checks one write-once checkpoint: its versions, its signature, the tree against it,
-// and its database copy db (nil when none was listed).
-func (a *auditor) writeOnce(ctx context.Context, c blob.Checkpoint, db []byte, tree tlog.Tree, treeOK bool) error {
-	where := fmt.Sprintf("write-once checkpoint %s", blob.CheckpointKey(c.Size))
+// and its database copy db (the database's checkpoint of its size; nil when none was listed).
+// same reports whether db is this checkpoint.
+func (a *auditor) writeOnce(ctx context.Context, c blob.Checkpoint, db []byte, tree tlog.Tree, treeOK bool) (same bool, _ error) {
+	where := fmt.Sprintf("write-once checkpoint %s", c.Key)
 	for _, v := range c.Shadows() {
 		a.add(Finding{Kind: CheckpointShadowed, LeafIndex: -1, Size: c.Size,
 			Detail: fmt.Sprintf("%s: %s written over it (the first version stays the checkpoint)", where, v)})
 	}
 	g, ok := c.Genuine()
 	if !ok {
-		return nil // delete markers only: named above, nothing was ever stored there
+		return false, nil // delete markers only: named above, nothing was ever stored there
 	}
 	if g.Problem != "" {
 		a.add(Finding{Kind: CheckpointInvalid, LeafIndex: -1, Size: c.Size, Detail: fmt.Sprintf("%s: %s", where, g.Problem)})
-		return nil
+		return false, nil
 	}
 	cp, err := a.verify(g.Signed)
 	if err == nil && cp.Size != c.Size {
@@ -280,11 +311,11 @@ func (a *auditor) writeOnce(ctx context.Context, c blob.Checkpoint, db []byte, t
 	}
 	if err != nil {
 		a.add(Finding{Kind: CheckpointInvalid, LeafIndex: -1, Size: c.Size, Detail: fmt.Sprintf("%s: %v", where, err)})
-		return nil
+		return false, nil
 	}
 	if treeOK {
 		if err := a.against(ctx, cp, tree, where); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if db == nil {
@@ -293,15 +324,16 @@ func (a *auditor) writeOnce(ctx context.Context, c blob.Checkpoint, db []byte, t
 		if errors.Is(err, merklelog.ErrNotFound) {
 			a.add(Finding{Kind: CheckpointMissing, LeafIndex: -1, Size: c.Size,
 				Detail: fmt.Sprintf("%s has no copy in the database", where)})
-			return nil
+			return false, nil
 		}
 		if err != nil {
-			return fmt.Errorf("audit: checkpoint of size %d: %w", c.Size, err)
+			return false, fmt.Errorf("audit: checkpoint of size %d: %w", c.Size, err)
 		}
 	}
 	if !bytes.Equal(db, g.Signed) {
 		a.add(Finding{Kind: CheckpointInvalid, LeafIndex: -1, Size: c.Size,
-			Detail: fmt.Sprintf("the database's copy differs from the %s", where)})
+			Detail: fmt.Sprintf("the database's checkpoint of size %d differs from the %s", c.Size, where)})
+		return false, nil
 	}
-	return nil
+	return true, nil
 }

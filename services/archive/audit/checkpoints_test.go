@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/transparency-dev/formats/log"
 
 	"github.com/pecarchive/pecarchive/internal/testenv"
 	"github.com/pecarchive/pecarchive/pec/pectest"
@@ -264,7 +265,7 @@ func TestAuditShadowedCheckpoint(t *testing.T) {
 			}
 			w := newWorld(t, s3)
 			w.store(t, 2)
-			w.publish(t)
+			c2 := w.publish(t)
 			w.store(t, 2)
 			c4 := w.publish(t)
 			raw, err := minio.New(srv.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(srv.AccessKey, srv.SecretKey, ""), Region: srv.Region})
@@ -274,12 +275,12 @@ func TestAuditShadowedCheckpoint(t *testing.T) {
 			forged := append(bytes.Clone(c4[:len(c4)-2]), 'X', '\n') // its signature spoilt
 			sum := sha256.Sum256(forged)
 			until := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
-			if _, err := (minio.Core{Client: raw}).PutObject(ctx, s3.Bucket(), blob.CheckpointKey(4), bytes.NewReader(forged), int64(len(forged)), "",
+			if _, err := (minio.Core{Client: raw}).PutObject(ctx, s3.Bucket(), blob.CheckpointKey(4, c4), bytes.NewReader(forged), int64(len(forged)), "",
 				hex.EncodeToString(sum[:]), minio.PutObjectOptions{DisableContentSha256: true, Mode: minio.Compliance, RetainUntilDate: until,
 					UserMetadata: map[string]string{"x-amz-checksum-sha256": base64.StdEncoding.EncodeToString(sum[:])}}); err != nil {
 				t.Fatal(err)
 			}
-			if err := raw.RemoveObject(ctx, s3.Bucket(), blob.CheckpointKey(2), minio.RemoveObjectOptions{}); err != nil {
+			if err := raw.RemoveObject(ctx, s3.Bucket(), blob.CheckpointKey(2, c2), minio.RemoveObjectOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			rep := w.audit(t, nil)
@@ -306,8 +307,7 @@ func TestAuditSymlinkedCheckpoints(t *testing.T) {
 	fs := blobStores(t)["fsstore"](t).(*fsstore.Store)
 	w := newWorld(t, fs)
 	w.store(t, 2)
-	w.publish(t)
-	dir := filepath.Dir(fs.CheckpointPath(2))
+	dir := filepath.Dir(fs.CheckpointPath(2, w.publish(t)))
 	elsewhere := filepath.Join(t.TempDir(), "checkpoints")
 	if err := os.Rename(dir, elsewhere); err != nil {
 		t.Fatal(err)
@@ -318,5 +318,48 @@ func TestAuditSymlinkedCheckpoints(t *testing.T) {
 	rep := w.audit(t, nil)
 	if rep.OK() || !namesCheckpoint(rep, audit.CheckpointInvalid, 0, "symbolic link") || rep.Rows != 2 {
 		t.Fatalf("symlinked checkpoints directory: OK %v, %d rows audited, findings %v", rep.OK(), rep.Rows, rep.Findings)
+	}
+}
+
+// TestAuditPlantedCheckpoints is attack 8: with the storage's credentials an insider plants
+// objects under checkpoint keys, at the size the log reaches next and beyond it: one that is no
+// checkpoint, one under a key that names other bytes, one signed by another key. The archive
+// publishes past them, and the audit names each (checkpoint-invalid) and nothing else: the log's
+// own checkpoint of that size and its database copy are found beside them.
+func TestAuditPlantedCheckpoints(t *testing.T) {
+	for name, newStore := range blobStores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			w := newWorld(t, newStore(t))
+			w.store(t, 2)
+			w.publish(t)
+			cs := w.blobs.(blob.CheckpointStore)
+			skey, _, _ := tlog.GenerateKey(origin)
+			other, _ := tlog.NewSigner(skey)
+			var planted int
+			for _, size := range []uint64{3, 4, 1000} {
+				byOther, err := tlog.SignCheckpoint(other, log.Checkpoint{Origin: origin, Size: size, Hash: bytes.Repeat([]byte{7}, 32)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, b := range [][]byte{[]byte("no checkpoint"), byOther} {
+					if _, err := cs.PutCheckpoint(ctx, size, b); err != nil {
+						t.Fatal(err)
+					}
+					planted++
+				}
+			}
+			w.store(t, 1)
+			w.publish(t) // at 3
+			w.store(t, 1)
+			w.publish(t) // at 4
+			rep := w.audit(t, nil)
+			if rep.OK() || rep.Count(audit.CheckpointInvalid) != planted || len(rep.Findings) != planted {
+				t.Fatalf("%d planted objects: %d findings, %d checkpoint-invalid", planted, len(rep.Findings), rep.Count(audit.CheckpointInvalid))
+			}
+			if rep.WriteOnceCheckpoints != uint64(planted)+3 {
+				t.Errorf("%d write-once checkpoints checked, want the %d planted and the log's 3", rep.WriteOnceCheckpoints, planted)
+			}
+		})
 	}
 }

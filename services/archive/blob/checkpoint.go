@@ -2,6 +2,8 @@ package blob
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -10,8 +12,11 @@ import (
 
 // Signed checkpoints of the transparency log are kept on the same write-once storage as the
 // evidence, under the same retention, so that an insider who can rewrite PostgreSQL cannot make
-// the log forget what it signed: key CheckpointKey(size), one object per published size,
-// written once.
+// the log forget what it signed: one object per signed checkpoint, written once, under a key
+// named after its size and its content (CheckpointKey). Like the evidence's content addresses,
+// the key cannot be taken before the checkpoint exists: whoever can write to the storage can put
+// objects under keys of sizes the log has not reached, but never the one the log will write, so
+// such objects never stop it publishing (the audit names them).
 
 // CheckpointPrefix is the prefix of every checkpoint key.
 const CheckpointPrefix = "checkpoints/"
@@ -26,25 +31,48 @@ const (
 	MaxCheckpointVersions = 100
 )
 
-// CheckpointKey returns the key of the checkpoint of tree size size: "checkpoints/" and the
-// size in 20 decimal digits, zero-padded, so that keys sort as sizes do.
-func CheckpointKey(size uint64) string {
+// CheckpointKey returns the key of the signed checkpoint signed, of tree size size:
+// "checkpoints/", the size in 20 decimal digits, zero-padded, so that keys sort as sizes do, "."
+// and the hex SHA-256 of signed.
+func CheckpointKey(size uint64, signed []byte) string {
+	return fmt.Sprintf("%s.%x", checkpointSizePrefix(size), sha256.Sum256(signed))
+}
+
+// checkpointSizePrefix is the part of CheckpointKey that names the size.
+func checkpointSizePrefix(size uint64) string {
 	return fmt.Sprintf("%s%020d", CheckpointPrefix, size)
 }
 
-// ParseCheckpointKey is the inverse of [CheckpointKey]; it accepts only keys exactly of that form.
-func ParseCheckpointKey(key string) (size uint64, ok bool) {
-	rest, found := strings.CutPrefix(key, CheckpointPrefix)
-	if !found || len(rest) != 20 {
-		return 0, false
+// CheckpointsAfter returns a key that sorts after every checkpoint key of sizes below from and
+// before every one of sizes from on, to start a listing at ("" for from 0).
+func CheckpointsAfter(from uint64) string {
+	if from == 0 {
+		return ""
 	}
-	for i := 0; i < len(rest); i++ {
+	return checkpointSizePrefix(from-1) + "/" // '/' sorts after '.', and before any digit
+}
+
+// ParseCheckpointKey is the inverse of [CheckpointKey]: the size and the SHA-256 the key names.
+// It accepts only keys exactly of that form (lower-case hex).
+func ParseCheckpointKey(key string) (size uint64, sum [32]byte, ok bool) {
+	rest, found := strings.CutPrefix(key, CheckpointPrefix)
+	if !found || len(rest) != 20+1+64 || rest[20] != '.' {
+		return 0, sum, false
+	}
+	for i := 0; i < 20; i++ {
 		if rest[i] < '0' || rest[i] > '9' {
-			return 0, false
+			return 0, sum, false
 		}
 	}
-	size, err := strconv.ParseUint(rest, 10, 64)
-	return size, err == nil
+	size, err := strconv.ParseUint(rest[:20], 10, 64)
+	if err != nil {
+		return 0, sum, false
+	}
+	h := rest[21:]
+	if _, err := hex.Decode(sum[:], []byte(h)); err != nil || hex.EncodeToString(sum[:]) != h {
+		return 0, [32]byte{}, false
+	}
+	return size, sum, true
 }
 
 // CheckpointStore is write-once storage of the log's signed checkpoints, kept beside the
@@ -52,15 +80,17 @@ func ParseCheckpointKey(key string) (size uint64, ok bool) {
 // read-only file). fsstore and s3store implement it; blobtest.RunCheckpoints is its conformance
 // suite.
 type CheckpointStore interface {
-	// PutCheckpoint stores signed as the checkpoint of tree size size, once, and returns when it
-	// is durable. An identical checkpoint already stored is success (created=false); anything
-	// else already stored under the key fails with ErrIntegrity and changes nothing. On a
-	// versioned bucket the checkpoint counts as stored only when it is the key's oldest version
-	// (see [Checkpoint.Genuine]). Larger than MaxCheckpointSize or empty: ErrIntegrity.
+	// PutCheckpoint stores signed as a checkpoint of tree size size under CheckpointKey(size,
+	// signed), once, and returns when it is durable. The same checkpoint already stored is
+	// success (created=false); anything else already stored under the key (bytes that do not
+	// hash to it) fails with ErrIntegrity and changes nothing. On a versioned bucket the
+	// checkpoint counts as stored only when it is the key's oldest version (see
+	// [Checkpoint.Genuine]). Larger than MaxCheckpointSize or empty: ErrIntegrity.
 	PutCheckpoint(ctx context.Context, size uint64, signed []byte) (created bool, err error)
-	// Checkpoints calls fn for every stored checkpoint of size >= from, in increasing size
-	// order, with every version of its key (see [Checkpoint]). An error from fn stops the walk
-	// and is returned as is.
+	// Checkpoints calls fn for every stored checkpoint key of size >= from, in key order (so in
+	// increasing size order; a size may have several keys), with every version of the key (see
+	// [Checkpoint]); the genuine version's bytes are read and checked against the key
+	// ([CheckStored]). An error from fn stops the walk and is returned as is.
 	Checkpoints(ctx context.Context, from uint64, fn func(Checkpoint) error) error
 }
 
@@ -68,8 +98,24 @@ type CheckpointStore interface {
 // versions written over the first one and delete markers, which hide it from plain reads but
 // cannot remove it while it is retained.
 type Checkpoint struct {
-	Size     uint64
+	Key      string              // the object's key (see CheckpointKey)
+	Size     uint64              // the size the key names
+	SHA256   [32]byte            // the SHA-256 the key names
 	Versions []CheckpointVersion // oldest first; never empty
+}
+
+// CheckStored checks the genuine version of c, as read, against the SHA-256 its key names: bytes
+// that do not hash to it are not the key's checkpoint (someone else put them there) and are
+// reported as a Problem instead of being returned. Backends call it on every checkpoint they list.
+func CheckStored(c *Checkpoint) {
+	i := c.genuine()
+	if i < 0 {
+		return
+	}
+	v := &c.Versions[i]
+	if v.Signed != nil && sha256.Sum256(v.Signed) != c.SHA256 {
+		v.Signed, v.Problem = nil, "its bytes do not hash to the SHA-256 its key names"
+	}
 }
 
 // CheckpointVersion is one version of a checkpoint key.

@@ -1,7 +1,9 @@
 package blob_test
 
 import (
+	"crypto/sha256"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,23 +11,43 @@ import (
 )
 
 func TestCheckpointKey(t *testing.T) {
+	signed := []byte("a checkpoint")
+	sum := sha256.Sum256(signed)
 	for _, n := range []uint64{0, 1, 42, 1 << 40, math.MaxUint64} {
-		k := blob.CheckpointKey(n)
-		if len(k) != len(blob.CheckpointPrefix)+20 {
-			t.Fatalf("CheckpointKey(%d) = %q: not 20 digits", n, k)
+		k := blob.CheckpointKey(n, signed)
+		if len(k) != len(blob.CheckpointPrefix)+20+1+64 {
+			t.Fatalf("CheckpointKey(%d) = %q: not 20 digits, a dot and a SHA-256", n, k)
 		}
-		if got, ok := blob.ParseCheckpointKey(k); !ok || got != n {
-			t.Fatalf("ParseCheckpointKey(%q) = %d, %v", k, got, ok)
+		if got, gotSum, ok := blob.ParseCheckpointKey(k); !ok || got != n || gotSum != sum {
+			t.Fatalf("ParseCheckpointKey(%q) = %d, %x, %v", k, got, gotSum, ok)
+		}
+		if after := blob.CheckpointsAfter(n); n > 0 && !(blob.CheckpointKey(n-1, []byte{0xff}) < after && after < k) {
+			t.Fatalf("CheckpointsAfter(%d) = %q does not sort between the keys of %d and %d", n, after, n-1, n)
 		}
 	}
-	if blob.CheckpointKey(9) >= blob.CheckpointKey(10) {
+	if blob.CheckpointKey(9, []byte("z")) >= blob.CheckpointKey(10, []byte("a")) {
 		t.Fatal("keys do not sort as sizes")
 	}
-	for _, k := range []string{"", "checkpoints/1", "checkpoints/0000000000000000001x", "sha256/00000000000000000001",
-		"checkpoints/99999999999999999999", "checkpoints/-0000000000000000001"} {
-		if _, ok := blob.ParseCheckpointKey(k); ok {
+	good := blob.CheckpointKey(1, signed)
+	for _, k := range []string{"", "checkpoints/1", "checkpoints/00000000000000000001", good[:len(good)-1], good + "0",
+		strings.Replace(good, ".", "-", 1), strings.ToUpper(good), "sha256/" + strings.TrimPrefix(good, blob.CheckpointPrefix),
+		"checkpoints/99999999999999999999" + good[len(blob.CheckpointPrefix)+20:]} {
+		if _, _, ok := blob.ParseCheckpointKey(k); ok {
 			t.Errorf("ParseCheckpointKey(%q) accepted", k)
 		}
+	}
+}
+
+// TestCheckStored: the genuine bytes of a key must hash to the SHA-256 it names.
+func TestCheckStored(t *testing.T) {
+	signed := []byte("a checkpoint")
+	c := blob.Checkpoint{SHA256: sha256.Sum256(signed), Versions: []blob.CheckpointVersion{{Signed: signed}}}
+	if blob.CheckStored(&c); c.Versions[0].Problem != "" {
+		t.Fatalf("the key's own bytes: %q", c.Versions[0].Problem)
+	}
+	c.Versions[0].Signed = []byte("other bytes")
+	if blob.CheckStored(&c); c.Versions[0].Signed != nil || c.Versions[0].Problem == "" {
+		t.Fatal("other bytes than the key names were kept")
 	}
 }
 

@@ -2,6 +2,7 @@ package blobtest
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math"
@@ -13,20 +14,20 @@ import (
 )
 
 // CheckpointOptions are the optional hooks of an implementation's checkpoint test; a nil hook
-// skips its tests. Each acts behind the store's back, as an insider with the store's own
-// credentials (or the files' owner) would.
+// skips its tests. Each acts behind the store's back on one key, as an insider with the store's
+// own credentials (or the files' owner) would.
 type CheckpointOptions struct {
-	// PutRaw stores data under the checkpoint key of size, bypassing the store (an object
-	// planted before the log reaches that size).
-	PutRaw func(t *testing.T, s blob.CheckpointStore, size uint64, data []byte)
-	// Overwrite writes data over the stored checkpoint of size as a newer version (S3: a PUT
+	// PutRaw stores data under key, bypassing the store (an object planted under a checkpoint
+	// key of a size the log has not reached).
+	PutRaw func(t *testing.T, s blob.CheckpointStore, key string, data []byte)
+	// Overwrite writes data over the stored checkpoint key as a newer version (S3: a PUT
 	// without condition, with the same retention as the original).
-	Overwrite func(t *testing.T, s blob.CheckpointStore, size uint64, data []byte)
-	// DeleteMarker deletes the checkpoint of size without naming a version (S3: a delete marker
-	// goes on top; the retained version stays).
-	DeleteMarker func(t *testing.T, s blob.CheckpointStore, size uint64)
-	// Symlink replaces the checkpoint of size by a symbolic link to a file holding data.
-	Symlink func(t *testing.T, s blob.CheckpointStore, size uint64, data []byte)
+	Overwrite func(t *testing.T, s blob.CheckpointStore, key string, data []byte)
+	// DeleteMarker deletes key without naming a version (S3: a delete marker goes on top; the
+	// retained version stays).
+	DeleteMarker func(t *testing.T, s blob.CheckpointStore, key string)
+	// Symlink replaces key by a symbolic link to a file holding data.
+	Symlink func(t *testing.T, s blob.CheckpointStore, key string, data []byte)
 }
 
 // RunCheckpoints runs the conformance suite of blob.CheckpointStore as subtests of t.
@@ -81,14 +82,27 @@ func mustPutCheckpoint(t *testing.T, s blob.CheckpointStore, size uint64, data [
 	}
 }
 
-// only returns the one stored checkpoint of size, failing the test when there is not exactly one.
+// only returns the one stored checkpoint of size, failing the test when there is not exactly one
+// key of that size.
 func only(t *testing.T, s blob.CheckpointStore, size uint64) blob.Checkpoint {
 	t.Helper()
-	cs := ListCheckpoints(t, s, size)
-	if len(cs) == 0 || cs[0].Size != size {
-		t.Fatalf("checkpoint %d not listed (%d listed from it)", size, len(cs))
+	cs := ofSize(t, s, size)
+	if len(cs) != 1 {
+		t.Fatalf("%d keys of checkpoint size %d listed, want 1", len(cs), size)
 	}
 	return cs[0]
+}
+
+// ofSize returns the stored checkpoints of size, in key order.
+func ofSize(t *testing.T, s blob.CheckpointStore, size uint64) []blob.Checkpoint {
+	t.Helper()
+	var out []blob.Checkpoint
+	for _, c := range ListCheckpoints(t, s, size) {
+		if c.Size == size {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func genuine(t *testing.T, c blob.Checkpoint) blob.CheckpointVersion {
@@ -128,6 +142,9 @@ func (s *cpSuite) testPutAndList(t *testing.T) {
 			if !bytes.Equal(g.Signed, CheckpointText(c.Size, "a")) || g.Problem != "" || g.Modified.IsZero() {
 				t.Fatalf("checkpoint %d read back as %q (problem %q, modified %v)", c.Size, g.Signed, g.Problem, g.Modified)
 			}
+			if want := blob.CheckpointKey(c.Size, g.Signed); c.Key != want || c.SHA256 != sha256.Sum256(g.Signed) {
+				t.Fatalf("checkpoint %d listed under %q (SHA-256 %x), want %q", c.Size, c.Key, c.SHA256, want)
+			}
 		}
 		if fmt.Sprint(got) != fmt.Sprint(exp) {
 			t.Fatalf("Checkpoints(from %d) listed %v, want %v", from, got, exp)
@@ -141,16 +158,23 @@ func (s *cpSuite) testPutAndList(t *testing.T) {
 	}
 }
 
+// testWriteOnce: a checkpoint is stored once; another checkpoint of the same size (which only a
+// fork makes) is a key of its own, beside it, never written over it.
 func (s *cpSuite) testWriteOnce(t *testing.T) {
 	st := s.newStore(t)
 	a, b := CheckpointText(5, "a"), CheckpointText(5, "b")
 	mustPutCheckpoint(t, st, 5, a, true)
 	mustPutCheckpoint(t, st, 5, bytes.Clone(a), false)
-	if _, err := st.PutCheckpoint(ctx(t), 5, b); !errors.Is(err, blob.ErrIntegrity) {
-		t.Fatalf("PutCheckpoint of another checkpoint at a stored size = %v, want ErrIntegrity", err)
+	mustPutCheckpoint(t, st, 5, b, true)
+	cs := ofSize(t, st, 5)
+	if len(cs) != 2 {
+		t.Fatalf("%d keys of size 5, want a's and b's", len(cs))
 	}
-	if g := genuine(t, only(t, st, 5)); !bytes.Equal(g.Signed, a) {
-		t.Fatalf("stored checkpoint changed to %q", g.Signed)
+	for _, c := range cs {
+		g := genuine(t, c)
+		if c.Key != blob.CheckpointKey(5, g.Signed) || (!bytes.Equal(g.Signed, a) && !bytes.Equal(g.Signed, b)) || len(c.Versions) != 1 {
+			t.Fatalf("key %s holds %q in %d versions", c.Key, g.Signed, len(c.Versions))
+		}
 	}
 }
 
@@ -215,20 +239,42 @@ func (s *cpSuite) testWalkStops(t *testing.T) {
 	}
 }
 
-// testPlanted: an object put under a checkpoint key before the log reaches that size is the
-// key's genuine content; the log's own checkpoint is then refused, not written over it.
+// testPlanted: objects put under checkpoint keys of a size the log has not reached are listed
+// (one whose bytes are not those its key names, with a problem) and do not stop the log from
+// writing its own checkpoint of that size, whose key nobody could know before; an object under
+// that very key (planted by someone who knew the checkpoint) is its key's genuine content, and
+// the log's put is then refused, not written over it.
 func (s *cpSuite) testPlanted(t *testing.T) {
 	if s.o.PutRaw == nil {
 		t.Skip("no PutRaw hook for this store")
 	}
 	st := s.newStore(t)
-	planted := CheckpointText(9, "planted")
-	s.o.PutRaw(t, st, 9, planted)
-	if _, err := st.PutCheckpoint(ctx(t), 9, CheckpointText(9, "a")); !errors.Is(err, blob.ErrIntegrity) {
-		t.Fatalf("PutCheckpoint over a planted object = %v, want ErrIntegrity", err)
+	planted, garbage := CheckpointText(9, "planted"), []byte("not what the key names")
+	s.o.PutRaw(t, st, blob.CheckpointKey(9, planted), planted)
+	s.o.PutRaw(t, st, blob.CheckpointKey(9, CheckpointText(9, "other")), garbage)
+	mine := CheckpointText(9, "a")
+	mustPutCheckpoint(t, st, 9, mine, true)
+	cs := ofSize(t, st, 9)
+	if len(cs) != 3 {
+		t.Fatalf("%d keys of size 9, want the two planted and the log's", len(cs))
 	}
-	if g := genuine(t, only(t, st, 9)); !bytes.Equal(g.Signed, planted) {
-		t.Fatalf("genuine version %q, want the planted bytes", g.Signed)
+	for _, c := range cs {
+		g := genuine(t, c)
+		switch c.Key {
+		case blob.CheckpointKey(9, mine), blob.CheckpointKey(9, planted):
+			if g.Problem != "" || c.Key != blob.CheckpointKey(9, g.Signed) {
+				t.Fatalf("%s holds %q (problem %q)", c.Key, g.Signed, g.Problem)
+			}
+		default:
+			if g.Signed != nil || !strings.Contains(g.Problem, "do not hash") {
+				t.Fatalf("%s holding other bytes than its key names: read %q, problem %q", c.Key, g.Signed, g.Problem)
+			}
+		}
+	}
+	known := CheckpointText(10, "known")
+	s.o.PutRaw(t, st, blob.CheckpointKey(10, known), garbage)
+	if _, err := st.PutCheckpoint(ctx(t), 10, known); !errors.Is(err, blob.ErrIntegrity) {
+		t.Fatalf("PutCheckpoint under a key holding other bytes = %v, want ErrIntegrity", err)
 	}
 }
 
@@ -240,7 +286,7 @@ func (s *cpSuite) testOverwritten(t *testing.T) {
 	st := s.newStore(t)
 	orig, forged := CheckpointText(11, "a"), CheckpointText(11, "forged")
 	mustPutCheckpoint(t, st, 11, orig, true)
-	s.o.Overwrite(t, st, 11, forged)
+	s.o.Overwrite(t, st, blob.CheckpointKey(11, orig), forged)
 	c := only(t, st, 11)
 	if g := genuine(t, c); !bytes.Equal(g.Signed, orig) {
 		t.Fatalf("genuine version %q after an overwrite, want the original", g.Signed)
@@ -249,10 +295,10 @@ func (s *cpSuite) testOverwritten(t *testing.T) {
 	if len(sh) != 1 || sh[0].DeleteMarker || sh[0].ID == "" {
 		t.Fatalf("shadows after an overwrite: %v, want the one newer version", sh)
 	}
-	// The log publishing that size again finds its own checkpoint; another one is refused.
+	// The log publishing that checkpoint again finds it, and writes no version.
 	mustPutCheckpoint(t, st, 11, orig, false)
-	if _, err := st.PutCheckpoint(ctx(t), 11, forged); !errors.Is(err, blob.ErrIntegrity) {
-		t.Fatalf("PutCheckpoint of the forged bytes = %v, want ErrIntegrity", err)
+	if c := only(t, st, 11); len(c.Versions) != 2 {
+		t.Fatalf("a put of the stored checkpoint wrote a version: %v", c.Versions)
 	}
 }
 
@@ -265,7 +311,7 @@ func (s *cpSuite) testDeleteMarker(t *testing.T) {
 	orig := CheckpointText(12, "a")
 	mustPutCheckpoint(t, st, 12, orig, true)
 	mustPutCheckpoint(t, st, 13, CheckpointText(13, "a"), true)
-	s.o.DeleteMarker(t, st, 12)
+	s.o.DeleteMarker(t, st, blob.CheckpointKey(12, orig))
 	cs := ListCheckpoints(t, st, 12)
 	if len(cs) != 2 || cs[0].Size != 12 {
 		t.Fatalf("after a delete marker, %d checkpoints listed from 12", len(cs))
@@ -282,7 +328,7 @@ func (s *cpSuite) testDeleteMarker(t *testing.T) {
 	}
 	// A delete marker on a key that is not the first of a listing page: each key's versions are
 	// still listed together (a server may list a page's delete markers first).
-	s.o.DeleteMarker(t, st, 13)
+	s.o.DeleteMarker(t, st, blob.CheckpointKey(13, CheckpointText(13, "a")))
 	cs = ListCheckpoints(t, st, 0)
 	if len(cs) != 2 || cs[0].Size != 12 || cs[1].Size != 13 {
 		t.Fatalf("after a second delete marker, %d checkpoints listed: %v", len(cs), cs)
@@ -293,11 +339,11 @@ func (s *cpSuite) testDeleteMarker(t *testing.T) {
 		}
 	}
 
-	// A delete marker planted at a size the log has not reached (where the server keeps one):
-	// the log's checkpoint is written and is the genuine version.
-	s.o.DeleteMarker(t, st, 20)
-	planted := len(ListCheckpoints(t, st, 20))
+	// A delete marker planted under a checkpoint's key before the log writes it (where the
+	// server keeps one): the log's checkpoint is written and is the genuine version.
 	mine := CheckpointText(20, "a")
+	s.o.DeleteMarker(t, st, blob.CheckpointKey(20, mine))
+	planted := len(ListCheckpoints(t, st, 20))
 	mustPutCheckpoint(t, st, 20, mine, true)
 	c := only(t, st, 20)
 	if g := genuine(t, c); !bytes.Equal(g.Signed, mine) {
@@ -314,7 +360,7 @@ func (s *cpSuite) testSymlink(t *testing.T) {
 		t.Skip("no Symlink hook for this store")
 	}
 	st := s.newStore(t)
-	s.o.Symlink(t, st, 14, CheckpointText(14, "elsewhere"))
+	s.o.Symlink(t, st, blob.CheckpointKey(14, CheckpointText(14, "elsewhere")), CheckpointText(14, "elsewhere"))
 	c := only(t, st, 14)
 	g := genuine(t, c)
 	if g.Signed != nil || !strings.Contains(g.Problem, "not a regular file") {

@@ -15,24 +15,22 @@ import (
 )
 
 // Checkpoints (blob.CheckpointStore): each signed checkpoint is a write-once, read-only file
-// ROOT/checkpoints/<size in 20 digits>, written like an object (temporary file, fsync, 0444,
-// exclusive link, directory fsync) and opened without following symbolic links. The same
-// weakness as for objects applies: the owner of the files or root can delete or replace them;
-// the log's audit then finds the checkpoint missing from here, or differing from the database's
-// copy, and an auditor's own copy of a checkpoint (pecarchive audit --checkpoint) still shows a
-// rollback or a fork.
+// ROOT/checkpoints/<size in 20 digits>.<its SHA-256> (blob.CheckpointKey), written like an object
+// (temporary file, fsync, 0444, exclusive link, directory fsync) and read like one, without
+// following symbolic links. The same weakness as for objects applies: the owner of the files or
+// root can delete or replace them; the log's audit then finds the checkpoint missing from here,
+// or differing from the database's copy, and an auditor's own copy of a checkpoint (pecarchive
+// audit --checkpoint) still shows a rollback or a fork.
 
 var _ blob.CheckpointStore = (*Store)(nil)
 
 const checkpointsDir = "checkpoints"
 
-// checkpointPath returns the file of the checkpoint of the given size.
-func (s *Store) checkpointPath(size uint64) string {
-	return filepath.Join(s.root, filepath.FromSlash(blob.CheckpointKey(size)))
+// CheckpointPath returns the file of the checkpoint signed of the given size (whether or not it
+// exists).
+func (s *Store) CheckpointPath(size uint64, signed []byte) string {
+	return filepath.Join(s.root, filepath.FromSlash(blob.CheckpointKey(size, signed)))
 }
-
-// CheckpointPath returns the file of the checkpoint of the given size (whether or not it exists).
-func (s *Store) CheckpointPath(size uint64) string { return s.checkpointPath(size) }
 
 // PutCheckpoint implements blob.CheckpointStore.
 func (s *Store) PutCheckpoint(ctx context.Context, size uint64, signed []byte) (bool, error) {
@@ -45,7 +43,7 @@ func (s *Store) PutCheckpoint(ctx context.Context, size uint64, signed []byte) (
 	if len(signed) == 0 || len(signed) > blob.MaxCheckpointSize {
 		return false, fmt.Errorf("fsstore: put checkpoint %d: %d bytes (1 to %d): %w", size, len(signed), blob.MaxCheckpointSize, blob.ErrIntegrity)
 	}
-	path := s.checkpointPath(size)
+	path := s.CheckpointPath(size, signed)
 	return s.writeOnce("put checkpoint", path, signed, func() error { return s.existingCheckpoint(path, signed) })
 }
 
@@ -60,7 +58,7 @@ func (s *Store) existingCheckpoint(path string, signed []byte) error {
 		return fmt.Errorf("fsstore: put checkpoint: %s %s: %w", path, problem, blob.ErrIntegrity)
 	}
 	if !bytes.Equal(got, signed) {
-		return fmt.Errorf("fsstore: put checkpoint: %s already holds another checkpoint: %w", path, blob.ErrIntegrity)
+		return fmt.Errorf("fsstore: put checkpoint: %s holds other bytes than the checkpoint its name is of: %w", path, blob.ErrIntegrity)
 	}
 	if err := syncDir(filepath.Dir(path)); err != nil {
 		return s.ioErr("put checkpoint", path, err)
@@ -121,7 +119,8 @@ func (s *Store) Checkpoints(ctx context.Context, from uint64, fn func(blob.Check
 		if strings.HasPrefix(e.Name(), tmpPrefix) {
 			continue
 		}
-		size, ok := blob.ParseCheckpointKey(blob.CheckpointPrefix + e.Name())
+		key := blob.CheckpointPrefix + e.Name()
+		size, sum, ok := blob.ParseCheckpointKey(key)
 		if !ok || size < from {
 			continue
 		}
@@ -141,7 +140,9 @@ func (s *Store) Checkpoints(ctx context.Context, from uint64, fn func(blob.Check
 			return s.ioErr("read checkpoint", path, err)
 		}
 		v.Signed, v.Problem = data, problem
-		if err := fn(blob.Checkpoint{Size: size, Versions: []blob.CheckpointVersion{v}}); err != nil {
+		c := blob.Checkpoint{Key: key, Size: size, SHA256: sum, Versions: []blob.CheckpointVersion{v}}
+		blob.CheckStored(&c)
+		if err := fn(c); err != nil {
 			return err
 		}
 	}

@@ -2,7 +2,9 @@ package fsstore_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -16,8 +18,8 @@ func TestCheckpointConformance(t *testing.T) {
 	blobtest.RunCheckpoints(t, func(t *testing.T) blob.CheckpointStore {
 		return newStore(t).(*fsstore.Store)
 	}, &blobtest.CheckpointOptions{
-		PutRaw: func(t *testing.T, s blob.CheckpointStore, size uint64, data []byte) {
-			path := s.(*fsstore.Store).CheckpointPath(size)
+		PutRaw: func(t *testing.T, s blob.CheckpointStore, key string, data []byte) {
+			path := filepath.Join(s.(*fsstore.Store).Root(), filepath.FromSlash(key))
 			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 				t.Fatal(err)
 			}
@@ -25,8 +27,8 @@ func TestCheckpointConformance(t *testing.T) {
 				t.Fatal(err)
 			}
 		},
-		Symlink: func(t *testing.T, s blob.CheckpointStore, size uint64, data []byte) {
-			path := s.(*fsstore.Store).CheckpointPath(size)
+		Symlink: func(t *testing.T, s blob.CheckpointStore, key string, data []byte) {
+			path := filepath.Join(s.(*fsstore.Store).Root(), filepath.FromSlash(key))
 			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 				t.Fatal(err)
 			}
@@ -48,8 +50,8 @@ func TestCheckpointFiles(t *testing.T) {
 	if _, err := s.PutCheckpoint(ctx, 77, data); err != nil {
 		t.Fatal(err)
 	}
-	path := s.CheckpointPath(77)
-	if want := filepath.Join(s.Root(), "checkpoints", "00000000000000000077"); path != want {
+	path := s.CheckpointPath(77, data)
+	if want := filepath.Join(s.Root(), "checkpoints", fmt.Sprintf("00000000000000000077.%x", sha256.Sum256(data))); path != want {
 		t.Fatalf("path %s, want %s", path, want)
 	}
 	fi, err := os.Stat(path)

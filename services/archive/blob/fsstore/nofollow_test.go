@@ -206,7 +206,7 @@ func TestFIFOCheckpoint(t *testing.T) {
 	if _, err := s.PutCheckpoint(ctx, 3, blobtest.CheckpointText(3, "a")); err != nil {
 		t.Fatal(err)
 	}
-	path := s.CheckpointPath(4)
+	path := s.CheckpointPath(4, blobtest.CheckpointText(4, "a"))
 	if err := syscall.Mkfifo(path, 0o644); err != nil {
 		t.Skip(err)
 	}
@@ -248,7 +248,7 @@ func TestSymlinkedCheckpointsDirectory(t *testing.T) {
 	if _, err := s.PutCheckpoint(ctx, 3, blobtest.CheckpointText(3, "a")); err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Dir(s.CheckpointPath(3))
+	dir := filepath.Dir(s.CheckpointPath(3, nil))
 	elsewhere := filepath.Join(t.TempDir(), "checkpoints")
 	if err := os.Rename(dir, elsewhere); err != nil {
 		t.Fatal(err)

@@ -15,14 +15,15 @@ import (
 )
 
 // Checkpoints (blob.CheckpointStore): each signed checkpoint is an object under
-// blob.CheckpointKey(size) in the evidence bucket, written like an object (conditional PUT,
-// server-checked SHA-256, the evidence's retention: COMPLIANCE Object Lock by default).
+// blob.CheckpointKey(size, signed) in the evidence bucket, written like an object (conditional
+// PUT, server-checked SHA-256, the evidence's retention: COMPLIANCE Object Lock by default).
 //
 // With the service's own credentials one can still write a newer version over a retained one
 // or a delete marker on top of it; plain reads then see the newcomer, or nothing. So checkpoints
 // are always read through the bucket's version listing: the genuine checkpoint is the key's
 // oldest version that is not a delete marker (retention keeps it), and every other version is
-// reported (blob.Checkpoint.Shadows) for the audit to name.
+// reported (blob.Checkpoint.Shadows) for the audit to name. Nobody can write under a key before
+// the log does: the key names the checkpoint's SHA-256.
 
 var _ blob.CheckpointStore = (*Store)(nil)
 
@@ -31,7 +32,7 @@ var _ blob.CheckpointStore = (*Store)(nil)
 // over), then a conditional PUT, then the listing again to make sure the genuine version is the
 // one just written. It costs three requests.
 func (s *Store) PutCheckpoint(ctx context.Context, size uint64, signed []byte) (bool, error) {
-	key := blob.CheckpointKey(size)
+	key := blob.CheckpointKey(size, signed)
 	if s.cfg.ReadOnly {
 		return false, fmt.Errorf("s3store: put %s: %w", key, blob.ErrReadOnly)
 	}
@@ -122,13 +123,13 @@ func (s *Store) putCheckpointObject(ctx context.Context, key string, sum [32]byt
 
 // checkpointVersions lists every version of one checkpoint key.
 func (s *Store) checkpointVersions(ctx context.Context, key string) (blob.Checkpoint, error) {
-	size, ok := blob.ParseCheckpointKey(key)
+	size, sum, ok := blob.ParseCheckpointKey(key)
 	if !ok {
 		return blob.Checkpoint{}, fmt.Errorf("s3store: %q is not a checkpoint key", key)
 	}
 	var found *blob.Checkpoint
 	err := s.listCheckpoints(ctx, key, "", func(c blob.Checkpoint) error {
-		if c.Size == size {
+		if c.Key == key {
 			found = &c
 		}
 		return nil
@@ -137,7 +138,7 @@ func (s *Store) checkpointVersions(ctx context.Context, key string) (blob.Checkp
 		return blob.Checkpoint{}, err
 	}
 	if found == nil {
-		return blob.Checkpoint{Size: size}, nil
+		return blob.Checkpoint{Key: key, Size: size, SHA256: sum}, nil
 	}
 	return *found, nil
 }
@@ -171,22 +172,19 @@ func (s *Store) readCheckpointVersion(ctx context.Context, key, version string) 
 // whose current version is a delete marker is still listed with the versions under it. Only the
 // genuine version of each key is read (one GET per checkpoint).
 func (s *Store) Checkpoints(ctx context.Context, from uint64, fn func(blob.Checkpoint) error) error {
-	after := ""
-	if from > 0 {
-		after = blob.CheckpointKey(from - 1)
-	}
-	return s.listCheckpoints(ctx, blob.CheckpointPrefix, after, func(c blob.Checkpoint) error {
+	return s.listCheckpoints(ctx, blob.CheckpointPrefix, blob.CheckpointsAfter(from), func(c blob.Checkpoint) error {
 		if c.Size < from {
 			return nil
 		}
 		if i := slices.IndexFunc(c.Versions, func(v blob.CheckpointVersion) bool { return !v.DeleteMarker }); i >= 0 && c.Versions[i].Problem == "" {
 			v := &c.Versions[i]
-			data, problem, err := s.readCheckpointVersion(ctx, blob.CheckpointKey(c.Size), v.ID)
+			data, problem, err := s.readCheckpointVersion(ctx, c.Key, v.ID)
 			if err != nil {
 				return err
 			}
 			v.Signed, v.Problem = data, problem
 		}
+		blob.CheckStored(&c)
 		return fn(c)
 	})
 }
@@ -200,21 +198,23 @@ func (s *Store) listCheckpoints(ctx context.Context, prefix, after string, fn fu
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type entries struct {
+		size    uint64
+		sum     [32]byte
 		vs      []blob.CheckpointVersion // as listed: newest first, but delete markers may come first
 		dropped int
 	}
-	pending := map[uint64]*entries{}
-	flush := func(below uint64, all bool) error {
-		var sizes []uint64
-		for size := range pending {
-			if all || size < below {
-				sizes = append(sizes, size)
+	pending := map[string]*entries{}
+	flush := func(below string, all bool) error {
+		var keys []string
+		for key := range pending {
+			if all || key < below {
+				keys = append(keys, key)
 			}
 		}
-		slices.Sort(sizes)
-		for _, size := range sizes {
-			e := pending[size]
-			delete(pending, size)
+		slices.Sort(keys)
+		for _, key := range keys {
+			e := pending[key]
+			delete(pending, key)
 			vs := e.vs
 			slices.Reverse(vs)
 			slices.SortStableFunc(vs, func(a, b blob.CheckpointVersion) int { return a.Modified.Compare(b.Modified) })
@@ -222,7 +222,7 @@ func (s *Store) listCheckpoints(ctx context.Context, prefix, after string, fn fu
 				vs = append(vs, blob.CheckpointVersion{
 					Problem: fmt.Sprintf("%d newer versions not listed (at most %d are)", e.dropped, blob.MaxCheckpointVersions)})
 			}
-			if err := fn(blob.Checkpoint{Size: size, Versions: vs}); err != nil {
+			if err := fn(blob.Checkpoint{Key: key, Size: e.size, SHA256: e.sum, Versions: vs}); err != nil {
 				return err
 			}
 		}
@@ -234,19 +234,19 @@ func (s *Store) listCheckpoints(ctx context.Context, prefix, after string, fn fu
 		if o.Err != nil {
 			return s.wrap("list versions", prefix, o.Err)
 		}
-		size, ok := blob.ParseCheckpointKey(o.Key)
+		size, sum, ok := blob.ParseCheckpointKey(o.Key)
 		if !ok {
 			continue
 		}
 		if !o.IsDeleteMarker {
-			if err := flush(size, false); err != nil {
+			if err := flush(o.Key, false); err != nil {
 				return err
 			}
 		}
-		e := pending[size]
+		e := pending[o.Key]
 		if e == nil {
-			e = &entries{}
-			pending[size] = e
+			e = &entries{size: size, sum: sum}
+			pending[o.Key] = e
 		}
 		if slices.ContainsFunc(e.vs, func(v blob.CheckpointVersion) bool { return o.VersionID != "" && v.ID == o.VersionID }) {
 			continue // listed again at a page boundary
@@ -274,5 +274,5 @@ func (s *Store) listCheckpoints(ctx context.Context, prefix, after string, fn fu
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return flush(0, true)
+	return flush("", true)
 }

@@ -45,14 +45,14 @@ func TestCheckpointConformance(t *testing.T) {
 				s.SetListPageSize(3) // listing across pages is tested too
 				return s
 			}, &blobtest.CheckpointOptions{
-				PutRaw: func(t *testing.T, s blob.CheckpointStore, size uint64, data []byte) {
-					rawPutKey(t, srv, bucket(s), blob.CheckpointKey(size), data, false)
+				PutRaw: func(t *testing.T, s blob.CheckpointStore, key string, data []byte) {
+					rawPutKey(t, srv, bucket(s), key, data, false)
 				},
-				Overwrite: func(t *testing.T, s blob.CheckpointStore, size uint64, data []byte) {
-					rawPutKey(t, srv, bucket(s), blob.CheckpointKey(size), data, true)
+				Overwrite: func(t *testing.T, s blob.CheckpointStore, key string, data []byte) {
+					rawPutKey(t, srv, bucket(s), key, data, true)
 				},
-				DeleteMarker: func(t *testing.T, s blob.CheckpointStore, size uint64) {
-					err := rawClient(t, srv).RemoveObject(ctx(t), bucket(s), blob.CheckpointKey(size), minio.RemoveObjectOptions{})
+				DeleteMarker: func(t *testing.T, s blob.CheckpointStore, key string) {
+					err := rawClient(t, srv).RemoveObject(ctx(t), bucket(s), key, minio.RemoveObjectOptions{})
 					if err != nil {
 						t.Fatalf("delete marker: %v", err)
 					}
@@ -73,7 +73,7 @@ func TestCheckpointRetention(t *testing.T) {
 				t.Fatal(err)
 			}
 			c := rawClient(t, srv)
-			key := blob.CheckpointKey(5)
+			key := blob.CheckpointKey(5, data)
 			oi, err := c.StatObject(ctx(t), s.Bucket(), key, minio.StatObjectOptions{})
 			if err != nil {
 				t.Fatal(err)
