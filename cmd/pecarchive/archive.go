@@ -29,6 +29,7 @@ func runArchive(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	config := fs.String("config", "", "config file of PECARCHIVE_* settings (environment overrides it)")
 	listen := fs.String("listen", "", "gRPC listen address (default $PECARCHIVE_LISTEN or 127.0.0.1:7443)")
+	metrics := fs.String("metrics", "", "serve Prometheus metrics at this address (default $"+envArchiveMetrics+"; none when unset)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -36,6 +37,9 @@ func runArchive(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "pecarchive archive: %v\n", err)
 		return exitUsage
+	}
+	if *metrics != "" {
+		s[envArchiveMetrics] = *metrics
 	}
 	if *listen == "" {
 		*listen = s.get("PECARCHIVE_LISTEN", "127.0.0.1:7443")
@@ -89,6 +93,13 @@ func serveArchive(ctx context.Context, s settings, listen string, log *slog.Logg
 		return err
 	}
 	defer a.Close(context.Background())
+	if addr := s.get(envArchiveMetrics, ""); addr != "" && addr != "off" {
+		stopMetrics, err := serveMetrics(addr, archiveRegistry(a), log)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		defer stopMetrics()
+	}
 
 	rd, err := reader.New(ctx, reader.Config{Pool: pool, Blobs: blobs, Log: l})
 	if err != nil {

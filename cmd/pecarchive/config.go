@@ -42,6 +42,7 @@ import (
 //	PECARCHIVE_LOG_PUBLIC_KEY_FILE, PECARCHIVE_LOG_PUBLIC_KEY   the log's public key evidence bundles carry (see export.go)
 //	PECARCHIVE_CHECKPOINT_INTERVAL  (default 1m)
 //	PECARCHIVE_LISTEN               gRPC address (default 127.0.0.1:7443)
+//	PECARCHIVE_ARCHIVE_METRICS_ADDR the archive service's Prometheus /metrics address (none when unset; see archive_metrics.go)
 //	PECARCHIVE_STORE_IDLE_TIMEOUT   cut a Store stream silent for that long (default 30s)
 //	PECARCHIVE_TLS_DIR              tls.crt, tls.key and optional client-ca.crt (mTLS); unset: plaintext, loopback only
 //	PECARCHIVE_CREDENTIALS_FILE     tokens and certificate identities with roles (see internal/auth)
