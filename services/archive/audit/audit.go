@@ -257,6 +257,9 @@ func (a *auditor) add(f Finding) {
 }
 
 func (a *auditor) run(ctx context.Context) error {
+	if err := a.schema(ctx); err != nil {
+		return err
+	}
 	size, err := a.cfg.Log.Size(ctx)
 	if err != nil {
 		return fmt.Errorf("audit: log size: %w", err)
