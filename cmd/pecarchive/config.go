@@ -111,7 +111,7 @@ func (s settings) bool(key string, def bool) (bool, error) {
 func (s settings) dataDir() string { return s.get("PECARCHIVE_DATA_DIR", "pecarchive-data") }
 
 // openPool connects to PostgreSQL with the search_path set to the archive's schema, creating the
-// schema when missing.
+// schema when missing (only then: a role that may only read, an auditor's, opens an existing one).
 func (s settings) openPool(ctx context.Context) (*pgxpool.Pool, error) {
 	dsn := s.get("PECARCHIVE_PG_DSN", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
 	schema := s.get("PECARCHIVE_PG_SCHEMA", "pecarchive")
@@ -126,7 +126,11 @@ func (s settings) openPool(ctx context.Context) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %v", err)
 	}
-	_, err = conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{schema}.Sanitize())
+	var exists bool
+	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = $1)`, schema).Scan(&exists)
+	if err == nil && !exists {
+		_, err = conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{schema}.Sanitize())
+	}
 	conn.Close(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: create schema %s: %v", schema, err)

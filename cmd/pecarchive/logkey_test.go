@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pecarchive/pecarchive/internal/testenv"
 	"github.com/pecarchive/pecarchive/services/archive"
 	"github.com/pecarchive/pecarchive/services/archive/merklelog"
 )
@@ -146,5 +147,27 @@ func TestLogKeySwapped(t *testing.T) {
 	}
 	if code, out, errOut := runCLI(t, "audit", "--log-key", strings.TrimSpace(oldPub), "--log-key", strings.TrimSpace(newPub)); code != exitOK {
 		t.Errorf("audit with both keys given: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// TestAuditAsReadOnlyRole: an auditor audits with credentials that may only read (here the
+// catalog's read-only role pecarchive_query) and the log's public key: the audit writes nothing,
+// so it neither migrates nor creates anything.
+func TestAuditAsReadOnlyRole(t *testing.T) {
+	serviceEnv(t)
+	if err := storeSome(t, 2, "read-only"); err != nil {
+		t.Fatal(err)
+	}
+	_, pub, _ := runCLI(t, "logkey", "public")
+	dsn := testenv.PGBaseDSN()
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	t.Setenv("PECARCHIVE_PG_DSN", dsn+sep+"role=pecarchive_query")
+	t.Setenv("PECARCHIVE_LOG_KEY_FILE", "")
+	code, out, errOut := runCLI(t, "audit", "--log-key", strings.TrimSpace(pub))
+	if code != exitOK || !strings.Contains(out, "audit: OK") {
+		t.Fatalf("audit as pecarchive_query: exit %d\n%s%s", code, out, errOut)
 	}
 }
