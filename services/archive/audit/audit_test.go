@@ -294,3 +294,37 @@ func TestAuditNonCanonicalRow(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditLeafIndexMoved: an insider points rows at other leaves: two messages' leaf indexes
+// swapped, and a third message's pointed at a source's leaf (its own leaf then left without a
+// row). Every row is compared with the leaf at its index: each is named, and so is the leaf left
+// without its row.
+func TestAuditLeafIndexMoved(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	acc, env, warn := e.recs["acc"], e.recs["env"], e.recs["warnB"]
+	var sourceLeaf int64
+	if err := e.pool.QueryRow(ctx, `SELECT leaf_index FROM message_sources WHERE leaf_index IS NOT NULL`).Scan(&sourceLeaf); err != nil {
+		t.Fatal(err)
+	}
+	e.insider(`UPDATE messages SET leaf_index = 1000000 WHERE sha256 = $1`, acc.SHA256[:])
+	e.insider(`UPDATE messages SET leaf_index = $1 WHERE sha256 = $2`, int64(acc.LeafIndex), env.SHA256[:])
+	e.insider(`UPDATE messages SET leaf_index = $1 WHERE sha256 = $2`, int64(env.LeafIndex), acc.SHA256[:])
+	e.insider(`UPDATE messages SET leaf_index = $1 WHERE sha256 = $2`, sourceLeaf, warn.SHA256[:])
+	rep := e.audit()
+	for _, c := range []struct {
+		what string
+		kind string
+		sum  [32]byte
+		leaf int64
+	}{
+		{"acceptance on the envelope's leaf", audit.RowLeafMismatch, acc.SHA256, int64(env.LeafIndex)},
+		{"envelope on the acceptance's leaf", audit.RowLeafMismatch, env.SHA256, int64(acc.LeafIndex)},
+		{"warning on a source's leaf", audit.RowLeafMismatch, warn.SHA256, sourceLeaf},
+		{"the warning's own leaf", audit.LeafNotInCatalog, warn.SHA256, int64(warn.LeafIndex)},
+	} {
+		if !finds(rep, c.kind, c.sum, c.leaf) {
+			t.Errorf("%s: no %s finding", c.what, c.kind)
+		}
+	}
+}
