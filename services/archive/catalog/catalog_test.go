@@ -619,9 +619,9 @@ func TestCheckDeliveries(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		"check0@client.example.it b@pec.example.it stored otherwise than derived from the events",
-		"check1@client.example.it d@pec.example.it derived from the events but not stored",
-		"check2@client.example.it z@pec.example.it stored but not derived from the events",
+		"check0@client.example.it b@pec.example.it stored otherwise than derived from the events: state delivered, derived accepted",
+		"check1@client.example.it d@pec.example.it derived from the events (state pending) but not stored",
+		"check2@client.example.it z@pec.example.it stored (state delivered) but not derived from the events",
 	}
 	var have []string
 	for _, m := range got {

@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -56,4 +57,33 @@ func CheckDeliveries(ctx context.Context, db DB, msgids []string) ([]DeliveryMis
 		return nil, fmt.Errorf("catalog: check deliveries: %w", err)
 	}
 	return out, nil
+}
+
+// checkDeliveriesSQL is the difference of derived and cur: rows stored but not derived, derived
+// but not stored, and stored otherwise than derived, each column that differs named with both
+// values ($2 is selected only so that the server can type it: the derivation does not use it).
+var checkDeliveriesSQL = deriveDeliveriesSQL + `)
+SELECT coalesce(v.msgid, x.msgid), coalesce(v.recipient, x.recipient),
+	CASE WHEN v.msgid IS NULL THEN format('stored (state %s) but not derived from the events', x.state)
+	     WHEN x.msgid IS NULL THEN format('derived from the events (state %s) but not stored', v.state)
+	     ELSE 'stored otherwise than derived from the events: ' || concat_ws('; ', ` + deliveryDiffSQL() + `) END,
+	$2::timestamptz
+FROM derived v FULL JOIN cur x ON x.msgid = v.msgid AND x.recipient = v.recipient
+WHERE v.msgid IS NULL OR x.msgid IS NULL OR ` + deliveryDiffersSQL + `
+ORDER BY 1, 2`
+
+// deliveryDiffSQL returns, for the columns deliveryDiffersSQL compares, one expression each that
+// is NULL when the stored row x and the derived row v agree, else names the column and both
+// values.
+func deliveryDiffSQL() string {
+	var out []string
+	for _, c := range []string{"pec_id", "sender", "state", "receipt_type", "errore", "errore_esteso", "original_sha256",
+		"acceptance_sha256", "delivery_sha256", "nondelivery_sha256", "warning_sha256", "accepted_at", "state_at", "problem"} {
+		x, v := "x."+c+"::text", "v."+c+"::text"
+		if strings.HasSuffix(c, "_sha256") {
+			x, v = "encode(x."+c+", 'hex')", "encode(v."+c+", 'hex')"
+		}
+		out = append(out, fmt.Sprintf(`CASE WHEN x.%[1]s IS DISTINCT FROM v.%[1]s THEN format('%[1]s %%s, derived %%s', coalesce(%[2]s, 'none'), coalesce(%[3]s, 'none')) END`, c, x, v))
+	}
+	return strings.Join(out, ",\n\t\t")
 }

@@ -357,19 +357,6 @@ const deliveryDiffersSQL = `(x.pec_id, x.sender, x.state, x.receipt_type, x.erro
 	v.original_sha256, v.acceptance_sha256, v.delivery_sha256, v.nondelivery_sha256,
 	v.warning_sha256, v.accepted_at, v.state_at, v.problem)`
 
-// checkDeliveriesSQL is the difference of derived and cur: rows stored but not derived, derived
-// but not stored, and stored otherwise than derived ($2 is selected only so that the server can
-// type it: the derivation does not use it).
-const checkDeliveriesSQL = deriveDeliveriesSQL + `)
-SELECT coalesce(v.msgid, x.msgid), coalesce(v.recipient, x.recipient),
-	CASE WHEN v.msgid IS NULL THEN 'stored but not derived from the events'
-	     WHEN x.msgid IS NULL THEN 'derived from the events but not stored'
-	     ELSE 'stored otherwise than derived from the events' END,
-	$2::timestamptz
-FROM derived v FULL JOIN cur x ON x.msgid = v.msgid AND x.recipient = v.recipient
-WHERE v.msgid IS NULL OR x.msgid IS NULL OR ` + deliveryDiffersSQL + `
-ORDER BY 1, 2`
-
 // queueEvents queues the insert of delivery_events rows: events of receipts inserted in this
 // transaction, deduplicated by the caller, so they are inserted plainly (a speculative insertion
 // would cost the server more for a conflict that cannot happen).
