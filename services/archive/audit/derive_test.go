@@ -283,7 +283,7 @@ func TestAuditFlippedOK(t *testing.T) {
 		t.Fatalf("c is %s after the forgery, want delivered", s)
 	}
 	rep := e.audit()
-	if rep.OK() || !named(rep, audit.EventAltered, hexOf(del.SHA256), c, "ok true", "ok false") {
+	if rep.OK() || !named(rep, audit.EventAltered, hexOf(del.SHA256), c, "ok true, derived false") {
 		t.Fatalf("the flipped ok is not named")
 	}
 }

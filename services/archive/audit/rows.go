@@ -220,6 +220,9 @@ func (a *auditor) compare(r *catalog.AuditRow, leaf tlog.Leaf, perr error) {
 		f.Kind = RowAltered
 	}
 	f.Detail = err.Error()
+	if f.Kind == RowAltered && !a.cfg.Deep {
+		f.Detail += " (a digest does not say which: a deep audit names the fields that differ from the blob)"
+	}
 	a.add(f)
 }
 

@@ -72,18 +72,24 @@ FROM derived v FULL JOIN cur x ON x.msgid = v.msgid AND x.recipient = v.recipien
 WHERE v.msgid IS NULL OR x.msgid IS NULL OR ` + deliveryDiffersSQL + `
 ORDER BY 1, 2`
 
-// deliveryDiffSQL returns, for the columns deliveryDiffersSQL compares, one expression each that
-// is NULL when the stored row x and the derived row v agree, else names the column and both
-// values.
+// deliveryDiffSQL names each column that deliveryDiffersSQL compares and the stored row x and the
+// derived row v hold otherwise.
 func deliveryDiffSQL() string {
+	return columnsDiffSQL("pec_id", "sender", "state", "receipt_type", "errore", "errore_esteso", "original_sha256",
+		"acceptance_sha256", "delivery_sha256", "nondelivery_sha256", "warning_sha256", "accepted_at", "state_at", "problem")
+}
+
+// columnsDiffSQL returns, for each column, an expression that is NULL when the stored row x and
+// the derived row v agree on it, else names the column and both values (a *_sha256 in hex), for
+// concat_ws.
+func columnsDiffSQL(cols ...string) string {
 	var out []string
-	for _, c := range []string{"pec_id", "sender", "state", "receipt_type", "errore", "errore_esteso", "original_sha256",
-		"acceptance_sha256", "delivery_sha256", "nondelivery_sha256", "warning_sha256", "accepted_at", "state_at", "problem"} {
+	for _, c := range cols {
 		x, v := "x."+c+"::text", "v."+c+"::text"
 		if strings.HasSuffix(c, "_sha256") {
 			x, v = "encode(x."+c+", 'hex')", "encode(v."+c+", 'hex')"
 		}
 		out = append(out, fmt.Sprintf(`CASE WHEN x.%[1]s IS DISTINCT FROM v.%[1]s THEN format('%[1]s %%s, derived %%s', coalesce(%[2]s, 'none'), coalesce(%[3]s, 'none')) END`, c, x, v))
 	}
-	return strings.Join(out, ",\n\t\t")
+	return strings.Join(out, ",\n\t")
 }

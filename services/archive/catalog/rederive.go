@@ -284,23 +284,24 @@ func (c *eventColumns) args() []any {
 }
 
 // checkEventsSQL compares the derived events ($1-$12, as queueEvents inserts them) with the
-// stored events of the receipts $13 (every message of the page: a non-receipt has none).
-const checkEventsSQL = `WITH d (msgid, recipient, receipt_sha256, kind, ok, problem, pec_id, sender, receipt_type, errore,
+// stored events of the receipts $13 (every message of the page: a non-receipt has none); an
+// altered one is named with each column that differs, stored and derived from the receipt.
+var checkEventsSQL = `WITH v (msgid, recipient, receipt_sha256, kind, ok, problem, pec_id, sender, receipt_type, errore,
 	errore_esteso, event_time) AS (
 	SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::bool[], $6::text[], $7::text[],
 		$8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])
 ), x AS (
 	SELECT * FROM delivery_events WHERE receipt_sha256 = ANY($13::bytea[])
 )
-SELECT coalesce(d.receipt_sha256, x.receipt_sha256), coalesce(d.msgid, x.msgid), coalesce(d.recipient, x.recipient),
-	CASE WHEN x.msgid IS NULL THEN 'missing' WHEN d.msgid IS NULL THEN 'extra' ELSE 'altered' END,
-	CASE WHEN x.msgid IS NULL OR d.msgid IS NULL THEN ''
-	ELSE format(': stored kind %s ok %s errore %L at %s, the receipt says kind %s ok %s errore %L at %s',
-		x.kind, x.ok::text, x.errore, x.event_time, d.kind, d.ok::text, d.errore, d.event_time) END
-FROM d FULL JOIN x ON x.msgid = d.msgid AND x.recipient = d.recipient AND x.receipt_sha256 = d.receipt_sha256
-WHERE x.msgid IS NULL OR d.msgid IS NULL
+SELECT coalesce(v.receipt_sha256, x.receipt_sha256), coalesce(v.msgid, x.msgid), coalesce(v.recipient, x.recipient),
+	CASE WHEN x.msgid IS NULL THEN 'missing' WHEN v.msgid IS NULL THEN 'extra' ELSE 'altered' END,
+	CASE WHEN x.msgid IS NULL THEN format(' (the receipt says kind %s ok %s)', v.kind, v.ok::text)
+	     WHEN v.msgid IS NULL THEN format(' (stored kind %s ok %s)', x.kind, x.ok::text)
+	ELSE ': ' || concat_ws('; ', ` + columnsDiffSQL("kind", "ok", "problem", "pec_id", "sender", "receipt_type", "errore", "errore_esteso", "event_time") + `) END
+FROM v FULL JOIN x ON x.msgid = v.msgid AND x.recipient = v.recipient AND x.receipt_sha256 = v.receipt_sha256
+WHERE x.msgid IS NULL OR v.msgid IS NULL
    OR (x.kind, x.ok, x.problem, x.pec_id, x.sender, x.receipt_type, x.errore, x.errore_esteso, x.event_time)
-      IS DISTINCT FROM (d.kind, d.ok, d.problem, d.pec_id, d.sender, d.receipt_type, d.errore, d.errore_esteso, d.event_time)`
+      IS DISTINCT FROM (v.kind, v.ok, v.problem, v.pec_id, v.sender, v.receipt_type, v.errore, v.errore_esteso, v.event_time)`
 
 // checkLinksSQL compares the links derived for the messages of its parameters (linkKeys.args:
 // $11 is every message of the page) with the stored links from or to them.
