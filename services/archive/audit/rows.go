@@ -13,76 +13,68 @@ import (
 // rowPage is how many messages rows (or logged sources) one query reads.
 const rowPage = 500
 
-// rowStream reads the messages rows in leaf order, a page at a time; each page is also checked
-// for the rows derived from it (derivedPage) as it is read, so the messages are read once for
-// both.
-type rowStream struct {
-	a     *auditor
-	page  []catalog.AuditRow
-	after int64
-	done  bool
+// pager reads rows in leaf order, a page at a time: fetch returns up to rowPage rows after the
+// leaf index it is given, leaf the leaf index of a row. onPage, when set, sees each page as it is
+// read.
+type pager[T any] struct {
+	fetch  func(ctx context.Context, after int64) ([]T, error)
+	leaf   func(*T) uint64
+	onPage func(ctx context.Context, page []T) error
+	page   []T
+	after  int64
+	done   bool
 }
 
-func (s *rowStream) next(ctx context.Context) (*catalog.AuditRow, error) {
-	if len(s.page) == 0 && !s.done {
-		page, err := catalog.AuditPage(ctx, s.a.cfg.Pool, s.after, rowPage)
+func (p *pager[T]) next(ctx context.Context) (*T, error) {
+	if len(p.page) == 0 && !p.done {
+		page, err := p.fetch(ctx, p.after)
 		if err != nil {
 			return nil, fmt.Errorf("audit: catalog: %w", err)
 		}
 		if len(page) < rowPage {
-			s.done = true
+			p.done = true
 		}
 		if len(page) > 0 {
-			s.after = int64(page[len(page)-1].LeafIndex)
-			if err := s.a.derivedPage(ctx, page); err != nil {
-				return nil, err
+			p.after = int64(p.leaf(&page[len(page)-1]))
+			if p.onPage != nil {
+				if err := p.onPage(ctx, page); err != nil {
+					return nil, err
+				}
 			}
 		}
-		s.page = page
+		p.page = page
 	}
-	if len(s.page) == 0 {
+	if len(p.page) == 0 {
 		return nil, nil
 	}
-	r := &s.page[0]
-	s.page = s.page[1:]
+	r := &p.page[0]
+	p.page = p.page[1:]
 	return r, nil
 }
 
-// sourceStream reads the sources with a leaf of their own in leaf order, a page at a time.
-type sourceStream struct {
-	a     *auditor
-	page  []catalog.LoggedSource
-	after int64
-	done  bool
+// rowStream reads the messages rows in leaf order; each page is also checked for the rows
+// derived from it (derivedPage) as it is read, so the messages are read once for both.
+func (a *auditor) rowStream() *pager[catalog.AuditRow] {
+	return &pager[catalog.AuditRow]{after: -1, onPage: a.derivedPage,
+		fetch: func(ctx context.Context, after int64) ([]catalog.AuditRow, error) {
+			return catalog.AuditPage(ctx, a.cfg.Pool, after, rowPage)
+		},
+		leaf: func(r *catalog.AuditRow) uint64 { return r.LeafIndex }}
 }
 
-func (s *sourceStream) next(ctx context.Context) (*catalog.LoggedSource, error) {
-	if len(s.page) == 0 && !s.done {
-		page, err := catalog.LoggedSourcesPage(ctx, s.a.cfg.Pool, s.after, rowPage)
-		if err != nil {
-			return nil, fmt.Errorf("audit: catalog: %w", err)
-		}
-		if len(page) < rowPage {
-			s.done = true
-		}
-		if len(page) > 0 {
-			s.after = int64(page[len(page)-1].LeafIndex)
-		}
-		s.page = page
-	}
-	if len(s.page) == 0 {
-		return nil, nil
-	}
-	r := &s.page[0]
-	s.page = s.page[1:]
-	return r, nil
+// sourceStream reads the sources with a leaf of their own in leaf order.
+func (a *auditor) sourceStream() *pager[catalog.LoggedSource] {
+	return &pager[catalog.LoggedSource]{after: -1,
+		fetch: func(ctx context.Context, after int64) ([]catalog.LoggedSource, error) {
+			return catalog.LoggedSourcesPage(ctx, a.cfg.Pool, after, rowPage)
+		},
+		leaf: func(s *catalog.LoggedSource) uint64 { return s.LeafIndex }}
 }
 
 // rowsAndLeaves merges the catalog's messages rows and logged sources (each by leaf index) with
 // the log's leaves (by index).
 func (a *auditor) rowsAndLeaves(ctx context.Context, size uint64) error {
-	rows := &rowStream{a: a, after: -1}
-	srcs := &sourceStream{a: a, after: -1}
+	rows, srcs := a.rowStream(), a.sourceStream()
 	row, err := rows.next(ctx)
 	if err != nil {
 		return err
