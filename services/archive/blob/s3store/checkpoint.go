@@ -190,89 +190,28 @@ func (s *Store) Checkpoints(ctx context.Context, from uint64, fn func(blob.Check
 }
 
 // listCheckpoints lists the versions of the checkpoint keys under prefix after the key after and
-// calls fn once per key, in key order, versions oldest first, without reading them. A listing is
-// in key order, but a server may send a page's delete markers ahead of its versions (versitygw
-// does) and repeat an entry at a page boundary: a key's entries are gathered until an entry that
-// is not a delete marker comes with a greater key, after which none of a smaller key can come.
+// calls fn once per key, in key order, versions oldest first, without reading them (see
+// versionsByKey).
 func (s *Store) listCheckpoints(ctx context.Context, prefix, after string, fn func(blob.Checkpoint) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	type entries struct {
-		size    uint64
-		sum     [32]byte
-		vs      []blob.CheckpointVersion // as listed: newest first, but delete markers may come first
-		dropped int
-	}
-	pending := map[string]*entries{}
-	flush := func(below string, all bool) error {
-		var keys []string
-		for key := range pending {
-			if all || key < below {
-				keys = append(keys, key)
-			}
-		}
-		slices.Sort(keys)
-		for _, key := range keys {
-			e := pending[key]
-			delete(pending, key)
-			vs := e.vs
-			slices.Reverse(vs)
-			slices.SortStableFunc(vs, func(a, b blob.CheckpointVersion) int { return a.Modified.Compare(b.Modified) })
-			if e.dropped > 0 {
-				vs = append(vs, blob.CheckpointVersion{
-					Problem: fmt.Sprintf("%d newer versions not listed (at most %d are)", e.dropped, blob.MaxCheckpointVersions)})
-			}
-			if err := fn(blob.Checkpoint{Key: key, Size: e.size, SHA256: e.sum, Versions: vs}); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	for o := range s.client.ListObjects(ctx, s.cfg.Bucket, minio.ListObjectsOptions{
-		Prefix: prefix, Recursive: true, WithVersions: true, StartAfter: after, MaxKeys: s.listPageSize,
-	}) {
-		if o.Err != nil {
-			return s.wrap("list versions", prefix, o.Err)
-		}
-		size, sum, ok := blob.ParseCheckpointKey(o.Key)
+	return s.versionsByKey(ctx, prefix, after, func(key string, os []minio.ObjectInfo, dropped int) error {
+		size, sum, ok := blob.ParseCheckpointKey(key)
 		if !ok {
-			continue
+			return nil
 		}
-		if !o.IsDeleteMarker {
-			if err := flush(o.Key, false); err != nil {
-				return err
+		vs := make([]blob.CheckpointVersion, 0, len(os)+1)
+		for i := len(os) - 1; i >= 0; i-- { // as listed: newest first
+			o := &os[i]
+			v := blob.CheckpointVersion{ID: o.VersionID, Modified: o.LastModified.UTC(), DeleteMarker: o.IsDeleteMarker}
+			if !v.DeleteMarker && o.Size > blob.MaxCheckpointSize {
+				v.Problem = fmt.Sprintf("is %d bytes, more than a checkpoint's %d", o.Size, blob.MaxCheckpointSize)
 			}
+			vs = append(vs, v)
 		}
-		e := pending[o.Key]
-		if e == nil {
-			e = &entries{size: size, sum: sum}
-			pending[o.Key] = e
+		slices.SortStableFunc(vs, func(a, b blob.CheckpointVersion) int { return a.Modified.Compare(b.Modified) })
+		if dropped > 0 {
+			vs = append(vs, blob.CheckpointVersion{
+				Problem: fmt.Sprintf("%d newer versions not listed (at most %d are)", dropped, maxListedVersions)})
 		}
-		if slices.ContainsFunc(e.vs, func(v blob.CheckpointVersion) bool { return o.VersionID != "" && v.ID == o.VersionID }) {
-			continue // listed again at a page boundary
-		}
-		v := blob.CheckpointVersion{ID: o.VersionID, Modified: o.LastModified.UTC(), DeleteMarker: o.IsDeleteMarker}
-		if !v.DeleteMarker && o.Size > blob.MaxCheckpointSize {
-			v.Problem = fmt.Sprintf("is %d bytes, more than a checkpoint's %d", o.Size, blob.MaxCheckpointSize)
-		}
-		// Keep the oldest versions: past the bound, the newest one is left out.
-		if len(e.vs) == blob.MaxCheckpointVersions {
-			e.dropped++
-			newest := 0
-			for i, x := range e.vs {
-				if x.Modified.After(e.vs[newest].Modified) {
-					newest = i
-				}
-			}
-			if !v.Modified.Before(e.vs[newest].Modified) {
-				continue
-			}
-			e.vs = slices.Delete(e.vs, newest, newest+1)
-		}
-		e.vs = append(e.vs, v)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return flush("", true)
+		return fn(blob.Checkpoint{Key: key, Size: size, SHA256: sum, Versions: vs})
+	})
 }

@@ -712,46 +712,9 @@ var _ blob.AuditWalker = (*Store)(nil)
 // only keys with more than one version need one) is not the key's. The retained version is still
 // read by Get and GetVersion.
 func (s *Store) AuditWalk(ctx context.Context, fn func(sum [32]byte) error, found func(blob.Anomaly) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	// A listing is in key order, but a server may send a page's delete markers ahead of its
-	// versions (versitygw does): the entries of a key are gathered until an entry that is not a
-	// delete marker comes with a greater key, after which no entry of a smaller key can come.
-	pending := map[string][]minio.ObjectInfo{}
-	flush := func(below string, all bool) error {
-		var keys []string
-		for k := range pending {
-			if all || k < below {
-				keys = append(keys, k)
-			}
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			vs := pending[k]
-			delete(pending, k)
-			if err := s.auditKey(ctx, k, vs, fn, found); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	for o := range s.client.ListObjects(ctx, s.cfg.Bucket, minio.ListObjectsOptions{
-		Prefix: blob.KeyPrefix, Recursive: true, WithVersions: true, MaxKeys: s.listPageSize,
-	}) {
-		if o.Err != nil {
-			return s.wrap("list versions", blob.KeyPrefix, o.Err)
-		}
-		if !o.IsDeleteMarker {
-			if err := flush(o.Key, false); err != nil {
-				return err
-			}
-		}
-		pending[o.Key] = append(pending[o.Key], o)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return flush("", true)
+	return s.versionsByKey(ctx, blob.KeyPrefix, "", func(key string, vs []minio.ObjectInfo, _ int) error {
+		return s.auditKey(ctx, key, vs, fn, found)
+	})
 }
 
 // auditKey reports the versions vs of key (AuditWalk).

@@ -268,6 +268,18 @@ func TestAuditWalkPages(t *testing.T) {
 				case 3:
 					forgeVersion(t, srv, s.Bucket(), sum, []byte("forged"), true)
 					shadowed[sum] = true
+				case 4:
+					if i > 4 {
+						break
+					}
+					// More delete markers than a key's versions are kept: the walk holds the oldest and
+					// the current one, and still names the key once.
+					for range 110 {
+						if err := c.RemoveObject(ctx(t), s.Bucket(), blob.Key(sum), minio.RemoveObjectOptions{}); err != nil {
+							t.Fatal(err)
+						}
+					}
+					shadowed[sum] = true
 				}
 			}
 			objs, found := auditWalk(t, s)
