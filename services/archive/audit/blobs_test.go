@@ -29,6 +29,38 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// s3Env is newEnv on a bucket of its own on the shared S3 server of kind, with a client holding
+// the service's own credentials, as an insider would use them.
+func s3Env(t *testing.T, kind, bucket string) (*env, *s3store.Store, *minio.Client) {
+	t.Helper()
+	srv := testenv.SharedS3(t, kind)
+	st, err := s3store.New(context.Background(), s3store.Config{Endpoint: srv.Endpoint, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+		Region: srv.Region, Bucket: testenv.Bucket(bucket + "-" + kind), Retention: time.Hour, CreateBucket: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := minio.New(srv.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(srv.AccessKey, srv.SecretKey, ""), Region: srv.Region})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newEnv(t, st), st, c
+}
+
+// forgeVersion writes data as a newer version of sum's object, under COMPLIANCE retention (so that
+// nobody can remove it either) and with its own stored SHA-256, and returns the version's id.
+func forgeVersion(t *testing.T, c *minio.Client, bucket string, sum [32]byte, data []byte) string {
+	t.Helper()
+	ds := sha256.Sum256(data)
+	info, err := minio.Core{Client: c}.PutObject(context.Background(), bucket, blob.Key(sum), bytes.NewReader(data), int64(len(data)), "",
+		hex.EncodeToString(ds[:]), minio.PutObjectOptions{DisableContentSha256: true, Mode: minio.Compliance,
+			RetainUntilDate: time.Now().Add(time.Hour).UTC().Truncate(time.Second),
+			UserMetadata:    map[string]string{"x-amz-checksum-sha256": base64.StdEncoding.EncodeToString(ds[:])}})
+	if err != nil || info.VersionID == "" {
+		t.Fatalf("forged version: %q, %v", info.VersionID, err)
+	}
+	return info.VersionID
+}
+
 // Attack 4: with the service's own S3 credentials, an insider puts a newer version over a stored
 // receipt (with COMPLIANCE retention, so that it cannot be removed either) and a delete marker
 // over another. The archive records the version it wrote: the genuine bytes are still served and
@@ -39,30 +71,12 @@ func TestAuditShadowedS3Versions(t *testing.T) {
 	for _, kind := range []string{testenv.VersityGW, testenv.MinIO} {
 		t.Run(kind, func(t *testing.T) {
 			ctx := context.Background()
-			srv := testenv.SharedS3(t, kind)
-			st, err := s3store.New(ctx, s3store.Config{Endpoint: srv.Endpoint, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
-				Region: srv.Region, Bucket: testenv.Bucket("audit-" + kind), Retention: time.Hour, CreateBucket: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			e := newEnv(t, st)
+			e, st, c := s3Env(t, kind, "audit")
 			acc, delA := e.recs["acc"], e.recs["delA"]
 			if acc.BlobVersion == "" || delA.BlobVersion == "" {
 				t.Fatalf("no version recorded: %q, %q", acc.BlobVersion, delA.BlobVersion)
 			}
-			c, err := minio.New(srv.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(srv.AccessKey, srv.SecretKey, ""), Region: srv.Region})
-			if err != nil {
-				t.Fatal(err)
-			}
-			forged := bytes.Replace(e.raw["acc"], []byte("accettazione"), []byte("ACCETTAZIONE"), 1)
-			fs := sha256.Sum256(forged)
-			_, err = minio.Core{Client: c}.PutObject(ctx, st.Bucket(), blob.Key(acc.SHA256), bytes.NewReader(forged), int64(len(forged)), "",
-				hex.EncodeToString(fs[:]), minio.PutObjectOptions{DisableContentSha256: true, Mode: minio.Compliance,
-					RetainUntilDate: time.Now().Add(time.Hour).UTC().Truncate(time.Second),
-					UserMetadata:    map[string]string{"x-amz-checksum-sha256": base64.StdEncoding.EncodeToString(fs[:])}})
-			if err != nil {
-				t.Fatalf("forged version: %v", err)
-			}
+			forgeVersion(t, c, st.Bucket(), acc.SHA256, bytes.Replace(e.raw["acc"], []byte("accettazione"), []byte("ACCETTAZIONE"), 1))
 			if err := c.RemoveObject(ctx, st.Bucket(), blob.Key(delA.SHA256), minio.RemoveObjectOptions{}); err != nil {
 				t.Fatalf("delete marker: %v", err)
 			}
@@ -113,27 +127,9 @@ func TestAuditBlobVersionPointedElsewhere(t *testing.T) {
 	for _, kind := range []string{testenv.VersityGW, testenv.MinIO} {
 		t.Run(kind, func(t *testing.T) {
 			ctx := context.Background()
-			srv := testenv.SharedS3(t, kind)
-			st, err := s3store.New(ctx, s3store.Config{Endpoint: srv.Endpoint, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
-				Region: srv.Region, Bucket: testenv.Bucket("version-" + kind), Retention: time.Hour, CreateBucket: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			e := newEnv(t, st)
+			e, st, c := s3Env(t, kind, "version")
 			acc, delA, orig := e.recs["acc"], e.recs["delA"], e.recs["orig"]
-			c, err := minio.New(srv.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(srv.AccessKey, srv.SecretKey, ""), Region: srv.Region})
-			if err != nil {
-				t.Fatal(err)
-			}
-			forged := bytes.Replace(e.raw["acc"], []byte("accettazione"), []byte("ACCETTAZIONE"), 1)
-			fs := sha256.Sum256(forged)
-			info, err := minio.Core{Client: c}.PutObject(ctx, st.Bucket(), blob.Key(acc.SHA256), bytes.NewReader(forged), int64(len(forged)), "",
-				hex.EncodeToString(fs[:]), minio.PutObjectOptions{DisableContentSha256: true, Mode: minio.Compliance,
-					RetainUntilDate: time.Now().Add(time.Hour).UTC().Truncate(time.Second),
-					UserMetadata:    map[string]string{"x-amz-checksum-sha256": base64.StdEncoding.EncodeToString(fs[:])}})
-			if err != nil || info.VersionID == "" {
-				t.Fatalf("forged version: %q, %v", info.VersionID, err)
-			}
+			forged := forgeVersion(t, c, st.Bucket(), acc.SHA256, bytes.Replace(e.raw["acc"], []byte("accettazione"), []byte("ACCETTAZIONE"), 1))
 			if err := c.RemoveObject(ctx, st.Bucket(), blob.Key(delA.SHA256), minio.RemoveObjectOptions{}); err != nil {
 				t.Fatalf("delete marker: %v", err)
 			}
@@ -149,7 +145,7 @@ func TestAuditBlobVersionPointedElsewhere(t *testing.T) {
 			if marker == "" {
 				t.Fatal("no delete marker listed")
 			}
-			for sum, v := range map[[32]byte]string{acc.SHA256: info.VersionID, delA.SHA256: marker, orig.SHA256: "no-such-version"} {
+			for sum, v := range map[[32]byte]string{acc.SHA256: forged, delA.SHA256: marker, orig.SHA256: "no-such-version"} {
 				e.insider(`UPDATE messages SET blob_version = $1 WHERE sha256 = $2`, v, sum[:])
 			}
 			for _, name := range []string{"acc", "delA", "orig"} {
