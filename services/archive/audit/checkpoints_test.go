@@ -323,7 +323,7 @@ func TestAuditSymlinkedCheckpoints(t *testing.T) {
 
 // TestAuditPlantedCheckpoints is attack 8: with the storage's credentials an insider plants
 // objects under checkpoint keys, at the size the log reaches next and beyond it: one that is no
-// checkpoint, one under a key that names other bytes, one signed by another key. The archive
+// checkpoint and one signed by another key at each size. The archive
 // publishes past them, and the audit names each (checkpoint-invalid) and nothing else: the log's
 // own checkpoint of that size and its database copy are found beside them.
 func TestAuditPlantedCheckpoints(t *testing.T) {
