@@ -171,3 +171,26 @@ func TestAuditAsReadOnlyRole(t *testing.T) {
 		t.Fatalf("audit as pecarchive_query: exit %d\n%s%s", code, out, errOut)
 	}
 }
+
+// TestLogKeyGenerateNeverOverwrites: generating a key into a file that exists is refused and
+// leaves the file as it was (a key overwritten by mistake would be a lost key).
+func TestLogKeyGenerateNeverOverwrites(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "log.key")
+	if code, _, errOut := runCLI(t, "logkey", "generate", "--origin", "test.pecarchive.local/log", "--out", key); code != exitOK {
+		t.Fatalf("logkey generate: %s", errOut)
+	}
+	before, err := os.ReadFile(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "logkey", "generate", "--origin", "test.pecarchive.local/log", "--out", key)
+	if code != exitUsage || out != "" || !strings.Contains(errOut, "exists") {
+		t.Fatalf("logkey generate over an existing key: exit %d, %q %q; want a refusal", code, out, errOut)
+	}
+	if after, _ := os.ReadFile(key); string(after) != string(before) {
+		t.Fatal("the existing key was changed")
+	}
+	if fi, err := os.Stat(key); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode %v (%v), want 0600", fi.Mode().Perm(), err)
+	}
+}
