@@ -3,6 +3,7 @@ package catalog_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -67,4 +68,34 @@ func TestReferences(t *testing.T) {
 	}
 	wantCode(t, "delete a chain", restrict, `DELETE FROM cert_chains WHERE sha256 = $1`, ghost[:])
 	wantCode(t, "truncate anchor sets", restrict, `TRUNCATE trust_anchor_sets CASCADE`)
+}
+
+// TestInsertOnlyTriggers: the tables whose rows are only ever inserted (migration 0006) refuse
+// UPDATE, DELETE and TRUNCATE with restrict_violation, naming the table; the audit compares them
+// all anyway, against an insider who turns the triggers off.
+func TestInsertOnlyTriggers(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	rcpts := []string{"a@pec.example.it"}
+	e.store(original("sealed@example.it", rcpts...),
+		receipt(pec.KindAccettazione, "sealed@example.it", "opec.sealed@pec.example.it", rcpts, "", trusted, ""))
+	for _, table := range []string{"message_sources", "message_recipients", "message_links", "delivery_events"} {
+		for _, sql := range []string{
+			"UPDATE " + table + " SET sha256 = sha256",
+			"DELETE FROM " + table,
+			"TRUNCATE " + table,
+		} {
+			if table == "message_links" || table == "delivery_events" {
+				sql = strings.Replace(sql, "sha256 = sha256", "via = via", 1)
+				if table == "delivery_events" {
+					sql = strings.Replace(sql, "via = via", "ok = ok", 1)
+				}
+			}
+			_, err := e.pool.Exec(ctx, sql)
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "23001" || !strings.Contains(pe.Message, table) {
+				t.Errorf("%s: %v, want a restrict_violation naming %s", sql, err, table)
+			}
+		}
+	}
 }
