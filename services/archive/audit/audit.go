@@ -5,7 +5,9 @@
 // services/archive/reader); the `pecarchive audit` command prints its Report.
 //
 // Whatever the catalog holds is either under a leaf's digest or derived from what is, and Run
-// checks all of it against the log and the blobs:
+// checks all of it against the log and the blobs, after checking that the schema is the
+// migrations' (schema.go: no view, policy, rule, foreign function or disabled trigger makes the
+// server answer otherwise than its rows say):
 //   - every blob: its bytes hash to its key (re-computed in full, read by the version the archive
 //     recorded, catalog.Message.BlobVersion), its size matches the catalog; the store's own walk
 //     names what hides or stands in for an object (blob.AuditWalker: a newer S3 version or a
@@ -16,7 +18,8 @@
 //     still yields bytes that hash to the row's SHA-256); its leaf exists, is a "message" leaf
 //     for the same SHA-256 and commits to the row (catalog.CheckMessageLeaf: catalog/v2 leaves
 //     cover the evidence fields, received_at to the microsecond and the first source; catalog/v1
-//     leaves the evidence fields and received_at to the second), so an altered row is named;
+//     leaves the evidence fields and received_at to the second), and the row is stored as the
+//     archive writes it (catalog.Message.NonCanonical), so an altered row is named;
 //   - every source: the first of a message is under its message's leaf, every other one under a
 //     "source" leaf of its own (catalog.CheckSourceLeaf);
 //   - every message and source leaf: a catalog row points at it;
@@ -25,7 +28,8 @@
 //     flipped ok or a non-delivery rewritten as a delivery is named even with deliveries
 //     re-derived to match; cert_chains and trust_anchor_sets rows are hashed again;
 //   - with Config.Deep, every row against its blob: the blob is parsed and verified again as
-//     the archive does (archive.Prepare) and must give the row's evidence fields;
+//     the archive does (archive.Prepare), with the recorded anchors as far as the audit's own
+//     trust them (deep.go), and must give the row's evidence fields;
 //   - the tree: recomputed from the leaves, every stored node, the state, every stored checkpoint
 //     (root at its size, consistency with the previous one, signature when a key is given), via
 //     merklelog.Log.Verify;
