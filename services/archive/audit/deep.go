@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"slices"
 	"strings"
-	"time"
 
 	"github.com/pecarchive/pecarchive/pec/smime"
 	"github.com/pecarchive/pecarchive/services/archive"
@@ -130,57 +128,13 @@ func (a *auditor) reparse(ctx context.Context, m *catalog.Message, raw []byte) {
 		Detail: "parsing and verifying the blob again gives " + diffMessages(m, &got)})
 }
 
-// diffMessages names the evidence fields in which got differs from the row m.
+// diffMessages names the evidence fields in which got, what the blob gives, differs from the row
+// m, both normalised as the digest sees them.
 func diffMessages(m, got *catalog.Message) string {
 	a, b := *m, *got
 	a.Normalize()
 	b.Normalize()
-	var d []string
-	field := func(name string, x, y any) {
-		if fmt.Sprint(x) != fmt.Sprint(y) {
-			d = append(d, fmt.Sprintf("%s %q (the row says %q)", name, fmt.Sprint(y), fmt.Sprint(x)))
-		}
-	}
-	tm := func(t time.Time) string {
-		if t.IsZero() {
-			return ""
-		}
-		return t.UTC().Format(time.RFC3339Nano)
-	}
-	field("kind", a.Kind, b.Kind)
-	field("message_id", a.MessageID, b.MessageID)
-	field("pec_id", a.PECID, b.PECID)
-	field("msgid", a.OrigMsgID, b.OrigMsgID)
-	field("x_riferimento", a.XRiferimento, b.XRiferimento)
-	field("sender", a.Sender, b.Sender)
-	field("from", a.From, b.From)
-	field("recipients", a.Recipients, b.Recipients)
-	field("recipient_types", a.RecipientTypes, b.RecipientTypes)
-	field("subject", a.Subject, b.Subject)
-	field("provider", a.Provider, b.Provider)
-	field("daticert_time", tm(a.DaticertTime), tm(b.DaticertTime))
-	field("header_date", tm(a.HeaderDate), tm(b.HeaderDate))
-	field("receipt_type", a.ReceiptType, b.ReceiptType)
-	field("errore", a.Errore, b.Errore)
-	field("errore_esteso", a.ErroreEsteso, b.ErroreEsteso)
-	field("consegna", a.Consegna, b.Consegna)
-	field("signature present/valid/trusted", []bool{a.Verdict.Present, a.Verdict.Valid, a.Verdict.Trusted},
-		[]bool{b.Verdict.Present, b.Verdict.Valid, b.Verdict.Trusted})
-	field("digest", a.Verdict.Digest, b.Verdict.Digest)
-	field("signer", a.Verdict.Signer, b.Verdict.Signer)
-	field("signer_email", a.Verdict.SignerEmail, b.Verdict.SignerEmail)
-	field("index_provider", a.Verdict.Provider, b.Verdict.Provider)
-	field("signed_at", tm(a.Verdict.SignedAt), tm(b.Verdict.SignedAt))
-	field("verified_at", tm(a.Verdict.VerifiedAt), tm(b.Verdict.VerifiedAt))
-	field("reasons", a.Verdict.Reasons, b.Verdict.Reasons)
-	if !slices.Equal(a.Verdict.Details, b.Verdict.Details) {
-		d = append(d, "other reason details")
-	}
-	field("problems", a.Problems, b.Problems)
-	field("chain", fmt.Sprintf("%x", a.ChainSHA256), fmt.Sprintf("%x", b.ChainSHA256))
-	field("anchors", fmt.Sprintf("%x", a.AnchorsSHA256), fmt.Sprintf("%x", b.AnchorsSHA256))
-	field("postacert", fmt.Sprintf("%x", a.PostacertSHA256), fmt.Sprintf("%x", b.PostacertSHA256))
-	field("size", a.Size, b.Size)
+	d := catalog.DiffFields(&a, &b, "the row says", "received_at", "blob_version")
 	if len(d) == 0 {
 		return "other evidence fields"
 	}

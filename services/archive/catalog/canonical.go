@@ -1,10 +1,96 @@
 package catalog
 
 import (
+	"encoding/hex"
 	"fmt"
-	"slices"
+	"strconv"
 	"time"
 )
+
+// Field is one evidence field of a messages row, named as its column, with its value written out
+// for a report.
+type Field struct{ Name, Value string }
+
+// Fields returns the evidence fields of m as written out for a report (text quoted, times in
+// RFC 3339, the daticert time in its own zone, hashes in hex), in column order, and received_at
+// and blob_version last. Two rows have the same fields exactly when their values are equal.
+func (m *Message) Fields() []Field {
+	q := strconv.Quote
+	list := func(l []string) string { return fmt.Sprintf("%q", l) }
+	tm := func(t time.Time, utc bool) string {
+		switch {
+		case t.IsZero():
+			return ""
+		case utc:
+			return t.UTC().Format(time.RFC3339Nano)
+		}
+		return t.Format(time.RFC3339Nano)
+	}
+	sum := func(s [32]byte) string {
+		if s == ([32]byte{}) {
+			return ""
+		}
+		return hex.EncodeToString(s[:])
+	}
+	return []Field{
+		{"size", strconv.FormatInt(m.Size, 10)},
+		{"kind", q(string(m.Kind))},
+		{"message_id", q(m.MessageID)},
+		{"pec_id", q(m.PECID)},
+		{"orig_msgid", q(m.OrigMsgID)},
+		{"x_riferimento", q(m.XRiferimento)},
+		{"ref_msgid", q(m.RefMsgID)},
+		{"sender", q(m.Sender)},
+		{"from_addr", q(m.From)},
+		{"recipients", list(m.Recipients)},
+		{"recipient_types", list(m.RecipientTypes)},
+		{"subject", q(m.Subject)},
+		{"provider", q(m.Provider)},
+		{"daticert_time", tm(m.DaticertTime, false)},
+		{"header_date", tm(m.HeaderDate, true)},
+		{"receipt_type", q(string(m.ReceiptType))},
+		{"errore", q(string(m.Errore))},
+		{"errore_esteso", q(m.ErroreEsteso)},
+		{"consegna", q(m.Consegna)},
+		{"sig_present", strconv.FormatBool(m.Verdict.Present)},
+		{"sig_valid", strconv.FormatBool(m.Verdict.Valid)},
+		{"sig_trusted", strconv.FormatBool(m.Verdict.Trusted)},
+		{"digest_alg", q(m.Verdict.Digest)},
+		{"signer", q(m.Verdict.Signer)},
+		{"signer_email", q(m.Verdict.SignerEmail)},
+		{"index_provider", q(m.Verdict.Provider)},
+		{"signed_at", tm(m.Verdict.SignedAt, true)},
+		{"verified_at", tm(m.Verdict.VerifiedAt, true)},
+		{"reasons", list(m.Verdict.Reasons)},
+		{"reason_details", list(m.Verdict.Details)},
+		{"problems", list(m.Problems)},
+		{"chain_sha256", sum(m.ChainSHA256)},
+		{"anchors_sha256", sum(m.AnchorsSHA256)},
+		{"postacert_sha256", sum(m.PostacertSHA256)},
+		{"received_at", tm(m.ReceivedAt, true)},
+		{"blob_version", q(m.BlobVersion)},
+	}
+}
+
+// DiffFields names each field in which got differs from m: its name, got's value and, in
+// parentheses, how and m's value (`recipients ["a@x"] (the row says ["b@x"])` for how "the row
+// says"). Fields named in skip are left out.
+func DiffFields(m, got *Message, how string, skip ...string) []string {
+	a, b := m.Fields(), got.Fields()
+	var out []string
+next:
+	for i := range a {
+		for _, s := range skip {
+			if a[i].Name == s {
+				continue next
+			}
+		}
+		if a[i].Value != b[i].Value {
+			out = append(out, fmt.Sprintf("%s %s (%s %s)", a[i].Name, b[i].Value, how, a[i].Value))
+		}
+	}
+	return out
+}
 
 // NonCanonical names the fields of the stored row m that are not as the archive writes them:
 // those [Message.Normalize] would change (an address not in lower case, a message id with angle
@@ -16,51 +102,5 @@ import (
 func (m *Message) NonCanonical() []string {
 	c := *m
 	c.Normalize()
-	var out []string
-	str := func(name, stored, canonical string) {
-		if stored != canonical {
-			out = append(out, fmt.Sprintf("%s %q (the archive writes %q)", name, stored, canonical))
-		}
-	}
-	list := func(name string, stored, canonical []string) {
-		if !slices.Equal(stored, canonical) {
-			out = append(out, fmt.Sprintf("%s %q (the archive writes %q)", name, stored, canonical))
-		}
-	}
-	tm := func(name string, stored, canonical time.Time) {
-		if !stored.Equal(canonical) {
-			out = append(out, fmt.Sprintf("%s %s (the archive writes %s)", name,
-				stored.UTC().Format(time.RFC3339Nano), canonical.UTC().Format(time.RFC3339Nano)))
-		}
-	}
-	str("kind", string(m.Kind), string(c.Kind))
-	str("message_id", m.MessageID, c.MessageID)
-	str("pec_id", m.PECID, c.PECID)
-	str("orig_msgid", m.OrigMsgID, c.OrigMsgID)
-	str("x_riferimento", m.XRiferimento, c.XRiferimento)
-	str("ref_msgid", m.RefMsgID, c.RefMsgID)
-	str("sender", m.Sender, c.Sender)
-	str("from_addr", m.From, c.From)
-	list("recipients", m.Recipients, c.Recipients)
-	list("recipient_types", m.RecipientTypes, c.RecipientTypes)
-	str("subject", m.Subject, c.Subject)
-	str("provider", m.Provider, c.Provider)
-	tm("daticert_time", m.DaticertTime, c.DaticertTime)
-	tm("header_date", m.HeaderDate, c.HeaderDate)
-	str("receipt_type", string(m.ReceiptType), string(c.ReceiptType))
-	str("errore", string(m.Errore), string(c.Errore))
-	str("errore_esteso", m.ErroreEsteso, c.ErroreEsteso)
-	str("consegna", m.Consegna, c.Consegna)
-	str("digest_alg", m.Verdict.Digest, c.Verdict.Digest)
-	str("signer", m.Verdict.Signer, c.Verdict.Signer)
-	str("signer_email", m.Verdict.SignerEmail, c.Verdict.SignerEmail)
-	str("index_provider", m.Verdict.Provider, c.Verdict.Provider)
-	tm("signed_at", m.Verdict.SignedAt, c.Verdict.SignedAt)
-	tm("verified_at", m.Verdict.VerifiedAt, c.Verdict.VerifiedAt)
-	list("reasons", m.Verdict.Reasons, c.Verdict.Reasons)
-	list("reason_details", m.Verdict.Details, c.Verdict.Details)
-	list("problems", m.Problems, c.Problems)
-	tm("received_at", m.ReceivedAt, c.ReceivedAt)
-	str("blob_version", m.BlobVersion, c.BlobVersion)
-	return out
+	return DiffFields(&c, m, "the archive writes")
 }
