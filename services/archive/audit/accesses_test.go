@@ -5,42 +5,18 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/pecarchive/pecarchive/internal/testenv"
 	"github.com/pecarchive/pecarchive/pec/pectest"
-	"github.com/pecarchive/pecarchive/pec/smime"
 	"github.com/pecarchive/pecarchive/services/archive"
 	"github.com/pecarchive/pecarchive/services/archive/audit"
-	"github.com/pecarchive/pecarchive/services/archive/blob/fsstore"
 	"github.com/pecarchive/pecarchive/services/archive/catalog"
-	"github.com/pecarchive/pecarchive/services/archive/merklelog"
 )
 
 // The records of reads of evidence are audited like the messages: a row altered, deleted, or
 // added without its leaf is named.
 func TestAuditAccesses(t *testing.T) {
 	ctx := context.Background()
-	pool := testenv.PG(t)
-	fs, err := fsstore.New(ctx, fsstore.Config{Root: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := archive.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	log, err := merklelog.New(ctx, merklelog.Config{Pool: pool})
-	if err != nil {
-		t.Fatal(err)
-	}
-	prov, err := pectest.NewProvider(1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, _ := smime.New(smime.Config{Anchors: smime.NewTrustStore(prov.CA.Root)})
-	a, err := archive.New(ctx, archive.Config{Pool: pool, Blobs: fs, Log: log, Verifier: v, CheckpointInterval: -1, CheckpointEvery: -1, NoMigrate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close(ctx)
+	f := newFixture(t, nil, nil, nil)
+	pool, fs, log, prov, a := f.pool, f.blobs, f.log, f.prov, f.a
 	o, _ := prov.Original(&pectest.Original{Subject: "Accessi", MessageID: "accessi@pec.ordine.example.it"})
 	acc, _ := prov.Acceptance(pectest.Params{Original: o})
 	rec, err := a.Store(ctx, acc.Bytes, archive.Source{Path: "acc"})

@@ -11,14 +11,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pecarchive/pecarchive/internal/testenv"
 	"github.com/pecarchive/pecarchive/pec/pectest"
-	"github.com/pecarchive/pecarchive/pec/smime"
 	"github.com/pecarchive/pecarchive/services/archive"
 	"github.com/pecarchive/pecarchive/services/archive/audit"
 	"github.com/pecarchive/pecarchive/services/archive/blob/fsstore"
 	"github.com/pecarchive/pecarchive/services/archive/catalog"
-	"github.com/pecarchive/pecarchive/services/archive/merklelog"
 	"github.com/pecarchive/pecarchive/tlog"
 )
 
@@ -36,32 +33,8 @@ func finds(rep audit.Report, kind string, sum [32]byte, leaf int64) bool {
 
 func TestAudit(t *testing.T) {
 	ctx := context.Background()
-	pool := testenv.PG(t)
-	fs, err := fsstore.New(ctx, fsstore.Config{Root: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := archive.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	skey, vkey, _ := tlog.GenerateKey(origin)
-	signer, _ := tlog.NewSigner(skey)
-	verifier, _ := tlog.NewVerifier(vkey)
-	log, err := merklelog.New(ctx, merklelog.Config{Pool: pool, Signer: signer, Verifier: verifier, Checkpoints: fs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	prov, err := pectest.NewProvider(1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer, _ := prov.Peer(nil)
-	v, _ := smime.New(smime.Config{Anchors: smime.NewTrustStore(prov.CA.Root)})
-	a, err := archive.New(ctx, archive.Config{Pool: pool, Blobs: fs, Log: log, Verifier: v, CheckpointInterval: -1, CheckpointEvery: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close(ctx)
+	f := newFixture(t, nil, nil, nil)
+	pool, fs, log, prov, peer, a, vkey := f.pool, f.blobs.(*fsstore.Store), f.log, f.prov, f.peer, f.a, f.vkey
 
 	var recs []archive.Record
 	for i := range 3 {

@@ -14,20 +14,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/transparency-dev/formats/log"
 
 	"github.com/pecarchive/pecarchive/internal/testenv"
 	"github.com/pecarchive/pecarchive/pec/pectest"
-	"github.com/pecarchive/pecarchive/pec/smime"
 	"github.com/pecarchive/pecarchive/services/archive"
 	"github.com/pecarchive/pecarchive/services/archive/audit"
 	"github.com/pecarchive/pecarchive/services/archive/blob"
 	"github.com/pecarchive/pecarchive/services/archive/blob/fsstore"
 	"github.com/pecarchive/pecarchive/services/archive/blob/s3store"
-	"github.com/pecarchive/pecarchive/services/archive/merklelog"
 	"github.com/pecarchive/pecarchive/services/archive/merklelog/merklelogtest"
 	"github.com/pecarchive/pecarchive/tlog"
 )
@@ -35,53 +32,22 @@ import (
 var (
 	wProvOnce sync.Once
 	wProv     *pectest.Provider
-	wVerifier *smime.Verifier
 	wProvErr  error
 )
 
-// world is an archive on the real PostgreSQL (fresh schema) and a blob store that also keeps the
-// log's checkpoints.
+// world is a fixture whose tests store acceptances of one shared provider.
 type world struct {
-	pool  *pgxpool.Pool
-	blobs blob.Store
-	log   *merklelog.Log
-	a     *archive.Archive
-	vkey  string
-	n     int
+	*fixture
+	n int
 }
 
 func newWorld(t *testing.T, blobs blob.Store) *world {
 	t.Helper()
-	wProvOnce.Do(func() {
-		if wProv, wProvErr = pectest.NewProvider(3, nil); wProvErr == nil {
-			wVerifier, wProvErr = smime.New(smime.Config{Anchors: smime.NewTrustStore(wProv.CA.Root)})
-		}
-	})
+	wProvOnce.Do(func() { wProv, wProvErr = pectest.NewProvider(3, nil) })
 	if wProvErr != nil {
 		t.Fatal(wProvErr)
 	}
-	ctx := context.Background()
-	w := &world{pool: testenv.PG(t), blobs: blobs}
-	if err := archive.Migrate(ctx, w.pool); err != nil {
-		t.Fatal(err)
-	}
-	skey, vkey, _ := tlog.GenerateKey(origin)
-	signer, _ := tlog.NewSigner(skey)
-	verifier, _ := tlog.NewVerifier(vkey)
-	var err error
-	w.log, err = merklelog.New(ctx, merklelog.Config{Pool: w.pool, Signer: signer, Verifier: verifier,
-		Checkpoints: blobs.(merklelog.CheckpointStore)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.vkey = vkey
-	w.a, err = archive.New(ctx, archive.Config{Pool: w.pool, Blobs: blobs, Log: w.log, Verifier: wVerifier,
-		CheckpointInterval: -1, CheckpointEvery: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.a.Close(context.Background()) })
-	return w
+	return &world{fixture: newFixture(t, blobs, wProv, nil)}
 }
 
 // store stores n new acceptances.

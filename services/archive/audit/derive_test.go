@@ -7,20 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/pecarchive/pecarchive/internal/testenv"
 	"github.com/pecarchive/pecarchive/pec"
 	"github.com/pecarchive/pecarchive/pec/pectest"
-	"github.com/pecarchive/pecarchive/pec/smime"
 	"github.com/pecarchive/pecarchive/services/archive"
 	"github.com/pecarchive/pecarchive/services/archive/audit"
 	"github.com/pecarchive/pecarchive/services/archive/blob"
-	"github.com/pecarchive/pecarchive/services/archive/blob/fsstore"
 	"github.com/pecarchive/pecarchive/services/archive/catalog"
-	"github.com/pecarchive/pecarchive/services/archive/merklelog"
 	"github.com/pecarchive/pecarchive/services/archive/reader"
-	"github.com/pecarchive/pecarchive/tlog"
 )
 
 // env is an archive with one conversation stored: an original to a, b and c, its acceptance,
@@ -29,18 +22,13 @@ import (
 // from one mailbox, and the acceptance once more from another folder (a source with a leaf of
 // its own).
 type env struct {
-	t      *testing.T
-	pool   *pgxpool.Pool
-	blobs  blob.Store
-	a      *archive.Archive
-	rd     *reader.Reader
-	cfg    audit.Config
-	prov   *pectest.Provider
-	peer   *pectest.Provider
-	orig   *pectest.Original
-	recs   map[string]archive.Record // by name: orig, acc, env, delA, nonDelB, warnB, delC
-	raw    map[string][]byte
-	verify *smime.Verifier
+	*fixture
+	t    *testing.T
+	rd   *reader.Reader
+	cfg  audit.Config
+	orig *pectest.Original
+	recs map[string]archive.Record // by name: orig, acc, env, delA, nonDelB, warnB, delC
+	raw  map[string][]byte
 }
 
 func newEnv(t *testing.T, blobs blob.Store) *env {
@@ -52,46 +40,14 @@ func newEnv(t *testing.T, blobs blob.Store) *env {
 func newEnvWith(t *testing.T, blobs blob.Store, edit func(*archive.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
-	pool := testenv.PG(t)
-	if blobs == nil {
-		fs, err := fsstore.New(ctx, fsstore.Config{Root: t.TempDir()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		blobs = fs
-	}
-	if err := archive.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	skey, vkey, _ := tlog.GenerateKey(origin)
-	signer, _ := tlog.NewSigner(skey)
-	verifier, _ := tlog.NewVerifier(vkey)
-	log, err := merklelog.New(ctx, merklelog.Config{Pool: pool, Signer: signer, Verifier: verifier,
-		Checkpoints: blobs.(merklelog.CheckpointStore)})
+	f := newFixture(t, blobs, nil, edit)
+	rd, err := reader.New(ctx, reader.Config{Pool: f.pool, Blobs: f.blobs, Log: f.log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	prov, err := pectest.NewProvider(1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer, _ := prov.Peer(nil)
-	v, _ := smime.New(smime.Config{Anchors: smime.NewTrustStore(prov.CA.Root)})
-	acfg := archive.Config{Pool: pool, Blobs: blobs, Log: log, Verifier: v, CheckpointInterval: -1, CheckpointEvery: -1}
-	if edit != nil {
-		edit(&acfg)
-	}
-	a, err := archive.New(ctx, acfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close(context.Background()) })
-	rd, err := reader.New(ctx, reader.Config{Pool: pool, Blobs: blobs, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, pool: pool, blobs: blobs, a: a, rd: rd, prov: prov, peer: peer, verify: v, recs: map[string]archive.Record{}, raw: map[string][]byte{},
-		cfg: audit.Config{Pool: pool, Blobs: blobs, Log: log, LogKey: vkey, Verifier: v}}
+	e := &env{fixture: f, t: t, rd: rd, recs: map[string]archive.Record{}, raw: map[string][]byte{},
+		cfg: audit.Config{Pool: f.pool, Blobs: f.blobs, Log: f.log, LogKey: f.vkey, Verifier: f.verify}}
+	prov, peer := f.prov, f.peer
 	o, err := prov.Original(&pectest.Original{To: []string{"a@pec.esempio.it", "b@pec.esempio.it", "c@pec.esempio.it"},
 		Subject: "Derivazione " + t.Name(), MessageID: fmt.Sprintf("derive-%d@pec.ordine.example.it", time.Now().UnixNano())})
 	if err != nil {
@@ -127,7 +83,7 @@ func newEnvWith(t *testing.T, blobs blob.Store, edit func(*archive.Config)) *env
 	e.raw["orig"] = o.Raw
 	e.recs["orig"] = e.store(o.Raw, archive.Source{Path: "/sent/derive.eml"})
 	e.store(e.raw["acc"], archive.Source{Mailbox: "ordine@pec.ordine.example.it", Folder: "Archivio", UIDValidity: 9, UID: 1})
-	if _, err := a.Publish(ctx); err != nil {
+	if _, err := e.a.Publish(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if edit == nil {
