@@ -107,3 +107,11 @@ func AnchorSet(certs [][]byte, label string) CertSet {
 	sorted, id := record.AnchorSet(certs)
 	return CertSet{SHA256: id, Label: clean(label, MaxText), Certs: sorted}
 }
+
+// Field is record.Field: one evidence field of a messages row, written out for a report.
+type Field = record.Field
+
+// DiffFields is record.DiffFields: the fields in which got differs from m.
+func DiffFields(m, got *Message, how string, skip ...string) []string {
+	return record.DiffFields(m, got, how, skip...)
+}
