@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -185,16 +186,29 @@ func runQueryBench(ctx context.Context, cfg queryBenchConfig, out io.Writer) err
 	if err := archive.Migrate(ctx, pool); err != nil {
 		return err
 	}
-	skey, _, err := tlog.GenerateKey("bench.pecarchive.local/log")
+	// The log's key and its write-once checkpoints (and the empty blob store) live in a folder
+	// named after the schema, kept with it: a kept schema's checkpoints are signed by that key.
+	dir := filepath.Join(os.TempDir(), "pecarchive-"+cfg.Schema)
+	if fill {
+		defer func() {
+			if !cfg.Keep {
+				os.RemoveAll(dir)
+			}
+		}()
+	}
+	skey, err := benchQueryKey(dir, fill)
 	if err != nil {
 		return err
 	}
-	signer, _ := tlog.NewSigner(skey)
-	l, err := merklelog.New(ctx, merklelog.Config{Pool: pool, Signer: signer})
+	blobs, err := fsstore.New(ctx, fsstore.Config{Root: filepath.Join(dir, "blobs")})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "postgres: schema %s\n", cfg.Schema)
+	l, _, err := openLogWithKey(ctx, pool, blobs, skey, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "postgres: schema %s, log key and checkpoints in %s\n", cfg.Schema, dir)
 
 	if fill {
 		t0 := time.Now()
@@ -235,10 +249,6 @@ func runQueryBench(ctx context.Context, cfg queryBenchConfig, out io.Writer) err
 		return err
 	}
 
-	blobs, err := fsstore.New(ctx, fsstore.Config{Root: os.TempDir() + "/pecarchive-bench-query-blobs"})
-	if err != nil {
-		return err
-	}
 	// The writer records every read; the service reads as pecarchive_query, read-only.
 	a, err := archive.New(ctx, archive.Config{Pool: pool, Blobs: blobs, Log: l, NoMigrate: true})
 	if err != nil {
@@ -561,6 +571,27 @@ func (f *floorQueries) lookups(ctx context.Context, msgid string) error {
 		return errors.New("floor: no proof nodes")
 	}
 	return nil
+}
+
+// benchQueryKey returns the log's signing key kept in dir: a new one written there when fill,
+// else the one a filling run wrote.
+func benchQueryKey(dir string, fill bool) (string, error) {
+	keyFile := filepath.Join(dir, "log.key")
+	if !fill {
+		b, err := os.ReadFile(keyFile)
+		if err != nil {
+			return "", fmt.Errorf("the log key of the kept schema: %w", err)
+		}
+		return string(b), nil
+	}
+	skey, _, err := tlog.GenerateKey("bench.pecarchive.local/log")
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	return skey, writeSecretFile(keyFile, []byte(skey+"\n"))
 }
 
 // parallelErr runs fn in n goroutines and returns the first error.
