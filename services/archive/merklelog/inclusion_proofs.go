@@ -14,7 +14,8 @@ const MaxProofs = 10_000
 // InclusionProofs returns the proofs that each leaf of indices is in the tree of the given size
 // (every index < size <= Size), in the order of indices, reading every node they need (and the
 // leaves themselves, to know they exist) with one query: an answer that proves many receipts at
-// once costs one round trip, not one per receipt.
+// once costs one round trip, not one per receipt. The upper nodes, which proofs share, are
+// cached (complete subtrees never change once stored), so that query reads mostly the lower ones.
 func (l *Log) InclusionProofs(ctx context.Context, indices []uint64, size uint64) ([][][]byte, error) {
 	if len(indices) > MaxProofs || size > 1<<62 {
 		return nil, fmt.Errorf("%w: %d proofs in a tree of size %d", ErrInvalid, len(indices), size)
@@ -46,12 +47,25 @@ func (l *Log) InclusionProofs(ctx context.Context, indices []uint64, size uint64
 		}
 		need(compact.NewNodeID(0, index))
 	}
-	hs, missing, err := fetchNodes(ctx, l.pool, ids)
-	if err != nil {
-		return nil, err
-	}
-	if len(missing) > 0 {
-		return nil, l.missingErr(ctx, l.pool, size, missing)
+	// The upper nodes from the cache, the others with one query.
+	hs := make([][]byte, len(ids))
+	want := l.nodes.get(ids, hs, size)
+	if len(want) > 0 {
+		fetch := make([]compact.NodeID, len(want))
+		for i, j := range want {
+			fetch[i] = ids[j]
+		}
+		got, missing, err := fetchNodes(ctx, l.pool, fetch)
+		if err != nil {
+			return nil, err
+		}
+		if len(missing) > 0 {
+			return nil, l.missingErr(ctx, l.pool, size, missing)
+		}
+		for i, j := range want {
+			hs[j] = got[i]
+		}
+		l.nodes.put(fetch, got, size)
 	}
 	for i, nodes := range plans {
 		got := make([][]byte, len(nodes.IDs))

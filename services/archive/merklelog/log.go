@@ -128,11 +128,14 @@ type Config struct {
 }
 
 // Log is the PostgreSQL-backed transparency log. It is safe for concurrent use and keeps no
-// state of its own besides its configuration: every call reads the database.
+// state of its own besides its configuration and a cache of the upper stored nodes that
+// [Log.InclusionProofs] reads (complete subtrees, which never change): every other call reads
+// the database.
 type Log struct {
-	pool *pgxpool.Pool
-	cfg  Config
-	rf   *compact.RangeFactory
+	pool  *pgxpool.Pool
+	cfg   Config
+	rf    *compact.RangeFactory
+	nodes nodeCache // upper nodes read by InclusionProofs
 }
 
 // New returns a Log over the tables of cfg.Pool's current schema, checking that the migrations

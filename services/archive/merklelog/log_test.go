@@ -524,6 +524,49 @@ func TestUnavailable(t *testing.T) {
 	}
 }
 
+// InclusionProofs takes the upper nodes it read once from its cache: proofs against the same
+// tree size and against later ones stay equal to InclusionProof's (which reads every node) and
+// verify against the root, and the query reads fewer nodes the second time.
+func TestInclusionProofsCachedNodes(t *testing.T) {
+	e := newEnv(t, merklelog.Config{})
+	ctx := context.Background()
+	var data [][]byte
+	for i := range 1300 {
+		data = append(data, leaf(i))
+	}
+	e.appendTx(t, data[:1000])
+	check := func(size uint64, idx []uint64) {
+		t.Helper()
+		root, err := e.log.Root(ctx, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := e.queries.n.Load()
+		got, err := e.log.InclusionProofs(ctx, idx, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q := e.queries.n.Load() - before; q > 1 {
+			t.Errorf("size %d: %d queries, want at most 1", size, q)
+		}
+		for k, i := range idx {
+			want, err := e.log.InclusionProof(ctx, i, size)
+			if err != nil || !equalProofs(got[k], want) {
+				t.Errorf("size %d, leaf %d: proof differs from InclusionProof's (%v)", size, i, err)
+			}
+			if err := tlog.VerifyInclusion(tlog.LeafHash(data[i]), i, size, got[k], root); err != nil {
+				t.Errorf("size %d, leaf %d: %v", size, i, err)
+			}
+		}
+	}
+	check(1000, []uint64{3, 700, 999})
+	check(1000, []uint64{3, 700, 999, 260, 511, 512})
+	e.appendTx(t, data[1000:])
+	check(1000, []uint64{4, 701})
+	check(1300, []uint64{3, 700, 999, 1299, 1024, 5})
+	check(1100, []uint64{1, 1099, 600})
+}
+
 // InclusionProofs answers many proofs with one query, each equal to InclusionProof's.
 func TestInclusionProofs(t *testing.T) {
 	e := newEnv(t, merklelog.Config{})
