@@ -460,9 +460,8 @@ func (b *benchSide) pct(p int) time.Duration {
 // The floor's statements: the ones the reader sends for an answer (catalog.ByMsgID,
 // merklelog.Log.Checkpoint, merklelog.Log.InclusionProofs), with every column.
 const (
-	floorMessagesSQL = `SELECT * FROM messages WHERE sha256 IN (
-		SELECT sha256 FROM messages WHERE message_id <> '' AND message_id = $1
-		UNION SELECT sha256 FROM messages WHERE ref_msgid <> '' AND ref_msgid = $1)
+	floorMessagesSQL = `SELECT * FROM messages WHERE message_id <> '' AND message_id = $1
+	UNION ALL SELECT * FROM messages WHERE ref_msgid <> '' AND ref_msgid = $1 AND message_id <> $1
 	ORDER BY received_at, sha256 LIMIT $2`
 	floorCheckpointSQL = `SELECT signed FROM merklelog_checkpoint ORDER BY size DESC LIMIT 1`
 	floorNodesSQL      = `

@@ -116,10 +116,11 @@ func (c *Catalog) ByPECID(ctx context.Context, pecID string, n int) ([]Message, 
 }
 
 // byKeySQL selects, for ByMsgID and ByPECID, the messages whose message_id or the other key
-// column (%s, twice) is the key; each branch is a scan of its partial index.
-const byKeySQL = `SELECT ` + msgSelect + ` FROM messages WHERE sha256 IN (
-		SELECT sha256 FROM messages WHERE message_id <> '' AND message_id = $1
-		UNION SELECT sha256 FROM messages WHERE %s <> '' AND %s = $1)
+// column (%s, twice) is the key; each branch is a scan of its partial index that reads the rows
+// it finds. The second branch leaves out the rows of the first (message_id is the key), so no
+// row comes twice and none is looked up again by its primary key.
+const byKeySQL = `SELECT ` + msgSelect + ` FROM messages WHERE message_id <> '' AND message_id = $1
+	UNION ALL SELECT ` + msgSelect + ` FROM messages WHERE %s <> '' AND %s = $1 AND message_id <> $1
 	ORDER BY received_at, sha256 LIMIT $2`
 
 // byKey is the body of ByMsgID and ByPECID: the messages whose message_id or column col is key.
