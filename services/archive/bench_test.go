@@ -2,6 +2,7 @@ package archive_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"github.com/pecarchive/pecarchive/services/archive"
 	"github.com/pecarchive/pecarchive/services/archive/blob/fsstore"
 	"github.com/pecarchive/pecarchive/services/archive/blob/s3store"
+	"github.com/pecarchive/pecarchive/services/archive/catalog"
 )
 
 var (
@@ -138,4 +140,58 @@ func BenchmarkStore(b *testing.B) {
 		}
 		benchStore(b, newFixture(b, func(c *archive.Config) { c.Blobs = s3 }), 256)
 	})
+}
+
+// go test -run '^$' -bench BenchmarkRecordAccess -benchtime 5000x ./services/archive
+//
+// BenchmarkRecordAccess records b.N accesses (three SHA-256s each, as a ProveDelivery of a
+// notice with two receipts) from 16 callers, as the query service's 16 clients in bench query
+// do: each call returns once its access row and leaf are committed. It reports accesses/s, the
+// accesses per transaction, and the CPU per access of this process and of PostgreSQL.
+func BenchmarkRecordAccess(b *testing.B) {
+	f := newFixture(b, nil)
+	ctx := context.Background()
+	const callers = 16
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	before := f.a.Stats()
+	b.ResetTimer()
+	start := time.Now()
+	pg0, _ := procstat.CPUByName("postgres")
+	self0, _ := procstat.Read(os.Getpid())
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				acc := catalog.Access{Principal: "bench", Auth: "token", Method: "/pecarchive.query.v1.EvidenceService/ProveDelivery",
+					Selector: fmt.Sprintf("msgid=avviso-%d@ordine.example.it", i)}
+				for k := range 3 {
+					acc.Returned = append(acc.Returned, sha256.Sum256(fmt.Appendf(nil, "%d %d", i, k)))
+				}
+				if _, err := f.a.RecordAccess(ctx, acc); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	d := time.Since(start)
+	b.StopTimer()
+	st := f.a.Stats()
+	b.ReportMetric(float64(b.N)/d.Seconds(), "acc/s")
+	if n := st.Batches - before.Batches; n > 0 {
+		b.ReportMetric(float64(b.N)/float64(n), "acc/tx")
+	}
+	if self1, err := procstat.Read(os.Getpid()); err == nil {
+		b.ReportMetric(float64((self1.CPU-self0.CPU).Microseconds())/float64(b.N), "self-µs/acc")
+	}
+	if pg1, _ := procstat.CPUByName("postgres"); pg1 > pg0 {
+		b.ReportMetric(float64((pg1-pg0).Microseconds())/float64(b.N), "pg-µs/acc")
+	}
 }
