@@ -175,6 +175,15 @@ func runQueryBench(ctx context.Context, cfg queryBenchConfig, out io.Writer) err
 	if err != nil {
 		return err
 	}
+	// The bench's connections carry an application name of their own, so that the CPU of
+	// their server processes can be told from that of the machine's other PostgreSQL work.
+	pcfg := pool.Config().Copy()
+	pool.Close()
+	pcfg.ConnConfig.RuntimeParams["application_name"] = benchAppName
+	if pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
+		return err
+	}
+	pgOwn := func() time.Duration { return pgBackendsCPU(ctx, pool) }
 	defer func() {
 		if cfg.Keep {
 			fmt.Fprintf(out, "postgres: schema %s kept (reuse it with -schema %s -n %d)\n", cfg.Schema, cfg.Schema, cfg.N)
@@ -328,10 +337,10 @@ func runQueryBench(ctx context.Context, cfg queryBenchConfig, out io.Writer) err
 	}
 	if cfg.Warmup > 0 {
 		var w benchSide
-		if err := w.run(ctx, cfg.Concurrency, cfg.Warmup/2, floor); err != nil {
+		if err := w.run(ctx, cfg.Concurrency, cfg.Warmup/2, floor, pgOwn); err != nil {
 			return err
 		}
-		if err := w.run(ctx, cfg.Concurrency, cfg.Warmup/2, service); err != nil {
+		if err := w.run(ctx, cfg.Concurrency, cfg.Warmup/2, service, pgOwn); err != nil {
 			return err
 		}
 	}
@@ -354,10 +363,10 @@ func runQueryBench(ctx context.Context, cfg queryBenchConfig, out io.Writer) err
 				defer func() { prof = nil }()
 			}
 		}
-		return sv.run(ctx, cfg.Concurrency, slice, service)
+		return sv.run(ctx, cfg.Concurrency, slice, service, pgOwn)
 	}
 	for r := range cfg.Rounds {
-		first, second := func() error { return fl.run(ctx, cfg.Concurrency, slice, floor) }, runService
+		first, second := func() error { return fl.run(ctx, cfg.Concurrency, slice, floor, pgOwn) }, runService
 		if r%2 == 1 {
 			first, second = second, first
 		}
@@ -382,8 +391,9 @@ func runQueryBench(ctx context.Context, cfg queryBenchConfig, out io.Writer) err
 	per := func(d time.Duration, n int64) string {
 		return (d / time.Duration(max(n, 1))).Round(time.Microsecond).String()
 	}
-	fmt.Fprintf(out, "cpu per answer: floor: this process %s, PostgreSQL %s; service: this process %s (gRPC both ends, service, archive), PostgreSQL %s (all postgres processes of this machine)\n",
-		per(fl.self, fl.ops.Load()), per(fl.pg, fl.ops.Load()), per(sv.self, sv.ops.Load()), per(sv.pg, sv.ops.Load()))
+	fmt.Fprintf(out, "cpu per answer: floor: this process %s, PostgreSQL %s (its own connections' server processes %s); service: this process %s (gRPC both ends, service, archive), PostgreSQL %s (its own connections' %s); PostgreSQL is all postgres processes of this machine, others' work included\n",
+		per(fl.self, fl.ops.Load()), per(fl.pg, fl.ops.Load()), per(fl.pgOwn, fl.ops.Load()),
+		per(sv.self, sv.ops.Load()), per(sv.pg, sv.ops.Load()), per(sv.pgOwn, sv.ops.Load()))
 	if fl.machine.Total() > 0 && sv.machine.Total() > 0 {
 		pct := func(m procstat.Machine) float64 { return 100 * float64(m.Busy) / float64(m.Total()) }
 		fmt.Fprintf(out, "machine (%d CPUs): busy %.0f%% during the floor, %.0f%% during the service; busy CPU per answer %s vs %s\n",
@@ -400,13 +410,16 @@ type benchSide struct {
 	elapsed        time.Duration
 	ops, errors    atomic.Int64
 	self, pg       time.Duration
+	pgOwn          time.Duration // the CPU of the server processes of the bench's own connections
 	machine        procstat.Machine
 	firstErrLogged atomic.Bool
 }
 
-// run calls op from conc goroutines for d, timing each call.
-func (b *benchSide) run(ctx context.Context, conc int, d time.Duration, op func(ctx context.Context, rng *rand.Rand, worker int) error) error {
-	self0, pg0 := procCPU(os.Getpid()), pgCPU()
+// run calls op from conc goroutines for d, timing each call; pgOwn returns the CPU time used so
+// far by the server processes of the bench's own connections.
+func (b *benchSide) run(ctx context.Context, conc int, d time.Duration, op func(ctx context.Context, rng *rand.Rand, worker int) error,
+	pgOwn func() time.Duration) error {
+	self0, pg0, own0 := procCPU(os.Getpid()), pgCPU(), pgOwn()
 	m0, _ := procstat.ReadMachine()
 	start := time.Now()
 	deadline := start.Add(d)
@@ -440,6 +453,7 @@ func (b *benchSide) run(ctx context.Context, conc int, d time.Duration, op func(
 	m1, _ := procstat.ReadMachine()
 	b.self += procCPU(os.Getpid()) - self0
 	b.pg += pgCPU() - pg0
+	b.pgOwn += pgOwn() - own0
 	b.machine = b.machine.Add(m1.Sub(m0))
 	if err, _ := fatal.Load().(error); err != nil {
 		return err
@@ -591,6 +605,29 @@ func benchQueryKey(dir string, fill bool) (string, error) {
 		return "", err
 	}
 	return skey, writeSecretFile(keyFile, []byte(skey+"\n"))
+}
+
+// benchAppName is the application_name of the bench's PostgreSQL connections.
+const benchAppName = "pecarchive-bench-query"
+
+// pgBackendsCPU returns the CPU time used so far by the server processes of the connections
+// named benchAppName (0 where it cannot be read). One that ended since an earlier call drops
+// out of the sum, one that started since counts whole: the pools keep their connections, so
+// there are few of either.
+func pgBackendsCPU(ctx context.Context, pool *pgxpool.Pool) time.Duration {
+	rows, err := pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name = $1`, benchAppName)
+	if err != nil {
+		return 0
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return 0
+	}
+	var total time.Duration
+	for _, pid := range pids {
+		total += procCPU(int(pid))
+	}
+	return total
 }
 
 // parallelErr runs fn in n goroutines and returns the first error.
