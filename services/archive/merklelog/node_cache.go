@@ -11,12 +11,12 @@ import (
 const (
 	// cacheMinLevel is the lowest level of a cached node: nodes below it are many, and few
 	// proofs share them.
-	cacheMinLevel = 8
+	cacheMinLevel = 4
 	// cacheLevels is how many levels below the top of the tree are cached (at most about
 	// 2^(cacheLevels+1) nodes), whatever the size of the log.
-	cacheLevels = 15
+	cacheLevels = 17
 	// maxCachedNodes is the most nodes kept: past it the cache starts over.
-	maxCachedNodes = 1 << 17
+	maxCachedNodes = 1 << 18
 )
 
 // nodeCache keeps the hashes of the upper stored nodes that inclusion proofs read. A stored node
