@@ -38,6 +38,14 @@ var (
 	ErrRatio = errors.New("evidence: impossible compression ratio")
 	// ErrOverlap: two entries share bytes of the archive (a known zip-bomb construction).
 	ErrOverlap = errors.New("evidence: overlapping entries")
+	// ErrLayout: bytes of the archive that no entry accounts for (before the first entry,
+	// between entries, after the end record), a local header that names an entry otherwise or
+	// disagrees with its central-directory record, a data descriptor that disagrees with it, or
+	// end records that disagree with the central directory: what one ZIP reader would see and
+	// another would not.
+	ErrLayout = errors.New("evidence: ambiguous ZIP layout")
+	// ErrComment: a comment on an entry, or on the archive other than the ASiC one.
+	ErrComment = errors.New("evidence: unexpected ZIP comment")
 	// ErrCorrupt: an entry whose bytes do not match its declared size or CRC-32.
 	ErrCorrupt = errors.New("evidence: corrupt entry")
 	// ErrMissing: a file the bundle must hold is absent.

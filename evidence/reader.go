@@ -103,11 +103,6 @@ func Open(r io.ReaderAt, size int64, opts *ReadOptions) (*Reader, error) {
 	rd := &Reader{limits: lim, byName: make(map[string]*Entry, len(zr.File))}
 	folded := make(map[string]string, len(zr.File))
 	fold := cases.Fold()
-	type span struct {
-		start, end int64
-		name       string
-	}
-	spans := make([]span, 0, len(zr.File))
 	var total uint64
 	for i, f := range zr.File {
 		name := f.Name
@@ -154,7 +149,6 @@ func Open(r io.ReaderAt, size int64, opts *ReadOptions) (*Reader, error) {
 		if off < 0 || end < off || end > size {
 			return nil, formatErr(ErrNotZip, name, "data beyond the end of the archive")
 		}
-		spans = append(spans, span{off, end, name})
 		if i == 0 {
 			if err := checkMimetype(f, off); err != nil {
 				return nil, err
@@ -167,19 +161,8 @@ func Open(r io.ReaderAt, size int64, opts *ReadOptions) (*Reader, error) {
 	if len(zr.File) == 0 {
 		return nil, formatErr(ErrNotASiC, NameMimetype, "the archive is empty")
 	}
-	slices.SortFunc(spans, func(a, b span) int {
-		if a.start != b.start {
-			if a.start < b.start {
-				return -1
-			}
-			return 1
-		}
-		return 0
-	})
-	for i := 1; i < len(spans); i++ {
-		if spans[i].start < spans[i-1].end {
-			return nil, formatErr(ErrOverlap, spans[i].name, "its data overlaps %q", spans[i-1].name)
-		}
+	if err := checkLayout(r, size, zr.File, zr.Comment); err != nil {
+		return nil, err
 	}
 	return rd, nil
 }
