@@ -2,7 +2,6 @@ package evidence
 
 import (
 	"archive/zip"
-	"bytes"
 	"errors"
 	"io"
 	"slices"
@@ -240,27 +239,47 @@ func (r *Reader) Open(name string) (io.ReadCloser, error) {
 	return &entryReader{r: r, e: e, rc: rc}, nil
 }
 
-// ReadFile returns the bytes of the entry called name, at most max bytes (else [ErrTooLarge]).
-func (r *Reader) ReadFile(name string, max int64) ([]byte, error) {
+// ReadFile returns the bytes of the entry called name, at most limit bytes (else [ErrTooLarge]).
+func (r *Reader) ReadFile(name string, limit int64) ([]byte, error) {
 	e, ok := r.byName[name]
 	if !ok {
 		return nil, formatErr(ErrMissing, name, "")
 	}
-	if e.Size > max {
-		return nil, formatErr(ErrTooLarge, name, "%d bytes, limit %d", e.Size, max)
+	if e.Size > limit {
+		return nil, formatErr(ErrTooLarge, name, "%d bytes, limit %d", e.Size, limit)
 	}
 	rc, err := r.Open(name)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	// The declared size is a claim: grow past the first megabyte only as bytes arrive.
-	buf := bytes.NewBuffer(make([]byte, 0, min(e.Size, 1<<20)))
-	if _, err := io.Copy(buf, rc); err != nil {
-		return nil, err
+	// One buffer of the declared size and a byte (to read the end), so a large message is held
+	// once and never copied while it grows. The declared size is a claim, though: past what the
+	// entry's compressed bytes plausibly hold, it grows only as bytes arrive.
+	hint := e.Size
+	if e.f.Method == zip.Deflate {
+		hint = min(hint, max(1<<20, plausibleRatio*int64(e.f.CompressedSize64)))
 	}
-	return buf.Bytes(), nil
+	buf := make([]byte, 0, hint+1)
+	for {
+		if len(buf) == cap(buf) { // past the hint: double, up to the declared size
+			buf = append(make([]byte, 0, min(2*int64(cap(buf)), e.Size+1)), buf...)
+		}
+		n, err := rc.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }
+
+// plausibleRatio is how much larger than its compressed bytes [Reader.ReadFile] expects an
+// entry to be before it believes more only as the bytes arrive: mail deflates by less (base64
+// attachments by about a quarter, text by a few times).
+const plausibleRatio = 16
 
 // entryReader counts the bytes of one entry against its declared size and the reader's limits,
 // and turns archive/zip's errors into FormatErrors.

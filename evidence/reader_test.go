@@ -9,6 +9,8 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
+	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -213,5 +215,36 @@ func TestReadTotalLimit(t *testing.T) {
 	}
 	if _, err := r.ReadFile("b", 1<<20); !errors.Is(err, evidence.ErrTooLarge) {
 		t.Fatalf("third read = %v, want ErrTooLarge", err)
+	}
+}
+
+// ReadFile holds an entry once: a large message is read into one buffer of its size, not grown
+// by doubling (which allocates about twice the message, and held 1.5 times it at once). An entry
+// deflated far beyond what mail deflates to is still read whole, growing as its bytes arrive.
+func TestReadFileAllocatesOnce(t *testing.T) {
+	text := bytes.Repeat([]byte("Subject: evidence\r\n"), 8<<20/19)
+	rnd := make([]byte, 8<<20)
+	rand.NewChaCha8([32]byte{}).Read(rnd)
+	r, err := openBytes(makeZip(t, mimetypeFile(), file("text.eml", string(text)), file("rnd.eml", string(rnd)),
+		zipFile{hdr: zip.FileHeader{Name: "stored.eml", Method: zip.Store}, data: rnd}), evidence.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		want []byte
+		max  float64 // bytes allocated over the entry's size
+	}{{"text.eml", text, 2.5}, {"rnd.eml", rnd, 1.1}, {"stored.eml", rnd, 1.1}} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		got, err := r.ReadFile(c.name, 1<<30)
+		runtime.ReadMemStats(&after)
+		if err != nil || !bytes.Equal(got, c.want) {
+			t.Fatalf("%s: %d bytes, %v", c.name, len(got), err)
+		}
+		if a := float64(after.TotalAlloc - before.TotalAlloc); a > c.max*float64(len(c.want)) {
+			t.Errorf("%s: %.1f MB allocated to read %.1f MB", c.name, a/1e6, float64(len(c.want))/1e6)
+		}
 	}
 }
