@@ -13,7 +13,8 @@ build:
 
 # The main job end to end on embedded defaults: every PEC kind generated and inspected, then a
 # whole conversation archived (write-once files + the local PostgreSQL, started if none runs),
-# delivery states, a log inclusion proof against a signed checkpoint, and an audit.
+# delivery states, a log inclusion proof against a signed checkpoint, an audit, and an evidence
+# bundle of the conversation exported and verified offline.
 demo: build
 	scripts/postgres.sh >&2
 	./bin/pecarchive demo --archive

@@ -28,7 +28,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	seed := fs.Int64("seed", 1, "test provider seed (the same seed gives the same bytes)")
 	out := fs.String("out", "", "folder for the generated messages and the test root (default: a new temporary folder)")
-	withArchive := fs.Bool("archive", false, "also run the archive on embedded defaults: store a conversation (filesystem blobs, local PostgreSQL), prove a delivery, audit")
+	withArchive := fs.Bool("archive", false, "also run the archive on embedded defaults: store a conversation (filesystem blobs, local PostgreSQL), prove a delivery, audit, export an evidence bundle and verify it offline")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}

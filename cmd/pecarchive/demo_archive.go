@@ -3,15 +3,19 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/jackc/pgx/v5"
 
+	querypb "github.com/pecarchive/pecarchive/gen/pecarchive/query/v1"
 	"github.com/pecarchive/pecarchive/pec"
 	"github.com/pecarchive/pecarchive/pec/pectest"
 	"github.com/pecarchive/pecarchive/pec/smime"
@@ -27,7 +31,8 @@ import (
 // delivered to a local IMAP mailbox (receipts in shuffled order) and pulled into the archive by
 // ingest (demo_ingest.go), then it shows the delivery
 // state of each recipient, proves one delivery receipt's inclusion in the signed log, stores a
-// receipt again to show idempotency, and audits everything.
+// receipt again to show idempotency, audits everything, and exports the conversation as an
+// evidence bundle that it verifies offline (demoBundle).
 func demoArchive(ctx context.Context, s settings, seed int64, dir string, out io.Writer) error {
 	schema := s.get("PECARCHIVE_PG_SCHEMA", "pecarchive_demo")
 	s["PECARCHIVE_PG_SCHEMA"] = schema
@@ -195,7 +200,56 @@ func demoArchive(ctx context.Context, s settings, seed int64, dir string, out io
 		return fmt.Errorf("demo: audit failed")
 	}
 	fmt.Fprintln(out, "OK, nothing missing, altered or unlogged")
+	if err := a.Close(ctx); err != nil {
+		return err
+	}
+	return demoBundle(ctx, s, dir, conv.Original.MessageID, vkey, out)
+}
+
+// demoBundle exports the demo's conversation as an auditor receives it, with `pecarchive export`
+// from the demo's archive (write-once files in dir, the PostgreSQL schema of s), and verifies the
+// bundle offline with `pecarchive verify-bundle` against the log's public key, printing both
+// commands so that they can be run again.
+func demoBundle(ctx context.Context, s settings, dir, msgid, vkey string, out io.Writer) error {
+	// The demo's archive as the settings of any command: DATA_DIR holds its blobs and log key.
+	ds := settings{"PECARCHIVE_DATA_DIR": dir, "PECARCHIVE_PG_SCHEMA": s.get("PECARCHIVE_PG_SCHEMA", "")}
+	env := fmt.Sprintf("PECARCHIVE_DATA_DIR=%s PECARCHIVE_PG_SCHEMA=%s", shellQuote(dir), shellQuote(ds["PECARCHIVE_PG_SCHEMA"]))
+	if dsn := s.get("PECARCHIVE_PG_DSN", ""); dsn != "" {
+		ds["PECARCHIVE_PG_DSN"] = dsn // not printed: it may hold a password
+	}
+	keyFile := filepath.Join(dir, "log.pub")
+	bundle := filepath.Join(dir, "convocazione.zip")
+	for _, f := range []string{keyFile, bundle} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	if err := os.WriteFile(keyFile, []byte(vkey+"\n"), 0o644); err != nil {
+		return err
+	}
+	req := &querypb.ExportEvidenceBundleRequest{Selectors: []*querypb.Selector{{Selector: &querypb.Selector_Msgid{Msgid: msgid}}}}
+	size, sum, err := ds.exportFile(ctx, req, bundle)
+	if err != nil {
+		return fmt.Errorf("export: %s", describeStatus(err))
+	}
+	fmt.Fprintf(out, "\nevidence bundle: the notice, its envelopes and receipts, their proofs, certificates and report.html, for an auditor:\n"+
+		"  $ %s pecarchive export --msgid %s --out %s\n  %s: %d bytes, sha256 %x\n",
+		env, shellQuote(msgid), bundle, bundle, size, sum)
+	fmt.Fprintf(out, "verified offline (no database, no network) against the log's public key (%s):\n  $ pecarchive verify-bundle %s --log-key %s\n  ",
+		keyFile, bundle, keyFile)
+	var errOut strings.Builder
+	if code := runVerifyBundle([]string{bundle, "--log-key", keyFile}, out, &errOut); code != exitOK {
+		return fmt.Errorf("verify-bundle: exit %d: %s", code, errOut.String())
+	}
 	return nil
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./_-") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func indent(s string) string {

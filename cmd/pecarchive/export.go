@@ -223,12 +223,33 @@ func runExport(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), exportTimeout)
 	defer cancel()
-
-	// The bundle is written to a temporary file beside --out and renamed only once complete.
-	tmp, err := os.CreateTemp(filepath.Dir(*out), "."+filepath.Base(*out)+".partial-*")
+	size, sum, err := s.exportFile(ctx, req, *out)
 	if err != nil {
-		fmt.Fprintf(stderr, "pecarchive export: %v\n", err)
-		return exitUsage
+		fmt.Fprintf(stderr, "pecarchive export: %s\n", describeStatus(err))
+		switch status.Code(err) {
+		case codes.InvalidArgument:
+			return exitUsage
+		case codes.NotFound:
+			return exitNoMatch
+		}
+		var pe *fs.PathError
+		var le *os.LinkError
+		if errors.As(err, &pe) || errors.As(err, &le) {
+			return exitUsage
+		}
+		return exitNotValid
+	}
+	fmt.Fprintf(stdout, "export: %s: %d bytes, sha256 %s; check it with: pecarchive verify-bundle %s --log-key LOG-PUBLIC-KEY\n",
+		*out, size, hex.EncodeToString(sum), *out)
+	return exitOK
+}
+
+// exportFile writes the bundle req asks for to the file out, through a temporary file beside
+// it renamed only once complete, and returns its size and SHA-256.
+func (s settings) exportFile(ctx context.Context, req *querypb.ExportEvidenceBundleRequest, out string) (int64, []byte, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".partial-*")
+	if err != nil {
+		return 0, nil, err
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
@@ -241,31 +262,16 @@ func runExport(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		err = tmp.Sync()
 	}
+	if err == nil {
+		err = tmp.Close()
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), out)
+	}
 	if err != nil {
-		fmt.Fprintf(stderr, "pecarchive export: %s\n", describeStatus(err))
-		switch status.Code(err) {
-		case codes.InvalidArgument:
-			return exitUsage
-		case codes.NotFound:
-			return exitNoMatch
-		}
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			return exitUsage
-		}
-		return exitNotValid
+		return 0, nil, err
 	}
-	if err := tmp.Close(); err != nil {
-		fmt.Fprintf(stderr, "pecarchive export: %v\n", err)
-		return exitUsage
-	}
-	if err := os.Rename(tmp.Name(), *out); err != nil {
-		fmt.Fprintf(stderr, "pecarchive export: %v\n", err)
-		return exitUsage
-	}
-	fmt.Fprintf(stdout, "export: %s: %d bytes, sha256 %s; check it with: pecarchive verify-bundle %s --log-key LOG-PUBLIC-KEY\n",
-		*out, size, hex.EncodeToString(sum.Sum(nil)), *out)
-	return exitOK
+	return size, sum.Sum(nil), nil
 }
 
 // export writes the bundle req asks for to w: from the query service at PECARCHIVE_QUERY_ADDR

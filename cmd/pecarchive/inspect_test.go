@@ -224,7 +224,8 @@ func TestDemoArchive(t *testing.T) {
 		t.Fatalf("demo --archive exit %d\n%s\n%s", code, out, errOut)
 	}
 	for _, want := range []string{"mario.rossi@pec.esempio.it   delivered", "anna.bianchi@pec.esempio.it  not-delivered  no-dest",
-		"new=false", "audit: ", "OK, nothing missing", "ingest: segreteria/INBOX fetched 9, new 9, already 0, refused 0"} {
+		"new=false", "audit: ", "OK, nothing missing", "ingest: segreteria/INBOX fetched 9, new 9, already 0, refused 0",
+		"pecarchive export --msgid ", "convocazione.zip: 10 messages, 1 deliveries, checkpoint checked against the key given: OK"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
