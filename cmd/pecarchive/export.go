@@ -111,7 +111,7 @@ func (f selectorFlags) selector() (*querypb.Selector, error) {
 		return nil, errors.New("--recipient, --since and --until go with --sender")
 	}
 	if n > 1 {
-		return nil, errors.New("give one of --msgid, --pec-id, --sender per selector")
+		return nil, errors.New("give only one of --msgid, --pec-id, --sender")
 	}
 	return sel, nil
 }

@@ -184,12 +184,7 @@ func runProve(args []string, stdout, stderr io.Writer) int {
 	fset.SetOutput(stderr)
 	config := fset.String("config", "", "config file of PECARCHIVE_* settings (environment overrides it)")
 	asJSON := fset.Bool("json", false, "print one JSON object (the contract's) instead of a readable answer")
-	msgid := fset.String("msgid", "", "the Message-ID of the notice")
-	pecID := fset.String("pec-id", "", "the PEC id (identificativo) of the notice")
-	sender := fset.String("sender", "", "every notice of this sender (with --recipient, --since, --until)")
-	recipient := fset.String("recipient", "", "only notices to this recipient (with --sender)")
-	since := fset.String("since", "", "only notices sent at or after this time (RFC 3339)")
-	until := fset.String("until", "", "only notices sent before this time (RFC 3339)")
+	sf := addSelectorFlags(fset)
 	fset.Usage = func() {
 		fmt.Fprintln(stderr, "usage: pecarchive prove [--config FILE] [--json] (--msgid ID | --pec-id ID | --sender ADDR [--recipient ADDR] [--since RFC3339] [--until RFC3339])")
 		fset.PrintDefaults()
@@ -205,35 +200,21 @@ func runProve(args []string, stdout, stderr io.Writer) int {
 	if fset.NArg() > 0 {
 		return usageErr("unexpected arguments: " + strings.Join(fset.Args(), " "))
 	}
-	req := &querypb.ProveDeliveryRequest{PageSize: query.MaxProvePageSize}
-	n := 0
-	if *msgid != "" {
-		req.Selector, n = &querypb.ProveDeliveryRequest_Msgid{Msgid: *msgid}, n+1
+	sel, err := sf.selector()
+	if err != nil {
+		return usageErr(err.Error())
 	}
-	if *pecID != "" {
-		req.Selector, n = &querypb.ProveDeliveryRequest_PecId{PecId: *pecID}, n+1
-	}
-	if *sender != "" {
-		p := &querypb.Parties{Sender: *sender, Recipient: *recipient}
-		for _, tv := range []struct {
-			flag, v string
-			dst     **timestamppb.Timestamp
-		}{{"--since", *since, &p.Since}, {"--until", *until, &p.Until}} {
-			if tv.v == "" {
-				continue
-			}
-			t, err := time.Parse(time.RFC3339, tv.v)
-			if err != nil {
-				return usageErr(fmt.Sprintf("%s %q is not an RFC 3339 time", tv.flag, tv.v))
-			}
-			*tv.dst = timestamppb.New(t)
-		}
-		req.Selector, n = &querypb.ProveDeliveryRequest_Parties{Parties: p}, n+1
-	} else if *recipient != "" || *since != "" || *until != "" {
-		return usageErr("--recipient, --since and --until go with --sender")
-	}
-	if n != 1 {
+	if sel == nil {
 		return usageErr("give one of --msgid, --pec-id, --sender")
+	}
+	req := &querypb.ProveDeliveryRequest{PageSize: query.MaxProvePageSize}
+	switch x := sel.GetSelector().(type) {
+	case *querypb.Selector_Msgid:
+		req.Selector = &querypb.ProveDeliveryRequest_Msgid{Msgid: x.Msgid}
+	case *querypb.Selector_PecId:
+		req.Selector = &querypb.ProveDeliveryRequest_PecId{PecId: x.PecId}
+	case *querypb.Selector_Parties:
+		req.Selector = &querypb.ProveDeliveryRequest_Parties{Parties: x.Parties}
 	}
 	s, err := loadSettings(*config)
 	if err != nil {
