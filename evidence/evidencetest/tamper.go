@@ -80,7 +80,7 @@ func findParts(t *testing.T, m *evidence.Manifest) *parts {
 // Tamper alters each part of bundle in turn (a byte of an .eml, a record, a verdict, a deciding
 // receipt, an explanation, a proof hash, a leaf index, the tree size, the checkpoint text and its
 // signature, an earlier checkpoint and its consistency proof, a certificate, the anchor
-// snapshot, the log key, the report, a file dropped, a file added, and what the bundle holds
+// snapshot, the log key, the report, a file dropped, renamed or added, and what the bundle holds
 // about a receipt that fails verification), first naively and then resealed as a forger would,
 // and checks that each is detected and that the failure names the part. vkey is the log's
 // public key.
@@ -220,6 +220,10 @@ func Tamper(t *testing.T, bundle []byte, vkey string) {
 		{Name: "a file dropped", Alter: func(t *testing.T, es []Entry) []Entry {
 			i := Find(es, p.receiptFile)
 			return append(es[:i:i], es[i+1:]...)
+		}, Naive: want{evidence.FailFile, p.receiptFile, "missing"}, Sealed: want{evidence.FailFile, p.receiptFile, "missing"}},
+		{Name: "a file renamed", Alter: func(t *testing.T, es []Entry) []Entry {
+			es[Find(es, p.receiptFile)].Name = "messages/" + strings.Repeat("0", 64) + ".eml"
+			return es
 		}, Naive: want{evidence.FailFile, p.receiptFile, "missing"}, Sealed: want{evidence.FailFile, p.receiptFile, "missing"}},
 		{Name: "a file added", Alter: func(t *testing.T, es []Entry) []Entry {
 			n := len(es)
