@@ -60,7 +60,11 @@
 // names, names that collide after case folding and Unicode normalisation, symlinks, directories
 // and other non-regular entries, encrypted entries, unknown compression methods, overlapping
 // entries, more entries or bytes than the limits ([Limits]), declared sizes that deflate cannot
-// produce, and a mimetype entry that is not first and stored. The bytes of an entry are counted
-// as they are read, so a lying size is caught too. manifest.json is decoded strictly: valid
+// produce, a mimetype entry that is not first and stored, and any layout that another ZIP reader
+// could read otherwise ([ErrLayout]: bytes before, between or after the entries, an entry whose
+// local header is missing from the central directory or names it otherwise, a data descriptor
+// or zip64 end record that disagrees with the central directory) or that carries comments
+// ([ErrComment]; the archive may carry the ASiC one). The bytes of an entry are counted as they
+// are read, so a lying size is caught too. manifest.json is decoded strictly: valid
 // UTF-8, no duplicate or unknown keys, bounded depth.
 package evidence
