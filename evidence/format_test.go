@@ -8,6 +8,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pecarchive/pecarchive/evidence"
 )
@@ -40,6 +41,13 @@ func TestASiCLayout(t *testing.T) {
 	}
 	if zr.Comment != "mimetype=application/vnd.etsi.asic-e+zip" {
 		t.Errorf("comment %q", zr.Comment)
+	}
+	// Every entry carries the bundle's time (to the 2 seconds of MS-DOS time), so that ZIP tools
+	// show a date, not 1980-00-00.
+	for _, f := range zr.File {
+		if d := f.Modified.Sub(zr.File[1].Modified); d < -2*time.Second || d > 2*time.Second {
+			t.Errorf("%s: modified %v, %s: %v", f.Name, f.Modified, zr.File[1].Name, zr.File[1].Modified)
+		}
 	}
 	es := unzip(t, b)
 	x := es[find(es, evidence.NameASiCManifest)].Data

@@ -149,7 +149,7 @@ func Write(ctx context.Context, w io.Writer, b *Bundle, c Content) (*Manifest, e
 		ready <- r
 	}()
 
-	bw := &bundleWriter{zw: zip.NewWriter(w), mod: b.createdAt()}
+	bw := newBundleWriter(w, b.createdAt())
 	// Deflate at its fastest level: mail compresses little better at higher levels (base64
 	// attachments hardly at all) and a bundle is written once per request, on the request's time.
 	UseCompressor(bw.zw)
@@ -406,12 +406,27 @@ func pemCerts(der [][]byte) []byte {
 type bundleWriter struct {
 	zw  *zip.Writer
 	mod time.Time
+	// dosDate and dosTime are mod in the MS-DOS form of ZIP headers, for the entries written
+	// with CreateRaw (else they would show 1980-00-00 in ZIP tools).
+	dosDate, dosTime uint16
+}
+
+func newBundleWriter(w io.Writer, mod time.Time) *bundleWriter {
+	t := mod.UTC()
+	bw := &bundleWriter{zw: zip.NewWriter(w), mod: t}
+	if t.Year() >= 1980 && t.Year() <= 2107 {
+		bw.dosDate = uint16(t.Day() + int(t.Month())<<5 + (t.Year()-1980)<<9)
+		bw.dosTime = uint16(t.Second()/2 + t.Minute()<<5 + t.Hour()<<11)
+	}
+	return bw
 }
 
 func (bw *bundleWriter) mimetype() error {
 	fh := &zip.FileHeader{
 		Name:               NameMimetype,
 		Method:             zip.Store,
+		ModifiedDate:       bw.dosDate,
+		ModifiedTime:       bw.dosTime,
 		CRC32:              crc32.ChecksumIEEE([]byte(MediaType)),
 		CompressedSize64:   uint64(len(MediaType)),
 		UncompressedSize64: uint64(len(MediaType)),
@@ -453,7 +468,9 @@ func (bw *bundleWriter) file(name string, data []byte) error {
 
 // raw writes an entry deflated ahead (sizes and CRC in its header, no data descriptor).
 func (bw *bundleWriter) raw(name string, c compressed) error {
-	w, err := bw.zw.CreateRaw(&zip.FileHeader{Name: name, Method: zip.Deflate, Modified: bw.mod.UTC(), CRC32: c.crc,
+	// CreateRaw writes the header as given: the MS-DOS time is set here (CreateHeader derives
+	// it from Modified, and adds an extended timestamp that the raw entries do without).
+	w, err := bw.zw.CreateRaw(&zip.FileHeader{Name: name, Method: zip.Deflate, ModifiedDate: bw.dosDate, ModifiedTime: bw.dosTime, CRC32: c.crc,
 		CompressedSize64: uint64(len(c.data)), UncompressedSize64: uint64(c.size)})
 	if err == nil {
 		_, err = w.Write(c.data)
