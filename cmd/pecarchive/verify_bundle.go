@@ -91,12 +91,13 @@ func runVerifyBundle(args []string, stdout, stderr io.Writer) int {
 		if !res.OK {
 			status = fmt.Sprintf("FAILED (%d failures)", len(res.Failures))
 		}
-		against := map[string]string{evidence.KeyGiven: "the key given", evidence.KeyBundled: "the BUNDLED key only"}[res.KeySource]
-		if against == "" {
-			against = "no key"
+		checked := map[string]string{evidence.KeyGiven: "checkpoint checked against the key given",
+			evidence.KeyBundled: "checkpoint checked against the BUNDLED key only"}[res.KeySource]
+		if checked == "" {
+			checked = "checkpoint's signature NOT checked"
 		}
-		fmt.Fprintf(stdout, "verify-bundle: %s: %d messages, %d deliveries, checkpoint checked against %s: %s\n",
-			files[0], res.Messages, res.Deliveries, against, status)
+		fmt.Fprintf(stdout, "verify-bundle: %s: %d messages, %d deliveries, %s: %s\n",
+			files[0], res.Messages, res.Deliveries, checked, status)
 	}
 	if !res.OK {
 		return exitNotValid
