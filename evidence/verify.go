@@ -382,14 +382,8 @@ func (v *verifier) checkCerts() {
 	v.chains = map[string]bool{}
 	v.unsigned, _ = smime.New(smime.Config{})
 	for _, s := range v.m.AnchorSets {
-		sum, err := parseSum(s.SHA256)
-		if err != nil || s.File != AnchorsName(sum) {
-			v.res.fail(FailClaim, "anchor set "+s.SHA256, "its file must be %s", dirAnchors+"<sha256>.pem")
-			continue
-		}
-		data, ok := v.small[s.File]
+		data, _, ok := v.certFile("anchor set", s, AnchorsName, dirAnchors)
 		if !ok {
-			v.res.fail(FailFile, s.File, "%v", ErrMissing)
 			continue
 		}
 		ts, err := smime.ParsePEM(data)
@@ -409,14 +403,8 @@ func (v *verifier) checkCerts() {
 		v.verifiers[s.SHA256] = sv
 	}
 	for _, s := range v.m.Chains {
-		sum, err := parseSum(s.SHA256)
-		if err != nil || s.File != ChainName(sum) {
-			v.res.fail(FailClaim, "chain "+s.SHA256, "its file must be %s", dirChains+"<sha256>.pem")
-			continue
-		}
-		data, ok := v.small[s.File]
+		data, sum, ok := v.certFile("chain", s, ChainName, dirChains)
 		if !ok {
-			v.res.fail(FailFile, s.File, "%v", ErrMissing)
 			continue
 		}
 		der, err := pemDER(data)
@@ -430,6 +418,22 @@ func (v *verifier) checkCerts() {
 		}
 		v.chains[s.SHA256] = true
 	}
+}
+
+// certFile returns the bytes and identifier of the certificate set s (what: "chain" or "anchor
+// set"), whose file must be named by its identifier (name, in folder dir); it names the failure
+// and returns false when the name is wrong or the file missing.
+func (v *verifier) certFile(what string, s CertSet, name func([32]byte) string, dir string) ([]byte, [32]byte, bool) {
+	sum, err := parseSum(s.SHA256)
+	if err != nil || s.File != name(sum) {
+		v.res.fail(FailClaim, what+" "+s.SHA256, "its file must be %s", dir+"<sha256>.pem")
+		return nil, sum, false
+	}
+	data, ok := v.small[s.File]
+	if !ok {
+		v.res.fail(FailFile, s.File, "%v", ErrMissing)
+	}
+	return data, sum, ok
 }
 
 // checkMessages verifies every message of the manifest, Workers at a time.
