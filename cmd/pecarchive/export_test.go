@@ -1,7 +1,6 @@
 package main
 
 import (
-	"archive/zip"
 	"context"
 	"encoding/json"
 	"io"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pecarchive/pecarchive/evidence"
 	"github.com/pecarchive/pecarchive/internal/auth"
 )
 
@@ -48,19 +48,7 @@ func TestExportAndVerifyBundle(t *testing.T) {
 		t.Errorf("export over an existing file: exit %d", code)
 	}
 	// The checkpoint of that bundle, cited by the next one.
-	zr, err := zip.OpenReader(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cp []byte
-	for _, f := range zr.File {
-		if f.Name == "checkpoint.txt" {
-			rc, _ := f.Open()
-			cp, _ = io.ReadAll(rc)
-			rc.Close()
-		}
-	}
-	zr.Close()
+	cp := bundleEntry(t, out, evidence.NameCheckpoint)
 	cpFile := filepath.Join(dir, "held-checkpoint.txt")
 	os.WriteFile(cpFile, cp, 0o644)
 	o2 := archiveConversationWith(t, "Secondo avviso", "secondo-avviso@pec.ordine.example.it")

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,19 +78,7 @@ func TestVerifyBundleCLI(t *testing.T) {
 	}
 	// A checkpoint the auditor holds: the bundle's own holds; a file that is not one is a
 	// failure named, a file that is missing a usage error.
-	zr, err := zip.OpenReader(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cp []byte
-	for _, f := range zr.File {
-		if f.Name == "checkpoint.txt" {
-			rc, _ := f.Open()
-			cp, _ = io.ReadAll(rc)
-			rc.Close()
-		}
-	}
-	zr.Close()
+	cp := bundleEntry(t, path, evidence.NameCheckpoint)
 	held := filepath.Join(t.TempDir(), "held.txt")
 	os.WriteFile(held, cp, 0o644)
 	if code, out, errOut := runCLI(t, "verify-bundle", path, "--log-key", keyFile, "--checkpoint", held); code != exitOK {
@@ -168,4 +155,19 @@ func TestVerifyBundleCLIUsage(t *testing.T) {
 			t.Errorf("%q: exit %d, want %d", args, code, exitUsage)
 		}
 	}
+}
+
+// bundleEntry returns the bytes of the entry called name of the bundle in the file path.
+func bundleEntry(t *testing.T, path, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := evidencetest.Unzip(t, data)
+	i := evidencetest.Find(es, name)
+	if i < 0 {
+		t.Fatalf("%s holds no %s", path, name)
+	}
+	return es[i].Data
 }
