@@ -111,9 +111,18 @@ func checkLocal(r io.ReaderAt, pos, off int64, f *zip.File) (int64, error) {
 	}
 	end := off + int64(f.CompressedSize64)
 	if f.Flags&0x8 == 0 {
-		// Sizes in the local header equal the central directory's, or defer to a zip64 extra.
-		csize, usize := le.Uint32(hdr[18:]), le.Uint32(hdr[22:])
-		if le.Uint32(hdr[14:]) != f.CRC32 || !sizeIs(csize, f.CompressedSize64) || !sizeIs(usize, f.UncompressedSize64) {
+		// Sizes in the local header equal the central directory's, or defer to its zip64 extra
+		// field, which must say them too: a reader that walks local headers finds the next
+		// header by them.
+		csize, usize := uint64(le.Uint32(hdr[18:])), uint64(le.Uint32(hdr[22:]))
+		if csize == 0xffffffff || usize == 0xffffffff {
+			extra := make([]byte, extraLen)
+			if _, err := r.ReadAt(extra, off-extraLen); err != nil {
+				return 0, formatErr(ErrLayout, f.Name, "its local extra field: %v", err)
+			}
+			usize, csize = zip64Sizes(extra)
+		}
+		if le.Uint32(hdr[14:]) != f.CRC32 || csize != f.CompressedSize64 || usize != f.UncompressedSize64 {
 			return 0, formatErr(ErrLayout, f.Name, "its local header's CRC-32 or sizes differ from the central directory's")
 		}
 		return end, nil
@@ -146,9 +155,22 @@ func checkLocal(r io.ReaderAt, pos, off int64, f *zip.File) (int64, error) {
 	return end + int64(n), nil
 }
 
-// sizeIs reports whether a local header's 32-bit size field says v (0xffffffff defers to a zip64
-// extra field).
-func sizeIs(field uint32, v uint64) bool { return field == 0xffffffff || uint64(field) == v }
+// zip64Sizes returns the uncompressed and compressed sizes of the zip64 extra field (header ID
+// 1) of a local header's extra fields, which holds both; 0xffffffff for each when there is none.
+func zip64Sizes(extra []byte) (usize, csize uint64) {
+	le := binary.LittleEndian
+	for len(extra) >= 4 {
+		id, n := le.Uint16(extra), int(le.Uint16(extra[2:]))
+		if n > len(extra)-4 {
+			break
+		}
+		if id == 1 && n >= 16 {
+			return le.Uint64(extra[4:]), le.Uint64(extra[12:])
+		}
+		extra = extra[4+n:]
+	}
+	return 0xffffffff, 0xffffffff
+}
 
 // dirEnd is what the end records say of the central directory.
 type dirEnd struct {

@@ -100,6 +100,22 @@ func TestOpenRefusesAmbiguousLayout(t *testing.T) {
 	if _, err := openBytes(toZip64(t, base(), nil), evidence.Limits{}); err != nil {
 		t.Fatalf("the archive with a zip64 end: %v", err)
 	}
+	// A stored entry whose local header defers its sizes to a zip64 extra field saying sizes.
+	zip64Local := func(usize, csize uint64) []byte {
+		extra := make([]byte, 20)
+		le.PutUint16(extra, 1)
+		le.PutUint16(extra[2:], 16)
+		le.PutUint64(extra[4:], usize)
+		le.PutUint64(extra[12:], csize)
+		d := makeZip(t, mimetypeFile(), zipFile{hdr: zip.FileHeader{Name: "a.txt", Method: zip.Store, Extra: extra}, data: []byte("first")})
+		c := records(d, "PK\x03\x04")[1]
+		le.PutUint32(d[c+18:], 0xffffffff)
+		le.PutUint32(d[c+22:], 0xffffffff)
+		return d
+	}
+	if _, err := openBytes(zip64Local(5, 5), evidence.Limits{}); err != nil {
+		t.Fatalf("a local header with a zip64 extra field: %v", err)
+	}
 	withComment := func(archive, entry string) []byte {
 		var buf bytes.Buffer
 		zw := zip.NewWriter(&buf)
@@ -151,6 +167,7 @@ func TestOpenRefusesAmbiguousLayout(t *testing.T) {
 			le.PutUint32(d[c+12:], 1<<20) // the uncompressed size
 			return d
 		}, evidence.ErrLayout, "data descriptor"},
+		{"a local zip64 extra field that lies", func() []byte { return zip64Local(2, 2) }, evidence.ErrLayout, "sizes differ"},
 		{"a zip64 end record that miscounts", func() []byte {
 			return toZip64(t, base(), func(z []byte) { le.PutUint64(z[24:], 4+1<<16); le.PutUint64(z[32:], 4+1<<16) })
 		}, evidence.ErrLayout, "counts 65540 entries"},
