@@ -192,3 +192,32 @@ func TestOpenRefusesAmbiguousLayout(t *testing.T) {
 		})
 	}
 }
+
+// An entry whose deflate stream ends before its compressed bytes do: archive/zip reads the
+// stream and ignores the rest, where a reader that walks local headers (it follows the stream,
+// not the sizes) finds what is hidden there, here a whole entry. Reading the entry refuses it.
+func TestReadRefusesBytesAfterDeflateStream(t *testing.T) {
+	content := []byte("Consegnato.\r\n")
+	hidden := makeZip(t, mimetypeFile(), file("messages/planted.eml", "Subject: planted\r\n\r\n"))
+	c := records(hidden, "PK\x03\x04")[1]
+	comp := append(deflate(t, content), hidden[c:records(hidden, "PK\x01\x02")[0]]...)
+	data := makeZip(t, mimetypeFile(), zipFile{hdr: zip.FileHeader{Name: "report.html", Method: zip.Deflate, CRC32: crc32.ChecksumIEEE(content),
+		CompressedSize64: uint64(len(comp)), UncompressedSize64: uint64(len(content))}, data: comp, raw: true})
+	r, err := openBytes(data, evidence.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.ReadFile("report.html", 1<<20); !errors.Is(err, evidence.ErrLayout) {
+		t.Fatalf("ReadFile = %q, %v; want ErrLayout", got, err)
+	}
+	// The same entry without the hidden bytes reads.
+	plain := deflate(t, content)
+	data = makeZip(t, mimetypeFile(), zipFile{hdr: zip.FileHeader{Name: "report.html", Method: zip.Deflate, CRC32: crc32.ChecksumIEEE(content),
+		CompressedSize64: uint64(len(plain)), UncompressedSize64: uint64(len(content))}, data: plain, raw: true})
+	if r, err = openBytes(data, evidence.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.ReadFile("report.html", 1<<20); err != nil || !bytes.Equal(got, content) {
+		t.Fatalf("ReadFile = %q, %v", got, err)
+	}
+}

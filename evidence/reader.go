@@ -2,10 +2,15 @@ package evidence
 
 import (
 	"archive/zip"
+	"bufio"
+	"compress/flate"
 	"errors"
+	"hash"
+	"hash/crc32"
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"unicode/utf8"
 
@@ -69,6 +74,7 @@ type ReadOptions struct {
 // Reader reads the entries of a bundle that [Open] accepted. It never extracts anything: entries
 // are streamed from the underlying io.ReaderAt. It is safe for concurrent use.
 type Reader struct {
+	ra      io.ReaderAt
 	limits  Limits
 	entries []*Entry
 	byName  map[string]*Entry
@@ -81,6 +87,7 @@ type Entry struct {
 	// Size is the declared uncompressed size (reading checks it).
 	Size int64
 	f    *zip.File
+	off  int64 // where its data starts
 }
 
 // Open checks the structure of the ZIP archive in r (size bytes) and returns a Reader for it, or
@@ -99,7 +106,7 @@ func Open(r io.ReaderAt, size int64, opts *ReadOptions) (*Reader, error) {
 	if len(zr.File) > lim.MaxEntries {
 		return nil, formatErr(ErrTooMany, "", "%d entries, limit %d", len(zr.File), lim.MaxEntries)
 	}
-	rd := &Reader{limits: lim, byName: make(map[string]*Entry, len(zr.File))}
+	rd := &Reader{ra: r, limits: lim, byName: make(map[string]*Entry, len(zr.File))}
 	folded := make(map[string]string, len(zr.File))
 	fold := cases.Fold()
 	var total uint64
@@ -153,7 +160,7 @@ func Open(r io.ReaderAt, size int64, opts *ReadOptions) (*Reader, error) {
 				return nil, err
 			}
 		}
-		e := &Entry{Name: name, Size: int64(f.UncompressedSize64), f: f}
+		e := &Entry{Name: name, Size: int64(f.UncompressedSize64), f: f, off: off}
 		rd.entries = append(rd.entries, e)
 		rd.byName[name] = e
 	}
@@ -232,11 +239,83 @@ func (r *Reader) Open(name string) (io.ReadCloser, error) {
 	if !ok {
 		return nil, formatErr(ErrMissing, name, "")
 	}
-	rc, err := e.f.Open()
-	if err != nil {
-		return nil, formatErr(ErrCorrupt, name, "%v", err)
+	var rc io.ReadCloser
+	if e.f.Method == zip.Deflate {
+		rc = r.inflate(e)
+	} else {
+		var err error
+		if rc, err = e.f.Open(); err != nil {
+			return nil, formatErr(ErrCorrupt, name, "%v", err)
+		}
 	}
 	return &entryReader{r: r, e: e, rc: rc}, nil
+}
+
+// inflate returns the uncompressed bytes of the deflated entry e, checking at the end of its
+// deflate stream that the stream used every compressed byte of the entry (else [ErrLayout]:
+// archive/zip ignores bytes after the stream, where a reader that follows the stream instead of
+// the sizes would find what is hidden there), that the size is the declared one and the CRC-32
+// the central directory's.
+func (r *Reader) inflate(e *Entry) io.ReadCloser {
+	sr := io.NewSectionReader(r.ra, e.off, int64(e.f.CompressedSize64))
+	br, _ := bufPool.Get().(*bufio.Reader)
+	if br == nil {
+		br = bufio.NewReaderSize(sr, 32<<10)
+	} else {
+		br.Reset(sr)
+	}
+	fr, _ := inflatePool.Get().(io.ReadCloser)
+	if fr == nil {
+		fr = flate.NewReader(br)
+	} else {
+		fr.(flate.Resetter).Reset(br, nil)
+	}
+	return &inflater{e: e, sr: sr, br: br, fr: fr, crc: crc32.NewIEEE()}
+}
+
+var bufPool, inflatePool sync.Pool
+
+type inflater struct {
+	e   *Entry
+	sr  *io.SectionReader
+	br  *bufio.Reader
+	fr  io.ReadCloser
+	crc hash.Hash32
+	n   uint64
+}
+
+func (d *inflater) Read(p []byte) (int, error) {
+	if d.fr == nil {
+		return 0, errors.New("evidence: read after close")
+	}
+	n, err := d.fr.Read(p)
+	d.crc.Write(p[:n])
+	d.n += uint64(n)
+	if errors.Is(err, io.EOF) {
+		pos, _ := d.sr.Seek(0, io.SeekCurrent)
+		used := pos - int64(d.br.Buffered())
+		switch f := d.e.f; {
+		case used != int64(f.CompressedSize64):
+			return n, formatErr(ErrLayout, d.e.Name, "its deflate stream ends after %d of its %d compressed bytes: the rest is hidden from this reader, not from others", used, f.CompressedSize64)
+		case d.n != f.UncompressedSize64:
+			return n, io.ErrUnexpectedEOF
+		case d.crc.Sum32() != f.CRC32:
+			return n, zip.ErrChecksum
+		}
+	}
+	return n, err
+}
+
+func (d *inflater) Close() error {
+	if d.fr == nil {
+		return nil
+	}
+	err := d.fr.Close()
+	d.br.Reset(nil)
+	bufPool.Put(d.br)
+	inflatePool.Put(d.fr)
+	d.fr, d.br = nil, nil
+	return err
 }
 
 // ReadFile returns the bytes of the entry called name, at most limit bytes (else [ErrTooLarge]).
