@@ -375,8 +375,8 @@ func (er *entryReader) Read(p []byte) (int, error) {
 	}
 	n, err := er.rc.Read(p)
 	er.n += int64(n)
-	if er.n > er.e.Size {
-		return n, formatErr(ErrCorrupt, er.e.Name, "more bytes than the %d declared", er.e.Size)
+	if er.n > er.e.Size { // the byte past the declared size is not handed out
+		return n - int(er.n-er.e.Size), formatErr(ErrCorrupt, er.e.Name, "more bytes than the %d declared", er.e.Size)
 	}
 	if t := er.r.read.Add(int64(n)); t > er.r.limits.MaxTotalSize {
 		return n, formatErr(ErrTooLarge, er.e.Name, "more than %d bytes read from the bundle in all", er.r.limits.MaxTotalSize)
