@@ -2,6 +2,7 @@ package evidence
 
 import (
 	"archive/zip"
+	"bufio"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -248,4 +249,70 @@ func sortByData(files []*zip.File) []*zip.File {
 		return 0
 	})
 	return out
+}
+
+// countEntries counts the records of the central directory the way archive/zip finds and reads
+// them (the last end record in the archive's last 65 KB, the directory it points to, records up
+// to the first that is not one), and refuses more than max with [ErrTooMany], before archive/zip
+// holds them all in memory: the end record's count cannot bound them (archive/zip compares only
+// its low 16 bits). What it cannot find it leaves to archive/zip to refuse.
+func countEntries(r io.ReaderAt, size int64, max int) error {
+	le := binary.LittleEndian
+	tail := min(size, 65*1024)
+	buf := make([]byte, tail)
+	if _, err := r.ReadAt(buf, size-tail); err != nil && err != io.EOF {
+		return nil
+	}
+	p := -1
+	for i := len(buf) - lenEnd; i >= 0 && p < 0; i-- {
+		if le.Uint32(buf[i:]) == sigEnd {
+			p = i
+		}
+	}
+	if p < 0 || p+lenEnd+int(le.Uint16(buf[p+20:])) > len(buf) {
+		return nil
+	}
+	endAt := size - tail + int64(p)
+	dirSize, dirOff := int64(le.Uint32(buf[p+12:])), int64(le.Uint32(buf[p+16:]))
+	if le.Uint16(buf[p+10:]) == 0xffff || dirSize == 0xffff || dirOff == 0xffffffff { // as archive/zip tests them
+		loc := make([]byte, lenLocator64)
+		if endAt < lenLocator64 {
+			return nil
+		}
+		if _, err := r.ReadAt(loc, endAt-lenLocator64); err == nil && le.Uint32(loc) == sigLocator64 {
+			z := make([]byte, lenEnd64)
+			at := int64(le.Uint64(loc[8:]))
+			if at < 0 || at > size-lenEnd64 {
+				return nil
+			}
+			if _, err := r.ReadAt(z, at); err != nil || le.Uint32(z) != sigEnd64 {
+				return nil
+			}
+			endAt, dirSize, dirOff = at, int64(le.Uint64(z[40:])), int64(le.Uint64(z[48:]))
+		}
+	}
+	if dirSize < 0 || dirOff < 0 || dirOff > size {
+		return nil
+	}
+	// archive/zip's correction for an archive with bytes before it.
+	hdr := make([]byte, 4)
+	if base := endAt - dirSize - dirOff; base > 0 && base+dirOff < size {
+		if _, err := r.ReadAt(hdr, dirOff); err != nil || le.Uint32(hdr) != sigCentral {
+			dirOff += base
+		}
+	}
+	br := bufio.NewReaderSize(io.NewSectionReader(r, dirOff, size-dirOff), 64<<10)
+	rec := make([]byte, lenCentral)
+	for n := 0; ; n++ {
+		if _, err := io.ReadFull(br, rec); err != nil || le.Uint32(rec) != sigCentral {
+			return nil
+		}
+		if n == max {
+			return formatErr(ErrTooMany, "", "more than %d entries in the central directory", max)
+		}
+		skip := int(le.Uint16(rec[28:])) + int(le.Uint16(rec[30:])) + int(le.Uint16(rec[32:]))
+		if _, err := br.Discard(skip); err != nil {
+			return nil
+		}
+	}
 }

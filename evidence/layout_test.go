@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
+	"runtime"
 	"testing"
 
 	"github.com/pecarchive/pecarchive/evidence"
@@ -219,5 +221,45 @@ func TestReadRefusesBytesAfterDeflateStream(t *testing.T) {
 	}
 	if got, err := r.ReadFile("report.html", 1<<20); err != nil || !bytes.Equal(got, content) {
 		t.Fatalf("ReadFile = %q, %v", got, err)
+	}
+}
+
+// An archive of many more entries than the limit is refused before they are read into memory,
+// whatever its end record counts (archive/zip compares only the count's low 16 bits).
+func TestOpenCountsEntriesFirst(t *testing.T) {
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, _ := zw.CreateRaw(&zip.FileHeader{Name: evidence.NameMimetype, Method: zip.Store, CRC32: crc32.ChecksumIEEE([]byte(evidence.MediaType)),
+		CompressedSize64: uint64(len(evidence.MediaType)), UncompressedSize64: uint64(len(evidence.MediaType))})
+	w.Write([]byte(evidence.MediaType))
+	const n = 1<<16 + 1 // counted as 1 in 16 bits
+	for i := range n - 1 {
+		if _, err := zw.CreateRaw(&zip.FileHeader{Name: fmt.Sprintf("m/%d", i), Method: zip.Store}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	zw.Close()
+	data := buf.Bytes()
+	// A writer that wrote no zip64 end: the 16-bit count, wrapped.
+	z := records(data, "PK\x06\x06")
+	if len(z) == 1 {
+		data = append(bytes.Clone(data[:z[0]]), data[endOf(t, data):]...)
+		end := endOf(t, data)
+		dir := records(data, "PK\x01\x02")[0]
+		le.PutUint16(data[end+8:], n&0xffff)
+		le.PutUint16(data[end+10:], n&0xffff)
+		le.PutUint32(data[end+12:], uint32(z[0]-dir))
+		le.PutUint32(data[end+16:], uint32(dir))
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := openBytes(data, evidence.Limits{MaxEntries: 1000})
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, evidence.ErrTooMany) {
+		t.Fatalf("Open = %v, want ErrTooMany", err)
+	}
+	if a := after.TotalAlloc - before.TotalAlloc; a > 1<<20 {
+		t.Errorf("refusing %d entries allocated %d bytes: they were read first", n, a)
 	}
 }

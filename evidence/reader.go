@@ -99,6 +99,9 @@ func Open(r io.ReaderAt, size int64, opts *ReadOptions) (*Reader, error) {
 		lim = opts.Limits
 	}
 	lim = lim.withDefaults()
+	if err := countEntries(r, size, lim.MaxEntries); err != nil {
+		return nil, err
+	}
 	zr, err := zip.NewReader(r, size)
 	if err != nil && !errors.Is(err, zip.ErrInsecurePath) {
 		return nil, formatErr(ErrNotZip, "", "%v", err)
