@@ -50,8 +50,10 @@
 // ([Failure]): which file, claim, proof or signature.
 //
 // A bundle is a selection of the archive: it proves what it holds, not that nothing was left
-// out. What an export held is recorded in the log (the access record of the export, with every
-// SHA-256), where an auditor with access to the log can compare it.
+// out. Nor does it prove the manifest's CreatedAt, ExportedBy and Selectors: they are the
+// exporter's statement. What an export held is recorded in the log (the access record of the
+// export, with those fields and every SHA-256), a leaf written after the checkpoint the bundle
+// proves against, where an auditor with access to the log can compare it.
 //
 // # Hostile bundles
 //
