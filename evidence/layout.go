@@ -255,8 +255,12 @@ func sortByData(files []*zip.File) []*zip.File {
 // them (the last end record in the archive's last 65 KB, the directory it points to, records up
 // to the first that is not one), and refuses more than max with [ErrTooMany], before archive/zip
 // holds them all in memory: the end record's count cannot bound them (archive/zip compares only
-// its low 16 bits). What it cannot find it leaves to archive/zip to refuse.
+// its low 16 bits). It refuses a record whose name is longer than [checkName] allows, whose extra
+// fields exceed 1 KiB (a bundle's entries carry at most a zip64 field; other writers' timestamps
+// and attributes fit) or that carries a comment, so that what archive/zip reads into memory is
+// bounded by the entry count. What it cannot find it leaves to archive/zip to refuse.
 func countEntries(r io.ReaderAt, size int64, max int) error {
+	const maxNameLen, maxExtraLen = 1024, 1024
 	le := binary.LittleEndian
 	tail := min(size, 65*1024)
 	buf := make([]byte, tail)
@@ -310,8 +314,18 @@ func countEntries(r io.ReaderAt, size int64, max int) error {
 		if n == max {
 			return formatErr(ErrTooMany, "", "more than %d entries in the central directory", max)
 		}
-		skip := int(le.Uint16(rec[28:])) + int(le.Uint16(rec[30:])) + int(le.Uint16(rec[32:]))
-		if _, err := br.Discard(skip); err != nil {
+		nameLen, extraLen, commentLen := int(le.Uint16(rec[28:])), int(le.Uint16(rec[30:])), int(le.Uint16(rec[32:]))
+		// archive/zip holds every record's name, extra field and comment; bound them here, so
+		// that its memory is bounded by the entry count and not by the file's size.
+		switch {
+		case nameLen > maxNameLen:
+			return formatErr(ErrUnsafeName, "", "central directory record %d: a name of %d bytes, limit %d", n, nameLen, maxNameLen)
+		case extraLen > maxExtraLen:
+			return formatErr(ErrUnsupported, "", "central directory record %d: extra fields of %d bytes, limit %d", n, extraLen, maxExtraLen)
+		case commentLen > 0:
+			return formatErr(ErrComment, "", "central directory record %d carries a comment of %d bytes", n, commentLen)
+		}
+		if _, err := br.Discard(nameLen + extraLen); err != nil {
 			return nil
 		}
 	}

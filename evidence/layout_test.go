@@ -263,3 +263,48 @@ func TestOpenCountsEntriesFirst(t *testing.T) {
 		t.Errorf("refusing %d entries allocated %d bytes: they were read first", n, a)
 	}
 }
+
+// Records whose names, extra fields or comments are larger than a bundle's ever are refused
+// while the central directory is counted, before archive/zip holds them: thousands of entries
+// each carrying 64 KB would cost it the file's size in memory.
+func TestOpenBoundsCentralRecords(t *testing.T) {
+	big := bytes.Repeat([]byte{'a'}, 60<<10)
+	extra := append([]byte{0xfe, 0xca, 0xff, 0xef}, big[:60<<10-4]...) // one unknown extra field
+	le.PutUint16(extra[2:], uint16(len(extra)-4))
+	for _, c := range []struct {
+		name string
+		hdr  zip.FileHeader
+		want error
+	}{
+		{"long name", zip.FileHeader{Name: "messages/" + string(big)}, evidence.ErrUnsafeName},
+		{"large extra", zip.FileHeader{Name: "messages/x.eml", Extra: extra}, evidence.ErrUnsupported},
+		{"comment", zip.FileHeader{Name: "messages/x.eml", Comment: string(big)}, evidence.ErrComment},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			zw := zip.NewWriter(&buf)
+			w, _ := zw.CreateRaw(&zip.FileHeader{Name: evidence.NameMimetype, Method: zip.Store, CRC32: crc32.ChecksumIEEE([]byte(evidence.MediaType)),
+				CompressedSize64: uint64(len(evidence.MediaType)), UncompressedSize64: uint64(len(evidence.MediaType))})
+			w.Write([]byte(evidence.MediaType))
+			for range 20 {
+				h := c.hdr
+				h.Method = zip.Store
+				if _, err := zw.CreateRaw(&h); err != nil {
+					t.Fatal(err)
+				}
+			}
+			zw.Close()
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			_, err := openBytes(buf.Bytes(), evidence.Limits{})
+			runtime.ReadMemStats(&after)
+			if !errors.Is(err, c.want) {
+				t.Fatalf("Open = %v, want %v", err, c.want)
+			}
+			if a := after.TotalAlloc - before.TotalAlloc; a > 1<<20 {
+				t.Errorf("refusing 20 records of 60 KB allocated %d bytes: archive/zip read them first", a)
+			}
+		})
+	}
+}
