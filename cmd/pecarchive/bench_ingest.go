@@ -255,14 +255,18 @@ func runIngestBench(ctx context.Context, cfg ingestBenchConfig, out io.Writer) e
 		}
 		return p, err
 	}
+	// Every side's schema is dropped through the first pool, after the archives of the other
+	// sides (which open pools of their own) have closed: their defers run first.
 	defer func() {
-		for _, p := range pools {
-			if !cfg.Keep {
-				schema := p.Config().ConnConfig.RuntimeParams["search_path"]
-				if strings.HasPrefix(schema, "bench_ingest_") {
-					p.Exec(context.Background(), "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+		if !cfg.Keep && len(pools) > 0 {
+			for _, name := range []string{"state", "store", "e2e"} {
+				schema := side(name)["PECARCHIVE_PG_SCHEMA"]
+				if _, err := pools[0].Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+					fmt.Fprintf(out, "postgres: schema %s left behind: %v\n", schema, err)
 				}
 			}
+		}
+		for _, p := range pools {
 			p.Close()
 		}
 	}()

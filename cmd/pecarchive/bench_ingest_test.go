@@ -3,9 +3,8 @@ package main
 import (
 	"context"
 	"regexp"
-	"testing"
-
 	"strings"
+	"testing"
 
 	"github.com/pecarchive/pecarchive/internal/testenv"
 )
@@ -17,6 +16,7 @@ func TestBenchIngestSmall(t *testing.T) {
 		t.Skip("starts Dovecot")
 	}
 	t.Setenv("PECARCHIVE_PG_DSN", testenv.PGBaseDSN())
+	before := schemasLike(t, "bench_ingest_%")
 	var out strings.Builder
 	err := runIngestBench(context.Background(), ingestBenchConfig{N: 60, Mailboxes: 2, Folders: 2, Concurrency: 4, LargeMB: 2, Rounds: 2}, &out)
 	if err != nil {
@@ -33,6 +33,11 @@ func TestBenchIngestSmall(t *testing.T) {
 	} {
 		if !regexp.MustCompile(re).MatchString(text) {
 			t.Errorf("output does not match %s:\n%s", re, text)
+		}
+	}
+	for s := range schemasLike(t, "bench_ingest_%") {
+		if !before[s] {
+			t.Errorf("schema %s left behind", s)
 		}
 	}
 	t.Log(text)

@@ -39,16 +39,31 @@ func TestBenchQuerySmall(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no schema named in:\n%s", text)
 	}
+	left := schemasLike(t, m[1])[m[1]]
+	if left {
+		t.Errorf("schema %s left behind", m[1])
+	}
+}
+
+// schemasLike returns the schemas of the test database whose names are LIKE pattern.
+func schemasLike(t *testing.T, pattern string) map[string]bool {
+	t.Helper()
 	conn, err := pgx.Connect(context.Background(), testenv.PGBaseDSN())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	var left bool
-	if err := conn.QueryRow(context.Background(), "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", m[1]).Scan(&left); err != nil {
+	rows, err := conn.Query(context.Background(), "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", pattern)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if left {
-		t.Errorf("schema %s left behind", m[1])
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
 	}
+	out := map[string]bool{}
+	for _, n := range names {
+		out[n] = true
+	}
+	return out
 }
