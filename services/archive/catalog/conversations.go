@@ -3,7 +3,6 @@ package catalog
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -34,24 +33,11 @@ type Conversation struct {
 // Conversations returns the originals matching q, newest first (originals without an archived
 // acceptance last), then by msgid descending: a stable order for keyset paging.
 func (c *Catalog) Conversations(ctx context.Context, q ConversationQuery) ([]Conversation, error) {
-	var where, having []string
-	var args []any
-	arg := func(v any) string { args = append(args, v); return "$" + strconv.Itoa(len(args)) }
-	if q.Sender != "" {
-		where = append(where, "sender = "+arg(addr(q.Sender)))
+	where, args, arg, err := deliveriesWhere(q.Sender, q.Recipient, q.Since, q.Until)
+	if err != nil {
+		return nil, err
 	}
-	if q.Recipient != "" {
-		where = append(where, "recipient = "+arg(addr(q.Recipient)))
-	}
-	if len(where) == 0 {
-		return nil, fmt.Errorf("%w: a sender or a recipient is required", ErrInvalid)
-	}
-	if !q.Since.IsZero() {
-		where = append(where, "accepted_at >= "+arg(q.Since))
-	}
-	if !q.Until.IsZero() {
-		where = append(where, "accepted_at < "+arg(q.Until))
-	}
+	var having []string
 	if a := q.After; a != nil {
 		m := arg(MsgID(a.MsgID))
 		if a.SentAt.IsZero() {
@@ -66,7 +52,7 @@ func (c *Catalog) Conversations(ctx context.Context, q ConversationQuery) ([]Con
 		sql += ` HAVING ` + strings.Join(having, " AND ")
 	}
 	sql += ` ORDER BY 2 DESC NULLS LAST, 1 DESC LIMIT ` + arg(limit(q.Limit))
-	rows, err := c.db.Query(ctx, sql, args...)
+	rows, err := c.db.Query(ctx, sql, *args...)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: conversations: %w", err)
 	}

@@ -224,6 +224,31 @@ func (c *Catalog) deliveriesBy(ctx context.Context, what, col, key string) ([]De
 		ORDER BY msgid, recipient LIMIT $2`, key, MaxLimit)
 }
 
+// deliveriesWhere returns the conditions on the deliveries rows of a sender and/or a recipient
+// (one is required) and an acceptance time range, their arguments, and the function that adds
+// one more argument and returns its placeholder.
+func deliveriesWhere(sender, recipient string, since, until time.Time) ([]string, *[]any, func(any) string, error) {
+	var where []string
+	args := new([]any)
+	arg := func(v any) string { *args = append(*args, v); return "$" + strconv.Itoa(len(*args)) }
+	if sender != "" {
+		where = append(where, "sender = "+arg(addr(sender)))
+	}
+	if recipient != "" {
+		where = append(where, "recipient = "+arg(addr(recipient)))
+	}
+	if len(where) == 0 {
+		return nil, nil, nil, fmt.Errorf("%w: a sender or a recipient is required", ErrInvalid)
+	}
+	if !since.IsZero() {
+		where = append(where, "accepted_at >= "+arg(since))
+	}
+	if !until.IsZero() {
+		where = append(where, "accepted_at < "+arg(until))
+	}
+	return where, args, arg, nil
+}
+
 // DeliveryQuery selects deliveries by sender and/or recipient and the acceptance time.
 type DeliveryQuery struct {
 	Sender    string
@@ -235,26 +260,13 @@ type DeliveryQuery struct {
 
 // SearchDeliveries returns the deliveries matching q, oldest acceptance first.
 func (c *Catalog) SearchDeliveries(ctx context.Context, q DeliveryQuery) ([]Delivery, error) {
-	var where []string
-	var args []any
-	arg := func(v any) string { args = append(args, v); return "$" + strconv.Itoa(len(args)) }
-	if q.Sender != "" {
-		where = append(where, "sender = "+arg(addr(q.Sender)))
+	where, args, arg, err := deliveriesWhere(q.Sender, q.Recipient, q.Since, q.Until)
+	if err != nil {
+		return nil, err
 	}
-	if q.Recipient != "" {
-		where = append(where, "recipient = "+arg(addr(q.Recipient)))
-	}
-	if len(where) == 0 {
-		return nil, fmt.Errorf("%w: a sender or a recipient is required", ErrInvalid)
-	}
-	if !q.Since.IsZero() {
-		where = append(where, "accepted_at >= "+arg(q.Since))
-	}
-	if !q.Until.IsZero() {
-		where = append(where, "accepted_at < "+arg(q.Until))
-	}
-	return c.deliveries(ctx, `SELECT `+deliverySelect+` FROM deliveries WHERE `+strings.Join(where, " AND ")+
-		` ORDER BY accepted_at NULLS LAST, msgid, recipient LIMIT `+arg(limit(q.Limit)), args...)
+	sql := `SELECT ` + deliverySelect + ` FROM deliveries WHERE ` + strings.Join(where, " AND ") +
+		` ORDER BY accepted_at NULLS LAST, msgid, recipient LIMIT ` + arg(limit(q.Limit))
+	return c.deliveries(ctx, sql, *args...)
 }
 
 // ConversationKey returns the msgid under which the deliveries of m are kept: its RefMsgID.
