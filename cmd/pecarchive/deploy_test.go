@@ -56,6 +56,11 @@ func TestDeploySettingsKnown(t *testing.T) {
 				t.Errorf("%s: %s is read or documented by no command", f, name)
 			}
 		}
+		// Secret files belong to root: a service running as another user reads them only
+		// through its fsGroup.
+		if strings.Contains(string(b), "runAsUser:") && strings.Contains(string(b), "secretName:") && !strings.Contains(string(b), "fsGroup:") {
+			t.Errorf("%s mounts secrets for a non-root user without an fsGroup: it cannot read them", f)
+		}
 		if strings.Contains(string(b), "kind: Deployment") {
 			deployments++
 			if filepath.Dir(f) == filepath.Join(root, "base") && !strings.Contains(string(kust), filepath.Base(f)) {
