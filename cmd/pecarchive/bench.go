@@ -6,12 +6,15 @@ import (
 	"sort"
 )
 
+// benchSummary names the benchmarks in the command list; a test keeps it in step with benchmarks.
+const benchSummary = "bench verify | archive | ingest | query | export (and bench rss CMD..., the peak RSS of a command)"
+
 // benchmarks are the `pecarchive bench NAME` subcommands; each prints its figure next to the floor
 // it is compared with, measured in the same run on the same machine.
 var benchmarks = map[string]func(args []string, stdout, stderr io.Writer) int{}
 
 func init() {
-	register("bench", "measure a capability against its floor (bench verify | bench archive)", runBench)
+	register("bench", "measure a capability against its floor: "+benchSummary, runBench)
 }
 
 func runBench(args []string, stdout, stderr io.Writer) int {
