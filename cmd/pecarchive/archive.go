@@ -55,29 +55,61 @@ func runArchive(args []string, stdout, stderr io.Writer) int {
 }
 
 func serveArchive(ctx context.Context, s settings, listen string, log *slog.Logger) error {
-	pool, err := s.openPool(ctx)
+	svc, cleanup, err := openArchiveService(ctx, s, log)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	defer cleanup()
+	return serveArchiveGRPC(ctx, s, listen, log, svc, nil)
+}
+
+// archiveService is the archive a service process runs: the single writer, its reader, and where
+// its blobs and its log key are (for the start-up line).
+type archiveService struct {
+	a          *archive.Archive
+	rd         *reader.Reader
+	where      string
+	logKeyName string
+}
+
+// openArchiveService opens the archive as the service runs it (migrated, checkpointing on its
+// interval, logging its background errors, serving its metrics when PECARCHIVE_ARCHIVE_METRICS_ADDR
+// is set). cleanup closes it.
+func openArchiveService(ctx context.Context, s settings, log *slog.Logger) (_ *archiveService, _ func(), err error) {
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			closeAll()
+		}
+	}()
+	pool, err := s.openPool(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	closers = append(closers, pool.Close)
 	if err := archive.Migrate(ctx, pool); err != nil {
-		return err
+		return nil, nil, err
 	}
 	blobs, where, err := s.openBlobs(ctx)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	l, vkey, err := s.openLog(ctx, pool, blobs, true)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	interval, err := s.duration("PECARCHIVE_CHECKPOINT_INTERVAL", time.Minute)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	v, err := s.verifier()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	a, err := archive.New(ctx, archive.Config{
 		Pool: pool, Blobs: blobs, Log: l, Verifier: v, CheckpointInterval: interval, NoMigrate: true,
@@ -90,21 +122,27 @@ func serveArchive(ctx context.Context, s settings, listen string, log *slog.Logg
 		},
 	})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer a.Close(context.Background())
+	closers = append(closers, func() { a.Close(context.Background()) })
 	if addr := s.get(envArchiveMetrics, ""); addr != "" && addr != "off" {
 		stopMetrics, err := serveMetrics(addr, archiveRegistry(a), log)
 		if err != nil {
-			return fmt.Errorf("metrics: %w", err)
+			return nil, nil, fmt.Errorf("metrics: %w", err)
 		}
-		defer stopMetrics()
+		closers = append(closers, stopMetrics)
 	}
-
 	rd, err := reader.New(ctx, reader.Config{Pool: pool, Blobs: blobs, Log: l})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
+	return &archiveService{a: a, rd: rd, where: where, logKeyName: vkey}, closeAll, nil
+}
+
+// serveArchiveGRPC serves svc's gRPC API (pecarchive.archive.v1) on listen until ctx ends. ready,
+// when not nil, receives the address once it listens.
+func serveArchiveGRPC(ctx context.Context, s settings, listen string, log *slog.Logger, svc *archiveService, ready chan<- string) error {
+	var err error
 	creds := auth.NewCredentials()
 	if f := s.get("PECARCHIVE_CREDENTIALS_FILE", ""); f != "" {
 		if creds, err = auth.LoadCredentials(f); err != nil {
@@ -119,7 +157,7 @@ func serveArchive(ctx context.Context, s settings, listen string, log *slog.Logg
 	if err != nil {
 		return err
 	}
-	cfg := grpcserver.Config{Archive: a, Reader: rd, Authorizer: authz, MaxIdleTime: idle}
+	cfg := grpcserver.Config{Archive: svc.a, Reader: svc.rd, Authorizer: authz, MaxIdleTime: idle}
 	if dir := s.get("PECARCHIVE_TLS_DIR", ""); dir != "" {
 		st := auth.ServerTLS{CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key")}
 		if _, err := os.Stat(filepath.Join(dir, "client-ca.crt")); err == nil {
@@ -139,8 +177,11 @@ func serveArchive(ctx context.Context, s settings, listen string, log *slog.Logg
 	if err != nil {
 		return err
 	}
-	log.Info("archive serving", "addr", lis.Addr().String(), "blobs", where, "log_key", vkey, "tls", cfg.TLS != nil,
+	log.Info("archive serving", "addr", lis.Addr().String(), "blobs", svc.where, "log_key", svc.logKeyName, "tls", cfg.TLS != nil,
 		"trust", s.get("PECARCHIVE_TRUST", "built-in anchors only"), "provider_index", s.get("PECARCHIVE_PROVIDER_INDEX", "none"))
+	if ready != nil {
+		ready <- lis.Addr().String()
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(lis) }()
 	select {

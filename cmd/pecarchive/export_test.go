@@ -102,7 +102,7 @@ func TestExportAndVerifyBundle(t *testing.T) {
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- serveQuery(ctx, s, "127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil)), ready)
+		done <- serveQuery(ctx, s, "127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil)), ready, nil)
 	}()
 	var addr string
 	select {

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -57,17 +58,7 @@ func runIngest(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pecarchive ingest: %v\n", err)
 		return exitUsage
 	}
-	file := s.get("PECARCHIVE_MAILBOXES_FILE", "")
-	if file == "" {
-		fmt.Fprintln(stderr, "pecarchive ingest: set PECARCHIVE_MAILBOXES_FILE to the mailbox file")
-		return exitUsage
-	}
-	mbs, err := ingest.LoadMailboxes(file)
-	if err != nil {
-		fmt.Fprintf(stderr, "pecarchive ingest: %v\n", err)
-		return exitUsage
-	}
-	opts, err := s.ingestOptions()
+	mbs, opts, err := s.ingestMailboxes()
 	if err != nil {
 		fmt.Fprintf(stderr, "pecarchive ingest: %v\n", err)
 		return exitUsage
@@ -94,10 +85,7 @@ func runIngest(args []string, stdout, stderr io.Writer) int {
 		return exitNotValid
 	}
 	defer closeArc()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	svc, err := ingest.New(ctx, ingest.Config{Mailboxes: mbs, Archiver: arc, Pool: pool, LookupEnv: os.LookupEnv,
-		Replica: s.get("PECARCHIVE_INGEST_REPLICA", ""), Registerer: reg, Logger: log, Options: opts})
+	svc, reg, err := s.newIngest(ctx, log, mbs, opts, arc, pool)
 	if err != nil {
 		fmt.Fprintf(stderr, "pecarchive ingest: %v\n", err)
 		return exitNotValid
@@ -141,6 +129,34 @@ func runIngest(args []string, stdout, stderr io.Writer) int {
 		return exitNotValid
 	}
 	return exitOK
+}
+
+// ingestMailboxes reads the mailbox file PECARCHIVE_MAILBOXES_FILE and the ingest settings.
+func (s settings) ingestMailboxes() ([]ingest.Mailbox, *ingest.Options, error) {
+	file := s.get("PECARCHIVE_MAILBOXES_FILE", "")
+	if file == "" {
+		return nil, nil, errors.New("set PECARCHIVE_MAILBOXES_FILE to the mailbox file")
+	}
+	mbs, err := ingest.LoadMailboxes(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts, err := s.ingestOptions()
+	if err != nil {
+		return nil, nil, err
+	}
+	return mbs, opts, nil
+}
+
+// newIngest builds the ingest service on its cursors' pool and the archiver, with a registry of
+// its metrics (and the Go and process collectors).
+func (s settings) newIngest(ctx context.Context, log *slog.Logger, mbs []ingest.Mailbox, opts *ingest.Options, arc ingest.Archiver,
+	pool *pgxpool.Pool) (*ingest.Service, *prometheus.Registry, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	svc, err := ingest.New(ctx, ingest.Config{Mailboxes: mbs, Archiver: arc, Pool: pool, LookupEnv: os.LookupEnv,
+		Replica: s.get("PECARCHIVE_INGEST_REPLICA", ""), Registerer: reg, Logger: log, Options: opts})
+	return svc, reg, err
 }
 
 // ingestOptions reads the ingest tuning settings.

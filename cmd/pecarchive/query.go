@@ -57,7 +57,7 @@ func runQuery(args []string, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serveQuery(ctx, s, *listen, log, nil); err != nil {
+	if err := serveQuery(ctx, s, *listen, log, nil, nil); err != nil {
 		log.Error("query stopped", "err", err)
 		return exitNotValid
 	}
@@ -109,19 +109,23 @@ func (s settings) openRecorder(ctx context.Context) (query.Recorder, func(), err
 }
 
 // openQuery opens the query service from the settings: the reader on the read-only pool and the
-// blob store, and the recorder. close releases everything.
-func (s settings) openQuery(ctx context.Context) (*query.Service, func(), error) {
+// blob store, and the recorder (rec when not nil: the archive of the same process, already open).
+// close releases everything it opened.
+func (s settings) openQuery(ctx context.Context, rec query.Recorder) (*query.Service, func(), error) {
 	var closers []func()
 	closeAll := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
 			closers[i]()
 		}
 	}
-	rec, closeRec, err := s.openRecorder(ctx) // first: in-process, it also migrates
-	if err != nil {
-		return nil, nil, err
+	if rec == nil {
+		r, closeRec, err := s.openRecorder(ctx) // first: in-process, it also migrates
+		if err != nil {
+			return nil, nil, err
+		}
+		rec = r
+		closers = append(closers, closeRec)
 	}
-	closers = append(closers, closeRec)
 	pool, err := s.openReadPool(ctx)
 	if err != nil {
 		closeAll()
@@ -152,9 +156,10 @@ func (s settings) openQuery(ctx context.Context) (*query.Service, func(), error)
 }
 
 // serveQuery runs the query service on listen until ctx ends. ready, when not nil, receives the
-// address once it listens.
-func serveQuery(ctx context.Context, s settings, listen string, log *slog.Logger, ready chan<- string) error {
-	svc, closeSvc, err := s.openQuery(ctx)
+// address once it listens. rec, when not nil, records the reads (the archive of the same
+// process); else openRecorder's.
+func serveQuery(ctx context.Context, s settings, listen string, log *slog.Logger, ready chan<- string, rec query.Recorder) error {
+	svc, closeSvc, err := s.openQuery(ctx, rec)
 	if err != nil {
 		return err
 	}
