@@ -73,31 +73,18 @@ func runIngest(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	pool, err := s.openPool(ctx)
-	if err != nil {
-		fmt.Fprintf(stderr, "pecarchive ingest: %v\n", err)
-		return exitNotValid
-	}
-	defer pool.Close()
 	arc, closeArc, err := s.openArchiver(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "pecarchive ingest: archive: %v\n", err)
 		return exitNotValid
 	}
 	defer closeArc()
-	svc, reg, err := s.newIngest(ctx, log, mbs, opts, arc, pool)
+	svc, pool, stopIngest, err := s.startIngest(ctx, log, mbs, opts, arc, *metricsAddr)
 	if err != nil {
 		fmt.Fprintf(stderr, "pecarchive ingest: %v\n", err)
 		return exitNotValid
 	}
-	if *metricsAddr != "off" && *metricsAddr != "" {
-		stopMetrics, err := serveMetrics(*metricsAddr, reg, log)
-		if err != nil {
-			fmt.Fprintf(stderr, "pecarchive ingest: metrics: %v\n", err)
-			return exitUsage
-		}
-		defer stopMetrics()
-	}
+	defer stopIngest()
 	if !*onceFlag {
 		log.Info("ingest running", "mailboxes", len(mbs), "replica", svc.Replica())
 		svc.Run(ctx)
@@ -148,15 +135,31 @@ func (s settings) ingestMailboxes() ([]ingest.Mailbox, *ingest.Options, error) {
 	return mbs, opts, nil
 }
 
-// newIngest builds the ingest service on its cursors' pool and the archiver, with a registry of
-// its metrics (and the Go and process collectors).
-func (s settings) newIngest(ctx context.Context, log *slog.Logger, mbs []ingest.Mailbox, opts *ingest.Options, arc ingest.Archiver,
-	pool *pgxpool.Pool) (*ingest.Service, *prometheus.Registry, error) {
+// startIngest builds the ingest service on the pool of its cursors (opened here) and the archiver,
+// and serves its metrics (and the Go and process collectors') at metricsAddr ("" or "off": none).
+// stop releases what it opened.
+func (s settings) startIngest(ctx context.Context, log *slog.Logger, mbs []ingest.Mailbox, opts *ingest.Options, arc ingest.Archiver,
+	metricsAddr string) (_ *ingest.Service, _ *pgxpool.Pool, stop func(), err error) {
+	pool, err := s.openPool(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	svc, err := ingest.New(ctx, ingest.Config{Mailboxes: mbs, Archiver: arc, Pool: pool, LookupEnv: os.LookupEnv,
 		Replica: s.get("PECARCHIVE_INGEST_REPLICA", ""), Registerer: reg, Logger: log, Options: opts})
-	return svc, reg, err
+	if err != nil {
+		pool.Close()
+		return nil, nil, nil, err
+	}
+	stopMetrics := func() {}
+	if metricsAddr != "" && metricsAddr != "off" {
+		if stopMetrics, err = serveMetrics(metricsAddr, reg, log); err != nil {
+			pool.Close()
+			return nil, nil, nil, fmt.Errorf("metrics: %w", err)
+		}
+	}
+	return svc, pool, func() { stopMetrics(); pool.Close() }, nil
 }
 
 // ingestOptions reads the ingest tuning settings.

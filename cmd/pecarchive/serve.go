@@ -11,6 +11,8 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
+
+	"github.com/pecarchive/pecarchive/services/ingest"
 )
 
 // `pecarchive serve` runs the archive, the query service and, when PECARCHIVE_MAILBOXES_FILE is
@@ -133,27 +135,16 @@ func serveAll(ctx context.Context, s settings, listen, queryListen string, log *
 
 // runIngestService pulls the mailboxes of the mailbox file into arc until ctx ends, serving its
 // metrics at metricsAddr ("" or "off": none).
-func runIngestService(ctx context.Context, s settings, log *slog.Logger, arc localArchiver, metricsAddr string) error {
+func runIngestService(ctx context.Context, s settings, log *slog.Logger, arc ingest.Archiver, metricsAddr string) error {
 	mbs, opts, err := s.ingestMailboxes()
 	if err != nil {
 		return err
 	}
-	pool, err := s.openPool(ctx)
+	svc, _, stop, err := s.startIngest(ctx, log, mbs, opts, arc, metricsAddr)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	svc, reg, err := s.newIngest(ctx, log, mbs, opts, arc, pool)
-	if err != nil {
-		return err
-	}
-	if metricsAddr != "" && metricsAddr != "off" {
-		stopMetrics, err := serveMetrics(metricsAddr, reg, log)
-		if err != nil {
-			return fmt.Errorf("metrics: %w", err)
-		}
-		defer stopMetrics()
-	}
+	defer stop()
 	log.Info("ingest running", "mailboxes", len(mbs), "replica", svc.Replica())
 	svc.Run(ctx)
 	log.Info("ingest stopped")
