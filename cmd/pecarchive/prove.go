@@ -250,7 +250,7 @@ func runProve(args []string, stdout, stderr io.Writer) int {
 		if _, err := fmt.Fprintf(stdout, "%s\n", b); err != nil {
 			return exitUsage
 		}
-	} else {
+	} else if len(resp.GetMessages()) > 0 {
 		printProof(stdout, resp)
 	}
 	if resp.GetNextPageToken() != "" {

@@ -169,6 +169,12 @@ func TestProve(t *testing.T) {
 		t.Errorf("%d access rows by %q (%v), want 4 by the local user", n, who, err)
 	}
 
+	// Read by a person, nothing matched prints no checkpoint under no proofs: only the message.
+	if code, out, errOut := runCLI(t, "prove", "--msgid", "nobody-sent-this@x"); code != exitNoMatch || out != "" ||
+		!strings.Contains(errOut, "no archived message matches") {
+		t.Errorf("prove of nothing: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+
 	// Against a running query service.
 	dir := t.TempDir()
 	creds := filepath.Join(dir, "credentials")
