@@ -149,6 +149,7 @@ type msgResult struct {
 	valid     bool // the signature is valid as recomputed (and as claimed)
 	trusted   bool // the signature is valid and trusted as recomputed (and as claimed)
 	received  time.Time
+	record    *Record // the manifest's record of the message (its first listing)
 }
 
 func (v *verifier) run(ctx context.Context) {
@@ -471,6 +472,7 @@ func (v *verifier) checkMessages(ctx context.Context) {
 			v.res.Warnings = append(v.res.Warnings, printable(w, 2000))
 		}
 		if _, dup := v.msgs[msgs[i].SHA256]; !dup {
+			r.record = &msgs[i].Record
 			v.msgs[msgs[i].SHA256] = r
 		}
 	}
@@ -764,7 +766,9 @@ func (v *verifier) namedFiles() []string {
 // query service answered with ([DeriveDeliveries], verdict.Conversation), each message's
 // signature counting only as far as it verified here, and names every difference.
 func (v *verifier) checkDeliveries() {
-	view := make([]Message, 0, len(v.m.Messages))
+	// The messages of each Message-ID (their own or their correlation key), grouped once:
+	// DeriveDeliveries keeps of what it is given those of the Message-ID it derives for.
+	byKey := map[string][]Message{}
 	for _, msg := range v.m.Messages {
 		mr, ok := v.msgs[msg.SHA256]
 		if !ok {
@@ -772,7 +776,11 @@ func (v *verifier) checkDeliveries() {
 		}
 		sig := &msg.Record.Signature
 		sig.Valid, sig.Trusted = sig.Valid && mr.hashOK && mr.valid, sig.Trusted && mr.hashOK && mr.trusted
-		view = append(view, msg)
+		own := record.MsgID(msg.Record.MessageID)
+		byKey[own] = append(byKey[own], msg)
+		if ref := msg.Record.RefMsgID; ref != own {
+			byKey[ref] = append(byKey[ref], msg)
+		}
 	}
 	// The claims about one Message-ID, one per sending, in the order derived (newest first).
 	byMsgID := map[string][]int{}
@@ -785,7 +793,7 @@ func (v *verifier) checkDeliveries() {
 		byMsgID[k] = append(byMsgID[k], i)
 	}
 	for _, k := range order {
-		derived := DeriveDeliveries(k, view)
+		derived := DeriveDeliveries(k, byKey[k])
 		claimed := byMsgID[k]
 		if len(claimed) != len(derived) {
 			var ids []string
@@ -875,17 +883,13 @@ func (v *verifier) checkDelivery(d, g Delivery) {
 // checkDelivered checks the one rule no bundle may bend: DELIVERED rests on a valid and trusted
 // delivery receipt (avvenuta-consegna) for that very recipient about that very message.
 func (v *verifier) checkDelivered(d Delivery, r Recipient, subject string) {
-	var rec *Record
-	for i := range v.m.Messages {
-		if v.m.Messages[i].SHA256 == r.Deciding {
-			rec = &v.m.Messages[i].Record
-			break
-		}
-	}
 	mr, ok := v.msgs[r.Deciding]
-	switch {
-	case r.Deciding == "" || !ok || rec == nil:
+	if r.Deciding == "" || !ok {
 		v.res.fail(FailClaim, subject, "DELIVERED without a deciding receipt in the bundle")
+		return
+	}
+	rec := mr.record
+	switch {
 	case !mr.trusted:
 		v.res.fail(FailClaim, subject, "DELIVERED rests on receipt %s, whose signature is not valid and trusted", r.Deciding)
 	case rec.Kind != string(pec.KindAvvenutaConsegna) || rec.Consegna != record.Addr(r.Address) || rec.OrigMsgID != record.MsgID(d.MsgID):
