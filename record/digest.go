@@ -195,36 +195,27 @@ type LeafDigest struct {
 
 // ParseLeafDigest parses a leaf's Extra field as the catalog writes it.
 func ParseLeafDigest(extra string) (LeafDigest, error) {
-	var d LeafDigest
 	f := strings.Split(extra, " ")
-	var dst [][32]byte
-	switch f[0] {
+	d := LeafDigest{Version: f[0]}
+	var dst []*[32]byte
+	switch d.Version {
 	case DigestV1:
-		dst = [][32]byte{d.Row}
+		dst = []*[32]byte{&d.Row}
 	case DigestV2:
-		dst = [][32]byte{d.Row, d.Source}
+		dst = []*[32]byte{&d.Row, &d.Source}
 	case SourceDigestVersion:
-		dst = [][32]byte{d.Source}
+		dst = []*[32]byte{&d.Source}
 	}
 	if dst == nil || len(f) != 1+len(dst) {
-		return d, fmt.Errorf("%w: leaf extra %.80q is not a catalog digest", ErrInvalid, extra)
+		return LeafDigest{}, fmt.Errorf("%w: leaf extra %.80q is not a catalog digest", ErrInvalid, extra)
 	}
 	for i, h := range f[1:] {
 		if len(h) != 64 {
-			return d, fmt.Errorf("%w: leaf extra %.80q is not a catalog digest", ErrInvalid, extra)
+			return LeafDigest{}, fmt.Errorf("%w: leaf extra %.80q is not a catalog digest", ErrInvalid, extra)
 		}
 		if _, err := hex.Decode(dst[i][:], []byte(h)); err != nil || hex.EncodeToString(dst[i][:]) != h {
-			return d, fmt.Errorf("%w: leaf extra %.80q: not lower-case hex", ErrInvalid, extra)
+			return LeafDigest{}, fmt.Errorf("%w: leaf extra %.80q: not lower-case hex", ErrInvalid, extra)
 		}
-	}
-	d.Version = f[0]
-	switch d.Version {
-	case DigestV1:
-		d.Row = dst[0]
-	case DigestV2:
-		d.Row, d.Source = dst[0], dst[1]
-	default:
-		d.Source = dst[0]
 	}
 	return d, nil
 }
