@@ -267,14 +267,6 @@ func (b *Bundle) manifest() (m *Manifest, chains, anchors []Certs, err error) {
 		AnchorSets: []CertSet{},
 		Deliveries: make([]Delivery, len(b.Deliveries)),
 	}
-	for i, d := range b.Deliveries {
-		d.Recipients = slices.Clone(d.Recipients)
-		for j := range d.Recipients {
-			d.Recipients[j].Receipts = slices.Clone(d.Recipients[j].Receipts)
-			d.Recipients[j].Conflicts = nonNil(slices.Clone(d.Recipients[j].Conflicts))
-		}
-		m.Deliveries[i] = d
-	}
 	seenCP := map[uint64]bool{}
 	for i, e := range b.Earlier {
 		ecp, err := tlog.ParseCheckpoint(e.Checkpoint)
@@ -356,15 +348,16 @@ func (b *Bundle) manifest() (m *Manifest, chains, anchors []Certs, err error) {
 			return bad("message %s: the message carrying it, %s, is not in the bundle", msg.SHA256, msg.ContainedIn)
 		}
 	}
-	for i := range m.Deliveries {
-		d := &m.Deliveries[i]
+	// The deliveries, copied down to their lists (a receipt may be added to them).
+	for i, d := range b.Deliveries {
 		if d.SHA256 != "" && !have[d.SHA256] {
 			return bad("delivery %q: message %s is not in the bundle", d.MsgID, d.SHA256)
 		}
-		d.Recipients = nonNil(d.Recipients)
+		d.Recipients = nonNil(slices.Clone(d.Recipients))
 		for j := range d.Recipients {
 			r := &d.Recipients[j]
-			r.Receipts = nonNil(r.Receipts)
+			r.Receipts = nonNil(slices.Clone(r.Receipts))
+			r.Conflicts = nonNil(slices.Clone(r.Conflicts))
 			if r.Deciding != "" && !slices.Contains(r.Receipts, r.Deciding) {
 				r.Receipts = append(r.Receipts, r.Deciding)
 			}
@@ -374,6 +367,7 @@ func (b *Bundle) manifest() (m *Manifest, chains, anchors []Certs, err error) {
 				}
 			}
 		}
+		m.Deliveries[i] = d
 	}
 	return m, chains, anchors, nil
 }
