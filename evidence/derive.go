@@ -44,29 +44,36 @@ func DeriveDeliveries(msgid string, msgs []Message) []Delivery {
 	}
 	out := []Delivery{}
 	for _, a := range verdict.Conversation(key, vrows, "") {
-		d := Delivery{MsgID: a.MsgID, PECID: a.PECID, Subject: a.Subject, Sender: a.Sender, SentAt: FormatTime(a.SentAt),
-			Recipients: []Recipient{}}
-		if a.Original >= 0 {
-			d.SHA256 = rows[a.Original].sum
-		}
-		receipt := func(i int) string { return rows[a.Receipts[i]].sum }
-		for _, g := range a.Recipients {
-			r := Recipient{Address: g.Address, Verdict: string(g.Verdict), ExplanationIT: g.ExplanationIT,
-				ExplanationEN: g.ExplanationEN, At: FormatTime(g.At), Receipts: []string{}, Conflicts: []string{}}
-			if g.Deciding >= 0 {
-				r.Deciding = receipt(g.Deciding)
-			}
-			for _, j := range g.Receipts {
-				r.Receipts = append(r.Receipts, receipt(j))
-			}
-			for _, j := range g.Conflicts {
-				r.Conflicts = append(r.Conflicts, receipt(j))
-			}
-			d.Recipients = append(d.Recipients, r)
-		}
-		out = append(out, d)
+		out = append(out, DeliveryOf(&a, func(i int) string { return rows[i].sum }))
 	}
 	return out
+}
+
+// DeliveryOf is the claim of an answer of verdict.Conversation in the bundle's terms: sum(i) is
+// the SHA-256 (lower-case hex) of the row i of the rows the answer was derived from. The query
+// service makes a bundle's claims with it, and DeriveDeliveries derives them again with it.
+func DeliveryOf(a *verdict.Answer, sum func(i int) string) Delivery {
+	d := Delivery{MsgID: a.MsgID, PECID: a.PECID, Subject: a.Subject, Sender: a.Sender, SentAt: FormatTime(a.SentAt),
+		Recipients: []Recipient{}}
+	if a.Original >= 0 {
+		d.SHA256 = sum(a.Original)
+	}
+	receipt := func(i int) string { return sum(a.Receipts[i]) }
+	for _, g := range a.Recipients {
+		r := Recipient{Address: g.Address, Verdict: string(g.Verdict), ExplanationIT: g.ExplanationIT,
+			ExplanationEN: g.ExplanationEN, At: FormatTime(g.At), Receipts: []string{}, Conflicts: []string{}}
+		if g.Deciding >= 0 {
+			r.Deciding = receipt(g.Deciding)
+		}
+		for _, j := range g.Receipts {
+			r.Receipts = append(r.Receipts, receipt(j))
+		}
+		for _, j := range g.Conflicts {
+			r.Conflicts = append(r.Conflicts, receipt(j))
+		}
+		d.Recipients = append(d.Recipients, r)
+	}
+	return d
 }
 
 // rowOf describes a bundled message for the verdict rule by its record.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pecarchive/pecarchive/evidence"
+	"github.com/pecarchive/pecarchive/evidence/verdict"
 	"github.com/pecarchive/pecarchive/services/archive/catalog"
 	"github.com/pecarchive/pecarchive/services/archive/reader"
 	"github.com/pecarchive/pecarchive/tlog"
@@ -132,9 +133,8 @@ func (s *Service) bundle(ctx context.Context, who Caller, req ExportRequest) (*e
 	for _, id := range msgids {
 		// Every sending of the Message-ID (the verifier derives them all from the same rows).
 		conv := convs[id]
-		answers, _, _ := answersFor(id, conv, "")
-		for i := range answers {
-			b.Deliveries = append(b.Deliveries, deliveryOf(&answers[i]))
+		for _, a := range verdict.Conversation(id, verdictRows(conv), "") {
+			b.Deliveries = append(b.Deliveries, evidence.DeliveryOf(&a, func(i int) string { return hex.EncodeToString(conv[i].SHA256[:]) }))
 		}
 		for _, m := range conv {
 			if !have[m.SHA256] {
@@ -272,23 +272,4 @@ func hexOrEmpty(s [32]byte) string {
 func selectorOf(s Selector) evidence.Selector {
 	return evidence.Selector{MsgID: s.MsgID, PECID: s.PECID, Sender: s.Sender, Recipient: s.Recipient,
 		Since: evidence.FormatTime(s.Since), Until: evidence.FormatTime(s.Until)}
-}
-
-// deliveryOf is the claim of an answer, in the bundle's terms.
-func deliveryOf(a *MessageAnswer) evidence.Delivery {
-	d := evidence.Delivery{MsgID: a.MsgID, PECID: a.PECID, Subject: a.Subject, Sender: a.Sender,
-		SentAt: evidence.FormatTime(a.SentAt), SHA256: hexOrEmpty(a.SHA256), Recipients: []evidence.Recipient{}}
-	for _, r := range a.Recipients {
-		er := evidence.Recipient{Address: r.Address, Verdict: string(r.Verdict), ExplanationIT: r.ExplanationIT,
-			ExplanationEN: r.ExplanationEN, At: evidence.FormatTime(r.At), Deciding: hexOrEmpty(r.Deciding),
-			Receipts: []string{}, Conflicts: []string{}}
-		for _, rc := range r.Receipts {
-			er.Receipts = append(er.Receipts, hex.EncodeToString(rc.SHA256[:]))
-		}
-		for _, c := range r.Conflicting {
-			er.Conflicts = append(er.Conflicts, hex.EncodeToString(c[:]))
-		}
-		d.Recipients = append(d.Recipients, er)
-	}
-	return d
 }

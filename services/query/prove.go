@@ -308,11 +308,6 @@ func toVerdict(m *catalog.Message) verdict.Message {
 // the rows prove it). It returns the answers, the SHA-256s they carry (for the access record,
 // each once) and their receipts (for their proofs).
 func answersFor(msgid string, rows []catalog.Message, only string) ([]MessageAnswer, [][32]byte, []*Receipt) {
-	vrows := make([]verdict.Row, len(rows))
-	for i := range rows {
-		m := &rows[i]
-		vrows[i] = verdict.Row{Message: toVerdict(m), MessageID: m.MessageID, Subject: m.Subject, Sender: m.Sender, HeaderDate: m.HeaderDate}
-	}
 	var out []MessageAnswer
 	var sums [][32]byte
 	var all []*Receipt
@@ -321,7 +316,7 @@ func answersFor(msgid string, rows []catalog.Message, only string) ([]MessageAns
 			sums = append(sums, s)
 		}
 	}
-	for _, a := range verdict.Conversation(msgid, vrows, only) {
+	for _, a := range verdict.Conversation(msgid, verdictRows(rows), only) {
 		ans := MessageAnswer{MsgID: a.MsgID, PECID: a.PECID, Subject: a.Subject, Sender: a.Sender, SentAt: a.SentAt}
 		if a.Original >= 0 {
 			ans.SHA256 = rows[a.Original].SHA256
@@ -349,6 +344,16 @@ func answersFor(msgid string, rows []catalog.Message, only string) ([]MessageAns
 		all = append(all, receipts...)
 	}
 	return out, sums, all
+}
+
+// verdictRows describes catalog rows for verdict.Conversation.
+func verdictRows(rows []catalog.Message) []verdict.Row {
+	vrows := make([]verdict.Row, len(rows))
+	for i := range rows {
+		m := &rows[i]
+		vrows[i] = verdict.Row{Message: toVerdict(m), MessageID: m.MessageID, Subject: m.Subject, Sender: m.Sender, HeaderDate: m.HeaderDate}
+	}
+	return vrows
 }
 
 func isNotFound(err error) bool { return errors.Is(err, reader.ErrNotFound) }
