@@ -116,7 +116,13 @@ func (l *Log) CheckpointAt(ctx context.Context, size uint64) (signed []byte, err
 	if size > 1<<62 {
 		return nil, fmt.Errorf("%w: size %d", ErrInvalid, size)
 	}
-	err = l.pool.QueryRow(ctx, `SELECT signed FROM merklelog_checkpoint WHERE size = $1`, int64(size)).Scan(&signed)
+	return checkpointAt(ctx, l.pool, size)
+}
+
+// checkpointAt reads the stored signed checkpoint of exactly size (at most 1<<62) through q, or
+// ErrNotFound.
+func checkpointAt(ctx context.Context, q querier, size uint64) (signed []byte, err error) {
+	err = q.QueryRow(ctx, `SELECT signed FROM merklelog_checkpoint WHERE size = $1`, int64(size)).Scan(&signed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: no checkpoint of size %d", ErrNotFound, size)
 	}

@@ -243,12 +243,5 @@ func (l *Log) SettledCheckpointAt(ctx context.Context, size uint64) (signed []by
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))`, int32(lockClass+1)); err != nil {
 		return nil, dbErr("read checkpoint: wait for publishers", err)
 	}
-	err = tx.QueryRow(ctx, `SELECT signed FROM merklelog_checkpoint WHERE size = $1`, int64(size)).Scan(&signed)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("%w: no checkpoint of size %d", ErrNotFound, size)
-	}
-	if err != nil {
-		return nil, dbErr("read checkpoint", err)
-	}
-	return signed, nil
+	return checkpointAt(ctx, tx, size)
 }
