@@ -459,7 +459,7 @@ func classify(op string, err error) error {
 		return fmt.Errorf("%w: %s: %w", ErrNotFound, op, err)
 	case errors.Is(err, catalog.ErrInvalid), errors.Is(err, merklelog.ErrInvalid):
 		return fmt.Errorf("%w: %s: %w", ErrInvalid, op, err)
-	case errors.Is(err, blob.ErrIntegrity), errors.Is(err, merklelog.ErrForked), errors.Is(err, merklelog.ErrWrongKey):
+	case errors.Is(err, blob.ErrIntegrity), refusal(err):
 		return fmt.Errorf("%w: %s: %w", ErrIntegrity, op, err)
 	case errors.Is(err, blob.ErrUnavailable), errors.Is(err, blob.ErrReadOnly), errors.Is(err, merklelog.ErrUnavailable), transient(err):
 		return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
