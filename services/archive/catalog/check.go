@@ -74,9 +74,16 @@ ORDER BY 1, 2`
 
 // deliveryDiffSQL names each column that deliveryDiffersSQL compares and the stored row x and the
 // derived row v hold otherwise.
-func deliveryDiffSQL() string {
-	return columnsDiffSQL("pec_id", "sender", "state", "receipt_type", "errore", "errore_esteso", "original_sha256",
-		"acceptance_sha256", "delivery_sha256", "nondelivery_sha256", "warning_sha256", "accepted_at", "state_at", "problem")
+func deliveryDiffSQL() string { return columnsDiffSQL(deliveryCompared...) }
+
+// rowsDifferSQL returns a condition true when the stored row x and the derived row v differ
+// (IS DISTINCT FROM) in one of cols.
+func rowsDifferSQL(cols ...string) string {
+	x, v := make([]string, len(cols)), make([]string, len(cols))
+	for i, c := range cols {
+		x[i], v[i] = "x."+c, "v."+c
+	}
+	return "(" + strings.Join(x, ", ") + ")\n\tIS DISTINCT FROM (" + strings.Join(v, ", ") + ")"
 }
 
 // columnsDiffSQL returns, for each column, an expression that is NULL when the stored row x and

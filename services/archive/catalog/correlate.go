@@ -261,7 +261,7 @@ func (k *linkKeys) args(sums [][]byte) []any {
 //
 // The reference model of this rule is the Go derive function of the package's tests, which
 // compares the two on random histories.
-const deliveriesSQL = deriveDeliveriesSQL + `), gone AS (
+var deliveriesSQL = deriveDeliveriesSQL + `), gone AS (
 	-- Rows whose recipient is no longer among its msgid's recipients: one of a provider copy
 	-- that a new original ($4), the original as sent, replaced as the msgid's original.
 	DELETE FROM deliveries x WHERE x.msgid = ANY($4::text[])
@@ -349,13 +349,14 @@ CROSS JOIN LATERAL (SELECT concat_ws('; ',
 ) AS problem) p
 `
 
+// deliveryCompared are the columns a stored deliveries row and a derived one are compared on,
+// updated_at aside.
+var deliveryCompared = []string{"pec_id", "sender", "state", "receipt_type", "errore", "errore_esteso",
+	"original_sha256", "acceptance_sha256", "delivery_sha256", "nondelivery_sha256", "warning_sha256",
+	"accepted_at", "state_at", "problem"}
+
 // deliveryDiffersSQL compares a stored deliveries row x with a derived one v, updated_at aside.
-const deliveryDiffersSQL = `(x.pec_id, x.sender, x.state, x.receipt_type, x.errore, x.errore_esteso, x.original_sha256,
-	x.acceptance_sha256, x.delivery_sha256, x.nondelivery_sha256, x.warning_sha256, x.accepted_at,
-	x.state_at, x.problem)
-	IS DISTINCT FROM (v.pec_id, v.sender, v.state, v.receipt_type, v.errore, v.errore_esteso,
-	v.original_sha256, v.acceptance_sha256, v.delivery_sha256, v.nondelivery_sha256,
-	v.warning_sha256, v.accepted_at, v.state_at, v.problem)`
+var deliveryDiffersSQL = rowsDifferSQL(deliveryCompared...)
 
 // queueEvents queues the insert of delivery_events rows: events of receipts inserted in this
 // transaction, deduplicated by the caller, so they are inserted plainly (a speculative insertion

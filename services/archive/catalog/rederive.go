@@ -297,11 +297,14 @@ SELECT coalesce(v.receipt_sha256, x.receipt_sha256), coalesce(v.msgid, x.msgid),
 	CASE WHEN x.msgid IS NULL THEN 'missing' WHEN v.msgid IS NULL THEN 'extra' ELSE 'altered' END,
 	CASE WHEN x.msgid IS NULL THEN format(' (the receipt says kind %s ok %s)', v.kind, v.ok::text)
 	     WHEN v.msgid IS NULL THEN format(' (stored kind %s ok %s)', x.kind, x.ok::text)
-	ELSE ': ' || concat_ws('; ', ` + columnsDiffSQL("kind", "ok", "problem", "pec_id", "sender", "receipt_type", "errore", "errore_esteso", "event_time") + `) END
+	ELSE ': ' || concat_ws('; ', ` + columnsDiffSQL(eventCompared...) + `) END
 FROM v FULL JOIN x ON x.msgid = v.msgid AND x.recipient = v.recipient AND x.receipt_sha256 = v.receipt_sha256
 WHERE x.msgid IS NULL OR v.msgid IS NULL
-   OR (x.kind, x.ok, x.problem, x.pec_id, x.sender, x.receipt_type, x.errore, x.errore_esteso, x.event_time)
-      IS DISTINCT FROM (v.kind, v.ok, v.problem, v.pec_id, v.sender, v.receipt_type, v.errore, v.errore_esteso, v.event_time)`
+   OR ` + rowsDifferSQL(eventCompared...)
+
+// eventCompared are the columns a stored delivery event and one derived again from its receipt
+// are compared on (checkEventsSQL).
+var eventCompared = []string{"kind", "ok", "problem", "pec_id", "sender", "receipt_type", "errore", "errore_esteso", "event_time"}
 
 // checkLinksSQL compares the links derived for the messages of its parameters (linkKeys.args:
 // $11 is every message of the page) with the stored links from or to them.
