@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"regexp"
 	"slices"
 	"strings"
@@ -51,12 +52,12 @@ func migrations() (expectedSchema, map[string][]int64, error) {
 	versions := map[string][]int64{}
 	for _, set := range []struct {
 		table string
-		ms    func() ([]pgmigrate.Migration, error)
+		fsys  fs.FS
 	}{
-		{catalog.VersionTable, func() ([]pgmigrate.Migration, error) { return pgmigrate.Load(catalog.Migrations) }},
-		{merklelog.VersionTable, func() ([]pgmigrate.Migration, error) { return pgmigrate.Load(merklelog.Migrations) }},
+		{catalog.VersionTable, catalog.Migrations},
+		{merklelog.VersionTable, merklelog.Migrations},
 	} {
-		ms, err := set.ms()
+		ms, err := pgmigrate.Load(set.fsys)
 		if err != nil {
 			return want, nil, err
 		}
