@@ -116,19 +116,9 @@ func ArtifactDir(tb testing.TB, name string) string {
 	tb.Helper()
 	root := os.Getenv("PECARCHIVE_ARTIFACTS")
 	if root == "" {
-		dir, err := os.Getwd()
+		dir, err := repoRoot()
 		if err != nil {
-			tb.Fatal(err)
-		}
-		for {
-			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-				break
-			}
-			parent := filepath.Dir(dir)
-			if parent == dir {
-				tb.Fatal("testenv: no go.mod above the working directory")
-			}
-			dir = parent
+			tb.Fatalf("testenv: %v", err)
 		}
 		root = filepath.Join(dir, ".artifacts")
 	}
