@@ -6,8 +6,10 @@ import (
 	"google.golang.org/grpc"
 
 	archivev1 "github.com/pecarchive/pecarchive/gen/pecarchive/archive/v1"
+	querypb "github.com/pecarchive/pecarchive/gen/pecarchive/query/v1"
 	"github.com/pecarchive/pecarchive/internal/auth"
 	"github.com/pecarchive/pecarchive/services/archive/archiveclient"
+	"github.com/pecarchive/pecarchive/services/query"
 )
 
 // clientCredentials reads how a command authenticates to one of the services, from the settings
@@ -35,4 +37,13 @@ func (s settings) dialArchive(addr string) (*grpc.ClientConn, archivev1.ArchiveS
 		return nil, nil, err
 	}
 	return archiveclient.Dial(addr, archiveclient.DialOptions{Token: token, TLS: tlsCfg})
+}
+
+// dialQuery connects to the query service at addr with the PECARCHIVE_QUERY_* credentials.
+func (s settings) dialQuery(addr string) (*grpc.ClientConn, querypb.EvidenceServiceClient, error) {
+	token, tlsCfg, err := s.clientCredentials("PECARCHIVE_QUERY")
+	if err != nil {
+		return nil, nil, err
+	}
+	return query.Dial(addr, query.DialOptions{Token: token, TLS: tlsCfg})
 }

@@ -21,7 +21,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	querypb "github.com/pecarchive/pecarchive/gen/pecarchive/query/v1"
-	"github.com/pecarchive/pecarchive/internal/auth"
 	"github.com/pecarchive/pecarchive/services/query"
 	"github.com/pecarchive/pecarchive/tlog"
 )
@@ -280,19 +279,7 @@ func (s settings) exportFile(ctx context.Context, req *querypb.ExportEvidenceBun
 // returns the bundle's size.
 func (s settings) export(ctx context.Context, req *querypb.ExportEvidenceBundleRequest, w io.Writer, sum hash.Hash) (int64, error) {
 	if addr := s.get("PECARCHIVE_QUERY_ADDR", ""); addr != "" {
-		var opts query.DialOptions
-		var err error
-		if opts.Token, err = s.secret("PECARCHIVE_QUERY_TOKEN"); err != nil {
-			return 0, err
-		}
-		ct := auth.ClientTLS{CAFile: s.get("PECARCHIVE_QUERY_CA_FILE", ""),
-			CertFile: s.get("PECARCHIVE_QUERY_CERT_FILE", ""), KeyFile: s.get("PECARCHIVE_QUERY_KEY_FILE", "")}
-		if ct != (auth.ClientTLS{}) {
-			if opts.TLS, err = ct.Config(); err != nil {
-				return 0, err
-			}
-		}
-		conn, client, err := query.Dial(addr, opts)
+		conn, client, err := s.dialQuery(addr)
 		if err != nil {
 			return 0, err
 		}

@@ -287,11 +287,7 @@ func describeStatus(err error) string {
 // opened in-process, asking as the local user (the read is recorded as "local:<user>").
 func (s settings) proveClient(ctx context.Context) (proveFunc, func(), error) {
 	if addr := s.get("PECARCHIVE_QUERY_ADDR", ""); addr != "" {
-		token, tlsCfg, err := s.clientCredentials("PECARCHIVE_QUERY")
-		if err != nil {
-			return nil, nil, err
-		}
-		conn, client, err := query.Dial(addr, query.DialOptions{Token: token, TLS: tlsCfg})
+		conn, client, err := s.dialQuery(addr)
 		if err != nil {
 			return nil, nil, err
 		}
