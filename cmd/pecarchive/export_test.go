@@ -1,10 +1,7 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,26 +94,7 @@ func TestExportAndVerifyBundle(t *testing.T) {
 	creds := filepath.Join(dir, "credentials")
 	os.WriteFile(creds, []byte("token "+auth.HashToken("revisore-token")+" revisore auditor\n"), 0o600)
 	t.Setenv("PECARCHIVE_QUERY_CREDENTIALS_FILE", creds)
-	s, _ := loadSettings("")
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- serveQuery(ctx, s, "127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil)), ready, nil)
-	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("query service: %v", err)
-	}
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("query service: %v", err)
-		}
-	}()
-	t.Setenv("PECARCHIVE_QUERY_ADDR", addr)
+	t.Setenv("PECARCHIVE_QUERY_ADDR", startQueryService(t))
 	tok := filepath.Join(dir, "token")
 	os.WriteFile(tok, []byte("revisore-token\n"), 0o600)
 	t.Setenv("PECARCHIVE_QUERY_TOKEN_FILE", tok)

@@ -182,26 +182,7 @@ func TestProve(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("PECARCHIVE_QUERY_CREDENTIALS_FILE", creds)
-	s, _ = loadSettings("")
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- serveQuery(ctx, s, "127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil)), ready, nil)
-	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("query service: %v", err)
-	}
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("query service: %v", err)
-		}
-	}()
-	t.Setenv("PECARCHIVE_QUERY_ADDR", addr)
+	t.Setenv("PECARCHIVE_QUERY_ADDR", startQueryService(t))
 	tok := filepath.Join(dir, "token")
 	os.WriteFile(tok, []byte("segreteria-token\n"), 0o600)
 	t.Setenv("PECARCHIVE_QUERY_TOKEN_FILE", tok)
@@ -220,6 +201,36 @@ func TestProve(t *testing.T) {
 	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM accesses WHERE principal = 'segreteria'`).Scan(&n); err != nil || n != 1 {
 		t.Errorf("remote reads recorded: %d, %v", n, err)
 	}
+}
+
+// startQueryService runs the query service from the settings on a free loopback port until the
+// test ends and returns its address once it listens.
+func startQueryService(t *testing.T) string {
+	t.Helper()
+	s, err := loadSettings("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serveQuery(ctx, s, "127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil)), ready, nil)
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("query service: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("query service: %v", err)
+		}
+	})
+	return addr
 }
 
 func sha256Of(b []byte) []byte {
