@@ -77,10 +77,13 @@ type usageError struct{ error }
 // listens.
 func serveAll(ctx context.Context, s settings, listen, queryListen string, log *slog.Logger, ready chan<- string) error {
 	withIngest := s.get("PECARCHIVE_MAILBOXES_FILE", "") != ""
+	var mbs []ingest.Mailbox
+	var opts *ingest.Options
 	var metricsAddr string
 	if withIngest {
-		// Checked before the archive opens, so a wrong file is a usage error, not a failed start.
-		if _, _, err := s.ingestMailboxes(); err != nil {
+		// Read before the archive opens, so a wrong file is a usage error, not a failed start.
+		var err error
+		if mbs, opts, err = s.ingestMailboxes(); err != nil {
 			return usageError{err}
 		}
 		metricsAddr = s.get("PECARCHIVE_INGEST_METRICS_ADDR", "127.0.0.1:9464")
@@ -127,19 +130,18 @@ func serveAll(ctx context.Context, s settings, listen, queryListen string, log *
 	run("archive", func() error { return serveArchiveGRPC(ctx, s, listen, log, svc, announce("archive")) })
 	run("query", func() error { return serveQuery(ctx, s, queryListen, log, announce("query"), svc.a) })
 	if withIngest {
-		run("ingest", func() error { return runIngestService(ctx, s, log, localArchiver{svc.a, svc.rd}, metricsAddr) })
+		run("ingest", func() error {
+			return runIngestService(ctx, s, log, mbs, opts, localArchiver{svc.a, svc.rd}, metricsAddr)
+		})
 	}
 	wg.Wait()
 	return first
 }
 
-// runIngestService pulls the mailboxes of the mailbox file into arc until ctx ends, serving its
-// metrics at metricsAddr ("" or "off": none).
-func runIngestService(ctx context.Context, s settings, log *slog.Logger, arc ingest.Archiver, metricsAddr string) error {
-	mbs, opts, err := s.ingestMailboxes()
-	if err != nil {
-		return err
-	}
+// runIngestService pulls mbs into arc until ctx ends, serving its metrics at metricsAddr ("" or
+// "off": none).
+func runIngestService(ctx context.Context, s settings, log *slog.Logger, mbs []ingest.Mailbox, opts *ingest.Options,
+	arc ingest.Archiver, metricsAddr string) error {
 	svc, _, stop, err := s.startIngest(ctx, log, mbs, opts, arc, metricsAddr)
 	if err != nil {
 		return err
