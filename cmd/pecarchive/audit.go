@@ -18,11 +18,11 @@ import (
 func (s settings) auditKeys(given, files []string) ([]string, error) {
 	keys := append([]string(nil), given...)
 	for _, f := range files {
-		text, err := readKeyFile(f)
+		text, err := readSmallFile(f, maxKeyFileSize)
 		if err != nil {
 			return nil, fmt.Errorf("--log-keys: %w", err)
 		}
-		keys = append(keys, text)
+		keys = append(keys, string(text))
 	}
 	if len(keys) > 0 {
 		return keys, nil
@@ -37,11 +37,11 @@ func (s settings) auditKeys(given, files []string) ([]string, error) {
 	}
 	keys = append(keys, vkey)
 	if f := s.get(envLogOldKeys, ""); f != "" {
-		text, err := readKeyFile(f)
+		text, err := readSmallFile(f, maxKeyFileSize)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", envLogOldKeys, err)
 		}
-		keys = append(keys, text)
+		keys = append(keys, string(text))
 	}
 	return keys, nil
 }
@@ -93,12 +93,12 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 	}
 	var outs []audit.OutsideCheckpoint
 	for _, f := range outside {
-		b, err := readKeyFile(f)
+		b, err := readSmallFile(f, maxKeyFileSize)
 		if err != nil {
 			fmt.Fprintf(stderr, "pecarchive audit: --checkpoint: %v\n", err)
 			return exitUsage
 		}
-		outs = append(outs, audit.OutsideCheckpoint{Name: f, Signed: []byte(b)})
+		outs = append(outs, audit.OutsideCheckpoint{Name: f, Signed: b})
 	}
 	l, err := merklelog.New(ctx, merklelog.Config{Pool: pool})
 	if err != nil {

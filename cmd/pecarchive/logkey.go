@@ -196,30 +196,13 @@ func (s settings) oldLogKeys() ([]note.Verifier, error) {
 	if f == "" {
 		return nil, nil
 	}
-	text, err := readKeyFile(f)
+	text, err := readSmallFile(f, maxKeyFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", envLogOldKeys, err)
 	}
-	vs, err := tlog.ParseVerifierKeys(text)
+	vs, err := tlog.ParseVerifierKeys(string(text))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %s: %w", envLogOldKeys, f, err)
 	}
 	return vs, nil
-}
-
-// readKeyFile reads a file of public keys, bounded.
-func readKeyFile(path string) (string, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer fh.Close()
-	b, err := io.ReadAll(io.LimitReader(fh, maxKeyFileSize+1))
-	if err != nil {
-		return "", err
-	}
-	if len(b) > maxKeyFileSize {
-		return "", fmt.Errorf("%s is larger than %d bytes", path, maxKeyFileSize)
-	}
-	return string(b), nil
 }
