@@ -496,17 +496,12 @@ func benchRSS(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	code := run(args, io.Discard, stderr)
-	b, err := os.ReadFile("/proc/self/status")
+	peak, err := vmHWM()
 	if err != nil {
 		fmt.Fprintf(stderr, "pecarchive bench rss: %v\n", err)
 		return exitNotValid
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			fmt.Fprintf(stdout, "peak RSS: %.1f MB\n", float64(kb)/1024)
-		}
-	}
+	fmt.Fprintf(stdout, "peak RSS: %.1f MB\n", float64(peak)/(1<<20))
 	return code
 }
 
