@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"unicode/utf8"
 )
@@ -27,6 +28,11 @@ func decodeStrict(data []byte, v any) error {
 	d.DisallowUnknownFields()
 	if err := d.Decode(v); err != nil {
 		return fmt.Errorf("%w: %v", ErrJSON, err)
+	}
+	// The scanner passes separators over as it passes spaces; the decoder stops after one value.
+	// Whatever follows the document, a stray comma or colon included, is refused here.
+	if _, err := d.Token(); err != io.EOF {
+		return fmt.Errorf("%w: data after the document", ErrJSON)
 	}
 	return nil
 }
