@@ -204,7 +204,7 @@ func runExport(args []string, stdout, stderr io.Writer) int {
 		return usageErr("give a selector (--msgid, --pec-id, --sender) or --selectors FILE")
 	}
 	for _, c := range cite {
-		b, err := os.ReadFile(c)
+		b, err := readSmallFile(c, tlog.MaxCheckpointSize)
 		if err != nil {
 			fmt.Fprintf(stderr, "pecarchive export: %v\n", err)
 			return exitUsage
@@ -244,7 +244,7 @@ func runExport(args []string, stdout, stderr io.Writer) int {
 }
 
 // exportFile writes the bundle req asks for to the file out, through a temporary file beside
-// it renamed only once complete, and returns its size and SHA-256.
+// it named out only once complete (placeNew), and returns its size and SHA-256.
 func (s settings) exportFile(ctx context.Context, req *querypb.ExportEvidenceBundleRequest, out string) (int64, []byte, error) {
 	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".partial-*")
 	if err != nil {
@@ -265,12 +265,27 @@ func (s settings) exportFile(ctx context.Context, req *querypb.ExportEvidenceBun
 		err = tmp.Close()
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), out)
+		err = placeNew(tmp.Name(), out)
 	}
 	if err != nil {
 		return 0, nil, err
 	}
 	return size, sum.Sum(nil), nil
+}
+
+// placeNew gives the complete file tmp the name out, never replacing a file of that name, even
+// one created while the export ran: a hard link fails when out exists. On a filesystem without
+// hard links it renames after checking that out is still absent (a window remains there). tmp
+// keeps its own name too; the caller removes it.
+func placeNew(tmp, out string) error {
+	err := os.Link(tmp, out)
+	if err == nil || errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	if _, lerr := os.Lstat(out); !errors.Is(lerr, fs.ErrNotExist) {
+		return &os.LinkError{Op: "place", Old: tmp, New: out, Err: fs.ErrExist}
+	}
+	return os.Rename(tmp, out)
 }
 
 // export writes the bundle req asks for to w: from the query service at PECARCHIVE_QUERY_ADDR

@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/pecarchive/pecarchive/evidence"
 	"github.com/pecarchive/pecarchive/internal/auth"
+	"github.com/pecarchive/pecarchive/tlog"
 )
 
 // The export contract, end to end: pecarchive export writes a bundle (in-process, and from a
@@ -108,5 +111,38 @@ func TestExportAndVerifyBundle(t *testing.T) {
 	os.WriteFile(tok, []byte("wrong\n"), 0o600)
 	if code, _, errOut := runCLI(t, "export", "--msgid", o.MessageID, "--out", filepath.Join(dir, "denied.zip")); code != exitNotValid || !strings.Contains(errOut, "not authenticated") {
 		t.Errorf("wrong token: exit %d %s", code, errOut)
+	}
+}
+
+// A bundle is given its name without replacing a file of that name, even one that appeared
+// while the export ran.
+func TestPlaceNewNeverReplaces(t *testing.T) {
+	dir := t.TempDir()
+	tmp, out := filepath.Join(dir, ".b.zip.partial"), filepath.Join(dir, "b.zip")
+	os.WriteFile(tmp, []byte("bundle"), 0o600)
+	os.WriteFile(out, []byte("someone else's"), 0o600)
+	if err := placeNew(tmp, out); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("placeNew over an existing file: %v, want ErrExist", err)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "someone else's" {
+		t.Fatalf("the existing file was replaced: %q", b)
+	}
+	os.Remove(out)
+	if err := placeNew(tmp, out); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "bundle" {
+		t.Fatalf("placed %q", b)
+	}
+}
+
+// A checkpoint given with --checkpoint is read only up to the size of a checkpoint.
+func TestExportRefusesOversizedCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	big := filepath.Join(dir, "checkpoint.txt")
+	os.WriteFile(big, make([]byte, tlog.MaxCheckpointSize+1), 0o600)
+	code, _, errOut := runCLI(t, "export", "--msgid", "a@b", "--out", filepath.Join(dir, "b.zip"), "--checkpoint", big)
+	if code != exitUsage || !strings.Contains(errOut, "checkpoint.txt") {
+		t.Fatalf("export --checkpoint of %d bytes: exit %d %s", tlog.MaxCheckpointSize+1, code, errOut)
 	}
 }
